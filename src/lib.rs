@@ -1,6 +1,8 @@
 //! xs: a local-first event stream store, wire-compatible with cross.stream
-//! 0.13. `store` holds the stream; `api` serves it over HTTP/1.1; `cli` is
-//! the client side of the `xs` binary.
+//! 0.13. `store` holds the stream; `api` serves it over HTTP/1.1; `serve`
+//! runs the server; `cli` is the client side of the `xs` binary.
 
+pub mod api;
 pub mod cli;
+pub mod serve;
 pub mod store;

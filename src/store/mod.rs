@@ -1,7 +1,424 @@
 //! The stream store: frames, topics, ids, and the storage interface every
-//! caller uses.
+//! caller uses. `Store` is that interface; `local/` is the backend behind it
+//! (fjall for frames, cacache for payloads), with its single writer thread.
+//! Nothing here knows about HTTP, the CLI or Nushell.
 
+pub mod error;
 pub mod frame;
+pub mod head;
+pub mod housekeeping;
 pub mod id;
+pub mod kv;
+pub mod local;
+pub mod read;
 pub mod topic;
 pub mod ttl;
+
+use std::io::Read;
+use std::ops::Bound;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cacache::Integrity;
+use crossbeam_channel::{Receiver, Sender};
+
+pub use error::StoreError;
+pub use frame::Frame;
+pub use id::Id;
+pub use local::writer::{Draft, WriteOp, WriteOutcome, WriteReply};
+pub use topic::TopicFilter;
+pub use ttl::Ttl;
+
+use head::{EphemeralLimits, Head};
+use housekeeping::Chore;
+use kv::KvSignal;
+use local::cas::JOURNALED_PAYLOAD_MAX;
+use local::writer::{WriteRequest, Writer};
+use local::{FrameIter, Local};
+
+/// A frame as read from the store: its id and its JSON, exactly the stored
+/// bytes (so a store written by cross.stream is served byte for byte).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawFrame {
+    pub id: Id,
+    pub json: Vec<u8>,
+}
+
+impl RawFrame {
+    /// Parses the JSON into a `Frame`.
+    pub fn parse(&self) -> Result<Frame, StoreError> {
+        Frame::from_json(&self.json)
+            .map_err(|e| StoreError::Storage(format!("stored frame {} is unreadable: {e}", self.id)))
+    }
+
+    /// Whether a `time:` ttl has run out. Cheap for every other frame: the
+    /// JSON is only parsed when it holds a `time:` ttl.
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        const MARK: &[u8] = b"\"ttl\":\"time:";
+        let Some(at) = self.json.windows(MARK.len()).position(|w| w == MARK) else {
+            return false;
+        };
+        let digits: &[u8] = &self.json[at + MARK.len()..];
+        let end = digits.iter().position(|b| !b.is_ascii_digit()).unwrap_or(0);
+        let ms = std::str::from_utf8(&digits[..end])
+            .ok()
+            .and_then(|d| d.parse::<u64>().ok());
+        match ms {
+            Some(ms) => Ttl::Time(ms).is_expired(self.id.timestamp(), now_ms),
+            None => false,
+        }
+    }
+
+    /// The JSON with `timestamp` added last when asked for.
+    pub fn render(&self, with_timestamp: bool) -> Vec<u8> {
+        if !with_timestamp || self.json.last() != Some(&b'}') {
+            return self.json.clone();
+        }
+        let mut out = self.json[..self.json.len() - 1].to_vec();
+        out.extend_from_slice(b",\"timestamp\":\"");
+        out.extend_from_slice(id::rfc3339_from_ms(self.id.timestamp()).as_bytes());
+        out.extend_from_slice(b"\"}");
+        out
+    }
+}
+
+/// When an acknowledged append is on stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Before the append is answered (the default).
+    Always,
+    /// At most this long after the answer.
+    Interval(Duration),
+    /// Whenever the OS writes it back.
+    Never,
+}
+
+impl FsyncPolicy {
+    pub fn parse(text: &str) -> Result<FsyncPolicy, String> {
+        match text {
+            "always" => Ok(FsyncPolicy::Always),
+            "never" => Ok(FsyncPolicy::Never),
+            _ => text
+                .strip_prefix("interval:")
+                .and_then(|ms| ms.parse::<u64>().ok())
+                .filter(|ms| *ms > 0)
+                .map(|ms| FsyncPolicy::Interval(Duration::from_millis(ms)))
+                .ok_or_else(|| {
+                    format!("invalid --fsync '{text}': expected always, interval:<ms> or never")
+                }),
+        }
+    }
+}
+
+/// How a store is opened.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub fsync: FsyncPolicy,
+    pub ephemeral: EphemeralLimits,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            fsync: FsyncPolicy::Always,
+            ephemeral: EphemeralLimits::default(),
+        }
+    }
+}
+
+/// A payload stored (or kept in memory) before its frame is appended.
+#[derive(Debug)]
+pub struct StoredPayload {
+    pub hash: Integrity,
+    pub size: u64,
+    /// The bytes, when small enough to be journaled with the frame.
+    pub journal_bytes: Option<Vec<u8>>,
+}
+
+/// The open store. Cheap to clone; every clone talks to the same writer.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    local: Local,
+    head: Arc<Head>,
+    kv_signal: Arc<KvSignal>,
+    writer: Sender<WriteRequest>,
+    chores: Sender<Chore>,
+    options: StoreOptions,
+}
+
+impl Store {
+    /// Opens the store at `dir`, creating it (mode 0700) when missing, and
+    /// starts its writer and housekeeping threads.
+    pub fn open(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| StoreError::io("creating the store folder", e))?;
+        }
+        let local = Local::open(dir).map_err(|e| match e {
+            StoreError::Locked(_) => StoreError::Locked(dir.display().to_string()),
+            other => other,
+        })?;
+        housekeeping::recover_pending_payloads(&local)?;
+        let head = Arc::new(Head::new(local.last_id()?, options.ephemeral));
+        let kv_signal = Arc::new(KvSignal::default());
+        let (writer_tx, writer_rx) = crossbeam_channel::unbounded();
+        let (chores_tx, chores_rx) = crossbeam_channel::unbounded();
+        let (after_tx, after_rx) = crossbeam_channel::unbounded();
+        let writer = Writer::new(
+            local.clone(),
+            head.clone(),
+            options.fsync,
+            after_tx,
+            kv_signal.clone(),
+        )?;
+        std::thread::Builder::new()
+            .name("writer".into())
+            .spawn(move || writer.run(writer_rx))
+            .map_err(|e| StoreError::io("starting the writer thread", e))?;
+        let store = Store {
+            inner: Arc::new(Inner {
+                local,
+                head,
+                kv_signal,
+                writer: writer_tx,
+                chores: chores_tx,
+                options,
+            }),
+        };
+        housekeeping::start(store.clone(), chores_rx, after_rx)?;
+        Ok(store)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.local.dir
+    }
+
+    pub fn options(&self) -> &StoreOptions {
+        &self.inner.options
+    }
+
+    pub fn head(&self) -> &Head {
+        &self.inner.head
+    }
+
+    pub fn kv_signal(&self) -> &KvSignal {
+        &self.inner.kv_signal
+    }
+
+    pub(crate) fn local(&self) -> &Local {
+        &self.inner.local
+    }
+
+    /// Sends a change to the writer; the reply arrives once it is durable
+    /// per the fsync policy. Processors use this to go on without waiting.
+    pub fn submit(&self, op: WriteOp) -> Receiver<WriteReply> {
+        let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+        let request = WriteRequest {
+            op,
+            reply: Some(reply_tx),
+        };
+        if let Err(failed) = self.inner.writer.send(request) {
+            if let Some(reply) = failed.0.reply {
+                let _ = reply.send(Err(StoreError::Closed));
+            }
+        }
+        reply_rx
+    }
+
+    /// Sends a change and waits for its outcome.
+    pub fn write(&self, op: WriteOp) -> WriteReply {
+        self.submit(op).recv().unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Appends a frame; returns it with its id once acknowledged.
+    pub fn append(&self, draft: Draft) -> Result<Frame, StoreError> {
+        match self.write(WriteOp::Append(draft))? {
+            WriteOutcome::Frame(frame) => Ok(frame),
+            WriteOutcome::Done => Err(StoreError::Storage("append returned no frame".into())),
+        }
+    }
+
+    /// Stores a frame verbatim (import): not delivered to live readers.
+    pub fn import(&self, frame: Frame) -> Result<Frame, StoreError> {
+        match self.write(WriteOp::Import(frame, None))? {
+            WriteOutcome::Frame(frame) => Ok(frame),
+            WriteOutcome::Done => Err(StoreError::Storage("import returned no frame".into())),
+        }
+    }
+
+    /// Removes a frame; removing an unknown id succeeds.
+    pub fn remove(&self, id: Id) -> Result<(), StoreError> {
+        self.write(WriteOp::Remove(id)).map(|_| ())
+    }
+
+    /// One stored frame by id (expired and ephemeral frames are absent).
+    pub fn get(&self, id: Id) -> Result<Option<RawFrame>, StoreError> {
+        let frame = self.inner.local.get(id)?;
+        match frame {
+            Some(frame) if frame.is_expired(id::now_ms()) => {
+                self.report_expired(frame.id);
+                Ok(None)
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// Stored frames matching `filter` between the bounds, oldest first or
+    /// newest first, with expired frames left out.
+    pub fn scan(&self, filter: &TopicFilter, lower: Bound<Id>, upper: Bound<Id>, reverse: bool) -> FrameIter {
+        let store = self.clone();
+        let now = id::now_ms();
+        Box::new(
+            self.inner
+                .local
+                .scan(filter, lower, upper, reverse)
+                .filter(move |frame| match frame {
+                    Ok(frame) if frame.is_expired(now) => {
+                        store.report_expired(frame.id);
+                        false
+                    }
+                    _ => true,
+                }),
+        )
+    }
+
+    /// The `n` newest frames matching `filter` up to `upper`, oldest first.
+    pub fn last_n(&self, filter: &TopicFilter, n: usize, upper: Bound<Id>) -> Result<Vec<RawFrame>, StoreError> {
+        let mut frames = self
+            .scan(filter, Bound::Unbounded, upper, true)
+            .take(n)
+            .collect::<Result<Vec<_>, _>>()?;
+        frames.reverse();
+        Ok(frames)
+    }
+
+    /// The `n` oldest frames matching `filter`.
+    pub fn first_n(&self, filter: &TopicFilter, n: usize) -> Result<Vec<RawFrame>, StoreError> {
+        self.scan(filter, Bound::Unbounded, Bound::Unbounded, false)
+            .take(n)
+            .collect()
+    }
+
+    fn report_expired(&self, id: Id) {
+        let _ = self.inner.chores.send(Chore::Expired(id));
+    }
+
+    /// Stores a payload from `body` (at most `max_bytes`). Ephemeral
+    /// payloads stay in memory; small ones are written unsynced and
+    /// journaled with their frame; large ones are synced here when the
+    /// policy is `always`.
+    pub fn put_payload(
+        &self,
+        body: &mut dyn Read,
+        size_hint: Option<u64>,
+        max_bytes: u64,
+        ephemeral: bool,
+    ) -> Result<StoredPayload, StoreError> {
+        if let Some(size) = size_hint {
+            if size > max_bytes {
+                return Err(StoreError::TooLarge(max_bytes));
+            }
+        }
+        let small = size_hint.is_some_and(|s| s <= JOURNALED_PAYLOAD_MAX as u64);
+        if ephemeral || small {
+            let bytes = read_bounded(body, max_bytes)?;
+            let hash = Integrity::from(&bytes);
+            let size = bytes.len() as u64;
+            if ephemeral {
+                self.inner.head.keep_ephemeral_payload(hash.to_string(), bytes);
+                return Ok(StoredPayload {
+                    hash,
+                    size,
+                    journal_bytes: None,
+                });
+            }
+            self.inner.local.cas.write_bytes(&bytes)?;
+            return Ok(StoredPayload {
+                hash,
+                size,
+                journal_bytes: Some(bytes),
+            });
+        }
+        let sync = self.inner.options.fsync == FsyncPolicy::Always;
+        let (hash, size) = self.inner.local.cas.write_stream(body, max_bytes, sync)?;
+        Ok(StoredPayload {
+            hash,
+            size,
+            journal_bytes: None,
+        })
+    }
+
+    /// Makes a payload stored without a frame durable (per the policy).
+    pub fn sync_payload(&self, sri: &Integrity) -> Result<(), StoreError> {
+        if self.inner.options.fsync == FsyncPolicy::Always {
+            self.inner.local.cas.sync_content(sri)?;
+        }
+        Ok(())
+    }
+
+    /// Reads a payload: from the ephemeral window, else from cacache.
+    pub fn open_payload(&self, sri: &Integrity) -> Result<Option<Box<dyn Read + Send>>, StoreError> {
+        if let Some(bytes) = self.inner.head.ephemeral_payload(&sri.to_string()) {
+            return Ok(Some(Box::new(std::io::Cursor::new(bytes))));
+        }
+        Ok(self
+            .inner
+            .local
+            .cas
+            .open(sri)?
+            .map(|f| Box::new(f) as Box<dyn Read + Send>))
+    }
+
+    /// Reads a whole payload into memory.
+    pub fn read_payload(&self, sri: &Integrity) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(mut reader) = self.open_payload(sri)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        reader
+            .read_to_end(&mut bytes)
+            .map_err(|e| StoreError::io("reading payload", e))?;
+        Ok(Some(bytes))
+    }
+
+    /// A k/v value, as stored JSON bytes.
+    pub fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .inner
+            .local
+            .kv
+            .get(key.as_bytes())
+            .map_err(StoreError::fjall)?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Stops taking writes, ends follow streams, and waits for the writer
+    /// to make everything durable.
+    pub fn close(&self) {
+        self.inner.head.close();
+        let _ = self.inner.chores.send(Chore::Stop);
+        let _ = self.write(WriteOp::ForgetPending(Vec::new()));
+        let _ = self.inner.local.db.persist(fjall::PersistMode::SyncAll);
+    }
+}
+
+fn read_bounded(body: &mut dyn Read, max_bytes: u64) -> Result<Vec<u8>, StoreError> {
+    let mut bytes = Vec::new();
+    let read = body
+        .take(max_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| StoreError::BadBody(e.to_string()))?;
+    if read as u64 > max_bytes {
+        return Err(StoreError::TooLarge(max_bytes));
+    }
+    Ok(bytes)
+}

@@ -1,0 +1,71 @@
+//! CAS routes: `GET /cas/<sri>` and `POST /cas`.
+
+use std::io::Read;
+
+use tiny_http::{Request, Response, StatusCode};
+
+use super::respond::Reply;
+use super::write::WriteLimits;
+use crate::store::local::cas::parse_sri;
+use crate::store::{Store, StoreError};
+
+/// `GET /cas/<sri>`: the raw bytes; 404 when absent.
+pub fn get(store: &Store, request: Request, sri: &str) {
+    let sri = match parse_sri(sri) {
+        Ok(sri) => sri,
+        Err(e) => return Reply::error(400, e).send(request),
+    };
+    match store.open_payload(&sri) {
+        Ok(Some(mut reader)) => {
+            // Small payloads go out in one write; large ones stream.
+            let mut bytes = Vec::new();
+            let limit = 1024 * 1024;
+            if let Err(e) = reader.by_ref().take(limit).read_to_end(&mut bytes) {
+                return Reply::error(500, StoreError::io("reading payload", e)).send(request);
+            }
+            if (bytes.len() as u64) < limit {
+                return Reply {
+                    status: 200,
+                    content_type: None,
+                    body: bytes,
+                    extra_headers: Vec::new(),
+                }
+                .send(request);
+            }
+            let body = std::io::Cursor::new(bytes).chain(reader);
+            let _ = request.respond(Response::new(StatusCode(200), Vec::new(), body, None, None));
+        }
+        Ok(None) => Reply::not_found().send(request),
+        Err(e) => Reply::error(e.status(), e).send(request),
+    }
+}
+
+/// `POST /cas`: stores the body, answers its SRI.
+pub fn post(store: &Store, mut request: Request, limits: WriteLimits) {
+    let declared = request.body_length().map(|n| n as u64);
+    if declared == Some(0) {
+        return Reply::error(400, "Empty body").send(request);
+    }
+    if declared.is_some_and(|n| n > limits.max_payload) {
+        return Reply::error(413, StoreError::TooLarge(limits.max_payload)).send(request);
+    }
+    let stored = match store.put_payload(request.as_reader(), declared, limits.max_payload, false) {
+        Ok(stored) => stored,
+        Err(e) => return Reply::error(e.status(), e).send(request),
+    };
+    if stored.size == 0 {
+        return Reply::error(400, "Empty body").send(request);
+    }
+    if declared.is_some_and(|n| n != stored.size) {
+        let e = StoreError::BadBody(format!("expected {} bytes", declared.unwrap_or(0)));
+        return Reply::error(e.status(), e).send(request);
+    }
+    // A payload with no frame has no journal batch to ride in: make it
+    // durable here.
+    if stored.journal_bytes.is_some() {
+        if let Err(e) = store.sync_payload(&stored.hash) {
+            return Reply::error(e.status(), e).send(request);
+        }
+    }
+    Reply::with_type(200, "text/plain", stored.hash.to_string()).send(request)
+}

@@ -1,0 +1,9 @@
+//! The HTTP/1.1 API: listeners, the route table, one file per route group.
+
+pub mod cas;
+pub mod query;
+pub mod read;
+pub mod respond;
+pub mod routes;
+pub mod server;
+pub mod write;

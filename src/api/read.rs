@@ -1,0 +1,209 @@
+//! Read routes: `GET /` (cat, follow, rev), `/last`, `/first`, `/<id>`,
+//! `/<id>/next`, `/<id>/prev`.
+
+use std::ops::Bound;
+use std::time::Duration;
+
+use tiny_http::Request;
+
+use super::query;
+use super::respond::{ChunkedStream, Reply};
+use crate::store::id::parse_id;
+use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
+use crate::store::{RawFrame, Store, TopicFilter};
+
+/// How long a follow stream stays silent before it checks, with a lone
+/// newline, that its client is still there.
+const IDLE_PROBE: Duration = Duration::from_secs(20);
+
+/// How a stream frames each record.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Ndjson,
+    Sse,
+}
+
+fn wants_sse(request: &Request) -> bool {
+    request
+        .headers()
+        .iter()
+        .any(|h| h.field.equiv("Accept") && h.value.as_str() == "text/event-stream")
+}
+
+/// `GET /`: history, then live frames when following.
+pub fn cat(store: &Store, request: Request, pairs: &[(String, String)]) {
+    let options = match ReadOptions::from_query(pairs) {
+        Ok(options) => options,
+        Err(e) => return Reply::error(400, e).send(request),
+    };
+    stream(store, request, options);
+}
+
+/// Streams a read as NDJSON or SSE until it ends or the client leaves.
+fn stream(store: &Store, request: Request, options: ReadOptions) {
+    let format = if wants_sse(&request) {
+        Format::Sse
+    } else {
+        Format::Ndjson
+    };
+    let content_type = match format {
+        Format::Sse => "text/event-stream",
+        Format::Ndjson => "application/x-ndjson",
+    };
+    let with_timestamp = options.with_timestamp;
+    let mut reader = Reader::new(store.clone(), options);
+    let Ok(mut out) = ChunkedStream::start(request, content_type) else {
+        return;
+    };
+    let mut buf = Vec::with_capacity(256 * 1024);
+    loop {
+        let event = match reader.next_event(IDLE_PROBE) {
+            Ok(event) => event,
+            Err(e) => {
+                // Headers are gone already: end the stream, say why on stderr.
+                eprintln!("xs: read failed: {e}");
+                break;
+            }
+        };
+        let written = match event {
+            ReadEvent::History(frames) => {
+                buf.clear();
+                for frame in &frames {
+                    encode(&mut buf, frame, format, with_timestamp);
+                }
+                out.chunk(&buf).and_then(|_| out.flush())
+            }
+            ReadEvent::Live(frame) => {
+                buf.clear();
+                encode(&mut buf, &frame, format, with_timestamp);
+                out.chunk(&buf).and_then(|_| out.flush())
+            }
+            ReadEvent::Idle => {
+                if !reader.options().follow.is_on() {
+                    continue;
+                }
+                let probe: &[u8] = match format {
+                    Format::Ndjson => b"\n",
+                    Format::Sse => b":\n",
+                };
+                out.chunk(probe).and_then(|_| out.flush())
+            }
+            ReadEvent::End => break,
+        };
+        if written.is_err() {
+            return;
+        }
+    }
+    let _ = out.finish();
+}
+
+fn encode(buf: &mut Vec<u8>, frame: &RawFrame, format: Format, with_timestamp: bool) {
+    match format {
+        Format::Ndjson => {
+            buf.extend_from_slice(&frame.render(with_timestamp));
+            buf.push(b'\n');
+        }
+        Format::Sse => {
+            buf.extend_from_slice(b"id: ");
+            buf.extend_from_slice(frame.id.to_string().as_bytes());
+            buf.extend_from_slice(b"\ndata: ");
+            buf.extend_from_slice(&frame.render(with_timestamp));
+            buf.extend_from_slice(b"\n\n");
+        }
+    }
+}
+
+/// Which end `/last` and `/first` read from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    Last,
+    First,
+}
+
+/// `GET /last[/<topics>]` and `GET /first[/<topics>]`.
+pub fn ends(store: &Store, request: Request, spec: &str, pairs: &[(String, String)], end: End) {
+    let count_key = match end {
+        End::Last => "last",
+        End::First => "first",
+    };
+    // cross.stream falls back to 1 when the count does not parse.
+    let count = query::get(pairs, count_key)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(1);
+    let with_timestamp = query::get(pairs, "with-timestamp").is_some();
+    let filter = TopicFilter::parse(spec);
+    if end == End::Last && query::flag(pairs, "follow") {
+        let options = ReadOptions {
+            follow: Follow::On,
+            last: Some(count),
+            topic: filter,
+            with_timestamp,
+            ..ReadOptions::default()
+        };
+        return stream(store, request, options);
+    }
+    let frames = match end {
+        End::Last => store.last_n(&filter, count as usize, Bound::Unbounded),
+        End::First => store.first_n(&filter, count as usize),
+    };
+    let frames = match frames {
+        Ok(frames) => frames,
+        Err(e) => return Reply::error(e.status(), e).send(request),
+    };
+    if frames.is_empty() {
+        return Reply::not_found().send(request);
+    }
+    // The requested count picks the shape, even when fewer frames exist.
+    if count == 1 {
+        return Reply::json(frames[0].render(with_timestamp)).send(request);
+    }
+    let mut body = Vec::new();
+    for frame in &frames {
+        body.extend_from_slice(&frame.render(with_timestamp));
+        body.push(b'\n');
+    }
+    Reply::with_type(200, "application/x-ndjson", body).send(request)
+}
+
+/// `GET /<id>`.
+pub fn get(store: &Store, request: Request, id: &str, pairs: &[(String, String)]) {
+    let id = match parse_id(id) {
+        Ok(id) => id,
+        Err(e) => return Reply::error(400, format!("Invalid frame ID: {e}")).send(request),
+    };
+    match store.get(id) {
+        Ok(Some(frame)) => {
+            let with_timestamp = query::get(pairs, "with-timestamp").is_some();
+            Reply::json(frame.render(with_timestamp)).send(request)
+        }
+        Ok(None) => Reply::not_found().send(request),
+        Err(e) => Reply::error(e.status(), e).send(request),
+    }
+}
+
+/// `GET /<id>/next` and `GET /<id>/prev`: the neighbour, optionally within
+/// a topic filter.
+pub fn neighbour(store: &Store, request: Request, id: &str, pairs: &[(String, String)], forward: bool) {
+    let id = match parse_id(id) {
+        Ok(id) => id,
+        Err(e) => return Reply::error(400, format!("Invalid frame ID: {e}")).send(request),
+    };
+    let filter = TopicFilter::from_option(query::get(pairs, "topic"));
+    let found = if forward {
+        store
+            .scan(&filter, Bound::Excluded(id), Bound::Unbounded, false)
+            .next()
+    } else {
+        store
+            .scan(&filter, Bound::Unbounded, Bound::Excluded(id), true)
+            .next()
+    };
+    match found {
+        Some(Ok(frame)) => {
+            let with_timestamp = query::get(pairs, "with-timestamp").is_some();
+            Reply::json(frame.render(with_timestamp)).send(request)
+        }
+        None => Reply::not_found().send(request),
+        Some(Err(e)) => Reply::error(e.status(), e).send(request),
+    }
+}

@@ -1,0 +1,119 @@
+//! Writing responses: small ones through tiny_http, streams by hand.
+//!
+//! tiny_http's `Read`-based responses hold back 8 KiB before sending, which
+//! would stall a follower waiting on one frame. Streams therefore take the
+//! connection's raw writer and write the chunked body themselves: history
+//! in large chunks, then one flush per live frame.
+
+use std::io::{self, Write};
+
+use tiny_http::{Header, Request, Response, StatusCode};
+
+/// A response to send: status, content type, body.
+pub struct Reply {
+    pub status: u16,
+    pub content_type: Option<&'static str>,
+    pub body: Vec<u8>,
+    pub extra_headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    pub fn json(body: impl Into<Vec<u8>>) -> Reply {
+        Reply::with_type(200, "application/json", body)
+    }
+
+    pub fn with_type(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Reply {
+        Reply {
+            status,
+            content_type: Some(content_type),
+            body: body.into(),
+            extra_headers: Vec::new(),
+        }
+    }
+
+    /// A plain-text error body without a content type, as cross.stream
+    /// sends its 400 and 500 errors.
+    pub fn error(status: u16, text: impl std::fmt::Display) -> Reply {
+        Reply {
+            status,
+            content_type: None,
+            body: text.to_string().into_bytes(),
+            extra_headers: Vec::new(),
+        }
+    }
+
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            content_type: None,
+            body: Vec::new(),
+            extra_headers: Vec::new(),
+        }
+    }
+
+    pub fn not_found() -> Reply {
+        Reply::status(404)
+    }
+
+    pub fn send(self, request: Request) {
+        let mut headers = Vec::new();
+        if let Some(content_type) = self.content_type {
+            if let Ok(h) = Header::from_bytes("Content-Type", content_type) {
+                headers.push(h);
+            }
+        }
+        for (name, value) in &self.extra_headers {
+            if let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+                headers.push(h);
+            }
+        }
+        let length = self.body.len();
+        let response = Response::new(
+            StatusCode(self.status),
+            headers,
+            io::Cursor::new(self.body),
+            Some(length),
+            None,
+        );
+        // A client that went away is not an error of ours.
+        let _ = request.respond(response);
+    }
+}
+
+/// A chunked response written straight onto the connection.
+pub struct ChunkedStream {
+    out: Box<dyn Write + Send>,
+}
+
+impl ChunkedStream {
+    /// Sends the status line and headers of a `200` chunked response.
+    pub fn start(request: Request, content_type: &str) -> io::Result<ChunkedStream> {
+        let mut out = request.into_writer();
+        write!(
+            out,
+            "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )?;
+        out.flush()?;
+        Ok(ChunkedStream { out })
+    }
+
+    /// Writes one chunk (not flushed).
+    pub fn chunk(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        write!(self.out, "{:x}\r\n", bytes.len())?;
+        self.out.write_all(bytes)?;
+        self.out.write_all(b"\r\n")
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    /// Ends the body.
+    pub fn finish(mut self) -> io::Result<()> {
+        self.out.write_all(b"0\r\n\r\n")?;
+        self.out.flush()
+    }
+}

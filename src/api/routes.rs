@@ -1,0 +1,61 @@
+//! The route table, in one place.
+
+use tiny_http::{Method, Request};
+
+use super::query::split_url;
+use super::read::{self, End};
+use super::respond::Reply;
+use super::write::{self, WriteLimits};
+use super::{cas, server::Listener};
+use crate::store::Store;
+
+/// Everything a request handler needs.
+#[derive(Clone)]
+pub struct Context {
+    pub store: Store,
+    pub limits: WriteLimits,
+}
+
+/// Dispatches one request to its handler.
+pub fn handle(context: &Context, listener: &Listener, request: Request) {
+    if !listener.authorized(&request) {
+        let mut reply = Reply::error(401, "unauthorized");
+        reply
+            .extra_headers
+            .push(("WWW-Authenticate", "Basic realm=\"xs\"".into()));
+        return reply.send(request);
+    }
+    let store = &context.store;
+    let url = request.url().to_string();
+    let (path, pairs) = split_url(&url);
+    let method = request.method().clone();
+    let segments: Vec<&str> = path.trim_start_matches('/').splitn(2, '/').collect();
+    match (&method, segments.as_slice()) {
+        (Method::Get, ["version"]) => Reply::json(format!(
+            "{{\"version\":\"{}\"}}",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .send(request),
+        (Method::Get, [""]) => read::cat(store, request, &pairs),
+        (Method::Get, ["last"]) => read::ends(store, request, "", &pairs, End::Last),
+        (Method::Get, ["last", spec]) => read::ends(store, request, spec, &pairs, End::Last),
+        (Method::Get, ["first"]) => read::ends(store, request, "", &pairs, End::First),
+        (Method::Get, ["first", spec]) => read::ends(store, request, spec, &pairs, End::First),
+        (Method::Get, ["cas", sri]) => cas::get(store, request, sri),
+        (Method::Post, ["cas"]) => cas::post(store, request, context.limits),
+        (Method::Post, ["import"]) => write::import(store, request, context.limits),
+        (Method::Post, ["eval"]) => Reply::error(
+            501,
+            "POST /eval is not available yet: this build has no Nushell engine",
+        )
+        .send(request),
+        (Method::Post, ["append", topic]) => {
+            write::append(store, request, topic, &pairs, context.limits)
+        }
+        (Method::Get, [id, "next"]) => read::neighbour(store, request, id, &pairs, true),
+        (Method::Get, [id, "prev"]) => read::neighbour(store, request, id, &pairs, false),
+        (Method::Get, [id]) => read::get(store, request, id, &pairs),
+        (Method::Delete, [id]) => write::remove(store, request, id),
+        _ => Reply::not_found().send(request),
+    }
+}

@@ -1,0 +1,97 @@
+//! Listeners and connection threads.
+//!
+//! Each listener (the store's Unix socket, `--expose` addresses) is a
+//! tiny_http server whose requests are handed to a thread of their own, so
+//! a long follow never holds up anyone else.
+
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::Engine;
+use tiny_http::{Request, Server};
+
+use super::routes::{self, Context};
+
+/// One listening endpoint and its access rule.
+pub struct Listener {
+    server: Server,
+    /// `Basic` credentials required on this listener, base64 of `user:pass`.
+    basic_auth: Option<String>,
+}
+
+impl Listener {
+    /// Binds the store's socket: any stale file is replaced, mode 0600.
+    pub fn unix(path: &Path) -> Result<Listener, String> {
+        if path.exists() {
+            std::fs::remove_file(path)
+                .map_err(|e| format!("cannot replace {}: {e}", path.display()))?;
+        }
+        let listener =
+            UnixListener::bind(path).map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("cannot set mode of {}: {e}", path.display()))?;
+        let server = Server::from_listener(listener, None)
+            .map_err(|e| format!("cannot serve {}: {e}", path.display()))?;
+        Ok(Listener {
+            server,
+            basic_auth: None,
+        })
+    }
+
+    /// Binds a TCP address; `credentials` (`user:pass`) are then required.
+    pub fn tcp(addr: SocketAddr, credentials: Option<&str>) -> Result<Listener, String> {
+        let listener = TcpListener::bind(addr).map_err(|e| format!("cannot bind {addr}: {e}"))?;
+        let server =
+            Server::from_listener(listener, None).map_err(|e| format!("cannot serve {addr}: {e}"))?;
+        Ok(Listener {
+            server,
+            basic_auth: credentials.map(|c| base64::engine::general_purpose::STANDARD.encode(c)),
+        })
+    }
+
+    /// Whether the request carries the credentials this listener needs.
+    pub fn authorized(&self, request: &Request) -> bool {
+        let Some(expected) = &self.basic_auth else {
+            return true;
+        };
+        request.headers().iter().any(|h| {
+            h.field.equiv("Authorization")
+                && h.value
+                    .as_str()
+                    .strip_prefix("Basic ")
+                    .is_some_and(|given| constant_time_eq(given.trim().as_bytes(), expected.as_bytes()))
+        })
+    }
+
+    /// Stops accepting.
+    pub fn unblock(&self) {
+        self.server.unblock();
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Serves a listener on a thread of its own: one thread per request.
+pub fn spawn(listener: Arc<Listener>, context: Context) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name("accept".into())
+        .spawn(move || {
+            for request in listener.server.incoming_requests() {
+                let listener = listener.clone();
+                let context = context.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("conn".into())
+                    .spawn(move || routes::handle(&context, &listener, request));
+                if let Err(e) = spawned {
+                    eprintln!("xs: cannot start a connection thread: {e}");
+                }
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| format!("cannot start the accept thread: {e}"))
+}

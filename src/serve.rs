@@ -1,0 +1,299 @@
+//! `xs serve <dir>`: open the store, listen, run until SIGINT/SIGTERM.
+
+use std::ffi::OsString;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::routes::Context;
+use crate::api::server::{self, Listener};
+use crate::api::write::WriteLimits;
+use crate::store::head::EphemeralLimits;
+use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
+use crate::store::{Draft, FsyncPolicy, Store, StoreError, StoreOptions};
+
+const USAGE: &str = "usage: xs serve <dir> [--fsync always|interval:<ms>|never] [--expose <addr>] \
+[--auth-file <file>] [--max-payload <bytes>] [--ephemeral-frames <n>] [--ephemeral-bytes <bytes>]";
+
+const HELP: &str = "Run the store in <dir>: its API listens on <dir>/sock.
+
+Options:
+  --fsync <policy>          always (default): an append is answered once on disk;
+                            interval:<ms>: synced at most <ms> after the answer;
+                            never: left to the OS
+  --expose <addr>           also serve the API on :port, host:port or a Unix path
+  --auth-file <file>        one user:password line; required for a non-loopback
+                            --expose, whose requests then need Basic auth
+  --max-payload <bytes>     largest payload accepted (default 1073741824)
+  --ephemeral-frames <n>    ephemeral frames kept in memory (default 10000)
+  --ephemeral-bytes <bytes> memory for ephemeral frames and payloads (default 67108864)";
+
+/// What `xs serve` was asked to do.
+struct ServeArgs {
+    dir: PathBuf,
+    fsync: FsyncPolicy,
+    expose: Option<String>,
+    auth_file: Option<PathBuf>,
+    max_payload: u64,
+    ephemeral: EphemeralLimits,
+}
+
+/// An `--expose` target.
+enum Expose {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+fn usage_error(text: impl std::fmt::Display) -> i32 {
+    eprintln!("error: {text}");
+    eprintln!("{USAGE}");
+    2
+}
+
+fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut dir = None;
+    let mut fsync = FsyncPolicy::Always;
+    let mut expose = None;
+    let mut auth_file = None;
+    let mut max_payload: u64 = 1 << 30;
+    let mut ephemeral = EphemeralLimits::default();
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Short('h') | Long("help") => return Ok(None),
+            Long("fsync") => fsync = FsyncPolicy::parse(&string(&mut parser)?)?,
+            Long("expose") => expose = Some(string(&mut parser)?),
+            Long("auth-file") => auth_file = Some(PathBuf::from(string(&mut parser)?)),
+            Long("max-payload") => max_payload = number(&mut parser, "--max-payload")?,
+            Long("ephemeral-frames") => {
+                ephemeral.max_frames = number(&mut parser, "--ephemeral-frames")? as usize
+            }
+            Long("ephemeral-bytes") => {
+                ephemeral.max_bytes = number(&mut parser, "--ephemeral-bytes")? as usize
+            }
+            Long(flag @ ("http" | "http-timeout" | "http-ttl" | "backend")) => {
+                return Err(format!("--{flag} is not available in this build yet"))
+            }
+            Value(value) if dir.is_none() => dir = Some(PathBuf::from(value)),
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    let dir = dir.ok_or("missing <dir>")?;
+    Ok(Some(ServeArgs {
+        dir,
+        fsync,
+        expose,
+        auth_file,
+        max_payload,
+        ephemeral,
+    }))
+}
+
+fn string(parser: &mut lexopt::Parser) -> Result<String, String> {
+    parser
+        .value()
+        .map_err(|e| e.to_string())?
+        .into_string()
+        .map_err(|_| "argument is not valid UTF-8".to_string())
+}
+
+fn number(parser: &mut lexopt::Parser, flag: &str) -> Result<u64, String> {
+    let text = string(parser)?;
+    text.parse::<u64>()
+        .map_err(|_| format!("invalid value '{text}' for {flag}: expected a number"))
+}
+
+fn parse_expose(addr: &str) -> Result<Expose, String> {
+    if addr.starts_with('/') || addr.starts_with("./") || addr.starts_with("../") {
+        return Ok(Expose::Unix(PathBuf::from(addr)));
+    }
+    if addr.starts_with("iroh://") || addr.starts_with("https://") {
+        return Err(format!("--expose {addr}: only TCP and Unix addresses are supported"));
+    }
+    let bare = addr.strip_prefix("http://").unwrap_or(addr);
+    let full = if bare.starts_with(':') {
+        format!("127.0.0.1{bare}")
+    } else {
+        bare.to_string()
+    };
+    full.to_socket_addrs()
+        .map_err(|e| format!("--expose {addr}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("--expose {addr}: no address"))
+        .map(Expose::Tcp)
+}
+
+fn read_auth_file(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read --auth-file {}: {e}", path.display()))?;
+    let line = text.lines().next().unwrap_or("").trim().to_string();
+    if !line.contains(':') {
+        return Err(format!(
+            "--auth-file {}: expected one user:password line",
+            path.display()
+        ));
+    }
+    Ok(line)
+}
+
+/// Runs `xs serve`; returns the exit code.
+pub fn main(args: Vec<OsString>) -> i32 {
+    let args = match parse_args(args) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            println!("{USAGE}\n\n{HELP}");
+            return 0;
+        }
+        Err(e) => return usage_error(e),
+    };
+    match run(args) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+fn run(args: ServeArgs) -> Result<(), String> {
+    let expose = args.expose.as_deref().map(parse_expose).transpose()?;
+    let credentials = args.auth_file.as_deref().map(read_auth_file).transpose()?;
+    if let Some(Expose::Tcp(addr)) = &expose {
+        if !addr.ip().is_loopback() && credentials.is_none() {
+            return Err(format!(
+                "--expose {addr} is not a loopback address: give --auth-file <file> with a user:password line"
+            ));
+        }
+    }
+    // Signals are taken by the main thread alone (sigwait below): block
+    // them before any thread starts, so every thread inherits the mask.
+    let signals = block_shutdown_signals();
+
+    let options = StoreOptions {
+        fsync: args.fsync,
+        ephemeral: args.ephemeral,
+    };
+    let store = Store::open(&args.dir, options).map_err(|e| match e {
+        StoreError::Locked(_) => locked_message(&args.dir),
+        other => format!("cannot open store {}: {other}", args.dir.display()),
+    })?;
+    let context = Context {
+        store: store.clone(),
+        limits: WriteLimits {
+            max_payload: args.max_payload,
+        },
+    };
+    let socket = args.dir.join("sock");
+    let main_listener = Arc::new(Listener::unix(&socket)?);
+    server::spawn(main_listener.clone(), context.clone())?;
+    let mut listeners = vec![main_listener];
+    if let Some(expose) = &expose {
+        let listener = match expose {
+            Expose::Tcp(addr) => Listener::tcp(*addr, credentials.as_deref())?,
+            Expose::Unix(path) => Listener::unix(path)?,
+        };
+        let listener = Arc::new(listener);
+        server::spawn(listener.clone(), context.clone())?;
+        listeners.push(listener);
+    }
+    start_logger(store.clone());
+    let start_meta = args
+        .expose
+        .as_ref()
+        .map(|addr| serde_json::json!({ "expose": addr }));
+    system_frame(&store, "xs.start", start_meta)?;
+
+    wait_for_signal(&signals);
+
+    let _ = system_frame(&store, "xs.stopping", None);
+    for listener in &listeners {
+        listener.unblock();
+    }
+    store.close();
+    let _ = std::fs::remove_file(&socket);
+    if let Some(Expose::Unix(path)) = &expose {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+fn system_frame(store: &Store, topic: &str, meta: Option<serde_json::Value>) -> Result<(), String> {
+    store
+        .append(Draft {
+            topic: topic.into(),
+            hash: None,
+            meta,
+            ttl: None,
+            journal_payload: None,
+        })
+        .map(|_| ())
+        .map_err(|e| format!("cannot append {topic}: {e}"))
+}
+
+fn locked_message(dir: &Path) -> String {
+    let dir = dir.display();
+    format!(
+        "store locked: {dir} (already running)\n\
+         try: curl --unix-socket {dir}/sock http://localhost/\n\
+         or:  with-env {{XS_ADDR: \"{dir}/sock\"}} {{ .cat }}"
+    )
+}
+
+/// One stderr line per new frame: time, the id's last 5 characters, topic.
+fn start_logger(store: Store) {
+    let options = ReadOptions {
+        follow: Follow::On,
+        new: true,
+        ..ReadOptions::default()
+    };
+    let spawned = std::thread::Builder::new()
+        .name("logger".into())
+        .spawn(move || {
+            let mut reader = Reader::new(store, options);
+            while let Ok(event) = reader.next_event(Duration::from_secs(3600)) {
+                match event {
+                    ReadEvent::Live(frame) => {
+                        let id = frame.id.to_string();
+                        let topic = frame.parse().map(|f| f.topic).unwrap_or_default();
+                        let ms = frame.id.timestamp();
+                        let day_ms = ms % 86_400_000;
+                        eprintln!(
+                            "{:02}:{:02}:{:02}.{:03} {:>5} {topic}",
+                            day_ms / 3_600_000,
+                            (day_ms / 60_000) % 60,
+                            (day_ms / 1000) % 60,
+                            day_ms % 1000,
+                            &id[id.len() - 5..],
+                        );
+                    }
+                    ReadEvent::End => break,
+                    _ => {}
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        eprintln!("xs: cannot start the frame logger: {e}");
+    }
+}
+
+fn block_shutdown_signals() -> libc::sigset_t {
+    // SAFETY: plain libc signal-set manipulation on a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_for_signal(set: &libc::sigset_t) {
+    let mut signal: libc::c_int = 0;
+    // SAFETY: `set` is initialised and blocked in every thread.
+    unsafe {
+        libc::sigwait(set, &mut signal);
+    }
+}

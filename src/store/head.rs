@@ -1,0 +1,204 @@
+//! The head of the stream, and how followers learn that it moved.
+//!
+//! The writer publishes after every batch: the newest id, a version number
+//! that only grows, and any ephemeral frames of the batch (they never reach
+//! disk, so they are kept here, in a bounded window). A follower remembers
+//! the version it last saw and sleeps on the condvar until the version
+//! changes; then it reads the store from its last delivered id. Nothing is
+//! queued per follower, so a slow follower costs no memory: it catches up
+//! from disk.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::id::Id;
+use super::RawFrame;
+
+/// Bounds of the in-memory window of ephemeral frames and payloads.
+#[derive(Debug, Clone, Copy)]
+pub struct EphemeralLimits {
+    pub max_frames: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for EphemeralLimits {
+    fn default() -> Self {
+        EphemeralLimits {
+            max_frames: 10_000,
+            max_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// An ephemeral frame as followers see it: its id, topic and JSON.
+#[derive(Debug, Clone)]
+pub struct EphemeralFrame {
+    pub topic: String,
+    pub frame: RawFrame,
+}
+
+#[derive(Debug, Default)]
+struct HeadState {
+    /// The newest id committed (appended, imported or ephemeral).
+    last_id: Option<Id>,
+    /// Bumped on every publish; followers wait for it to change.
+    version: u64,
+    /// Set once the server shuts down: followers end their streams.
+    closed: bool,
+    /// Recent ephemeral frames, oldest first.
+    ephemeral_frames: VecDeque<EphemeralFrame>,
+    ephemeral_frame_bytes: usize,
+    /// Recent ephemeral payloads by hash, with their arrival order.
+    ephemeral_payloads: HashMap<String, Vec<u8>>,
+    ephemeral_payload_order: VecDeque<String>,
+    ephemeral_payload_bytes: usize,
+    /// Imported ids that lie above what followers had seen: history, not
+    /// news, so live readers skip them.
+    imported_ahead: HashSet<Id>,
+}
+
+/// Shared by the writer (publishes) and every follower (waits).
+#[derive(Debug)]
+pub struct Head {
+    state: Mutex<HeadState>,
+    moved: Condvar,
+    limits: EphemeralLimits,
+}
+
+/// What a follower sees when it looks at the head.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadView {
+    pub last_id: Option<Id>,
+    pub version: u64,
+    pub closed: bool,
+}
+
+impl Head {
+    pub fn new(last_id: Option<Id>, limits: EphemeralLimits) -> Head {
+        Head {
+            state: Mutex::new(HeadState {
+                last_id,
+                ..HeadState::default()
+            }),
+            moved: Condvar::new(),
+            limits,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HeadState> {
+        // A panicking holder cannot leave the state half-written in a way
+        // that matters to readers, so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn view(&self) -> HeadView {
+        let state = self.lock();
+        HeadView {
+            last_id: state.last_id,
+            version: state.version,
+            closed: state.closed,
+        }
+    }
+
+    /// Publishes a committed batch and wakes every follower.
+    pub fn publish(&self, last_id: Option<Id>, ephemeral: Vec<EphemeralFrame>, imported: &[Id]) {
+        let mut state = self.lock();
+        for id in imported {
+            if state.last_id.is_none_or(|last| *id > last) {
+                state.imported_ahead.insert(*id);
+            }
+        }
+        if last_id > state.last_id {
+            state.last_id = last_id;
+        }
+        for frame in ephemeral {
+            state.ephemeral_frame_bytes += frame.frame.json.len();
+            state.ephemeral_frames.push_back(frame);
+        }
+        while state.ephemeral_frames.len() > self.limits.max_frames
+            || state.ephemeral_frame_bytes > self.limits.max_bytes
+        {
+            match state.ephemeral_frames.pop_front() {
+                Some(old) => state.ephemeral_frame_bytes -= old.frame.json.len(),
+                None => break,
+            }
+        }
+        state.version += 1;
+        drop(state);
+        self.moved.notify_all();
+    }
+
+    /// Ends every follow stream (server shutdown).
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.moved.notify_all();
+    }
+
+    /// Waits until the version differs from `seen` or `timeout` passes.
+    pub fn wait_past(&self, seen: u64, timeout: Duration) -> HeadView {
+        let state = self.lock();
+        let (state, _) = self
+            .moved
+            .wait_timeout_while(state, timeout, |s| s.version == seen && !s.closed)
+            .unwrap_or_else(|e| e.into_inner());
+        HeadView {
+            last_id: state.last_id,
+            version: state.version,
+            closed: state.closed,
+        }
+    }
+
+    /// Ephemeral frames with `after < id <= upto` whose topic passes `keep`.
+    pub fn ephemeral_between(
+        &self,
+        after: Option<Id>,
+        upto: Id,
+        keep: impl Fn(&str) -> bool,
+    ) -> Vec<RawFrame> {
+        let state = self.lock();
+        state
+            .ephemeral_frames
+            .iter()
+            .filter(|e| after.is_none_or(|a| e.frame.id > a) && e.frame.id <= upto)
+            .filter(|e| keep(&e.topic))
+            .map(|e| e.frame.clone())
+            .collect()
+    }
+
+    /// Whether a live reader should skip this id (an import, not news).
+    pub fn is_imported_ahead(&self, id: Id) -> bool {
+        let state = self.lock();
+        !state.imported_ahead.is_empty() && state.imported_ahead.contains(&id)
+    }
+
+    /// Keeps an ephemeral payload in memory, evicting the oldest beyond
+    /// the byte bound. A payload larger than the whole bound is not kept.
+    pub fn keep_ephemeral_payload(&self, hash: String, bytes: Vec<u8>) {
+        if bytes.len() > self.limits.max_bytes {
+            return;
+        }
+        let mut state = self.lock();
+        if state.ephemeral_payloads.contains_key(&hash) {
+            return;
+        }
+        state.ephemeral_payload_bytes += bytes.len();
+        state.ephemeral_payload_order.push_back(hash.clone());
+        state.ephemeral_payloads.insert(hash, bytes);
+        while state.ephemeral_payload_bytes > self.limits.max_bytes
+            || state.ephemeral_payload_order.len() > self.limits.max_frames
+        {
+            let Some(old) = state.ephemeral_payload_order.pop_front() else {
+                break;
+            };
+            if let Some(bytes) = state.ephemeral_payloads.remove(&old) {
+                state.ephemeral_payload_bytes -= bytes.len();
+            }
+        }
+    }
+
+    /// An ephemeral payload still in the window.
+    pub fn ephemeral_payload(&self, hash: &str) -> Option<Vec<u8>> {
+        self.lock().ephemeral_payloads.get(hash).cloned()
+    }
+}

@@ -1,0 +1,152 @@
+//! Housekeeping: the chores kept off the append path.
+//!
+//! One thread, woken by the writer (a `last:<n>` frame landed), by readers
+//! (they met an expired `time:` frame) and by a timer. It never writes
+//! itself: it decides what to delete and hands removals to the writer.
+//! - `last:<n>` pruning: keep the newest n frames of the topic.
+//! - `time:` sweep: frames whose expiry (the `ttl_time` keyspace) passed.
+//! - pending payloads: sync the content folder's file system once, then
+//!   forget the journaled copies of the payloads it covered.
+
+use std::collections::HashSet;
+use std::ops::Bound;
+use std::time::Duration;
+
+use cacache::Integrity;
+use crossbeam_channel::Receiver;
+
+use super::id::{now_ms, Id};
+use super::local::writer::AfterCommit;
+use super::local::{id_from_key, Local};
+use super::topic::TopicFilter;
+use super::{Store, StoreError, WriteOp};
+
+/// How often the timer chores run.
+const TICK: Duration = Duration::from_millis(250);
+
+/// The most pending payload copies forgotten per tick.
+const PENDING_PER_TICK: usize = 10_000;
+
+/// Work sent to the housekeeper by readers and by `Store::close`.
+#[derive(Debug)]
+pub enum Chore {
+    Expired(Id),
+    Stop,
+}
+
+pub fn start(
+    store: Store,
+    chores: Receiver<Chore>,
+    after_commit: Receiver<AfterCommit>,
+) -> Result<(), StoreError> {
+    std::thread::Builder::new()
+        .name("housekeeping".into())
+        .spawn(move || run(store, chores, after_commit))
+        .map(|_| ())
+        .map_err(|e| StoreError::io("starting the housekeeping thread", e))
+}
+
+fn run(store: Store, chores: Receiver<Chore>, after_commit: Receiver<AfterCommit>) {
+    let mut removing: HashSet<Id> = HashSet::new();
+    loop {
+        crossbeam_channel::select! {
+            recv(chores) -> chore => match chore {
+                Ok(Chore::Expired(id)) => {
+                    if removing.insert(id) {
+                        drop(store.submit(WriteOp::Remove(id)));
+                    }
+                }
+                Ok(Chore::Stop) | Err(_) => {
+                    flush_pending_payloads(&store);
+                    return;
+                }
+            },
+            recv(after_commit) -> done => match done {
+                Ok(AfterCommit::Prune(topic, keep)) => prune(&store, &topic, keep as usize),
+                Err(_) => return,
+            },
+            default(TICK) => {
+                removing.clear();
+                flush_pending_payloads(&store);
+                sweep_expired(&store);
+            }
+        }
+    }
+}
+
+/// Removes all but the newest `keep` frames of exactly `topic`.
+fn prune(store: &Store, topic: &str, keep: usize) {
+    let filter = TopicFilter::parse(topic);
+    let doomed = store
+        .local()
+        .scan(&filter, Bound::Unbounded, Bound::Unbounded, true)
+        .skip(keep)
+        .filter_map(Result::ok)
+        .map(|frame| frame.id);
+    for id in doomed {
+        drop(store.submit(WriteOp::Remove(id)));
+    }
+}
+
+/// Removes frames whose `time:` ttl ran out.
+fn sweep_expired(store: &Store) {
+    let local = store.local();
+    let now = now_ms().to_be_bytes();
+    for entry in local.ttl_time.range(..now.to_vec()) {
+        let Ok(key) = entry.key() else { continue };
+        if let Some(id) = key.get(8..).and_then(id_from_key) {
+            drop(store.submit(WriteOp::Remove(id)));
+        }
+    }
+}
+
+/// Syncs the content folder once, then forgets the journaled copies of the
+/// payloads written before that sync.
+fn flush_pending_payloads(store: &Store) {
+    let local = store.local();
+    let keys: Vec<Vec<u8>> = local
+        .cas_pending
+        .iter()
+        .take(PENDING_PER_TICK)
+        .filter_map(|guard| guard.key().ok().map(|k| k.to_vec()))
+        .collect();
+    if keys.is_empty() {
+        return;
+    }
+    match local.cas.sync_all() {
+        Ok(()) => drop(store.submit(WriteOp::ForgetPending(keys))),
+        Err(e) => eprintln!("xs: syncing payloads failed, will retry: {e}"),
+    }
+}
+
+/// At start-up: rewrites any journaled payload whose file a crash lost,
+/// syncs, and forgets the copies.
+pub fn recover_pending_payloads(local: &Local) -> Result<(), StoreError> {
+    let mut recovered = Vec::new();
+    for guard in local.cas_pending.iter() {
+        let (key, bytes) = guard.into_inner().map_err(StoreError::fjall)?;
+        let hash = String::from_utf8_lossy(&key).to_string();
+        let Ok(sri) = hash.parse::<Integrity>() else {
+            recovered.push(key.to_vec());
+            continue;
+        };
+        if !local.cas.verify(&sri)? {
+            local.cas.write_bytes(&bytes)?;
+        }
+        recovered.push(key.to_vec());
+    }
+    if recovered.is_empty() {
+        return Ok(());
+    }
+    local.cas.sync_all()?;
+    let mut batch = local.db.batch();
+    for key in recovered {
+        batch.remove(&local.cas_pending, key);
+    }
+    batch.commit().map_err(StoreError::fjall)?;
+    local
+        .db
+        .persist(fjall::PersistMode::SyncData)
+        .map_err(StoreError::fjall)
+}
+

@@ -1,0 +1,248 @@
+//! The local backend: frames in fjall, payloads in cacache.
+//!
+//! Keyspaces (the first two exactly as cross.stream writes them, so its
+//! store folders open here and ours open there):
+//! - `stream`: 16-byte big-endian id → the frame's JSON;
+//! - `idx_topic`: `topic 0x00 id` and `prefix. 0x00 id` for every dot → empty;
+//! - `cas_pending`: hash → payload bytes of small payloads whose files are
+//!   not yet known to be synced (see `writer.rs`);
+//! - `ttl_time`: expiry ms (8 bytes BE) + id → empty, for the sweep.
+
+pub mod cas;
+pub mod writer;
+
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+
+use super::id::Id;
+use super::topic::{TopicFilter, TopicPattern};
+use super::{RawFrame, StoreError};
+use cas::Cas;
+
+/// The open fjall database and its keyspaces.
+#[derive(Clone)]
+pub struct Local {
+    pub db: Database,
+    pub stream: Keyspace,
+    pub idx_topic: Keyspace,
+    pub cas_pending: Keyspace,
+    pub ttl_time: Keyspace,
+    pub kv: Keyspace,
+    pub cas: Cas,
+    pub dir: PathBuf,
+}
+
+/// A boxed iterator over frames, oldest first or newest first.
+pub type FrameIter = Box<dyn Iterator<Item = Result<RawFrame, StoreError>> + Send>;
+
+impl Local {
+    /// Opens (or creates) the store's database and content folder.
+    pub fn open(dir: &Path) -> Result<Local, StoreError> {
+        let db = Database::builder(dir.join("fjall"))
+            .cache_size(4 * 1024 * 1024)
+            .manual_journal_persist(true)
+            .open()
+            .map_err(StoreError::fjall)?;
+        let keyspace = |name: &str| {
+            db.keyspace(name, KeyspaceCreateOptions::default)
+                .map_err(StoreError::fjall)
+        };
+        Ok(Local {
+            stream: keyspace("stream")?,
+            idx_topic: keyspace("idx_topic")?,
+            cas_pending: keyspace("cas_pending")?,
+            ttl_time: keyspace("ttl_time")?,
+            kv: keyspace("kv")?,
+            db,
+            cas: Cas::new(dir.join("cacache")),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The newest stored id.
+    pub fn last_id(&self) -> Result<Option<Id>, StoreError> {
+        match self.stream.last_key_value() {
+            Some(guard) => {
+                let key = guard.key().map_err(StoreError::fjall)?;
+                Ok(id_from_key(&key))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// One frame by id.
+    pub fn get(&self, id: Id) -> Result<Option<RawFrame>, StoreError> {
+        let value = self
+            .stream
+            .get(id.to_bytes())
+            .map_err(StoreError::fjall)?;
+        Ok(value.map(|json| RawFrame {
+            id,
+            json: json.to_vec(),
+        }))
+    }
+
+    /// Frames matching `filter` with ids inside `(lower, upper)` bounds, in
+    /// id order (or reverse). Seeks in the index; never scans what the
+    /// filter excludes.
+    pub fn scan(
+        &self,
+        filter: &TopicFilter,
+        lower: Bound<Id>,
+        upper: Bound<Id>,
+        reverse: bool,
+    ) -> FrameIter {
+        match filter {
+            TopicFilter::All => {
+                let range = (map_bound(lower, &[]), map_bound(upper, &[]));
+                let iter = self.stream.range(range);
+                let map = |guard: fjall::Guard| {
+                    let (key, value) = guard.into_inner().map_err(StoreError::fjall)?;
+                    let id = id_from_key(&key)
+                        .ok_or_else(|| StoreError::Storage("stream key is not an id".into()))?;
+                    Ok(RawFrame {
+                        id,
+                        json: value.to_vec(),
+                    })
+                };
+                if reverse {
+                    Box::new(iter.rev().map(map))
+                } else {
+                    Box::new(iter.map(map))
+                }
+            }
+            TopicFilter::Patterns(patterns) => {
+                let sources: Vec<IdIter> = patterns
+                    .iter()
+                    .map(|p| self.index_ids(p, lower, upper, reverse))
+                    .collect();
+                let stream = self.stream.clone();
+                let merged = MergeIds::new(sources, reverse);
+                Box::new(merged.filter_map(move |id| {
+                    let id = match id {
+                        Ok(id) => id,
+                        Err(e) => return Some(Err(e)),
+                    };
+                    match stream.get(id.to_bytes()) {
+                        Ok(Some(json)) => Some(Ok(RawFrame {
+                            id,
+                            json: json.to_vec(),
+                        })),
+                        // An index entry whose frame is gone (removed between
+                        // the two reads): nothing to deliver.
+                        Ok(None) => None,
+                        Err(e) => Some(Err(StoreError::fjall(e))),
+                    }
+                }))
+            }
+        }
+    }
+
+    fn index_ids(
+        &self,
+        pattern: &TopicPattern,
+        lower: Bound<Id>,
+        upper: Bound<Id>,
+        reverse: bool,
+    ) -> IdIter {
+        let prefix = pattern.index_prefix();
+        let lower_key = match lower {
+            Bound::Unbounded => Bound::Included(prefix.clone()),
+            other => map_bound(other, &prefix),
+        };
+        let upper_key = match upper {
+            Bound::Unbounded => {
+                let mut end = prefix.clone();
+                end.extend_from_slice(&[0xff; 16]);
+                Bound::Included(end)
+            }
+            other => map_bound(other, &prefix),
+        };
+        let iter = self.idx_topic.range((lower_key, upper_key));
+        let map = |guard: fjall::Guard| {
+            let key = guard.key().map_err(StoreError::fjall)?;
+            key.len()
+                .checked_sub(16)
+                .and_then(|at| id_from_key(&key[at..]))
+                .ok_or_else(|| StoreError::Storage("index key without an id".into()))
+        };
+        if reverse {
+            Box::new(iter.rev().map(map))
+        } else {
+            Box::new(iter.map(map))
+        }
+    }
+}
+
+type IdIter = Box<dyn Iterator<Item = Result<Id, StoreError>> + Send>;
+
+fn map_bound(bound: Bound<Id>, prefix: &[u8]) -> Bound<Vec<u8>> {
+    let key = |id: Id| {
+        let mut key = prefix.to_vec();
+        key.extend_from_slice(&id.to_bytes());
+        key
+    };
+    match bound {
+        Bound::Included(id) => Bound::Included(key(id)),
+        Bound::Excluded(id) => Bound::Excluded(key(id)),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// A 16-byte key as an id.
+pub fn id_from_key(key: &[u8]) -> Option<Id> {
+    let bytes: [u8; 16] = key.try_into().ok()?;
+    Some(Id::from_bytes(bytes))
+}
+
+/// Merges several id-ordered iterators into one, dropping duplicates (a
+/// frame matched by two patterns is delivered once).
+struct MergeIds {
+    sources: Vec<std::iter::Peekable<IdIter>>,
+    reverse: bool,
+    last: Option<Id>,
+}
+
+impl MergeIds {
+    fn new(sources: Vec<IdIter>, reverse: bool) -> MergeIds {
+        MergeIds {
+            sources: sources.into_iter().map(Iterator::peekable).collect(),
+            reverse,
+            last: None,
+        }
+    }
+}
+
+impl Iterator for MergeIds {
+    type Item = Result<Id, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let mut best: Option<(usize, Id)> = None;
+            for (at, source) in self.sources.iter_mut().enumerate() {
+                match source.peek() {
+                    Some(Ok(id)) => {
+                        let better = match best {
+                            None => true,
+                            Some((_, b)) => (*id < b) != self.reverse && *id != b,
+                        };
+                        if better {
+                            best = Some((at, *id));
+                        }
+                    }
+                    Some(Err(_)) => return source.next(),
+                    None => {}
+                }
+            }
+            let (at, id) = best?;
+            self.sources[at].next();
+            if self.last == Some(id) {
+                continue;
+            }
+            self.last = Some(id);
+            return Some(Ok(id));
+        }
+    }
+}

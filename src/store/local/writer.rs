@@ -1,0 +1,368 @@
+//! The writer thread: the one place that writes the stream.
+//!
+//! How it works. Connection threads validate a request, store its payload,
+//! and send a `WriteRequest` on a crossbeam channel. The writer blocks for
+//! the first request, then drains whatever else is queued (up to
+//! `MAX_BATCH`) into one fjall write batch: it assigns ids in order
+//! (`max(now-based SCRU128, last + 1)`), adds each frame and its index keys,
+//! commits once and syncs once. Only then does it publish the new head
+//! (waking followers) and answer every requester. Under load, requests pile
+//! up while a sync is running, so the next batch is larger: concurrent
+//! appends share syncs (group commit) and durability costs latency, not
+//! throughput.
+//!
+//! Payload durability, measured and chosen: a small payload (up to
+//! `JOURNALED_PAYLOAD_MAX`) rides in the same batch, in the `cas_pending`
+//! keyspace, so the batch's single journal sync covers frame and payload
+//! together. Its cacache file is written by the connection thread without a
+//! sync; the housekeeper later syncs the file system (one `syncfs`) and then
+//! forgets the pending copies. At start-up, `recover_pending_payloads`
+//! rewrites any payload file a crash lost. Large payloads are streamed to
+//! cacache and synced file by file by the connection thread before the
+//! frame is sent here. The alternative — one fdatasync per payload file
+//! plus its folder — costs two or three extra syncs per append, on the
+//! append's critical path; this costs none.
+//!
+//! Failures: if the disk lacks room for the batch, or a write or sync
+//! fails, every request of the batch gets the error and none is
+//! acknowledged or published.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use fjall::{OwnedWriteBatch, PersistMode};
+use serde_json::Value;
+
+use super::Local;
+use crate::store::frame::Frame;
+use crate::store::head::{EphemeralFrame, Head};
+use crate::store::id::{next_id_after, Id};
+use crate::store::topic::index_prefixes;
+use crate::store::ttl::Ttl;
+use crate::store::{FsyncPolicy, RawFrame, StoreError};
+
+/// The most requests folded into one batch.
+const MAX_BATCH: usize = 4096;
+
+/// Free space the writer keeps in reserve below which it refuses batches:
+/// fjall treats a failed journal write as fatal, so it must never see one.
+const DISK_RESERVE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// A frame to append; the writer gives it its id.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub topic: String,
+    pub hash: Option<String>,
+    pub meta: Option<Value>,
+    pub ttl: Option<Ttl>,
+    /// A small payload's bytes, journaled with the frame (see above).
+    pub journal_payload: Option<Vec<u8>>,
+}
+
+/// One change to the store.
+#[derive(Debug)]
+pub enum WriteOp {
+    Append(Draft),
+    /// A frame stored verbatim (id, hash and ttl kept); not news.
+    Import(Frame, Option<Vec<u8>>),
+    Remove(Id),
+    /// Pending payload copies whose files are now known to be synced.
+    ForgetPending(Vec<Vec<u8>>),
+    KvSet(String, Vec<u8>),
+    KvDelete(String),
+}
+
+/// What a successful write returns.
+#[derive(Debug)]
+pub enum WriteOutcome {
+    Frame(Frame),
+    Done,
+}
+
+pub type WriteReply = Result<WriteOutcome, StoreError>;
+
+pub struct WriteRequest {
+    pub op: WriteOp,
+    pub reply: Option<Sender<WriteReply>>,
+}
+
+/// Frames the writer hands to the housekeeper after a commit.
+#[derive(Debug)]
+pub enum AfterCommit {
+    /// A `last:<n>` frame landed on this topic: prune older ones.
+    Prune(String, u32),
+}
+
+pub struct Writer {
+    local: Local,
+    head: std::sync::Arc<Head>,
+    fsync: FsyncPolicy,
+    last_id: Option<Id>,
+    after_commit: Sender<AfterCommit>,
+    kv_changed: std::sync::Arc<crate::store::kv::KvSignal>,
+}
+
+impl Writer {
+    pub fn new(
+        local: Local,
+        head: std::sync::Arc<Head>,
+        fsync: FsyncPolicy,
+        after_commit: Sender<AfterCommit>,
+        kv_changed: std::sync::Arc<crate::store::kv::KvSignal>,
+    ) -> Result<Writer, StoreError> {
+        let last_id = local.last_id()?;
+        Ok(Writer {
+            local,
+            head,
+            fsync,
+            last_id,
+            after_commit,
+            kv_changed,
+        })
+    }
+
+    /// Runs until every sender is gone, then makes everything durable.
+    pub fn run(mut self, requests: Receiver<WriteRequest>) {
+        let mut unsynced_since: Option<Instant> = None;
+        loop {
+            let first = match (self.fsync, unsynced_since) {
+                (FsyncPolicy::Interval(every), Some(since)) => {
+                    let wait = every.saturating_sub(since.elapsed());
+                    match requests.recv_timeout(wait) {
+                        Ok(request) => request,
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.sync_journal();
+                            unsynced_since = None;
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                _ => match requests.recv() {
+                    Ok(request) => request,
+                    Err(_) => break,
+                },
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match requests.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
+            if self.apply(batch) && unsynced_since.is_none() {
+                if let FsyncPolicy::Interval(_) = self.fsync {
+                    unsynced_since = Some(Instant::now());
+                }
+            }
+            if let FsyncPolicy::Interval(every) = self.fsync {
+                if unsynced_since.is_some_and(|s| s.elapsed() >= every) {
+                    self.sync_journal();
+                    unsynced_since = None;
+                }
+            }
+        }
+        self.sync_journal();
+    }
+
+    fn sync_journal(&self) {
+        if let Err(e) = self.local.db.persist(PersistMode::SyncData) {
+            eprintln!("xs: syncing the journal failed: {e:?}");
+        }
+    }
+
+    /// Applies one batch; returns whether anything was written to disk.
+    fn apply(&mut self, batch: Vec<WriteRequest>) -> bool {
+        let last_before = self.last_id;
+        let mut write = self.local.db.batch();
+        let mut outcomes: Vec<WriteReply> = Vec::with_capacity(batch.len());
+        let mut ephemeral = Vec::new();
+        let mut imported = Vec::new();
+        let mut prune = BTreeSet::new();
+        let mut bytes_to_disk: u64 = 0;
+        let mut kv_keys = Vec::new();
+
+        for request in &batch {
+            let outcome = match &request.op {
+                WriteOp::Append(draft) => {
+                    let id = next_id_after(self.last_id);
+                    self.last_id = Some(id);
+                    let frame = Frame {
+                        topic: draft.topic.clone(),
+                        id,
+                        hash: draft.hash.clone(),
+                        meta: draft.meta.clone(),
+                        ttl: draft.ttl,
+                    };
+                    if draft.ttl == Some(Ttl::Ephemeral) {
+                        ephemeral.push(EphemeralFrame {
+                            topic: frame.topic.clone(),
+                            frame: RawFrame {
+                                id,
+                                json: frame.to_json().into_bytes(),
+                            },
+                        });
+                    } else {
+                        bytes_to_disk += self.stage_frame(
+                            &mut write,
+                            &frame,
+                            draft.journal_payload.as_deref(),
+                        );
+                        if let Some(Ttl::Last(n)) = frame.ttl {
+                            prune.insert((frame.topic.clone(), n));
+                        }
+                    }
+                    Ok(WriteOutcome::Frame(frame))
+                }
+                WriteOp::Import(frame, payload) => {
+                    bytes_to_disk += self.stage_frame(&mut write, frame, payload.as_deref());
+                    if self.last_id.is_none_or(|last| frame.id > last) {
+                        self.last_id = Some(frame.id);
+                    }
+                    imported.push(frame.id);
+                    Ok(WriteOutcome::Frame(frame.clone()))
+                }
+                WriteOp::Remove(id) => self.stage_remove(&mut write, *id).map(|_| WriteOutcome::Done),
+                WriteOp::ForgetPending(keys) => {
+                    for key in keys {
+                        write.remove(&self.local.cas_pending, key.clone());
+                    }
+                    Ok(WriteOutcome::Done)
+                }
+                WriteOp::KvSet(key, value) => {
+                    bytes_to_disk += (key.len() + value.len()) as u64;
+                    write.insert(&self.local.kv, key.as_bytes(), value.clone());
+                    kv_keys.push(key.clone());
+                    Ok(WriteOutcome::Done)
+                }
+                WriteOp::KvDelete(key) => {
+                    write.remove(&self.local.kv, key.as_bytes());
+                    kv_keys.push(key.clone());
+                    Ok(WriteOutcome::Done)
+                }
+            };
+            outcomes.push(outcome);
+        }
+
+        let wrote = !write.is_empty();
+        if let Err(error) = self.commit(write, bytes_to_disk) {
+            self.last_id = last_before;
+            let text = error.to_string();
+            let status = error.status();
+            for request in batch {
+                if let Some(reply) = request.reply {
+                    let _ = reply.send(Err(same_error(status, &text)));
+                }
+            }
+            return false;
+        }
+
+        self.head.publish(self.last_id, ephemeral, &imported);
+        if !kv_keys.is_empty() {
+            self.kv_changed.publish(&kv_keys);
+        }
+        for (request, outcome) in batch.into_iter().zip(outcomes) {
+            if let Some(reply) = request.reply {
+                let _ = reply.send(outcome);
+            }
+        }
+        for (topic, n) in prune {
+            let _ = self.after_commit.send(AfterCommit::Prune(topic, n));
+        }
+        wrote
+    }
+
+    /// Adds a frame, its index keys, its expiry key and a journaled
+    /// payload to the batch; returns the bytes it adds.
+    fn stage_frame(&self, write: &mut OwnedWriteBatch, frame: &Frame, payload: Option<&[u8]>) -> u64 {
+        let key = frame.id.to_bytes();
+        let json = frame.to_json();
+        let mut bytes = (json.len() + 16) as u64;
+        write.insert(&self.local.stream, key, json.into_bytes());
+        for mut index_key in index_prefixes(&frame.topic) {
+            index_key.extend_from_slice(&key);
+            bytes += index_key.len() as u64;
+            write.insert(&self.local.idx_topic, index_key, []);
+        }
+        if let Some(Ttl::Time(ms)) = frame.ttl {
+            write.insert(&self.local.ttl_time, expiry_key(frame.id, ms), []);
+        }
+        if let (Some(hash), Some(payload)) = (&frame.hash, payload) {
+            bytes += payload.len() as u64;
+            write.insert(&self.local.cas_pending, hash.as_bytes(), payload);
+        }
+        bytes
+    }
+
+    fn stage_remove(&self, write: &mut OwnedWriteBatch, id: Id) -> Result<(), StoreError> {
+        let Some(raw) = self.local.get(id)? else {
+            return Ok(());
+        };
+        let key = id.to_bytes();
+        write.remove(&self.local.stream, key);
+        // A frame we cannot parse still leaves the stream; its index keys
+        // are found by `xs check --repair`.
+        if let Ok(frame) = Frame::from_json(&raw.json) {
+            for mut index_key in index_prefixes(&frame.topic) {
+                index_key.extend_from_slice(&key);
+                write.remove(&self.local.idx_topic, index_key);
+            }
+            if let Some(Ttl::Time(ms)) = frame.ttl {
+                write.remove(&self.local.ttl_time, expiry_key(id, ms));
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&self, write: OwnedWriteBatch, bytes: u64) -> Result<(), StoreError> {
+        if write.is_empty() {
+            return Ok(());
+        }
+        if bytes > 0 {
+            let free = free_bytes(&self.local.dir)?;
+            if free < bytes + DISK_RESERVE_BYTES {
+                return Err(StoreError::NoSpace(format!(
+                    "{free} bytes free in {}, the batch needs {bytes} plus a reserve of {DISK_RESERVE_BYTES}",
+                    self.local.dir.display()
+                )));
+            }
+        }
+        write.commit().map_err(StoreError::fjall)?;
+        let mode = match self.fsync {
+            FsyncPolicy::Always => PersistMode::SyncData,
+            FsyncPolicy::Interval(_) | FsyncPolicy::Never => PersistMode::Buffer,
+        };
+        self.local.db.persist(mode).map_err(StoreError::fjall)
+    }
+}
+
+/// The key of a `time:` frame in `ttl_time`: when it expires, then its id.
+pub fn expiry_key(id: Id, ttl_ms: u64) -> Vec<u8> {
+    let expires = id.timestamp().saturating_add(ttl_ms);
+    let mut key = expires.to_be_bytes().to_vec();
+    key.extend_from_slice(&id.to_bytes());
+    key
+}
+
+fn same_error(status: u16, text: &str) -> StoreError {
+    match status {
+        507 => StoreError::NoSpace(text.to_string()),
+        503 => StoreError::Unavailable(text.to_string()),
+        _ => StoreError::Storage(text.to_string()),
+    }
+}
+
+/// Bytes available to us on the file system holding `dir`.
+pub fn free_bytes(dir: &std::path::Path) -> Result<u64, StoreError> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| StoreError::BadInput("store path contains NUL".into()))?;
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a valid C string and `stats` a valid out-pointer.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stats) };
+    if rc != 0 {
+        return Err(StoreError::io("statvfs", std::io::Error::last_os_error()));
+    }
+    Ok(stats.f_bavail as u64 * stats.f_frsize as u64)
+}
