@@ -3,6 +3,7 @@
 //! runs the server; `cli` is the client side of the `xs` binary.
 
 pub mod api;
+pub mod check;
 pub mod cli;
 pub mod serve;
 pub mod store;

@@ -5,6 +5,9 @@ fn main() {
     let code = if args.first().is_some_and(|a| a == "serve") {
         args.remove(0);
         xs::serve::main(args)
+    } else if args.first().is_some_and(|a| a == "check") {
+        args.remove(0);
+        xs::check::main(args)
     } else {
         xs::cli::run(args)
     };
