@@ -348,7 +348,7 @@ fn read_head_bytes(reader: &mut impl BufRead) -> io::Result<Vec<u8>> {
         let mut headers = [httparse::EMPTY_HEADER; 64];
         match httparse::Response::new(&mut headers).parse(&head) {
             Ok(httparse::Status::Complete(len)) => {
-                reader.consume(len - before);
+                reader.consume(len.saturating_sub(before));
                 head.truncate(len);
                 return Ok(head);
             }
