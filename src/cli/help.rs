@@ -1,0 +1,202 @@
+//! Usage texts, one per command, plus the top-level help. Kept together so
+//! the whole CLI surface can be read (and kept consistent) in one place.
+
+/// `xs --help`.
+pub const TOP: &str = "\
+xs: a local-first event stream store
+
+usage: xs <command> [args]
+
+server:
+  serve <dir>             run a store in <dir>
+  check <dir>             verify a stopped store's folder
+
+read:
+  cat <addr>              print frames, oldest first; -f to follow
+  tac <addr>              print frames, newest first
+  last <addr> [topic] [n] the newest frame(s)
+  first <addr> [topic] [n] the oldest frame(s)
+  get <addr> <id>         one frame
+  next <addr> <id>        the frame after <id>
+  prev <addr> <id>        the frame before <id>
+  cas <addr> <hash>       a payload's bytes
+
+write:
+  append <addr> <topic>   append a frame; the payload is read from stdin
+  cas-post <addr>         store stdin as content; prints its hash
+  remove <addr> <id>      remove a frame
+  import <addr>           store one frame JSON from stdin as is
+
+other:
+  version <addr>          the server's version
+  scru128                 make, unpack or pack SCRU128 ids
+  help <command>          a command's usage
+
+<addr> is where the store listens:
+  /path, ./path, ../path  a store directory (its `sock`) or a socket file
+  name                    the same, when `name` exists here
+  :port                   http://127.0.0.1:port
+  host:port, http://[user:pass@]host:port
+                          HTTP over TCP (Basic auth from user:pass)
+
+Run `xs <command> --help` for a command's options. `xs --version` prints
+this binary's version.
+";
+
+pub const CAT: &str = "\
+usage: xs cat <addr> [options]
+
+Print frames as NDJSON, oldest first.
+
+options:
+  -f, --follow            keep going: print new frames as they are appended
+  -p, --pulse <ms>        follow, with an xs.pulse frame every <ms>
+  -n, --new               skip history: only frames appended from now on
+  -a, --after <id>        start after this id (exclusive)
+      --from <id>         start at this id (inclusive)
+      --since <when>      start at a time: RFC 3339 or 90s / 10m / 2h / 3d ago
+      --limit <n>         stop after <n> frames
+      --last <n>          start with the newest <n> frames
+  -T, --topic <topics>    only these topics: a,b,user.*
+      --with-timestamp    add each frame's time as `timestamp`
+      --sse               ask for Server-Sent Events instead of NDJSON
+  -h, --help              print this help
+";
+
+pub const TAC: &str = "\
+usage: xs tac <addr> [options]
+
+Print frames as NDJSON, newest first.
+
+options:
+      --before <id>       start below this id (exclusive)
+      --until <when>      start at a time: RFC 3339 or 90s / 10m / 2h / 3d ago
+      --limit <n>         stop after <n> frames
+  -T, --topic <topics>    only these topics: a,b,user.*
+      --with-timestamp    add each frame's time as `timestamp`
+  -h, --help              print this help
+";
+
+pub const LAST: &str = "\
+usage: xs last <addr> [topics] [count] [options]
+
+Print the newest frame (or <count> frames, oldest first) of <topics>.
+
+options:
+  -f, --follow            then keep printing new matching frames
+      --with-timestamp    add each frame's time as `timestamp`
+  -h, --help              print this help
+";
+
+pub const FIRST: &str = "\
+usage: xs first <addr> [topics] [count] [options]
+
+Print the oldest frame (or <count> frames) of <topics>.
+
+options:
+      --with-timestamp    add each frame's time as `timestamp`
+  -h, --help              print this help
+";
+
+pub const GET: &str = "\
+usage: xs get <addr> <id> [options]
+
+Print one frame.
+
+options:
+      --with-timestamp    add the frame's time as `timestamp`
+  -h, --help              print this help
+";
+
+pub const NEXT: &str = "\
+usage: xs next <addr> <id> [options]
+
+Print the frame right after <id>.
+
+options:
+  -T, --topic <topics>    the next frame of these topics
+      --with-timestamp    add the frame's time as `timestamp`
+  -h, --help              print this help
+";
+
+pub const PREV: &str = "\
+usage: xs prev <addr> <id> [options]
+
+Print the frame right before <id>.
+
+options:
+  -T, --topic <topics>    the previous frame of these topics
+      --with-timestamp    add the frame's time as `timestamp`
+  -h, --help              print this help
+";
+
+pub const CAS: &str = "\
+usage: xs cas <addr> <hash>
+
+Print the content stored under <hash> (sha256-…), byte for byte.
+
+options:
+  -h, --help              print this help
+";
+
+pub const APPEND: &str = "\
+usage: xs append <addr> <topic> [options] [< payload]
+
+Append a frame to <topic>; stdin, unless it is a terminal, is its payload.
+Prints the new frame.
+
+options:
+      --meta <json>       attach this JSON as the frame's meta
+      --ttl <ttl>         forever, ephemeral, time:<ms> or last:<n>
+      --with-timestamp    add the frame's time as `timestamp`
+  -h, --help              print this help
+";
+
+pub const CAS_POST: &str = "\
+usage: xs cas-post <addr> < content
+
+Store stdin as content; prints its hash.
+
+options:
+  -h, --help              print this help
+";
+
+pub const REMOVE: &str = "\
+usage: xs remove <addr> <id>
+
+Remove a frame.
+
+options:
+  -h, --help              print this help
+";
+
+pub const IMPORT: &str = "\
+usage: xs import <addr> < frame.json
+
+Store one frame (JSON on stdin) exactly as given, id and hash included.
+
+options:
+  -h, --help              print this help
+";
+
+pub const VERSION: &str = "\
+usage: xs version <addr>
+
+Print the server's version as JSON. (`xs --version` prints this binary's.)
+
+options:
+  -h, --help              print this help
+";
+
+pub const SCRU128: &str = "\
+usage: xs scru128
+       xs scru128 unpack <id|->
+       xs scru128 pack < fields.json
+
+With no subcommand, print a new SCRU128 id. `unpack` prints an id's fields
+as JSON ({ts_ms, counter_hi, counter_lo, node}); `-` reads the id from
+stdin. `pack` reads those fields from stdin and prints the id.
+
+options:
+  -h, --help              print this help
+";

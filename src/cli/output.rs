@@ -1,0 +1,221 @@
+//! Getting bytes to the user: streaming a response body to stdout as it
+//! arrives, hiding the server's idle keepalives, and treating a closed
+//! stdout (`xs cat -f … | head -1`) as a normal way to finish.
+
+use std::io::{self, Read, Write};
+
+use super::args::Stop;
+
+/// Whether lone-newline lines are dropped from the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lines {
+    /// NDJSON: an idle follow stream carries lone `\n` keepalives that JSON
+    /// readers skip; the user never sees them.
+    DropBlank,
+    /// Raw bytes (CAS content, SSE, single JSON documents): untouched.
+    Verbatim,
+}
+
+/// Drops lines that are only `\n`, at line granularity across any chunk
+/// boundary, without holding back a byte of real output: the only state is
+/// whether the next byte starts a line.
+#[derive(Debug)]
+pub struct BlankLineFilter {
+    at_line_start: bool,
+}
+
+impl Default for BlankLineFilter {
+    fn default() -> Self {
+        BlankLineFilter {
+            at_line_start: true,
+        }
+    }
+}
+
+impl BlankLineFilter {
+    /// Appends `chunk` minus its blank lines to `out`.
+    pub fn apply(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        for &byte in chunk {
+            if byte == b'\n' && self.at_line_start {
+                continue;
+            }
+            out.push(byte);
+            self.at_line_start = byte == b'\n';
+        }
+    }
+}
+
+/// Streams a response body to stdout, flushing each piece.
+pub fn body_to_stdout(body: &mut impl Read, lines: Lines) -> Result<(), Stop> {
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    copy_body(body, &mut out, lines, stdout_closed)
+}
+
+/// Copies `body` to `out` piece by piece as pieces arrive. When a piece was
+/// nothing but keepalives, `closed` is asked whether the reader of our
+/// output has gone, so an idle follow ends once nobody is listening.
+pub fn copy_body(
+    body: &mut impl Read,
+    out: &mut impl Write,
+    lines: Lines,
+    closed: fn() -> bool,
+) -> Result<(), Stop> {
+    let mut piece = vec![0u8; 64 * 1024];
+    let mut filtered = Vec::new();
+    let mut filter = BlankLineFilter::default();
+    loop {
+        let n = match body.read(&mut piece) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Stop::Failed(format!("reading response: {e}"))),
+        };
+        let bytes = match lines {
+            Lines::Verbatim => &piece[..n],
+            Lines::DropBlank => {
+                filtered.clear();
+                filter.apply(&piece[..n], &mut filtered);
+                &filtered[..]
+            }
+        };
+        if bytes.is_empty() {
+            if closed() {
+                return Err(Stop::OutputClosed);
+            }
+            continue;
+        }
+        out.write_all(bytes)
+            .and_then(|()| out.flush())
+            .map_err(write_failure)?;
+    }
+}
+
+/// Writes `bytes` to stdout and flushes.
+pub fn to_stdout(bytes: &[u8]) -> Result<(), Stop> {
+    let mut out = io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(write_failure)
+}
+
+/// Writes a message to stderr; if even that fails there is nobody to tell.
+pub fn to_stderr(text: &str) {
+    let mut err = io::stderr().lock();
+    let _ = err.write_all(text.as_bytes());
+    let _ = err.flush();
+}
+
+/// A closed pipe or descriptor ends the command quietly; anything else
+/// (a full disk) is worth reporting.
+fn write_failure(error: io::Error) -> Stop {
+    if error.kind() == io::ErrorKind::BrokenPipe || error.raw_os_error() == Some(libc::EBADF) {
+        Stop::OutputClosed
+    } else {
+        Stop::Failed(format!("writing output: {error}"))
+    }
+}
+
+/// Whether stdout's reader has gone: a pipe whose read end closed reports
+/// POLLERR, a hung-up terminal POLLHUP. Files never do.
+fn stdout_closed() -> bool {
+    let mut poll = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout; poll only writes `revents`.
+    let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+    ready > 0 && poll.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter_in_pieces(pieces: &[&[u8]]) -> Vec<u8> {
+        let mut filter = BlankLineFilter::default();
+        let mut out = Vec::new();
+        for piece in pieces {
+            filter.apply(piece, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn lone_newlines_disappear_across_boundaries() {
+        assert_eq!(
+            filter_in_pieces(&[b"\n", b"\n{\"a\":1}\n", b"\n"]),
+            b"{\"a\":1}\n"
+        );
+        assert_eq!(
+            filter_in_pieces(&[b"{\"a\"", b":1}\n\n", b"{\"b\":2}\n"]),
+            b"{\"a\":1}\n{\"b\":2}\n"
+        );
+        assert_eq!(
+            filter_in_pieces(&[b"{\"a\":1}", b"\n", b"\n", b"\n{}\n"]),
+            b"{\"a\":1}\n{}\n"
+        );
+    }
+
+    #[test]
+    fn real_lines_are_never_held_back() {
+        let mut filter = BlankLineFilter::default();
+        let mut out = Vec::new();
+        filter.apply(b"{\"partial\"", &mut out);
+        assert_eq!(out, b"{\"partial\"");
+    }
+
+    /// A body that yields its pieces one read at a time.
+    struct Pieces(Vec<&'static [u8]>);
+
+    impl Read for Pieces {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() {
+                return Ok(0);
+            }
+            let piece = self.0.remove(0);
+            buf[..piece.len()].copy_from_slice(piece);
+            Ok(piece.len())
+        }
+    }
+
+    /// An output whose reader has gone.
+    struct ClosedPipe;
+
+    impl Write for ClosedPipe {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::from(io::ErrorKind::BrokenPipe))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn copies_with_and_without_filtering() {
+        let mut out = Vec::new();
+        let mut body = Pieces(vec![b"\n", b"{}\n", b"\n"]);
+        copy_body(&mut body, &mut out, Lines::DropBlank, || false).unwrap();
+        assert_eq!(out, b"{}\n");
+        let mut out = Vec::new();
+        let mut body = Pieces(vec![b"\n", b"x\n\n"]);
+        copy_body(&mut body, &mut out, Lines::Verbatim, || false).unwrap();
+        assert_eq!(out, b"\nx\n\n");
+    }
+
+    #[test]
+    fn a_closed_output_ends_quietly() {
+        let mut body = Pieces(vec![b"{}\n"]);
+        assert_eq!(
+            copy_body(&mut body, &mut ClosedPipe, Lines::DropBlank, || false),
+            Err(Stop::OutputClosed)
+        );
+        // While idle, only keepalives arrive: the probe notices instead.
+        let mut body = Pieces(vec![b"\n", b"\n"]);
+        assert_eq!(
+            copy_body(&mut body, &mut Vec::new(), Lines::DropBlank, || true),
+            Err(Stop::OutputClosed)
+        );
+    }
+}
