@@ -136,13 +136,9 @@ pub fn run(args: Vec<OsString>) -> i32 {
 /// `serve` and `check` belong to the server half of the crate; `None` for
 /// any other name.
 fn server_command(name: &str, args: Vec<OsString>) -> Option<i32> {
-    // Integrator: make these arms `Some(crate::serve::main(args))` and `Some(crate::check::main(args))`.
-    let _ = args;
     match name {
-        "serve" | "check" => {
-            to_stderr(&format!("xs {name}: not built in this branch\n"));
-            Some(1)
-        }
+        "serve" => Some(crate::serve::main(args)),
+        "check" => Some(crate::check::main(args)),
         _ => None,
     }
 }

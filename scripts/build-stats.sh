@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Build statistics for xs.
+#
+#   scripts/build-stats.sh           stripped size of the release binary and
+#                                    the number of crates in the normal
+#                                    dependency graph
+#   scripts/build-stats.sh --clean   also times a clean `cargo build --release`
+#                                    in a scratch CARGO_TARGET_DIR (removed after)
+#
+# The binary is ${CARGO_TARGET_DIR:-target}/release/xs; it is built with
+# `cargo build --release` first when missing. The size is measured on a
+# stripped copy (`strip` when available; the release profile already sets
+# strip = true, so both usually agree).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+clean=0
+for arg in "$@"; do
+    case "$arg" in
+        --clean) clean=1 ;;
+        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "unknown argument: $arg" >&2; exit 2 ;;
+    esac
+done
+
+target_dir="${CARGO_TARGET_DIR:-target}"
+bin="$target_dir/release/xs"
+if [ ! -x "$bin" ]; then
+    echo "building $bin (missing)..." >&2
+    cargo build --release --quiet
+fi
+
+stripped="$(mktemp)"
+trap 'rm -f "$stripped"' EXIT
+cp "$bin" "$stripped"
+if command -v strip >/dev/null 2>&1; then
+    strip "$stripped"
+fi
+bytes=$(stat -c %s "$stripped")
+mb=$(awk -v b="$bytes" 'BEGIN { printf "%.2f", b / 1048576 }')
+echo "binary $bin stripped_bytes=$bytes stripped_mb=$mb"
+
+crates=$(cargo tree --prefix none -e normal | sort -u | wc -l)
+echo "crates (cargo tree --prefix none -e normal | sort -u | wc -l)=$crates"
+
+if [ "$clean" = 1 ]; then
+    scratch="$(mktemp -d)"
+    trap 'rm -f "$stripped"; rm -rf "$scratch"' EXIT
+    echo "clean release build in $scratch ..." >&2
+    start=$(date +%s.%N)
+    CARGO_TARGET_DIR="$scratch" cargo build --release --quiet
+    end=$(date +%s.%N)
+    secs=$(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.1f", e - s }')
+    echo "clean_release_build_secs=$secs jobs=$(nproc) (other builds on the machine skew this)"
+fi
