@@ -55,7 +55,10 @@ pub fn main(args: Vec<OsString>) -> i32 {
     match run(&dir, repair) {
         Ok(report) => print_report(&report, repair),
         Err(StoreError::Locked(_)) => {
-            eprintln!("store locked: {} (already running): stop the server first", dir.display());
+            eprintln!(
+                "store locked: {} (already running): stop the server first",
+                dir.display()
+            );
             1
         }
         Err(e) => {
@@ -102,7 +105,10 @@ fn print_report(report: &Report, repaired: bool) -> i32 {
 /// Checks (and with `repair`, rebuilds the index of) the store in `dir`.
 pub fn run(dir: &Path, repair: bool) -> Result<Report, StoreError> {
     if !dir.join("fjall").exists() {
-        return Err(StoreError::BadInput(format!("no store at: {}", dir.display())));
+        return Err(StoreError::BadInput(format!(
+            "no store at: {}",
+            dir.display()
+        )));
     }
     let local = Local::open(dir)?;
     let mut report = Report::default();
@@ -115,13 +121,17 @@ pub fn run(dir: &Path, repair: bool) -> Result<Report, StoreError> {
         let (key, value) = guard.into_inner().map_err(StoreError::fjall)?;
         report.frames += 1;
         let Some(id) = id_from_key(&key) else {
-            report.problems.push(format!("stream key {key:?} is not a 16-byte id"));
+            report
+                .problems
+                .push(format!("stream key {key:?} is not a 16-byte id"));
             continue;
         };
         let frame = match Frame::from_json(&value) {
             Ok(frame) => frame,
             Err(e) => {
-                report.problems.push(format!("frame {id}: unreadable JSON: {e}"));
+                report
+                    .problems
+                    .push(format!("frame {id}: unreadable JSON: {e}"));
                 continue;
             }
         };
@@ -144,7 +154,9 @@ pub fn run(dir: &Path, repair: bool) -> Result<Report, StoreError> {
                 }
             };
             if !present {
-                report.missing_payloads.push(format!("{} ({hash})", frame.id));
+                report
+                    .missing_payloads
+                    .push(format!("{} ({hash})", frame.id));
             }
         }
     }
@@ -169,7 +181,9 @@ pub fn run(dir: &Path, repair: bool) -> Result<Report, StoreError> {
     }
     for missing in expected_index.difference(&seen_index) {
         let at = missing.len().saturating_sub(16);
-        let id = id_from_key(&missing[at..]).map(|id| id.to_string()).unwrap_or_default();
+        let id = id_from_key(&missing[at..])
+            .map(|id| id.to_string())
+            .unwrap_or_default();
         report.problems.push(format!(
             "frame {id}: not indexed under {}",
             String::from_utf8_lossy(&missing[..at.saturating_sub(1)])

@@ -110,7 +110,9 @@ fn parse_expose(addr: &str) -> Result<Expose, String> {
         return Ok(Expose::Unix(PathBuf::from(addr)));
     }
     if addr.starts_with("iroh://") || addr.starts_with("https://") {
-        return Err(format!("--expose {addr}: only TCP and Unix addresses are supported"));
+        return Err(format!(
+            "--expose {addr}: only TCP and Unix addresses are supported"
+        ));
     }
     let bare = addr.strip_prefix("http://").unwrap_or(addr);
     let full = if bare.starts_with(':') {

@@ -183,7 +183,13 @@ pub fn get(store: &Store, request: Request, id: &str, pairs: &[(String, String)]
 
 /// `GET /<id>/next` and `GET /<id>/prev`: the neighbour, optionally within
 /// a topic filter.
-pub fn neighbour(store: &Store, request: Request, id: &str, pairs: &[(String, String)], forward: bool) {
+pub fn neighbour(
+    store: &Store,
+    request: Request,
+    id: &str,
+    pairs: &[(String, String)],
+    forward: bool,
+) {
     let id = match parse_id(id) {
         Ok(id) => id,
         Err(e) => return Reply::error(400, format!("Invalid frame ID: {e}")).send(request),

@@ -31,11 +31,9 @@ pub fn handle(context: &Context, listener: &Listener, request: Request) {
     let method = request.method().clone();
     let segments: Vec<&str> = path.trim_start_matches('/').splitn(2, '/').collect();
     match (&method, segments.as_slice()) {
-        (Method::Get, ["version"]) => Reply::json(format!(
-            "{{\"version\":\"{}\"}}",
-            env!("CARGO_PKG_VERSION")
-        ))
-        .send(request),
+        (Method::Get, ["version"]) => {
+            Reply::json(format!("{{\"version\":\"{}\"}}", env!("CARGO_PKG_VERSION"))).send(request)
+        }
         (Method::Get, [""]) => read::cat(store, request, &pairs),
         (Method::Get, ["last"]) => read::ends(store, request, "", &pairs, End::Last),
         (Method::Get, ["last", spec]) => read::ends(store, request, spec, &pairs, End::Last),

@@ -44,8 +44,8 @@ impl Listener {
     /// Binds a TCP address; `credentials` (`user:pass`) are then required.
     pub fn tcp(addr: SocketAddr, credentials: Option<&str>) -> Result<Listener, String> {
         let listener = TcpListener::bind(addr).map_err(|e| format!("cannot bind {addr}: {e}"))?;
-        let server =
-            Server::from_listener(listener, None).map_err(|e| format!("cannot serve {addr}: {e}"))?;
+        let server = Server::from_listener(listener, None)
+            .map_err(|e| format!("cannot serve {addr}: {e}"))?;
         Ok(Listener {
             server,
             basic_auth: credentials.map(|c| base64::engine::general_purpose::STANDARD.encode(c)),
@@ -62,7 +62,9 @@ impl Listener {
                 && h.value
                     .as_str()
                     .strip_prefix("Basic ")
-                    .is_some_and(|given| constant_time_eq(given.trim().as_bytes(), expected.as_bytes()))
+                    .is_some_and(|given| {
+                        constant_time_eq(given.trim().as_bytes(), expected.as_bytes())
+                    })
         })
     }
 

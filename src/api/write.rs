@@ -22,7 +22,13 @@ pub struct WriteLimits {
 
 /// `POST /append/<topic>`: everything is checked before any byte of the
 /// payload is stored.
-pub fn append(store: &Store, mut request: Request, topic: &str, pairs: &[(String, String)], limits: WriteLimits) {
+pub fn append(
+    store: &Store,
+    mut request: Request,
+    topic: &str,
+    pairs: &[(String, String)],
+    limits: WriteLimits,
+) {
     if let Err(e) = validate_topic(topic) {
         return Reply::error(400, e).send(request);
     }

@@ -23,7 +23,10 @@ pub enum StoreError {
     /// The server is shutting down and takes no more writes.
     Closed,
     /// An I/O failure, with what was being done.
-    Io { context: &'static str, error: io::Error },
+    Io {
+        context: &'static str,
+        error: io::Error,
+    },
     /// The index database reported a failure.
     Storage(String),
 }
@@ -71,8 +74,10 @@ impl StoreError {
 }
 
 fn is_no_space(error: &io::Error) -> bool {
-    matches!(error.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
-        || error.kind() == io::ErrorKind::StorageFull
+    matches!(
+        error.raw_os_error(),
+        Some(libc::ENOSPC) | Some(libc::EDQUOT)
+    ) || error.kind() == io::ErrorKind::StorageFull
 }
 
 impl fmt::Display for StoreError {

@@ -156,7 +156,9 @@ mod tests {
         assert!(Frame::from_json(br#"{"id":"03hb7oay5warmpyenes4bmsxk"}"#)
             .unwrap_err()
             .contains("topic"));
-        assert!(Frame::from_json(br#"{"topic":"a"}"#).unwrap_err().contains("id"));
+        assert!(Frame::from_json(br#"{"topic":"a"}"#)
+            .unwrap_err()
+            .contains("id"));
         assert!(Frame::from_json(br#"{"topic":"a.","id":"03hb7oay5warmpyenes4bmsxk"}"#).is_err());
     }
 

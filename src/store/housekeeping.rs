@@ -149,4 +149,3 @@ pub fn recover_pending_payloads(local: &Local) -> Result<(), StoreError> {
         .persist(fjall::PersistMode::SyncData)
         .map_err(StoreError::fjall)
 }
-

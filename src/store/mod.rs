@@ -49,8 +49,9 @@ pub struct RawFrame {
 impl RawFrame {
     /// Parses the JSON into a `Frame`.
     pub fn parse(&self) -> Result<Frame, StoreError> {
-        Frame::from_json(&self.json)
-            .map_err(|e| StoreError::Storage(format!("stored frame {} is unreadable: {e}", self.id)))
+        Frame::from_json(&self.json).map_err(|e| {
+            StoreError::Storage(format!("stored frame {} is unreadable: {e}", self.id))
+        })
     }
 
     /// Whether a `time:` ttl has run out. Cheap for every other frame: the
@@ -274,7 +275,13 @@ impl Store {
 
     /// Stored frames matching `filter` between the bounds, oldest first or
     /// newest first, with expired frames left out.
-    pub fn scan(&self, filter: &TopicFilter, lower: Bound<Id>, upper: Bound<Id>, reverse: bool) -> FrameIter {
+    pub fn scan(
+        &self,
+        filter: &TopicFilter,
+        lower: Bound<Id>,
+        upper: Bound<Id>,
+        reverse: bool,
+    ) -> FrameIter {
         let store = self.clone();
         let now = id::now_ms();
         Box::new(
@@ -292,7 +299,12 @@ impl Store {
     }
 
     /// The `n` newest frames matching `filter` up to `upper`, oldest first.
-    pub fn last_n(&self, filter: &TopicFilter, n: usize, upper: Bound<Id>) -> Result<Vec<RawFrame>, StoreError> {
+    pub fn last_n(
+        &self,
+        filter: &TopicFilter,
+        n: usize,
+        upper: Bound<Id>,
+    ) -> Result<Vec<RawFrame>, StoreError> {
         let mut frames = self
             .scan(filter, Bound::Unbounded, upper, true)
             .take(n)
@@ -334,7 +346,9 @@ impl Store {
             let hash = Integrity::from(&bytes);
             let size = bytes.len() as u64;
             if ephemeral {
-                self.inner.head.keep_ephemeral_payload(hash.to_string(), bytes);
+                self.inner
+                    .head
+                    .keep_ephemeral_payload(hash.to_string(), bytes);
                 return Ok(StoredPayload {
                     hash,
                     size,
@@ -366,7 +380,10 @@ impl Store {
     }
 
     /// Reads a payload: from the ephemeral window, else from cacache.
-    pub fn open_payload(&self, sri: &Integrity) -> Result<Option<Box<dyn Read + Send>>, StoreError> {
+    pub fn open_payload(
+        &self,
+        sri: &Integrity,
+    ) -> Result<Option<Box<dyn Read + Send>>, StoreError> {
         if let Some(bytes) = self.inner.head.ephemeral_payload(&sri.to_string()) {
             return Ok(Some(Box::new(std::io::Cursor::new(bytes))));
         }

@@ -160,7 +160,9 @@ impl Reader {
     }
 
     fn limit_reached(&self) -> bool {
-        self.options.limit.is_some_and(|limit| self.delivered >= limit)
+        self.options
+            .limit
+            .is_some_and(|limit| self.delivered >= limit)
     }
 
     fn pulse_due(&mut self) -> Option<RawFrame> {
@@ -231,7 +233,9 @@ impl Reader {
                 Some(before) => Bound::Excluded(before),
                 None => upper,
             };
-            let iter = self.store.scan(&options.topic, Bound::Unbounded, upper, true);
+            let iter = self
+                .store
+                .scan(&options.topic, Bound::Unbounded, upper, true);
             self.phase = Phase::History(iter);
             return Ok(());
         }

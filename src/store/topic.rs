@@ -240,7 +240,11 @@ mod tests {
         assert!(ab < abc);
         assert_eq!(
             index_prefixes("user.a.msg"),
-            vec![b"user.\0".to_vec(), b"user.a.\0".to_vec(), b"user.a.msg\0".to_vec()]
+            vec![
+                b"user.\0".to_vec(),
+                b"user.a.\0".to_vec(),
+                b"user.a.msg\0".to_vec()
+            ]
         );
     }
 }

@@ -108,8 +108,9 @@ impl Cas {
         max_bytes: u64,
         sync: bool,
     ) -> Result<(Integrity, u64), StoreError> {
-        let mut writer =
-            cacache::WriteOpts::new().open_hash_sync(&self.dir).map_err(StoreError::cas)?;
+        let mut writer = cacache::WriteOpts::new()
+            .open_hash_sync(&self.dir)
+            .map_err(StoreError::cas)?;
         let mut buf = vec![0u8; 64 * 1024];
         let mut total: u64 = 0;
         loop {

@@ -74,10 +74,7 @@ impl Local {
 
     /// One frame by id.
     pub fn get(&self, id: Id) -> Result<Option<RawFrame>, StoreError> {
-        let value = self
-            .stream
-            .get(id.to_bytes())
-            .map_err(StoreError::fjall)?;
+        let value = self.stream.get(id.to_bytes()).map_err(StoreError::fjall)?;
         Ok(value.map(|json| RawFrame {
             id,
             json: json.to_vec(),

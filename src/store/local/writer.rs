@@ -204,11 +204,8 @@ impl Writer {
                             },
                         });
                     } else {
-                        bytes_to_disk += self.stage_frame(
-                            &mut write,
-                            &frame,
-                            draft.journal_payload.as_deref(),
-                        );
+                        bytes_to_disk +=
+                            self.stage_frame(&mut write, &frame, draft.journal_payload.as_deref());
                         if let Some(Ttl::Last(n)) = frame.ttl {
                             prune.insert((frame.topic.clone(), n));
                         }
@@ -223,7 +220,9 @@ impl Writer {
                     imported.push(frame.id);
                     Ok(WriteOutcome::Frame(frame.clone()))
                 }
-                WriteOp::Remove(id) => self.stage_remove(&mut write, *id).map(|_| WriteOutcome::Done),
+                WriteOp::Remove(id) => self
+                    .stage_remove(&mut write, *id)
+                    .map(|_| WriteOutcome::Done),
                 WriteOp::ForgetPending(keys) => {
                     for key in keys {
                         write.remove(&self.local.cas_pending, key.clone());
@@ -275,7 +274,12 @@ impl Writer {
 
     /// Adds a frame, its index keys, its expiry key and a journaled
     /// payload to the batch; returns the bytes it adds.
-    fn stage_frame(&self, write: &mut OwnedWriteBatch, frame: &Frame, payload: Option<&[u8]>) -> u64 {
+    fn stage_frame(
+        &self,
+        write: &mut OwnedWriteBatch,
+        frame: &Frame,
+        payload: Option<&[u8]>,
+    ) -> u64 {
         let key = frame.id.to_bytes();
         let json = frame.to_json();
         let mut bytes = (json.len() + 16) as u64;
