@@ -6,7 +6,7 @@ use super::query::split_url;
 use super::read::{self, End};
 use super::respond::Reply;
 use super::write::{self, WriteLimits};
-use super::{cas, server::Listener};
+use super::{cas, kv, server::Listener};
 use crate::store::Store;
 
 /// Everything a request handler needs.
@@ -47,6 +47,10 @@ pub fn handle(context: &Context, listener: &Listener, request: Request) {
             "POST /eval is not available yet: this build has no Nushell engine",
         )
         .send(request),
+        (Method::Get, ["kv"]) => kv::list(store, request, &pairs),
+        (Method::Get, ["kv", key]) => kv::get(store, request, key, &pairs),
+        (Method::Put, ["kv", key]) => kv::put(store, request, key),
+        (Method::Delete, ["kv", key]) => kv::delete(store, request, key),
         (Method::Post, ["append", topic]) => {
             write::append(store, request, topic, &pairs, context.limits)
         }

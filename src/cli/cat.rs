@@ -26,6 +26,8 @@ pub struct CatOptions {
     pub topic: Option<String>,
     pub with_timestamp: bool,
     pub sse: bool,
+    /// Resume from and save progress to k/v `cursor.<name>`.
+    pub cursor: Option<String>,
 }
 
 impl CatOptions {
@@ -54,6 +56,7 @@ impl CatOptions {
                 Short('T') | Long("topic") => options.topic = Some(topic_filter(&mut p)?),
                 Long("with-timestamp") => options.with_timestamp = true,
                 Long("sse") => options.sse = true,
+                Long("cursor") => options.cursor = Some(text_value(&mut p)?),
                 Value(value) => positionals.push(text(value)?),
                 _ => return Err(arg.unexpected().into()),
             }
@@ -146,6 +149,9 @@ impl TacOptions {
 pub fn cat(args: Vec<OsString>) -> Result<(), Stop> {
     let options = CatOptions::parse(args, now_ms())?;
     let address = Address::parse(&options.addr)?;
+    if let Some(name) = options.cursor.clone() {
+        return super::cursor::cat(options, &name, address);
+    }
     let mut request = Request::get(options.target());
     request.sse = options.sse;
     let mut response = call(&address, request)?;

@@ -27,6 +27,12 @@ write:
   remove <addr> <id>      remove a frame
   import <addr>           store one frame JSON from stdin as is
 
+k/v:
+  kv get|set|del <addr> <key> [json]
+                          read, write or delete a JSON value
+  kv ls <addr> [prefix]   list keys and values
+  kv watch <addr> <key>   print the value, then every change
+
 other:
   version <addr>          the server's version
   scru128                 make, unpack or pack SCRU128 ids
@@ -41,6 +47,22 @@ other:
 
 Run `xs <command> --help` for a command's options. `xs --version` prints
 this binary's version.
+";
+
+pub const KV: &str = "\
+usage: xs kv <action> <addr> ...
+
+The store's k/v: keys follow the topic rules, values are JSON.
+
+actions:
+  get <addr> <key>            print the value (exit 1, no output, when absent)
+  set <addr> <key> [<json>]   set the value; read from stdin when omitted
+  del <addr> <key>            delete the key
+  ls <addr> [prefix]          NDJSON {\"key\",\"value\"} lines in key order
+  watch <addr> <key>          NDJSON: the current state, then one line per change
+                              ({\"key\",\"value\"} or {\"key\",\"deleted\":true})
+
+Keys under `view.` belong to materialized views and cannot be written.
 ";
 
 pub const CAT: &str = "\
@@ -60,6 +82,8 @@ options:
   -T, --topic <topics>    only these topics: a,b,user.*
       --with-timestamp    add each frame's time as `timestamp`
       --sse               ask for Server-Sent Events instead of NDJSON
+      --cursor <name>     resume after the id saved at k/v `cursor.<name>` and
+                          save progress there (every second and on exit)
   -h, --help              print this help
 ";
 

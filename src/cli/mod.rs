@@ -11,7 +11,9 @@ mod body;
 mod cas;
 mod cat;
 mod client;
+mod cursor;
 mod help;
+mod kv;
 mod output;
 mod query;
 mod read;
@@ -92,6 +94,11 @@ const COMMANDS: &[Command] = &[
         name: "import",
         usage: help::IMPORT,
         run: write::import,
+    },
+    Command {
+        name: "kv",
+        usage: help::KV,
+        run: kv::kv,
     },
     Command {
         name: "version",

@@ -29,6 +29,9 @@ pub enum StoreError {
     },
     /// The index database reported a failure.
     Storage(String),
+    /// A failure already reported once, passed on to another requester of
+    /// the same batch: its status and text.
+    Relayed { status: u16, text: String },
 }
 
 impl StoreError {
@@ -69,6 +72,7 @@ impl StoreError {
             StoreError::NoSpace(_) => 507,
             StoreError::Unavailable(_) | StoreError::Closed => 503,
             StoreError::Locked(_) | StoreError::Io { .. } | StoreError::Storage(_) => 500,
+            StoreError::Relayed { status, .. } => *status,
         }
     }
 }
@@ -91,7 +95,7 @@ impl fmt::Display for StoreError {
             StoreError::Unavailable(text) => write!(f, "store unavailable: {text}"),
             StoreError::Closed => f.write_str("the server is shutting down"),
             StoreError::Io { context, error } => write!(f, "{context}: {error}"),
-            StoreError::Storage(text) => f.write_str(text),
+            StoreError::Storage(text) | StoreError::Relayed { text, .. } => f.write_str(text),
         }
     }
 }

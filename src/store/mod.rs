@@ -418,6 +418,34 @@ impl Store {
             .map(|v| v.to_vec()))
     }
 
+    /// Sets a k/v value (JSON), as durable as an append.
+    pub fn kv_set(&self, key: &str, value: &serde_json::Value) -> Result<(), StoreError> {
+        topic::validate_topic(key).map_err(|e| StoreError::BadInput(kv_key_error(e)))?;
+        let bytes = serde_json::to_vec(value)
+            .map_err(|e| StoreError::BadInput(format!("value is not JSON: {e}")))?;
+        self.write(WriteOp::KvSet(key.to_string(), bytes))
+            .map(|_| ())
+    }
+
+    /// Deletes a k/v key; deleting an absent key succeeds.
+    pub fn kv_delete(&self, key: &str) -> Result<(), StoreError> {
+        topic::validate_topic(key).map_err(|e| StoreError::BadInput(kv_key_error(e)))?;
+        self.write(WriteOp::KvDelete(key.to_string())).map(|_| ())
+    }
+
+    /// Keys starting with `prefix` and their values, in key order.
+    pub fn kv_list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.inner
+            .local
+            .kv
+            .prefix(prefix.as_bytes())
+            .map(|guard| {
+                let (key, value) = guard.into_inner().map_err(StoreError::fjall)?;
+                Ok((String::from_utf8_lossy(&key).into_owned(), value.to_vec()))
+            })
+            .collect()
+    }
+
     /// Stops taking writes, ends follow streams, and waits for the writer
     /// to make everything durable.
     pub fn close(&self) {
@@ -426,6 +454,10 @@ impl Store {
         let _ = self.write(WriteOp::ForgetPending(Vec::new()));
         let _ = self.inner.local.db.persist(fjall::PersistMode::SyncAll);
     }
+}
+
+fn kv_key_error(topic_error: String) -> String {
+    format!("invalid key: {}", topic_error.replace("Topic", "Key"))
 }
 
 fn read_bounded(body: &mut dyn Read, max_bytes: u64) -> Result<Vec<u8>, StoreError> {

@@ -181,7 +181,7 @@ impl Writer {
         let mut imported = Vec::new();
         let mut prune = BTreeSet::new();
         let mut bytes_to_disk: u64 = 0;
-        let mut kv_keys = Vec::new();
+        let mut kv_changes = Vec::new();
 
         for request in &batch {
             let outcome = match &request.op {
@@ -232,12 +232,12 @@ impl Writer {
                 WriteOp::KvSet(key, value) => {
                     bytes_to_disk += (key.len() + value.len()) as u64;
                     write.insert(&self.local.kv, key.as_bytes(), value.clone());
-                    kv_keys.push(key.clone());
+                    kv_changes.push((key.clone(), Some(value.clone())));
                     Ok(WriteOutcome::Done)
                 }
                 WriteOp::KvDelete(key) => {
                     write.remove(&self.local.kv, key.as_bytes());
-                    kv_keys.push(key.clone());
+                    kv_changes.push((key.clone(), None));
                     Ok(WriteOutcome::Done)
                 }
             };
@@ -251,15 +251,18 @@ impl Writer {
             let status = error.status();
             for request in batch {
                 if let Some(reply) = request.reply {
-                    let _ = reply.send(Err(same_error(status, &text)));
+                    let _ = reply.send(Err(StoreError::Relayed {
+                        status,
+                        text: text.clone(),
+                    }));
                 }
             }
             return false;
         }
 
         self.head.publish(self.last_id, ephemeral, &imported);
-        if !kv_keys.is_empty() {
-            self.kv_changed.publish(&kv_keys);
+        if !kv_changes.is_empty() {
+            self.kv_changed.publish(kv_changes);
         }
         for (request, outcome) in batch.into_iter().zip(outcomes) {
             if let Some(reply) = request.reply {
@@ -347,14 +350,6 @@ pub fn expiry_key(id: Id, ttl_ms: u64) -> Vec<u8> {
     let mut key = expires.to_be_bytes().to_vec();
     key.extend_from_slice(&id.to_bytes());
     key
-}
-
-fn same_error(status: u16, text: &str) -> StoreError {
-    match status {
-        507 => StoreError::NoSpace(text.to_string()),
-        503 => StoreError::Unavailable(text.to_string()),
-        _ => StoreError::Storage(text.to_string()),
-    }
 }
 
 /// Bytes available to us on the file system holding `dir`.

@@ -1,0 +1,164 @@
+//! K/V routes: `GET /kv?prefix=`, `GET|PUT|DELETE /kv/<key>`, and
+//! `GET /kv/<key>?follow` (the current state, then one line per change).
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tiny_http::Request;
+
+use super::query;
+use super::respond::{ChunkedStream, Reply};
+use super::write::read_small_body;
+use crate::store::kv::KvNews;
+use crate::store::topic::validate_topic;
+use crate::store::Store;
+
+/// The largest value accepted, in bytes.
+const MAX_VALUE: u64 = 16 * 1024 * 1024;
+
+/// How long a watch stays silent before probing its client.
+const IDLE_PROBE: Duration = Duration::from_secs(20);
+
+/// Keys under this prefix belong to materialized views.
+const VIEW_PREFIX: &str = "view.";
+
+fn check_writable(key: &str) -> Result<(), Reply> {
+    if key.starts_with(VIEW_PREFIX) {
+        return Err(Reply::error(
+            409,
+            format!("{key} belongs to a view: only the view writes it"),
+        ));
+    }
+    Ok(())
+}
+
+/// `GET /kv?prefix=<p>`: NDJSON `{"key","value"}` in key order.
+pub fn list(store: &Store, request: Request, pairs: &[(String, String)]) {
+    let prefix = query::get(pairs, "prefix").unwrap_or("");
+    match store.kv_list(prefix) {
+        Ok(entries) => {
+            let mut body = Vec::new();
+            for (key, value) in entries {
+                body.extend_from_slice(&entry_line(&key, Some(&value)));
+            }
+            Reply::with_type(200, "application/x-ndjson", body).send(request)
+        }
+        Err(e) => Reply::error(e.status(), e).send(request),
+    }
+}
+
+/// `GET /kv/<key>`, or its watch with `follow`.
+pub fn get(store: &Store, request: Request, key: &str, pairs: &[(String, String)]) {
+    if let Err(e) = validate_topic(key) {
+        return Reply::error(400, format!("invalid key: {}", e.replace("Topic", "Key")))
+            .send(request);
+    }
+    if query::flag(pairs, "follow") {
+        return watch(store, request, key);
+    }
+    match store.kv_get(key) {
+        Ok(Some(value)) => Reply::json(value).send(request),
+        Ok(None) => Reply::not_found().send(request),
+        Err(e) => Reply::error(e.status(), e).send(request),
+    }
+}
+
+/// `PUT /kv/<key>` with a JSON body.
+pub fn put(store: &Store, mut request: Request, key: &str) {
+    if let Err(reply) = check_writable(key) {
+        return reply.send(request);
+    }
+    let body = match read_small_body(&mut request, MAX_VALUE) {
+        Ok(body) => body,
+        Err(e) => return Reply::error(e.status(), e).send(request),
+    };
+    let value: Value = match serde_json::from_slice(&body) {
+        Ok(value) => value,
+        Err(e) => return Reply::error(400, format!("value is not valid JSON: {e}")).send(request),
+    };
+    match store.kv_set(key, &value) {
+        Ok(()) => Reply::status(204).send(request),
+        Err(e) => Reply::error(e.status(), e).send(request),
+    }
+}
+
+/// `DELETE /kv/<key>`.
+pub fn delete(store: &Store, request: Request, key: &str) {
+    if let Err(reply) = check_writable(key) {
+        return reply.send(request);
+    }
+    match store.kv_delete(key) {
+        Ok(()) => Reply::status(204).send(request),
+        Err(e) => Reply::error(e.status(), e).send(request),
+    }
+}
+
+/// One NDJSON line: `{"key":…,"value":…}` or `{"key":…,"deleted":true}`.
+fn entry_line(key: &str, value: Option<&[u8]>) -> Vec<u8> {
+    let mut line = b"{\"key\":".to_vec();
+    line.extend_from_slice(Value::String(key.to_string()).to_string().as_bytes());
+    match value {
+        Some(value) => {
+            line.extend_from_slice(b",\"value\":");
+            line.extend_from_slice(value);
+        }
+        None => line.extend_from_slice(b",\"deleted\":true"),
+    }
+    line.extend_from_slice(b"}\n");
+    line
+}
+
+/// Streams the key's current state, then every change to it.
+fn watch(store: &Store, request: Request, key: &str) {
+    let signal = store.kv_signal();
+    // Note the sequence before reading, so no change slips between the two.
+    let mut seen = signal.last_seq();
+    let current = match store.kv_get(key) {
+        Ok(current) => current,
+        Err(e) => return Reply::error(e.status(), e).send(request),
+    };
+    let Ok(mut out) = ChunkedStream::start(request, "application/x-ndjson") else {
+        return;
+    };
+    if out
+        .chunk(&entry_line(key, current.as_deref()))
+        .and_then(|_| out.flush())
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        if store.head().view().closed {
+            break;
+        }
+        let mut lines = Vec::new();
+        let mut quiet = false;
+        match signal.wait_after(seen, IDLE_PROBE) {
+            KvNews::Changes(changes) => {
+                quiet = changes.is_empty();
+                for change in changes {
+                    seen = change.seq;
+                    if change.key == key {
+                        lines.extend_from_slice(&entry_line(key, change.value.as_deref()));
+                    }
+                }
+            }
+            KvNews::Lagged(now) => {
+                seen = now;
+                match store.kv_get(key) {
+                    Ok(value) => lines.extend_from_slice(&entry_line(key, value.as_deref())),
+                    Err(_) => break,
+                }
+            }
+        }
+        if lines.is_empty() && !quiet {
+            continue;
+        }
+        // A quiet spell: a lone newline checks the client is still there.
+        let bytes: &[u8] = if lines.is_empty() { b"\n" } else { &lines };
+        if out.chunk(bytes).and_then(|_| out.flush()).is_err() {
+            return;
+        }
+    }
+    let _ = out.finish();
+}
