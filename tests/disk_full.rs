@@ -1,0 +1,105 @@
+//! A full disk fails appends cleanly (507, nothing acknowledged, reads keep
+//! working) and appends work again once space returns. The store lives on a
+//! small tmpfs mounted for the test, so this needs root; set
+//! XS_SKIP_MOUNT_TESTS=1 to skip it on a machine where that is impossible.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::Server;
+
+/// A tmpfs mounted at a temp folder for the life of the value.
+struct Tmpfs {
+    tmp: Option<tempfile::TempDir>,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(tmp.path())
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (set XS_SKIP_MOUNT_TESTS=1 to skip this test)"
+        );
+        Tmpfs { tmp: Some(tmp) }
+    }
+
+    fn path(&self) -> &Path {
+        self.tmp.as_ref().expect("mounted").path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            let _ = Command::new("umount").arg("-l").arg(tmp.path()).status();
+        }
+    }
+}
+
+/// Fills the file system at `dir` up to its last few KiB.
+fn fill(dir: &Path) -> std::path::PathBuf {
+    let filler = dir.join("filler");
+    let free = free_kib(dir);
+    let status = Command::new("fallocate")
+        .args(["-l", &format!("{}KiB", free.saturating_sub(32))])
+        .arg(&filler)
+        .status()
+        .expect("run fallocate");
+    assert!(status.success());
+    filler
+}
+
+fn free_kib(dir: &Path) -> u64 {
+    let out = Command::new("df")
+        .args(["-k", "--output=avail"])
+        .arg(dir)
+        .output()
+        .expect("run df");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("df output")
+}
+
+#[test]
+fn a_full_disk_fails_appends_cleanly_and_recovers() {
+    if std::env::var_os("XS_SKIP_MOUNT_TESTS").is_some() {
+        eprintln!("skipped: XS_SKIP_MOUNT_TESTS is set");
+        return;
+    }
+    let tmpfs = Tmpfs::mount("16m");
+    let holder = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_in(holder, tmpfs.path().join("store"), &[]);
+    let before = server.append("note", b"before the disk filled");
+
+    let filler = fill(tmpfs.path());
+    let small = server.post("/append/note", b"a small payload");
+    assert_eq!(small.status, 507, "{}", small.text());
+    assert!(small.text().contains("insufficient storage"), "{}", small.text());
+    let large = server.post("/append/note", &vec![7u8; 200_000]);
+    assert_eq!(large.status, 507, "{}", large.text());
+    let bare = server.post("/append/note", b"");
+    assert_eq!(bare.status, 507, "{}", bare.text());
+
+    // Reads keep working, and nothing of the refused appends is visible.
+    let frames = server.frames("/?topic=note");
+    assert_eq!(frames, vec![before.clone()]);
+
+    std::fs::remove_file(filler).expect("remove filler");
+    let after = server.append("note", b"after space returned");
+    let frames = server.frames("/?topic=note");
+    assert_eq!(frames, vec![before, after.clone()]);
+    let hash = after["hash"].as_str().expect("hash");
+    assert_eq!(
+        server.get(&format!("/cas/{hash}")).body,
+        b"after space returned"
+    );
+}
