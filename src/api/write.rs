@@ -55,9 +55,13 @@ pub fn append(
             Err(e) => return Reply::error(e.status(), e).send(request),
         }
     };
-    let (hash, journal_payload) = match hash {
-        Some(stored) => (Some(stored.hash.to_string()), stored.journal_bytes),
-        None => (None, None),
+    let (hash, journal_payload, _pin) = match hash {
+        Some(stored) => (
+            Some(stored.hash.to_string()),
+            stored.journal_bytes,
+            stored.pin,
+        ),
+        None => (None, None, None),
     };
     let draft = Draft {
         topic: topic.to_string(),

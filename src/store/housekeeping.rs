@@ -5,6 +5,9 @@
 //! itself: it decides what to delete and hands removals to the writer.
 //! - `last:<n>` pruning: keep the newest n frames of the topic.
 //! - `time:` sweep: frames whose expiry (the `ttl_time` keyspace) passed.
+//! - payload garbage collection: delete content no stored frame
+//!   references any more (see `Store::collect_payload` for the race with
+//!   an append of the same bytes).
 //! - pending payloads: sync the content folder's file system once, then
 //!   forget the journaled copies of the payloads it covered.
 
@@ -48,6 +51,8 @@ pub fn start(
 
 fn run(store: Store, chores: Receiver<Chore>, after_commit: Receiver<AfterCommit>) {
     let mut removing: HashSet<Id> = HashSet::new();
+    // Unreferenced payloads still pinned by an append in flight.
+    let mut deferred: HashSet<String> = HashSet::new();
     loop {
         crossbeam_channel::select! {
             recv(chores) -> chore => match chore {
@@ -63,14 +68,29 @@ fn run(store: Store, chores: Receiver<Chore>, after_commit: Receiver<AfterCommit
             },
             recv(after_commit) -> done => match done {
                 Ok(AfterCommit::Prune(topic, keep)) => prune(&store, &topic, keep as usize),
+                Ok(AfterCommit::Unreferenced(hash)) => collect(&store, hash, &mut deferred),
                 Err(_) => return,
             },
             default(TICK) => {
                 removing.clear();
+                for hash in std::mem::take(&mut deferred) {
+                    collect(&store, hash, &mut deferred);
+                }
                 flush_pending_payloads(&store);
                 sweep_expired(&store);
             }
         }
+    }
+}
+
+/// Deletes an unreferenced payload, or defers it while an append pins it.
+fn collect(store: &Store, hash: String, deferred: &mut HashSet<String>) {
+    match store.collect_payload(&hash) {
+        Ok(true) => {}
+        Ok(false) => {
+            deferred.insert(hash);
+        }
+        Err(e) => eprintln!("xs: collecting payload {hash}: {e}"),
     }
 }
 

@@ -14,11 +14,12 @@ pub mod read;
 pub mod topic;
 pub mod ttl;
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::ops::Bound;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use cacache::Integrity;
@@ -130,12 +131,38 @@ impl Default for StoreOptions {
 }
 
 /// A payload stored (or kept in memory) before its frame is appended.
-#[derive(Debug)]
 pub struct StoredPayload {
     pub hash: Integrity,
     pub size: u64,
     /// The bytes, when small enough to be journaled with the frame.
     pub journal_bytes: Option<Vec<u8>>,
+    /// Keeps garbage collection off this payload until its frame is
+    /// written: hold it until the append is answered.
+    pub pin: Option<PayloadPin>,
+}
+
+/// While alive, the payload's file is not garbage collected, even if no
+/// stored frame references it yet.
+pub struct PayloadPin {
+    store: Store,
+    hash: String,
+}
+
+impl Drop for PayloadPin {
+    fn drop(&mut self) {
+        let mut pins = self
+            .store
+            .inner
+            .pins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = pins.get_mut(&self.hash) {
+            *count -= 1;
+            if *count == 0 {
+                pins.remove(&self.hash);
+            }
+        }
+    }
 }
 
 /// The open store. Cheap to clone; every clone talks to the same writer.
@@ -151,6 +178,11 @@ struct Inner {
     writer: Sender<WriteRequest>,
     chores: Sender<Chore>,
     options: StoreOptions,
+    /// Payloads being written whose frames are not yet stored.
+    pins: Mutex<HashMap<String, usize>>,
+    /// Writers of payload files share it; the garbage collector takes it
+    /// alone, so it never deletes a file between its write and its pin.
+    gc_lock: RwLock<()>,
 }
 
 impl Store {
@@ -169,6 +201,7 @@ impl Store {
             other => other,
         })?;
         housekeeping::recover_pending_payloads(&local)?;
+        local.ensure_refs()?;
         let head = Arc::new(Head::new(local.last_id()?, options.ephemeral));
         let kv_signal = Arc::new(KvSignal::default());
         let (writer_tx, writer_rx) = crossbeam_channel::unbounded();
@@ -193,6 +226,8 @@ impl Store {
                 writer: writer_tx,
                 chores: chores_tx,
                 options,
+                pins: Mutex::new(HashMap::new()),
+                gc_lock: RwLock::new(()),
             }),
         };
         housekeeping::start(store.clone(), chores_rx, after_rx)?;
@@ -341,34 +376,75 @@ impl Store {
             }
         }
         let small = size_hint.is_some_and(|s| s <= JOURNALED_PAYLOAD_MAX as u64);
-        if ephemeral || small {
+        if ephemeral {
             let bytes = read_bounded(body, max_bytes)?;
             let hash = Integrity::from(&bytes);
             let size = bytes.len() as u64;
-            if ephemeral {
-                self.inner
-                    .head
-                    .keep_ephemeral_payload(hash.to_string(), bytes);
-                return Ok(StoredPayload {
-                    hash,
-                    size,
-                    journal_bytes: None,
-                });
-            }
-            self.inner.local.cas.write_bytes(&bytes)?;
+            self.inner
+                .head
+                .keep_ephemeral_payload(hash.to_string(), bytes);
             return Ok(StoredPayload {
                 hash,
                 size,
-                journal_bytes: Some(bytes),
+                journal_bytes: None,
+                pin: None,
             });
         }
-        let sync = self.inner.options.fsync == FsyncPolicy::Always;
-        let (hash, size) = self.inner.local.cas.write_stream(body, max_bytes, sync)?;
+        let _writing = self.inner.gc_lock.read().unwrap_or_else(|e| e.into_inner());
+        let (hash, size, journal_bytes) = if small {
+            let bytes = read_bounded(body, max_bytes)?;
+            let hash = self.inner.local.cas.write_bytes(&bytes)?;
+            (hash, bytes.len() as u64, Some(bytes))
+        } else {
+            let sync = self.inner.options.fsync == FsyncPolicy::Always;
+            let (hash, size) = self.inner.local.cas.write_stream(body, max_bytes, sync)?;
+            (hash, size, None)
+        };
+        let pin = self.pin(hash.to_string());
         Ok(StoredPayload {
             hash,
             size,
-            journal_bytes: None,
+            journal_bytes,
+            pin: Some(pin),
         })
+    }
+
+    fn pin(&self, hash: String) -> PayloadPin {
+        let mut pins = self.inner.pins.lock().unwrap_or_else(|e| e.into_inner());
+        *pins.entry(hash.clone()).or_default() += 1;
+        PayloadPin {
+            store: self.clone(),
+            hash,
+        }
+    }
+
+    /// Deletes a payload's file if no stored frame references it and no
+    /// append is about to. Returns whether it is settled (deleted, or
+    /// referenced again); `false` means "pinned, try later".
+    pub(crate) fn collect_payload(&self, hash: &str) -> Result<bool, StoreError> {
+        let _alone = self
+            .inner
+            .gc_lock
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if self
+            .inner
+            .pins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(hash)
+        {
+            return Ok(false);
+        }
+        if self.inner.local.refs(hash)? > 0 {
+            return Ok(true);
+        }
+        if let Ok(sri) = hash.parse::<Integrity>() {
+            self.inner.local.cas.remove(&sri)?;
+        }
+        // A journaled copy must not bring the file back after a crash.
+        drop(self.submit(WriteOp::ForgetPending(vec![hash.as_bytes().to_vec()])));
+        Ok(true)
     }
 
     /// Makes a payload stored without a frame durable (per the policy).

@@ -6,7 +6,12 @@
 //! - `idx_topic`: `topic 0x00 id` and `prefix. 0x00 id` for every dot → empty;
 //! - `cas_pending`: hash → payload bytes of small payloads whose files are
 //!   not yet known to be synced (see `writer.rs`);
-//! - `ttl_time`: expiry ms (8 bytes BE) + id → empty, for the sweep.
+//! - `ttl_time`: expiry ms (8 bytes BE) + id → empty, for the sweep;
+//! - `cas_refs`: hash → how many stored frames reference it (u64 BE), so
+//!   content nothing references any more can be deleted (see
+//!   `housekeeping.rs`); built once by scanning when a store written by
+//!   cross.stream is first opened;
+//! - `kv`: the k/v store, key → JSON.
 
 pub mod cas;
 pub mod writer;
@@ -29,6 +34,7 @@ pub struct Local {
     pub idx_topic: Keyspace,
     pub cas_pending: Keyspace,
     pub ttl_time: Keyspace,
+    pub cas_refs: Keyspace,
     pub kv: Keyspace,
     pub cas: Cas,
     pub dir: PathBuf,
@@ -54,11 +60,53 @@ impl Local {
             idx_topic: keyspace("idx_topic")?,
             cas_pending: keyspace("cas_pending")?,
             ttl_time: keyspace("ttl_time")?,
+            cas_refs: keyspace("cas_refs")?,
             kv: keyspace("kv")?,
             db,
             cas: Cas::new(dir.join("cacache")),
             dir: dir.to_path_buf(),
         })
+    }
+
+    /// How many stored frames reference `hash`.
+    pub fn refs(&self, hash: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .cas_refs
+            .get(hash.as_bytes())
+            .map_err(StoreError::fjall)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
+    }
+
+    /// Counts payload references once, for a store that has no counts yet
+    /// (one written by cross.stream, or before counting existed).
+    pub fn ensure_refs(&self) -> Result<(), StoreError> {
+        if self
+            .cas_refs
+            .contains_key(REFS_MARKER)
+            .map_err(StoreError::fjall)?
+        {
+            return Ok(());
+        }
+        let mut counts: std::collections::HashMap<String, u64> = Default::default();
+        for guard in self.stream.iter() {
+            let (_, value) = guard.into_inner().map_err(StoreError::fjall)?;
+            if let Ok(frame) = super::frame::Frame::from_json(&value) {
+                if let Some(hash) = frame.hash {
+                    *counts.entry(hash).or_default() += 1;
+                }
+            }
+        }
+        let mut batch = self.db.batch();
+        for (hash, count) in counts {
+            batch.insert(&self.cas_refs, hash.into_bytes(), count.to_be_bytes());
+        }
+        batch.insert(&self.cas_refs, REFS_MARKER, []);
+        batch.commit().map_err(StoreError::fjall)?;
+        self.db
+            .persist(fjall::PersistMode::SyncData)
+            .map_err(StoreError::fjall)
     }
 
     /// The newest stored id.
@@ -172,6 +220,9 @@ impl Local {
         }
     }
 }
+
+/// Present in `cas_refs` once references are counted; never a hash.
+const REFS_MARKER: &[u8] = b"\0counted";
 
 type IdIter = Box<dyn Iterator<Item = Result<Id, StoreError>> + Send>;
 

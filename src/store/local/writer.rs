@@ -27,7 +27,7 @@
 //! fails, every request of the batch gets the error and none is
 //! acknowledged or published.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -87,11 +87,13 @@ pub struct WriteRequest {
     pub reply: Option<Sender<WriteReply>>,
 }
 
-/// Frames the writer hands to the housekeeper after a commit.
+/// Work the writer hands to the housekeeper after a commit.
 #[derive(Debug)]
 pub enum AfterCommit {
     /// A `last:<n>` frame landed on this topic: prune older ones.
     Prune(String, u32),
+    /// No stored frame references this payload any more.
+    Unreferenced(String),
 }
 
 pub struct Writer {
@@ -182,6 +184,7 @@ impl Writer {
         let mut prune = BTreeSet::new();
         let mut bytes_to_disk: u64 = 0;
         let mut kv_changes = Vec::new();
+        let mut ref_deltas: HashMap<String, i64> = HashMap::new();
 
         for request in &batch {
             let outcome = match &request.op {
@@ -206,6 +209,7 @@ impl Writer {
                     } else {
                         bytes_to_disk +=
                             self.stage_frame(&mut write, &frame, draft.journal_payload.as_deref());
+                        count_ref(&mut ref_deltas, &frame.hash, 1);
                         if let Some(Ttl::Last(n)) = frame.ttl {
                             prune.insert((frame.topic.clone(), n));
                         }
@@ -214,6 +218,7 @@ impl Writer {
                 }
                 WriteOp::Import(frame, payload) => {
                     bytes_to_disk += self.stage_frame(&mut write, frame, payload.as_deref());
+                    count_ref(&mut ref_deltas, &frame.hash, 1);
                     if self.last_id.is_none_or(|last| frame.id > last) {
                         self.last_id = Some(frame.id);
                     }
@@ -222,6 +227,7 @@ impl Writer {
                 }
                 WriteOp::Remove(id) => self
                     .stage_remove(&mut write, *id)
+                    .map(|hash| count_ref(&mut ref_deltas, &hash, -1))
                     .map(|_| WriteOutcome::Done),
                 WriteOp::ForgetPending(keys) => {
                     for key in keys {
@@ -244,19 +250,16 @@ impl Writer {
             outcomes.push(outcome);
         }
 
+        let unreferenced = match self.stage_ref_counts(&mut write, ref_deltas) {
+            Ok(unreferenced) => unreferenced,
+            Err(error) => {
+                self.fail(batch, last_before, &error);
+                return false;
+            }
+        };
         let wrote = !write.is_empty();
         if let Err(error) = self.commit(write, bytes_to_disk) {
-            self.last_id = last_before;
-            let text = error.to_string();
-            let status = error.status();
-            for request in batch {
-                if let Some(reply) = request.reply {
-                    let _ = reply.send(Err(StoreError::Relayed {
-                        status,
-                        text: text.clone(),
-                    }));
-                }
-            }
+            self.fail(batch, last_before, &error);
             return false;
         }
 
@@ -272,7 +275,26 @@ impl Writer {
         for (topic, n) in prune {
             let _ = self.after_commit.send(AfterCommit::Prune(topic, n));
         }
+        for hash in unreferenced {
+            let _ = self.after_commit.send(AfterCommit::Unreferenced(hash));
+        }
         wrote
+    }
+
+    /// Answers every request of a failed batch with its error and takes
+    /// back the ids it had handed out.
+    fn fail(&mut self, batch: Vec<WriteRequest>, last_before: Option<Id>, error: &StoreError) {
+        self.last_id = last_before;
+        let text = error.to_string();
+        let status = error.status();
+        for request in batch {
+            if let Some(reply) = request.reply {
+                let _ = reply.send(Err(StoreError::Relayed {
+                    status,
+                    text: text.clone(),
+                }));
+            }
+        }
     }
 
     /// Adds a frame, its index keys, its expiry key and a journaled
@@ -302,9 +324,14 @@ impl Writer {
         bytes
     }
 
-    fn stage_remove(&self, write: &mut OwnedWriteBatch, id: Id) -> Result<(), StoreError> {
+    /// Stages the removal of a frame; returns its payload hash.
+    fn stage_remove(
+        &self,
+        write: &mut OwnedWriteBatch,
+        id: Id,
+    ) -> Result<Option<String>, StoreError> {
         let Some(raw) = self.local.get(id)? else {
-            return Ok(());
+            return Ok(None);
         };
         let key = id.to_bytes();
         write.remove(&self.local.stream, key);
@@ -318,8 +345,36 @@ impl Writer {
             if let Some(Ttl::Time(ms)) = frame.ttl {
                 write.remove(&self.local.ttl_time, expiry_key(id, ms));
             }
+            return Ok(frame.hash);
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// Applies the batch's reference count changes; returns the hashes no
+    /// frame references any more.
+    fn stage_ref_counts(
+        &self,
+        write: &mut OwnedWriteBatch,
+        deltas: HashMap<String, i64>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut unreferenced = Vec::new();
+        for (hash, delta) in deltas {
+            if delta == 0 {
+                continue;
+            }
+            let count = self.local.refs(&hash)? as i64 + delta;
+            if count <= 0 {
+                write.remove(&self.local.cas_refs, hash.as_bytes());
+                unreferenced.push(hash);
+            } else {
+                write.insert(
+                    &self.local.cas_refs,
+                    hash.as_bytes(),
+                    (count as u64).to_be_bytes(),
+                );
+            }
+        }
+        Ok(unreferenced)
     }
 
     fn commit(&self, write: OwnedWriteBatch, bytes: u64) -> Result<(), StoreError> {
@@ -341,6 +396,13 @@ impl Writer {
             FsyncPolicy::Interval(_) | FsyncPolicy::Never => PersistMode::Buffer,
         };
         self.local.db.persist(mode).map_err(StoreError::fjall)
+    }
+}
+
+/// Adds `delta` to the batch's count for a payload hash.
+fn count_ref(deltas: &mut HashMap<String, i64>, hash: &Option<String>, delta: i64) {
+    if let Some(hash) = hash {
+        *deltas.entry(hash.clone()).or_default() += delta;
     }
 }
 
