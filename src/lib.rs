@@ -5,5 +5,6 @@
 pub mod api;
 pub mod check;
 pub mod cli;
+pub mod nu;
 pub mod serve;
 pub mod store;

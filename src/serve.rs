@@ -186,6 +186,7 @@ fn run(args: ServeArgs) -> Result<(), String> {
         limits: WriteLimits {
             max_payload: args.max_payload,
         },
+        engine: crate::nu::Engine::new(&store),
     };
     let socket = args.dir.join("sock");
     let main_listener = Arc::new(Listener::unix(&socket)?);

@@ -14,6 +14,8 @@ use crate::store::Store;
 pub struct Context {
     pub store: Store,
     pub limits: WriteLimits,
+    /// The base Nushell engine `/eval` forks from.
+    pub engine: crate::nu::Engine,
 }
 
 /// Dispatches one request to its handler.
@@ -42,11 +44,7 @@ pub fn handle(context: &Context, listener: &Listener, request: Request) {
         (Method::Get, ["cas", sri]) => cas::get(store, request, sri),
         (Method::Post, ["cas"]) => cas::post(store, request, context.limits),
         (Method::Post, ["import"]) => write::import(store, request, context.limits),
-        (Method::Post, ["eval"]) => Reply::error(
-            501,
-            "POST /eval is not available yet: this build has no Nushell engine",
-        )
-        .send(request),
+        (Method::Post, ["eval"]) => super::eval::eval(&context.engine, request),
         (Method::Get, ["kv"]) => kv::list(store, request, &pairs),
         (Method::Get, ["kv", key]) => kv::get(store, request, key, &pairs),
         (Method::Put, ["kv", key]) => kv::put(store, request, key),

@@ -33,6 +33,10 @@ k/v:
   kv ls <addr> [prefix]   list keys and values
   kv watch <addr> <key>   print the value, then every change
 
+nushell:
+  eval <addr> [file] [-c <script>]
+                          run a Nushell script on the server
+
 other:
   version <addr>          the server's version
   scru128                 make, unpack or pack SCRU128 ids
@@ -47,6 +51,20 @@ other:
 
 Run `xs <command> --help` for a command's options. `xs --version` prints
 this binary's version.
+";
+
+pub const EVAL: &str = "\
+usage: xs eval <addr> [file] [-c <script>]
+
+Run a Nushell script on the server and print its result: a string, number
+or bool bare; another value as JSON; a list as NDJSON, line by line as it
+is produced; bytes as they are.
+
+arguments:
+  [file]                  the script file, or - for stdin
+options:
+  -c, --commands <script> the script itself
+  -h, --help              print this help
 ";
 
 pub const KV: &str = "\

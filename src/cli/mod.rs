@@ -12,6 +12,7 @@ mod cas;
 mod cat;
 mod client;
 mod cursor;
+mod eval;
 mod help;
 mod kv;
 mod output;
@@ -94,6 +95,11 @@ const COMMANDS: &[Command] = &[
         name: "import",
         usage: help::IMPORT,
         run: write::import,
+    },
+    Command {
+        name: "eval",
+        usage: help::EVAL,
+        run: eval::eval,
     },
     Command {
         name: "kv",

@@ -1,0 +1,99 @@
+//! `POST /eval`: run a Nushell script; the response's shape follows the
+//! result's: nothing → 204; a string, number or bool → `text/plain`, bare;
+//! another value → JSON; a list stream → NDJSON, one line per item as it is
+//! produced; a byte stream → raw bytes, streamed.
+
+use std::io::Read;
+
+use nu_protocol::{PipelineData, Value};
+use tiny_http::Request;
+
+use super::respond::{ChunkedStream, Reply};
+use super::write::read_small_body;
+use crate::nu::value::to_json;
+use crate::nu::Engine;
+
+/// The largest script accepted, in bytes.
+const MAX_SCRIPT: u64 = 16 * 1024 * 1024;
+
+pub fn eval(base: &Engine, mut request: Request) {
+    let body = match read_small_body(&mut request, MAX_SCRIPT) {
+        Ok(body) => body,
+        Err(e) => return Reply::error(e.status(), e).send(request),
+    };
+    let Ok(script) = String::from_utf8(body) else {
+        return Reply::error(400, "the script is not valid UTF-8").send(request);
+    };
+    let mut engine = base.fork();
+    let data = match engine.run("eval", &script) {
+        Ok(data) => data,
+        Err(e) => return failed(request, &e.0),
+    };
+    match data {
+        PipelineData::Empty => Reply::status(204).send(request),
+        PipelineData::Value(value, _) => single(&engine, request, value),
+        PipelineData::ListStream(stream, _) => {
+            let Ok(mut out) = ChunkedStream::start(request, "application/x-ndjson") else {
+                return;
+            };
+            for value in stream.into_iter() {
+                if let Value::Error { error, .. } = &value {
+                    eprintln!("xs: eval stream ended by an error: {}", engine.render_shell_error(error));
+                    break;
+                }
+                let mut line = to_json(&value).to_string().into_bytes();
+                line.push(b'\n');
+                if out.chunk(&line).and_then(|_| out.flush()).is_err() {
+                    engine.interrupt();
+                    return;
+                }
+            }
+            let _ = out.finish();
+        }
+        PipelineData::ByteStream(stream, _) => {
+            let Some(mut reader) = stream.reader() else {
+                return Reply::status(204).send(request);
+            };
+            let Ok(mut out) = ChunkedStream::start(request, "application/octet-stream") else {
+                return;
+            };
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if out.chunk(&buf[..n]).and_then(|_| out.flush()).is_err() {
+                            engine.interrupt();
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("xs: eval byte stream failed: {e}");
+                        break;
+                    }
+                }
+            }
+            let _ = out.finish();
+        }
+    }
+}
+
+fn single(engine: &Engine, request: Request, value: Value) {
+    match value {
+        Value::Nothing { .. } => Reply::status(204).send(request),
+        Value::String { val, .. } => Reply::with_type(200, "text/plain", val).send(request),
+        Value::Int { val, .. } => Reply::with_type(200, "text/plain", val.to_string()).send(request),
+        Value::Float { val, .. } => {
+            Reply::with_type(200, "text/plain", val.to_string()).send(request)
+        }
+        Value::Bool { val, .. } => {
+            Reply::with_type(200, "text/plain", val.to_string()).send(request)
+        }
+        Value::Error { error, .. } => failed(request, &engine.render_shell_error(&error)),
+        other => Reply::json(to_json(&other).to_string()).send(request),
+    }
+}
+
+fn failed(request: Request, text: &str) {
+    Reply::error(500, format!("Script evaluation failed:\n{text}")).send(request)
+}

@@ -1,0 +1,160 @@
+//! The embedded Nushell engine: the language core (nu-cmd-lang) plus the
+//! xs builtins, with nothing from nu-command.
+//!
+//! One `Engine` is built per use (an `/eval` request, a processor) by
+//! cloning a prepared base state, so scripts never see each other's
+//! definitions. Every engine carries an interrupt flag: setting it stops a
+//! running script at its next check (long loops, `.cat --follow`,
+//! `.sleep`), which is how `term` and shutdown stop processors.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use nu_protocol::ast::Block;
+use nu_protocol::debugger::WithoutDebug;
+use nu_protocol::engine::{Command, EngineState, Stack, StateWorkingSet};
+use nu_protocol::{PipelineData, ShellError, Signals, Span, Value};
+
+use super::commands;
+use crate::store::Store;
+
+/// A script that could not be parsed or run: the Nushell error text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptError(pub String);
+
+impl std::fmt::Display for ScriptError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A Nushell engine bound to a store.
+#[derive(Clone)]
+pub struct Engine {
+    state: EngineState,
+    interrupt: Arc<AtomicBool>,
+}
+
+impl Engine {
+    /// The core language and the store builtins (`.cat`, `.append`, …).
+    pub fn new(store: &Store) -> Engine {
+        let mut state = nu_cmd_lang::create_default_context();
+        let decls: Vec<Box<dyn Command>> = commands::all(store);
+        let delta = {
+            let mut working_set = StateWorkingSet::new(&state);
+            for decl in decls {
+                working_set.add_decl(decl);
+            }
+            working_set.render()
+        };
+        if let Err(e) = state.merge_delta(delta) {
+            // Only duplicate or malformed declarations fail here: a bug.
+            eprintln!("xs: registering builtins failed: {e:?}");
+        }
+        let interrupt = Arc::new(AtomicBool::new(false));
+        state.set_signals(Signals::new(interrupt.clone()));
+        Engine { state, interrupt }
+    }
+
+    /// A copy with its own interrupt flag, for one script.
+    pub fn fork(&self) -> Engine {
+        let mut state = self.state.clone();
+        let interrupt = Arc::new(AtomicBool::new(false));
+        state.set_signals(Signals::new(interrupt.clone()));
+        Engine { state, interrupt }
+    }
+
+    /// The flag that interrupts this engine's scripts.
+    pub fn interrupt_handle(&self) -> Arc<AtomicBool> {
+        self.interrupt.clone()
+    }
+
+    /// Stops the running script at its next interrupt check.
+    pub fn interrupt(&self) {
+        self.interrupt.store(true, Ordering::Relaxed);
+    }
+
+    /// Sets an environment variable for every later script of this engine.
+    pub fn set_env(&mut self, name: &str, value: Value) {
+        self.state.add_env_var(name.to_string(), value);
+    }
+
+    /// Parses `source` (a script, or a module's definitions) into this
+    /// engine; its definitions stay for later evaluations.
+    pub fn parse(&mut self, name: &str, source: &str) -> Result<Arc<Block>, ScriptError> {
+        let mut working_set = StateWorkingSet::new(&self.state);
+        let block = nu_parser::parse(&mut working_set, Some(name), source.as_bytes(), false);
+        if let Some(error) = working_set.parse_errors.first() {
+            let text = nu_protocol::format_cli_error(None, &working_set, error, None);
+            return Err(ScriptError(text));
+        }
+        if let Some(error) = working_set.compile_errors.first() {
+            let text = nu_protocol::format_cli_error(None, &working_set, error, None);
+            return Err(ScriptError(text));
+        }
+        let delta = working_set.render();
+        self.state
+            .merge_delta(delta)
+            .map_err(|e| ScriptError(self.render_shell_error(&e)))?;
+        Ok(block)
+    }
+
+    /// Runs a parsed block with `input`.
+    pub fn eval(&self, block: &Block, input: PipelineData) -> Result<PipelineData, ShellError> {
+        let mut stack = Stack::new();
+        nu_engine::eval_block_with_early_return::<WithoutDebug>(
+            &self.state,
+            &mut stack,
+            block,
+            input,
+        )
+        .map(|data| data.body)
+    }
+
+    /// Parses and runs a script in one go.
+    pub fn run(&mut self, name: &str, source: &str) -> Result<PipelineData, ScriptError> {
+        let block = self.parse(name, source)?;
+        self.eval(&block, PipelineData::empty())
+            .map_err(|e| ScriptError(self.render_shell_error(&e)))
+    }
+
+    /// Calls a closure value with positional arguments.
+    pub fn call_closure(
+        &self,
+        closure: &nu_protocol::engine::Closure,
+        args: Vec<Value>,
+        input: PipelineData,
+    ) -> Result<PipelineData, ShellError> {
+        let block = self.state.get_block(closure.block_id);
+        let mut stack = Stack::new().captures_to_stack(closure.captures.clone());
+        for (param, arg) in block.signature.required_positional.iter().zip(args) {
+            if let Some(var_id) = param.var_id {
+                stack.add_var(var_id, arg);
+            }
+        }
+        nu_engine::eval_block_with_early_return::<WithoutDebug>(&self.state, &mut stack, block, input)
+            .map(|data| data.body)
+    }
+
+    /// How many positional parameters a closure declares.
+    pub fn closure_arity(&self, closure: &nu_protocol::engine::Closure) -> usize {
+        let block = self.state.get_block(closure.block_id);
+        block.signature.required_positional.len() + block.signature.optional_positional.len()
+    }
+
+    /// A shell error as Nushell prints it, source excerpt included.
+    pub fn render_shell_error(&self, error: &ShellError) -> String {
+        let working_set = StateWorkingSet::new(&self.state);
+        nu_protocol::format_cli_error(None, &working_set, error, None)
+    }
+
+    /// The signals of this engine, for streams it creates.
+    pub fn signals(&self) -> &Signals {
+        self.state.signals()
+    }
+}
+
+/// Collects a pipeline into one value (streams become lists).
+pub fn collect(data: PipelineData) -> Result<Value, ShellError> {
+    data.into_value(Span::unknown())
+}
