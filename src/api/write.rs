@@ -147,7 +147,7 @@ pub fn read_small_body(request: &mut Request, max: u64) -> Result<Vec<u8>, Store
     let mut body = Vec::new();
     request
         .as_reader()
-        .take(max + 1)
+        .take(max.saturating_add(1))
         .read_to_end(&mut body)
         .map_err(|e| StoreError::BadBody(e.to_string()))?;
     if body.len() as u64 > max {

@@ -539,7 +539,7 @@ fn kv_key_error(topic_error: String) -> String {
 fn read_bounded(body: &mut dyn Read, max_bytes: u64) -> Result<Vec<u8>, StoreError> {
     let mut bytes = Vec::new();
     let read = body
-        .take(max_bytes + 1)
+        .take(max_bytes.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(|e| StoreError::BadBody(e.to_string()))?;
     if read as u64 > max_bytes {
