@@ -6,5 +6,6 @@ pub mod api;
 pub mod check;
 pub mod cli;
 pub mod nu;
+pub mod processor;
 pub mod serve;
 pub mod store;

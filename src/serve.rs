@@ -202,6 +202,7 @@ fn run(args: ServeArgs) -> Result<(), String> {
         listeners.push(listener);
     }
     start_logger(store.clone());
+    let processors = crate::processor::start(store.clone())?;
     let start_meta = args
         .expose
         .as_ref()
@@ -211,6 +212,7 @@ fn run(args: ServeArgs) -> Result<(), String> {
     wait_for_signal(&signals);
 
     let _ = system_frame(&store, "xs.stopping", None);
+    processors.wait_stopped(Duration::from_secs(3));
     for listener in &listeners {
         listener.unblock();
     }

@@ -38,7 +38,10 @@ pub fn eval(base: &Engine, mut request: Request) {
             };
             for value in stream.into_iter() {
                 if let Value::Error { error, .. } = &value {
-                    eprintln!("xs: eval stream ended by an error: {}", engine.render_shell_error(error));
+                    eprintln!(
+                        "xs: eval stream ended by an error: {}",
+                        engine.render_shell_error(error)
+                    );
                     break;
                 }
                 let mut line = to_json(&value).to_string().into_bytes();
@@ -82,7 +85,9 @@ fn single(engine: &Engine, request: Request, value: Value) {
     match value {
         Value::Nothing { .. } => Reply::status(204).send(request),
         Value::String { val, .. } => Reply::with_type(200, "text/plain", val).send(request),
-        Value::Int { val, .. } => Reply::with_type(200, "text/plain", val.to_string()).send(request),
+        Value::Int { val, .. } => {
+            Reply::with_type(200, "text/plain", val.to_string()).send(request)
+        }
         Value::Float { val, .. } => {
             Reply::with_type(200, "text/plain", val.to_string()).send(request)
         }

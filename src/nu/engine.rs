@@ -17,6 +17,7 @@ use nu_protocol::{PipelineData, ShellError, Signals, Span, Value};
 
 use super::commands;
 use crate::store::Store;
+use nu_protocol::engine::VirtualPath;
 
 /// A script that could not be parsed or run: the Nushell error text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,8 +39,12 @@ pub struct Engine {
 impl Engine {
     /// The core language and the store builtins (`.cat`, `.append`, …).
     pub fn new(store: &Store) -> Engine {
+        Engine::with_builtins(commands::all(store))
+    }
+
+    /// The core language and the given builtins.
+    pub fn with_builtins(decls: Vec<Box<dyn Command>>) -> Engine {
         let mut state = nu_cmd_lang::create_default_context();
-        let decls: Vec<Box<dyn Command>> = commands::all(store);
         let delta = {
             let mut working_set = StateWorkingSet::new(&state);
             for decl in decls {
@@ -77,6 +82,21 @@ impl Engine {
     /// Sets an environment variable for every later script of this engine.
     pub fn set_env(&mut self, name: &str, value: Value) {
         self.state.add_env_var(name.to_string(), value);
+    }
+
+    /// Makes a module usable as `use a/b` for the name `a.b`: a virtual
+    /// folder `a/b` holding `mod.nu`.
+    pub fn add_module(&mut self, name: &str, source: &str) -> Result<(), ScriptError> {
+        let dir = name.replace('.', "/");
+        let file = format!("{dir}/mod.nu");
+        let mut working_set = StateWorkingSet::new(&self.state);
+        let file_id = working_set.add_file(&file, source.as_bytes());
+        let file_path = working_set.add_virtual_path(file, VirtualPath::File(file_id));
+        let _folder = working_set.add_virtual_path(dir, VirtualPath::Dir(vec![file_path]));
+        let delta = working_set.render();
+        self.state
+            .merge_delta(delta)
+            .map_err(|e| ScriptError(self.render_shell_error(&e)))
     }
 
     /// Parses `source` (a script, or a module's definitions) into this
@@ -125,15 +145,9 @@ impl Engine {
         args: Vec<Value>,
         input: PipelineData,
     ) -> Result<PipelineData, ShellError> {
-        let block = self.state.get_block(closure.block_id);
-        let mut stack = Stack::new().captures_to_stack(closure.captures.clone());
-        for (param, arg) in block.signature.required_positional.iter().zip(args) {
-            if let Some(var_id) = param.var_id {
-                stack.add_var(var_id, arg);
-            }
-        }
-        nu_engine::eval_block_with_early_return::<WithoutDebug>(&self.state, &mut stack, block, input)
-            .map(|data| data.body)
+        nu_engine::ClosureEvalOnce::new(&self.state, &Stack::new(), closure.clone())
+            .add_args(args)?
+            .run_with_input(input)
     }
 
     /// How many positional parameters a closure declares.

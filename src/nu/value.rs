@@ -32,9 +32,13 @@ pub fn to_json(value: &Value) -> Json {
             Json::Object(map)
         }
         Value::Range { val, .. } => match val.as_ref() {
-            nu_protocol::Range::IntRange(range) => {
-                Json::Array(range.into_range_iter(nu_protocol::Signals::empty()).map(Json::from).take(1_000_000).collect())
-            }
+            nu_protocol::Range::IntRange(range) => Json::Array(
+                range
+                    .into_range_iter(nu_protocol::Signals::empty())
+                    .map(Json::from)
+                    .take(1_000_000)
+                    .collect(),
+            ),
             nu_protocol::Range::FloatRange(_) => Json::Null,
         },
         _ => Json::Null,
@@ -119,6 +123,9 @@ mod tests {
     fn json_round_trip_keeps_key_order() {
         let json: Json = serde_json::from_str(r#"{"b":1,"a":[true,null,"x",1.5]}"#).unwrap();
         let value = from_json(&json, Span::unknown());
-        assert_eq!(to_json(&value).to_string(), r#"{"b":1,"a":[true,null,"x",1.5]}"#);
+        assert_eq!(
+            to_json(&value).to_string(),
+            r#"{"b":1,"a":[true,null,"x",1.5]}"#
+        );
     }
 }

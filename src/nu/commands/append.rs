@@ -49,8 +49,17 @@ impl Command for Append {
             .input_output_types(vec![(Type::Any, Type::Any)])
             .required("topic", SyntaxShape::String, "the topic to append to")
             .named("meta", SyntaxShape::Any, "metadata for the frame", None)
-            .named("ttl", SyntaxShape::String, "forever, ephemeral, time:<ms> or last:<n>", None)
-            .switch("with-timestamp", "add the frame's time as `timestamp`", None)
+            .named(
+                "ttl",
+                SyntaxShape::String,
+                "forever, ephemeral, time:<ms> or last:<n>",
+                None,
+            )
+            .switch(
+                "with-timestamp",
+                "add the frame's time as `timestamp`",
+                None,
+            )
             .category(Category::Custom("xs".into()))
     }
 
@@ -79,7 +88,11 @@ impl Command for Append {
                     .store
                     .put_payload(&mut bytes.as_slice(), Some(len), u64::MAX, ephemeral)
                     .map_err(|e| store_error(e, span))?;
-                (Some(stored.hash.to_string()), stored.journal_bytes, stored.pin)
+                (
+                    Some(stored.hash.to_string()),
+                    stored.journal_bytes,
+                    stored.pin,
+                )
             }
             None => (None, None, None),
         };

@@ -23,7 +23,11 @@ impl Command for Cas {
     fn signature(&self) -> Signature {
         Signature::build(".cas")
             .input_output_types(vec![(Type::Any, Type::Any)])
-            .optional("hash", SyntaxShape::Any, "the hash, or a frame record (its `hash`)")
+            .optional(
+                "hash",
+                SyntaxShape::Any,
+                "the hash, or a frame record (its `hash`)",
+            )
             .switch("json", "parse the payload as JSON", None)
             .category(Category::Custom("xs".into()))
     }

@@ -32,8 +32,8 @@ impl Command for CasPost {
         input: PipelineData,
     ) -> Result<PipelineData, ShellError> {
         let span = call.head;
-        let bytes = input_bytes(input, span)?
-            .ok_or_else(|| generic("Empty input", "Empty input", span))?;
+        let bytes =
+            input_bytes(input, span)?.ok_or_else(|| generic("Empty input", "Empty input", span))?;
         let len = bytes.len() as u64;
         let stored = self
             .0

@@ -28,15 +28,44 @@ impl Command for Cat {
         Signature::build(".cat")
             .input_output_types(vec![(Type::Nothing, Type::Any)])
             .switch("follow", "keep reading new frames", Some('f'))
-            .named("pulse", SyntaxShape::Int, "follow with an xs.pulse every <ms>", Some('p'))
+            .named(
+                "pulse",
+                SyntaxShape::Int,
+                "follow with an xs.pulse every <ms>",
+                Some('p'),
+            )
             .switch("new", "only frames appended from now on", Some('n'))
             .switch("detail", "include each frame's ttl", Some('d'))
-            .named("limit", SyntaxShape::Int, "stop after this many frames", None)
-            .named("after", SyntaxShape::String, "start after this id", Some('a'))
+            .named(
+                "limit",
+                SyntaxShape::Int,
+                "stop after this many frames",
+                None,
+            )
+            .named(
+                "after",
+                SyntaxShape::String,
+                "start after this id",
+                Some('a'),
+            )
             .named("from", SyntaxShape::String, "start at this id", None)
-            .named("last", SyntaxShape::Int, "start with the newest <n> frames", None)
-            .named("topic", SyntaxShape::Any, "topics: a string or a list", Some('T'))
-            .switch("with-timestamp", "add each frame's time as `timestamp`", None)
+            .named(
+                "last",
+                SyntaxShape::Int,
+                "start with the newest <n> frames",
+                None,
+            )
+            .named(
+                "topic",
+                SyntaxShape::Any,
+                "topics: a string or a list",
+                Some('T'),
+            )
+            .switch(
+                "with-timestamp",
+                "add each frame's time as `timestamp`",
+                None,
+            )
             .category(Category::Custom("xs".into()))
     }
 
@@ -83,7 +112,12 @@ impl Command for Cat {
             timestamp: call.has_flag(engine_state, stack, "with-timestamp")?,
         };
         let signals = engine_state.signals().clone();
-        let frames = FrameRecords::new(Reader::new(self.0.clone(), options), shape, span, signals.clone());
+        let frames = FrameRecords::new(
+            Reader::new(self.0.clone(), options),
+            shape,
+            span,
+            signals.clone(),
+        );
         Ok(PipelineData::list_stream(
             nu_protocol::ListStream::new(frames, span, signals),
             None,
@@ -117,7 +151,12 @@ pub struct FrameRecords {
 }
 
 impl FrameRecords {
-    pub fn new(reader: Reader, shape: FrameShape, span: Span, signals: nu_protocol::Signals) -> Self {
+    pub fn new(
+        reader: Reader,
+        shape: FrameShape,
+        span: Span,
+        signals: nu_protocol::Signals,
+    ) -> Self {
         FrameRecords {
             reader,
             shape,

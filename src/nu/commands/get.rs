@@ -23,7 +23,11 @@ impl Command for Get {
         Signature::build(".get")
             .input_output_types(vec![(Type::Nothing, Type::Any)])
             .required("id", SyntaxShape::String, "the frame's id")
-            .switch("with-timestamp", "add the frame's time as `timestamp`", None)
+            .switch(
+                "with-timestamp",
+                "add the frame's time as `timestamp`",
+                None,
+            )
             .category(Category::Custom("xs".into()))
     }
 

@@ -33,8 +33,8 @@ impl Command for FromJson {
     ) -> Result<PipelineData, ShellError> {
         let span = call.head;
         let text = input.into_value(span)?.coerce_into_string()?;
-        let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| generic("invalid JSON", e.to_string(), span))?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| generic("invalid JSON", e.to_string(), span))?;
         Ok(from_json(&json, span).into_pipeline_data())
     }
 }

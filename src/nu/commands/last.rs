@@ -27,10 +27,18 @@ impl Command for Last {
     fn signature(&self) -> Signature {
         Signature::build(".last")
             .input_output_types(vec![(Type::Nothing, Type::Any)])
-            .optional("topic", SyntaxShape::Any, "topics (string or list), or the count")
+            .optional(
+                "topic",
+                SyntaxShape::Any,
+                "topics (string or list), or the count",
+            )
             .optional("count", SyntaxShape::Int, "how many")
             .switch("follow", "then keep reading new frames", Some('f'))
-            .switch("with-timestamp", "add each frame's time as `timestamp`", None)
+            .switch(
+                "with-timestamp",
+                "add each frame's time as `timestamp`",
+                None,
+            )
             .category(Category::Custom("xs".into()))
     }
 
@@ -66,7 +74,12 @@ impl Command for Last {
                 ..ReadOptions::default()
             };
             let signals = engine_state.signals().clone();
-            let frames = FrameRecords::new(Reader::new(self.0.clone(), options), shape, span, signals.clone());
+            let frames = FrameRecords::new(
+                Reader::new(self.0.clone(), options),
+                shape,
+                span,
+                signals.clone(),
+            );
             return Ok(PipelineData::list_stream(
                 nu_protocol::ListStream::new(frames, span, signals),
                 None,

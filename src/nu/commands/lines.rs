@@ -29,10 +29,7 @@ impl Command for Lines {
     ) -> Result<PipelineData, ShellError> {
         let span = call.head;
         let text = input.into_value(span)?.coerce_into_string()?;
-        let lines = text
-            .lines()
-            .map(|line| Value::string(line, span))
-            .collect();
+        let lines = text.lines().map(|line| Value::string(line, span)).collect();
         Ok(Value::list(lines, span).into_pipeline_data())
     }
 }
