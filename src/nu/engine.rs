@@ -109,7 +109,15 @@ impl Engine {
             return Err(ScriptError(text));
         }
         if let Some(error) = working_set.compile_errors.first() {
-            let text = nu_protocol::format_cli_error(None, &working_set, error, None);
+            let mut text = nu_protocol::format_cli_error(None, &working_set, error, None);
+            // A word that is no command became an external call, which this
+            // engine cannot make yet: name the word.
+            if let nu_protocol::CompileError::RunExternalNotFound { span } = error {
+                let word = String::from_utf8_lossy(working_set.get_span_contents(*span));
+                text = format!(
+                    "command not found: `{word}` (this engine has the Nushell language core and the xs builtins; nu-command is not linked)\n{text}"
+                );
+            }
             return Err(ScriptError(text));
         }
         let delta = working_set.render();
