@@ -36,6 +36,9 @@ struct Cursor {
     address: Address,
     key: String,
     progress: Mutex<Progress>,
+    /// Held while lines are written and their position recorded, so a
+    /// signal's final save never lands between the two.
+    writing: Mutex<()>,
 }
 
 impl Cursor {
@@ -94,6 +97,7 @@ pub fn cat(mut options: CatOptions, name: &str, address: Address) -> Result<(), 
         address,
         key,
         progress: Mutex::new(Progress::default()),
+        writing: Mutex::new(()),
     });
     let explicit_start =
         options.after.is_some() || options.from.is_some() || options.last.is_some() || options.new;
@@ -138,6 +142,7 @@ fn copy_lines(body: &mut impl Read, cursor: &Cursor) -> Result<(), Stop> {
         if lines.is_empty() {
             continue;
         }
+        let _writing = cursor.writing.lock().unwrap_or_else(|e| e.into_inner());
         if let Err(e) = out.write_all(&lines).and_then(|()| out.flush()) {
             return if matches!(e.kind(), io::ErrorKind::BrokenPipe) {
                 Err(Stop::OutputClosed)
@@ -194,6 +199,9 @@ fn save_on_signal(cursor: Arc<Cursor>) {
             let mut signal: libc::c_int = 0;
             // SAFETY: `set` is initialised and blocked in every thread.
             unsafe { libc::sigwait(&set, &mut signal) };
+            // Wait out a write in progress, then keep the writer parked
+            // until the process ends.
+            let _writing = cursor.writing.lock().unwrap_or_else(|e| e.into_inner());
             let _ = cursor.save();
             std::process::exit(128 + signal);
         });

@@ -159,8 +159,8 @@ fn server_command(name: &str, args: Vec<OsString>) -> Option<i32> {
 /// `xs help [command]`.
 fn help_for(args: Vec<OsString>) -> i32 {
     let wanted = args.first().map(|a| a.to_string_lossy().into_owned());
-    match wanted {
-        None => finish(help::TOP, Err(Stop::Help)),
+    match wanted.as_deref() {
+        None | Some("-h" | "--help" | "help") => finish(help::TOP, Err(Stop::Help)),
         Some(name) => match COMMANDS.iter().find(|c| c.name == name) {
             Some(command) => finish(command.usage, Err(Stop::Help)),
             None => finish(

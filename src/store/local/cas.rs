@@ -128,6 +128,10 @@ impl Cas {
                 .write_all(&buf[..n])
                 .map_err(|e| StoreError::io("writing payload", e))?;
         }
+        if total == 0 {
+            // Nothing to keep: dropping the writer deletes its temp file.
+            return Ok((Integrity::from(b""), 0));
+        }
         let sri = writer.commit().map_err(StoreError::cas)?;
         if sync {
             self.sync_content(&sri)?;
