@@ -29,6 +29,10 @@ Options:
   --ephemeral-frames <n>    ephemeral frames kept in memory (default 10000)
   --ephemeral-bytes <bytes> memory for ephemeral frames and payloads (default 67108864)";
 
+/// The longest the server waits for services to stop at shutdown: they
+/// are stopped together, each within its own grace (5 s by default).
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(35);
+
 /// What `xs serve` was asked to do.
 struct ServeArgs {
     dir: PathBuf,
@@ -181,12 +185,14 @@ fn run(args: ServeArgs) -> Result<(), String> {
         StoreError::Locked(_) => locked_message(&args.dir),
         other => format!("cannot open store {}: {other}", args.dir.display()),
     })?;
+    let processors = crate::processor::start(store.clone())?;
     let context = Context {
         store: store.clone(),
         limits: WriteLimits {
             max_payload: args.max_payload,
         },
         engine: crate::nu::Engine::new(&store),
+        processes: processors.table.clone(),
     };
     let socket = args.dir.join("sock");
     let main_listener = Arc::new(Listener::unix(&socket)?);
@@ -202,7 +208,6 @@ fn run(args: ServeArgs) -> Result<(), String> {
         listeners.push(listener);
     }
     start_logger(store.clone());
-    let processors = crate::processor::start(store.clone())?;
     let start_meta = args
         .expose
         .as_ref()
@@ -212,7 +217,7 @@ fn run(args: ServeArgs) -> Result<(), String> {
     wait_for_signal(&signals);
 
     let _ = system_frame(&store, "xs.stopping", None);
-    processors.wait_stopped(Duration::from_secs(3));
+    processors.wait_stopped(SHUTDOWN_WAIT);
     for listener in &listeners {
         listener.unblock();
     }

@@ -16,7 +16,7 @@ use crate::nu::Engine;
 /// The largest script accepted, in bytes.
 const MAX_SCRIPT: u64 = 16 * 1024 * 1024;
 
-pub fn eval(base: &Engine, mut request: Request) {
+pub fn eval(base: &Engine, store: &crate::store::Store, mut request: Request) {
     let body = match read_small_body(&mut request, MAX_SCRIPT) {
         Ok(body) => body,
         Err(e) => return Reply::error(e.status(), e).send(request),
@@ -25,6 +25,14 @@ pub fn eval(base: &Engine, mut request: Request) {
         return Reply::error(400, "the script is not valid UTF-8").send(request);
     };
     let mut engine = base.fork();
+    // Every module registered so far.
+    if let Some(head) = store.head().view().last_id {
+        for (name, source) in crate::processor::script::modules_as_of(store, head) {
+            if let Err(e) = engine.add_module(&name, &source) {
+                return failed(request, &e.0);
+            }
+        }
+    }
     let data = match engine.run("eval", &script) {
         Ok(data) => data,
         Err(e) => return failed(request, &e.0),
@@ -95,6 +103,9 @@ fn single(engine: &Engine, request: Request, value: Value) {
             Reply::with_type(200, "text/plain", val.to_string()).send(request)
         }
         Value::Error { error, .. } => failed(request, &engine.render_shell_error(&error)),
+        Value::Binary { val, .. } => {
+            Reply::with_type(200, "application/octet-stream", val.to_vec()).send(request)
+        }
         other => Reply::json(to_json(&other).to_string()).send(request),
     }
 }

@@ -16,6 +16,8 @@ pub struct Context {
     pub limits: WriteLimits,
     /// The base Nushell engine `/eval` forks from.
     pub engine: crate::nu::Engine,
+    /// The processors' status, for `/ps`.
+    pub processes: crate::processor::ps::ProcessTable,
 }
 
 /// Dispatches one request to its handler.
@@ -44,7 +46,7 @@ pub fn handle(context: &Context, listener: &Listener, request: Request) {
         (Method::Get, ["cas", sri]) => cas::get(store, request, sri),
         (Method::Post, ["cas"]) => cas::post(store, request, context.limits),
         (Method::Post, ["import"]) => write::import(store, request, context.limits),
-        (Method::Post, ["eval"]) => super::eval::eval(&context.engine, request),
+        (Method::Post, ["eval"]) => super::eval::eval(&context.engine, store, request),
         (Method::Get, ["kv"]) => kv::list(store, request, &pairs),
         (Method::Get, ["kv", key]) => kv::get(store, request, key, &pairs),
         (Method::Put, ["kv", key]) => kv::put(store, request, key),

@@ -36,6 +36,8 @@ k/v:
 nushell:
   eval <addr> [file] [-c <script>]
                           run a Nushell script on the server
+  ps <addr> [--json]      actors, services, actions: state, pid, restarts
+  nu [--install|--clean]  print, install or remove the xs.nu client module
 
 other:
   version <addr>          the server's version
@@ -65,6 +67,36 @@ arguments:
 options:
   -c, --commands <script> the script itself
   -h, --help              print this help
+";
+
+pub const NU: &str = "\
+usage: xs nu [--install | --clean] [--lib-path <dir> --autoload-path <dir>] [--yes]
+
+Print xs.nu, the module of Nushell commands (.cat, .append, .last, .cas, …)
+that run this binary against $env.XS_ADDR. `use xs.nu *` in your own nu.
+
+--install writes it where Nushell finds it: xs.nu into a lib dir (the first
+of $NU_LIB_DIRS, else <config dir>/nushell/scripts) and a stub xs-use.nu
+that loads it into a vendor autoload dir (the last that
+`nu -n -c '$nu.vendor-autoload-dirs'` lists), so every new nu has the
+commands. --clean removes those two files. Both ask `Proceed? (y/N)`.
+
+options:
+      --install             write xs.nu and the xs-use.nu stub
+      --clean               remove them
+      --lib-path <dir>      put xs.nu here (the stub then names its full path)
+      --autoload-path <dir> put xs-use.nu here (give both paths or neither)
+  -y, --yes                 do not ask (needed when stdin is not a terminal)
+  -h, --help                print this help
+";
+
+pub const PS: &str = "\
+usage: xs ps <addr> [--json]
+
+The process table: one line per actor, service, action and view with its
+state (running, backoff, stopped, failed), pid, since when, restarts since
+the server started, and its last exit and error. Aligned columns on a
+terminal; NDJSON with --json or when piped.
 ";
 
 pub const KV: &str = "\

@@ -15,7 +15,9 @@ mod cursor;
 mod eval;
 mod help;
 mod kv;
+mod nu;
 mod output;
+mod ps;
 mod query;
 mod read;
 mod scru128;
@@ -102,9 +104,19 @@ const COMMANDS: &[Command] = &[
         run: eval::eval,
     },
     Command {
+        name: "nu",
+        usage: help::NU,
+        run: nu::nu,
+    },
+    Command {
         name: "kv",
         usage: help::KV,
         run: kv::kv,
+    },
+    Command {
+        name: "ps",
+        usage: help::PS,
+        run: ps::ps,
     },
     Command {
         name: "version",

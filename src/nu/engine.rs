@@ -158,6 +158,20 @@ impl Engine {
             .run_with_input(input)
     }
 
+    /// The default value of a closure's positional parameter, if it has one.
+    pub fn closure_default(
+        &self,
+        closure: &nu_protocol::engine::Closure,
+        index: usize,
+    ) -> Option<Value> {
+        let signature = &self.state.get_block(closure.block_id).signature;
+        let required = signature.required_positional.len();
+        index
+            .checked_sub(required)
+            .and_then(|at| signature.optional_positional.get(at))
+            .and_then(|param| param.default_value.clone())
+    }
+
     /// How many positional parameters a closure declares.
     pub fn closure_arity(&self, closure: &nu_protocol::engine::Closure) -> usize {
         let block = self.state.get_block(closure.block_id);

@@ -12,6 +12,8 @@ use serde_json::{json, Map, Value as Json};
 use super::lifecycle::{self, Event, Kind};
 use super::output;
 use super::script::{self, Loaded, ReturnOptions};
+use super::ps::{ProcessTable, State};
+use super::supervise::ChildGroups;
 use super::Running;
 use crate::nu::commands::{self, AppendMode};
 use crate::nu::engine::collect;
@@ -37,12 +39,27 @@ impl Start {
     }
 }
 
+/// How an actor's thread ended.
+enum Ending {
+    /// Stopped from outside (term, replacement, shutdown).
+    Stopped,
+    /// `fin.ok`.
+    Finished,
+    /// `fin.error`, with the error.
+    Failed(String),
+}
+
+/// Actors run no programs of their own beyond `^prog` calls; those get
+/// this long after SIGTERM.
+const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+
 /// An actor ready to run: its script and options, checked.
 pub struct Actor {
     name: String,
     create_id: Id,
     loaded: Loaded,
     buffer: Arc<Mutex<Vec<Draft>>>,
+    groups: ChildGroups,
     start: Start,
     pulse: Option<u64>,
     topics: TopicFilter,
@@ -54,7 +71,9 @@ impl Actor {
     /// Loads and checks the script of a create frame.
     pub fn load(store: &Store, name: &str, create: &Frame) -> Result<Actor, String> {
         let buffer = Arc::new(Mutex::new(Vec::new()));
-        let builtins = commands::with_append(store, AppendMode::Buffered(buffer.clone()));
+        let groups = ChildGroups::default();
+        let builtins =
+            commands::with_append(store, AppendMode::Buffered(buffer.clone()), groups.clone());
         let loaded = script::load(store, create, builtins, &[])?;
         let block = loaded.engine.closure_arity(&loaded.run);
         if block != 2 {
@@ -98,9 +117,11 @@ impl Actor {
                 ))
             }
         };
+        // `initial`, else the state parameter's default, else null.
         let initial = options
             .get("initial")
             .cloned()
+            .or_else(|| loaded.engine.closure_default(&loaded.run, 1))
             .unwrap_or_else(|| Value::nothing(script::span()));
         let returns = ReturnOptions::read(options, ".out")?;
         Ok(Actor {
@@ -108,6 +129,7 @@ impl Actor {
             create_id: create.id,
             loaded,
             buffer,
+            groups,
             start,
             pulse,
             topics,
@@ -117,18 +139,37 @@ impl Actor {
     }
 
     /// Starts the actor's thread; it emits `active` once subscribed.
-    pub fn spawn(self, store: Store) -> Result<Running, String> {
+    pub fn spawn(self, store: Store, table: ProcessTable) -> Result<Running, String> {
         let stop = Arc::new(AtomicBool::new(false));
         let interrupt = self.loaded.engine.interrupt_handle();
+        let groups = self.groups.clone();
         let thread_stop = stop.clone();
+        table.started(Kind::Actor, &self.name, None, false);
         let handle = std::thread::Builder::new()
             .name(format!("actor {}", self.name))
-            .spawn(move || self.run(&store, &thread_stop))
+            .spawn(move || {
+                let name = self.name.clone();
+                match self.run(&store, &thread_stop) {
+                    Ending::Finished => table.set_state(Kind::Actor, &name, State::Stopped),
+                    Ending::Failed(error) => {
+                        table.failed(Kind::Actor, &name, error);
+                        table.set_state(Kind::Actor, &name, State::Failed);
+                    }
+                    Ending::Stopped => {}
+                }
+            })
             .map_err(|e| format!("cannot start a thread: {e}"))?;
-        Ok(Running::new(Kind::Actor, stop, interrupt, handle))
+        Ok(Running::new(
+            Kind::Actor,
+            stop,
+            interrupt,
+            groups,
+            DEFAULT_GRACE,
+            handle,
+        ))
     }
 
-    fn run(self, store: &Store, stop: &AtomicBool) {
+    fn run(self, store: &Store, stop: &AtomicBool) -> Ending {
         let ids = lifecycle::meta(Kind::Actor, self.create_id, &[]);
         let follow = match self.pulse {
             Some(ms) => Follow::Pulse(ms),
@@ -149,12 +190,12 @@ impl Actor {
         let mut first = Some(reader.next_event(Duration::ZERO));
         let active = lifecycle::meta(Kind::Actor, self.create_id, &[("start", self.start.meta())]);
         if lifecycle::emit(store, Kind::Actor, &self.name, Event::Active, active).is_err() {
-            return;
+            return Ending::Stopped;
         }
         let mut state = self.initial.clone();
         loop {
             if stop.load(Ordering::Relaxed) {
-                return;
+                return Ending::Stopped;
             }
             let event = match first.take() {
                 Some(event) => event,
@@ -164,11 +205,11 @@ impl Actor {
                 Ok(ReadEvent::History(frames)) => frames,
                 Ok(ReadEvent::Live(frame)) => vec![frame],
                 Ok(ReadEvent::Idle) => continue,
-                Ok(ReadEvent::End) | Err(_) => return,
+                Ok(ReadEvent::End) | Err(_) => return Ending::Stopped,
             };
             for raw in frames {
                 if stop.load(Ordering::Relaxed) {
-                    return;
+                    return Ending::Stopped;
                 }
                 let Ok(frame) = raw.parse() else { continue };
                 if self.skips(&frame) {
@@ -176,7 +217,7 @@ impl Actor {
                 }
                 match self.step(store, &frame, state, &ids) {
                     ControlFlow::Continue(next) => state = next,
-                    ControlFlow::Break(()) => return,
+                    ControlFlow::Break(ending) => return ending,
                 }
             }
         }
@@ -202,7 +243,7 @@ impl Actor {
         frame: &Frame,
         state: Value,
         ids: &Map<String, Json>,
-    ) -> ControlFlow<(), Value> {
+    ) -> ControlFlow<Ending, Value> {
         let span = script::span();
         let shape = FrameShape {
             ttl: true,
@@ -226,7 +267,7 @@ impl Actor {
                     .interrupt_handle()
                     .load(Ordering::Relaxed)
                 {
-                    return ControlFlow::Break(());
+                    return ControlFlow::Break(Ending::Stopped);
                 }
                 let error = self.loaded.engine.render_shell_error(&e);
                 return self.finish(store, Event::FinError, frame, Some(error));
@@ -275,13 +316,16 @@ impl Actor {
         event: Event,
         frame: &Frame,
         error: Option<String>,
-    ) -> ControlFlow<(), Value> {
+    ) -> ControlFlow<Ending, Value> {
         let mut more = vec![("frame_id", Json::String(frame.id.to_string()))];
-        if let Some(error) = error {
-            more.push(("error", Json::String(error)));
+        if let Some(error) = &error {
+            more.push(("error", Json::String(error.clone())));
         }
         let meta = lifecycle::meta(Kind::Actor, self.create_id, &more);
         let _ = lifecycle::emit(store, Kind::Actor, &self.name, event, meta);
-        ControlFlow::Break(())
+        ControlFlow::Break(match error {
+            Some(error) => Ending::Failed(error),
+            None => Ending::Finished,
+        })
     }
 }

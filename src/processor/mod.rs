@@ -16,15 +16,17 @@ pub mod action;
 pub mod actor;
 pub mod lifecycle;
 pub mod output;
+pub mod ps;
 pub mod script;
 pub mod service;
+pub mod supervise;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use serde_json::Value as Json;
@@ -32,7 +34,9 @@ use serde_json::Value as Json;
 use action::Action;
 use actor::Actor;
 use lifecycle::{Event, Kind, LifecycleTopic, Slots};
+use ps::{ProcessTable, State};
 use service::Service;
+use supervise::ChildGroups;
 
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
 use crate::store::{Frame, Id, Store, TopicFilter};
@@ -42,6 +46,10 @@ pub struct Running {
     pub kind: Kind,
     stop: Arc<AtomicBool>,
     interrupt: Arc<AtomicBool>,
+    /// Process groups its runs started: SIGTERM on stop, SIGKILL after
+    /// `grace`.
+    groups: ChildGroups,
+    grace: Duration,
     handle: JoinHandle<()>,
 }
 
@@ -50,21 +58,41 @@ impl Running {
         kind: Kind,
         stop: Arc<AtomicBool>,
         interrupt: Arc<AtomicBool>,
+        groups: ChildGroups,
+        grace: Duration,
         handle: JoinHandle<()>,
     ) -> Running {
         Running {
             kind,
             stop,
             interrupt,
+            groups,
+            grace,
             handle,
         }
     }
 
-    /// Stops the thread (interrupting its script) and waits for it.
-    pub fn stop(self) {
+    /// Asks the thread to stop: its script is interrupted and its programs
+    /// get SIGTERM.
+    fn signal_stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
         self.interrupt.store(true, Ordering::Relaxed);
+        self.groups.terminate();
+    }
+
+    /// Waits until `deadline` for the thread, SIGKILLs what is left, joins.
+    fn finish_stop(self, deadline: Instant) {
+        if !supervise::wait_until(deadline, || self.handle.is_finished()) {
+            self.groups.kill();
+        }
         let _ = self.handle.join();
+    }
+
+    /// Stops the processor within its grace period and waits for it.
+    pub fn stop(self) {
+        self.signal_stop();
+        let deadline = Instant::now() + self.grace;
+        self.finish_stop(deadline);
     }
 
     fn finished(&self) -> bool {
@@ -75,24 +103,28 @@ impl Running {
 /// The dispatcher, as seen from the server.
 pub struct Processors {
     stopped: Receiver<()>,
+    pub table: ProcessTable,
 }
 
 impl Processors {
     /// Waits (at most `timeout`) until the dispatcher has handled
-    /// `xs.stopping` and stopped every service.
+    /// `xs.stopping` and stopped every service (each within its grace).
     pub fn wait_stopped(&self, timeout: Duration) {
         let _ = self.stopped.recv_timeout(timeout);
     }
 }
 
-/// Starts the dispatcher thread.
+/// Starts the spawner and the dispatcher thread.
 pub fn start(store: Store) -> Result<Processors, String> {
+    supervise::start(store.dir())?;
     let (stopped_tx, stopped_rx) = crossbeam_channel::bounded(1);
+    let table = ProcessTable::default();
     let mut dispatcher = Dispatcher {
         store,
         running: HashMap::new(),
         actions: HashMap::new(),
         stopped: Some(stopped_tx),
+        table: table.clone(),
     };
     std::thread::Builder::new()
         .name("processors".into())
@@ -100,6 +132,7 @@ pub fn start(store: Store) -> Result<Processors, String> {
         .map_err(|e| format!("cannot start the processor dispatcher: {e}"))?;
     Ok(Processors {
         stopped: stopped_rx,
+        table,
     })
 }
 
@@ -109,6 +142,7 @@ struct Dispatcher {
     running: HashMap<(Kind, String), (Id, Running)>,
     actions: HashMap<String, Action>,
     stopped: Option<Sender<()>>,
+    table: ProcessTable,
 }
 
 impl Dispatcher {
@@ -221,28 +255,36 @@ impl Dispatcher {
                 true
             }
             Err(error) => {
-                let key = match kind {
-                    Kind::Service => "reason",
-                    _ => "error",
-                };
-                let meta = lifecycle::meta(kind, create.id, &[(key, Json::String(error))]);
-                let _ = lifecycle::emit(&self.store, kind, name, Event::Invalid, meta);
+                self.invalid(kind, name, create.id, error);
                 false
             }
         }
     }
 
+    /// A script that failed to load: `invalid`, with its error under the
+    /// key cross.stream uses for the kind.
+    fn invalid(&self, kind: Kind, name: &str, create_id: Id, error: String) {
+        let key = match kind {
+            Kind::Service => "reason",
+            _ => "error",
+        };
+        self.table.failed(kind, name, error.clone());
+        let meta = lifecycle::meta(kind, create_id, &[(key, Json::String(error))]);
+        let _ = lifecycle::emit(&self.store, kind, name, Event::Invalid, meta);
+    }
+
     fn load(&self, kind: Kind, name: &str, create: &Frame) -> Result<Loaded, String> {
         Ok(match kind {
             Kind::Actor => Loaded::Actor(Actor::load(&self.store, name, create)?),
-            Kind::Service => Loaded::Service(Service::load(&self.store, name, create)?),
+            Kind::Service => Loaded::Service(Service::load(&self.store, name, create, &self.table)?),
             Kind::Action => Loaded::Action(Action::load(&self.store, name, create)?),
         })
     }
 
     fn launch(&mut self, kind: Kind, name: &str, create_id: Id, loaded: Loaded) {
+        self.table.registered(kind, name);
         let running = match loaded {
-            Loaded::Actor(actor) => actor.spawn(self.store.clone()),
+            Loaded::Actor(actor) => actor.spawn(self.store.clone(), self.table.clone()),
             Loaded::Service(service) => service.spawn(self.store.clone()),
             Loaded::Action(action) => {
                 let meta = lifecycle::meta(Kind::Action, create_id, &[]);
@@ -267,12 +309,10 @@ impl Dispatcher {
         let loaded = match self.load(kind, &name, create) {
             Ok(loaded) => loaded,
             Err(error) => {
-                let key = match kind {
-                    Kind::Service => "reason",
-                    _ => "error",
-                };
-                let meta = lifecycle::meta(kind, create.id, &[(key, Json::String(error))]);
-                let _ = lifecycle::emit(&self.store, kind, &name, Event::Invalid, meta);
+                self.invalid(kind, &name, create.id, error);
+                if kind == Kind::Actor {
+                    self.respawn(&name);
+                }
                 return;
             }
         };
@@ -288,9 +328,25 @@ impl Dispatcher {
         self.launch(kind, &name, create.id, loaded);
     }
 
+    /// Restarts the running actor from its own create (after a failed
+    /// replacement, as cross.stream does: a new `active`, the same id).
+    fn respawn(&mut self, name: &str) {
+        let Some((create_id, running)) = self.running.remove(&(Kind::Actor, name.to_string()))
+        else {
+            return;
+        };
+        running.stop();
+        if let Ok(Some(raw)) = self.store.get(create_id) {
+            if let Ok(create) = raw.parse() {
+                self.start(Kind::Actor, name, &create);
+            }
+        }
+    }
+
     /// A live `term`: stop it and say so.
     fn term(&mut self, topic: LifecycleTopic, term: &Frame) {
         let LifecycleTopic { kind, name, .. } = topic;
+        self.table.set_state(kind, &name, State::Stopped);
         let term_id = Json::String(term.id.to_string());
         let meta = match kind {
             Kind::Action => {
@@ -317,16 +373,22 @@ impl Dispatcher {
         let _ = lifecycle::emit(&self.store, kind, &name, Event::FinTerm, meta);
     }
 
-    /// `xs.stopping`: every service stops and says `stopped`; actors stop
-    /// quietly.
+    /// `xs.stopping`: every service stops (all at once, each within its
+    /// grace) and says `stopped`; actors stop quietly.
     fn stop_services(&mut self) {
         let running: Vec<((Kind, String), (Id, Running))> = self.running.drain().collect();
-        for ((kind, name), (create_id, running)) in running {
-            running.stop();
+        for (_, (_, processor)) in &running {
+            processor.signal_stop();
+        }
+        let now = Instant::now();
+        for ((kind, name), (create_id, processor)) in running {
+            let deadline = now + processor.grace;
+            processor.finish_stop(deadline);
             if kind == Kind::Service {
                 let meta = lifecycle::meta(kind, create_id, &[]);
                 let _ = lifecycle::emit(&self.store, kind, &name, Event::Stopped, meta);
             }
+            self.table.set_state(kind, &name, State::Stopped);
         }
         if let Some(stopped) = self.stopped.take() {
             let _ = stopped.send(());

@@ -22,7 +22,7 @@ pub fn draft(
     let mut hash = None;
     let mut journal_payload = None;
     if options.to_cas {
-        let bytes = cas_bytes(value);
+        let bytes = cas_bytes(value, options.raw_strings);
         let len = bytes.len() as u64;
         let stored = store
             .put_payload(&mut bytes.as_slice(), Some(len), u64::MAX, false)

@@ -57,6 +57,17 @@ pub fn modules_as_of(store: &Store, upto: crate::store::Id) -> BTreeMap<String, 
     modules
 }
 
+/// As `load`, for a service, whose record may give `command` instead of
+/// `run` (the closure is then never called).
+pub fn load_service(
+    store: &Store,
+    create: &Frame,
+    builtins: Vec<Box<dyn Command>>,
+    env: &[(&str, Value)],
+) -> Result<Loaded, String> {
+    load_with(store, create, builtins, env, true)
+}
+
 /// Evaluates a create frame's script with `builtins`, the modules as of
 /// the frame, and `env` variables.
 pub fn load(
@@ -64,6 +75,16 @@ pub fn load(
     create: &Frame,
     builtins: Vec<Box<dyn Command>>,
     env: &[(&str, Value)],
+) -> Result<Loaded, String> {
+    load_with(store, create, builtins, env, false)
+}
+
+fn load_with(
+    store: &Store,
+    create: &Frame,
+    builtins: Vec<Box<dyn Command>>,
+    env: &[(&str, Value)],
+    command_allowed: bool,
 ) -> Result<Loaded, String> {
     let text = source(store, create)?;
     let mut engine = Engine::with_builtins(builtins);
@@ -79,6 +100,17 @@ pub fn load(
         return Err("Script must define a 'run' closure.".into());
     };
     let options = val.into_owned();
+    if command_allowed && options.get("run").is_none() && options.get("command").is_some() {
+        // A plain command: an empty closure stands in for `run`.
+        let data = engine.run("command", "{||}").map_err(|e| e.0)?;
+        if let Ok(Value::Closure { val, .. }) = collect(data) {
+            return Ok(Loaded {
+                engine,
+                options,
+                run: val.as_ref().clone(),
+            });
+        }
+    }
     let run = match options.get("run") {
         Some(Value::Closure { val, .. }) => val.as_ref().clone(),
         Some(other) => {
@@ -103,6 +135,8 @@ pub struct ReturnOptions {
     pub ttl: Option<crate::store::Ttl>,
     /// `target: "cas"`: the value is the payload, not the meta.
     pub to_cas: bool,
+    /// Strings go to CAS as they are (services), not as JSON text.
+    pub raw_strings: bool,
 }
 
 impl ReturnOptions {
@@ -111,6 +145,7 @@ impl ReturnOptions {
             suffix: default_suffix.to_string(),
             ttl: None,
             to_cas: false,
+            raw_strings: false,
         };
         let Some(value) = options.get("return_options") else {
             return Ok(out);
@@ -137,12 +172,13 @@ impl ReturnOptions {
     }
 }
 
-/// A value's payload bytes for `target: "cas"`: binary raw, strings as
-/// UTF-8, anything else as JSON text.
-pub fn cas_bytes(value: &Value) -> Vec<u8> {
+/// A value's payload bytes for `target: "cas"`: binary raw; a string raw
+/// for services, as JSON text (quoted) for actors and actions, as in
+/// cross.stream; anything else as JSON text.
+pub fn cas_bytes(value: &Value, raw_strings: bool) -> Vec<u8> {
     match value {
         Value::Binary { val, .. } => val.to_vec(),
-        Value::String { val, .. } => val.clone().into_bytes(),
+        Value::String { val, .. } if raw_strings => val.clone().into_bytes(),
         other => crate::nu::value::to_json(other).to_string().into_bytes(),
     }
 }

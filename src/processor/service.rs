@@ -3,6 +3,7 @@
 //! clean finish runs it again a second later.
 
 use std::io::Read;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,8 +14,10 @@ use serde_json::{json, Map, Value as Json};
 use super::lifecycle::{self, Event, Kind};
 use super::output;
 use super::script::{self, Loaded, ReturnOptions};
+use super::ps::{ProcessTable, State};
+use super::supervise::{self, Backoff, ChildGroups, Restart};
 use super::Running;
-use crate::nu::commands;
+use crate::nu::commands::{self, AppendMode};
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
 use crate::store::{Frame, Id, Store, TopicFilter};
 
@@ -24,84 +27,311 @@ const CHUNK: usize = 8192;
 /// How long a service waits before running again after a clean finish.
 const RERUN_AFTER: Duration = Duration::from_secs(1);
 
+/// What a service runs.
+enum Program {
+    /// A Nushell closure `{|| …}`.
+    Closure,
+    /// A program and its arguments, run directly (no shell).
+    Command(Vec<String>),
+}
+
+/// How one run ended.
+enum RunEnd {
+    Clean,
+    Failed {
+        message: String,
+        status: Option<i32>,
+        signal: Option<i32>,
+    },
+}
+
 pub struct Service {
     name: String,
     create_id: Id,
     loaded: Loaded,
+    program: Program,
+    groups: ChildGroups,
     duplex: bool,
     returns: ReturnOptions,
+    restart: Restart,
+    healthy: Duration,
+    grace: Duration,
+    table: ProcessTable,
 }
 
+/// The default run length that counts as healthy (resets the back-off).
+const HEALTHY: Duration = Duration::from_secs(60);
+
+/// The default time between SIGTERM and SIGKILL.
+const GRACE: Duration = Duration::from_secs(5);
+
 impl Service {
-    pub fn load(store: &Store, name: &str, create: &Frame) -> Result<Service, String> {
+    pub fn load(
+        store: &Store,
+        name: &str,
+        create: &Frame,
+        table: &ProcessTable,
+    ) -> Result<Service, String> {
         let env_meta = json!({ "service_id": create.id.to_string() }).to_string();
         let env = [("XS_APPEND_META", Value::string(env_meta, script::span()))];
-        let loaded = script::load(store, create, commands::all(store), &env)?;
-        let duplex = loaded
-            .options
+        let groups = ChildGroups::default();
+        let builtins = commands::with_append(store, AppendMode::Direct, groups.clone());
+        let loaded = script::load_service(store, create, builtins, &env)?;
+        let options = &loaded.options;
+        let program = match options.get("command") {
+            Some(Value::List { vals, .. }) => {
+                let words = vals
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_string))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| "'command' must be a list of strings")?;
+                if words.is_empty() {
+                    return Err("'command' must name a program".into());
+                }
+                Program::Command(words)
+            }
+            Some(_) => return Err("'command' must be a list: [program, arg, ...]".into()),
+            None => Program::Closure,
+        };
+        let restart = match options.get("restart") {
+            Some(value) => Restart::parse(value.as_str().map_err(|_| "'restart' must be a string")?)?,
+            None if matches!(program, Program::Command(_)) => Restart::Always,
+            None => Restart::CrossStream,
+        };
+        let millis = |key: &str, default: Duration| -> Result<Duration, String> {
+            match options.get(key) {
+                Some(value) => value
+                    .as_int()
+                    .map(|ms| Duration::from_millis(ms.max(0) as u64))
+                    .map_err(|_| format!("'{key}' must be an int (ms)")),
+                None => Ok(default),
+            }
+        };
+        let healthy = millis("healthy_ms", HEALTHY)?;
+        let grace = millis("grace_ms", GRACE)?;
+        let duplex = options
             .get("duplex")
             .map(|v| v.as_bool().unwrap_or(false))
             .unwrap_or(false);
-        let returns = ReturnOptions::read(&loaded.options, ".recv")?;
+        let returns = ReturnOptions {
+            raw_strings: true,
+            ..ReturnOptions::read(options, ".recv")?
+        };
         Ok(Service {
             name: name.to_string(),
             create_id: create.id,
             loaded,
+            program,
+            groups,
             duplex,
             returns,
+            restart,
+            healthy,
+            grace,
+            table: table.clone(),
         })
     }
 
     pub fn spawn(self, store: Store) -> Result<Running, String> {
         let stop = Arc::new(AtomicBool::new(false));
         let interrupt = self.loaded.engine.interrupt_handle();
+        let groups = self.groups.clone();
+        let grace = self.grace;
         let thread_stop = stop.clone();
         let handle = std::thread::Builder::new()
             .name(format!("service {}", self.name))
             .spawn(move || self.run(&store, &thread_stop))
             .map_err(|e| format!("cannot start a thread: {e}"))?;
-        Ok(Running::new(Kind::Service, stop, interrupt, handle))
+        Ok(Running::new(
+            Kind::Service,
+            stop,
+            interrupt,
+            groups,
+            grace,
+            handle,
+        ))
     }
 
     fn run(self, store: &Store, stop: &AtomicBool) {
         let ids = lifecycle::meta(Kind::Service, self.create_id, &[]);
+        let mut backoff = Backoff::new(self.healthy);
+        let mut restarted = false;
         loop {
-            let active =
-                match lifecycle::emit(store, Kind::Service, &self.name, Event::Active, ids.clone())
-                {
-                    Ok(frame) => frame,
-                    Err(_) => return,
-                };
-            let input = if self.duplex {
-                self.duplex_input(store, active.id)
-            } else {
-                PipelineData::empty()
+            let active = match lifecycle::emit(
+                store,
+                Kind::Service,
+                &self.name,
+                Event::Active,
+                ids.clone(),
+            ) {
+                Ok(frame) => frame,
+                Err(_) => return,
             };
-            let outcome = self
-                .loaded
-                .engine
-                .call_closure(&self.loaded.run, Vec::new(), input)
-                .map_err(|e| self.loaded.engine.render_shell_error(&e))
-                .and_then(|data| self.emit_outputs(store, data, &ids, stop));
+            let started = Instant::now();
+            self.table.started(Kind::Service, &self.name, None, restarted);
+            let end = match &self.program {
+                Program::Closure => self.run_closure(store, active.id, &ids, stop),
+                Program::Command(words) => self.run_command(store, words, &ids),
+            };
             if stop.load(Ordering::Relaxed) {
                 return;
             }
-            if let Err(message) = outcome {
+            let (clean, status, signal, message) = match end {
+                RunEnd::Clean => (true, None, None, None),
+                RunEnd::Failed {
+                    message,
+                    status,
+                    signal,
+                } => (false, status, signal, Some(message)),
+            };
+            self.table.exited(
+                Kind::Service,
+                &self.name,
+                describe_exit(clean, status, signal, message.as_deref()),
+            );
+            if let Some(message) = &message {
+                self.table.failed(Kind::Service, &self.name, message.clone());
+            }
+            if !self.restart.reruns(clean) {
+                self.stop_for_good(store, clean, status, message);
+                return;
+            }
+            let delay = match self.restart {
+                Restart::CrossStream => RERUN_AFTER,
+                _ => backoff.next_delay(started.elapsed()),
+            };
+            if self.restart != Restart::CrossStream {
                 let meta = lifecycle::meta(
                     Kind::Service,
                     self.create_id,
-                    &[("message", Json::String(message))],
+                    &[
+                        ("status", json!(status)),
+                        ("signal", json!(signal)),
+                        ("restart_in_ms", json!(delay.as_millis() as u64)),
+                    ],
                 );
-                let _ = lifecycle::emit(store, Kind::Service, &self.name, Event::FinError, meta);
+                let _ = lifecycle::emit(store, Kind::Service, &self.name, Event::Exited, meta);
+            }
+            self.table.set_state(Kind::Service, &self.name, State::Backoff);
+            let deadline = Instant::now() + delay;
+            if supervise::wait_until(deadline, || stop.load(Ordering::Relaxed)) {
                 return;
             }
-            let until = Instant::now() + RERUN_AFTER;
-            while Instant::now() < until {
-                if stop.load(Ordering::Relaxed) {
-                    return;
+            restarted = true;
+        }
+    }
+
+    /// `fin.ok` after a clean exit, `fin.error` (with the status) after a
+    /// failure: the service does not come back, not even after a restart.
+    fn stop_for_good(&self, store: &Store, clean: bool, status: Option<i32>, message: Option<String>) {
+        let (event, state, more) = if clean {
+            (Event::FinOk, State::Stopped, Vec::new())
+        } else {
+            (
+                Event::FinError,
+                State::Failed,
+                vec![
+                    ("message", json!(message.unwrap_or_default())),
+                    ("status", json!(status)),
+                ],
+            )
+        };
+        let meta = lifecycle::meta(Kind::Service, self.create_id, &more);
+        let _ = lifecycle::emit(store, Kind::Service, &self.name, event, meta);
+        self.table.set_state(Kind::Service, &self.name, state);
+    }
+
+    /// One run of the Nushell closure.
+    fn run_closure(
+        &self,
+        store: &Store,
+        active: Id,
+        ids: &Map<String, Json>,
+        stop: &AtomicBool,
+    ) -> RunEnd {
+        let input = if self.duplex {
+            self.duplex_input(store, active)
+        } else {
+            PipelineData::empty()
+        };
+        let outcome = self
+            .loaded
+            .engine
+            .call_closure(&self.loaded.run, Vec::new(), input)
+            .map_err(|e| self.loaded.engine.render_shell_error(&e))
+            .and_then(|data| self.emit_outputs(store, data, ids, stop));
+        match outcome {
+            Ok(()) => RunEnd::Clean,
+            Err(message) => RunEnd::Failed {
+                message,
+                status: None,
+                signal: None,
+            },
+        }
+    }
+
+    /// One run of a plain program: stdout lines to `<name>.recv`, stderr
+    /// lines to `<name>.stderr`.
+    fn run_command(&self, store: &Store, words: &[String], ids: &Map<String, Json>) -> RunEnd {
+        let mut process = Command::new(&words[0]);
+        process
+            .args(&words[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = match supervise::spawn(process) {
+            Ok(child) => child,
+            Err(e) => {
+                return RunEnd::Failed {
+                    message: format!("cannot run `{}`: {e}", words[0]),
+                    status: None,
+                    signal: None,
                 }
-                std::thread::sleep(Duration::from_millis(20));
             }
+        };
+        let pid = child.id();
+        self.groups.add(pid);
+        self.table.started(Kind::Service, &self.name, Some(pid), false);
+        let readers: Vec<_> = [
+            child.stdout.take().map(|out| (Box::new(out) as Box<dyn Read + Send>, self.returns.suffix.clone())),
+            child.stderr.take().map(|err| (Box::new(err) as Box<dyn Read + Send>, ".stderr".to_string())),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|(source, suffix)| {
+            let store = store.clone();
+            let topic = format!("{}{suffix}", self.name);
+            let ids = ids.clone();
+            let returns = self.returns.clone();
+            std::thread::spawn(move || forward_lines(&store, source, topic, &returns, &ids))
+        })
+        .collect();
+        let status = child.wait();
+        for reader in readers {
+            let _ = reader.join();
+        }
+        self.groups.remove(pid);
+        supervise::forget(pid);
+        match status {
+            Ok(status) if status.success() => RunEnd::Clean,
+            Ok(status) => {
+                use std::os::unix::process::ExitStatusExt;
+                let message = match (status.code(), status.signal()) {
+                    (Some(code), _) => format!("`{}` exited with status {code}", words[0]),
+                    (None, Some(signal)) => format!("`{}` was killed by signal {signal}", words[0]),
+                    _ => format!("`{}` ended: {status}", words[0]),
+                };
+                RunEnd::Failed {
+                    message,
+                    status: status.code(),
+                    signal: status.signal(),
+                }
+            }
+            Err(e) => RunEnd::Failed {
+                message: format!("waiting for `{}`: {e}", words[0]),
+                status: None,
+                signal: None,
+            },
         }
     }
 
@@ -182,6 +412,38 @@ impl Service {
                 }
             }
         }
+    }
+}
+
+/// One frame per line of `source` (the line, without its newline, is the
+/// payload).
+fn forward_lines(
+    store: &Store,
+    source: Box<dyn Read + Send>,
+    topic: String,
+    returns: &ReturnOptions,
+    ids: &Map<String, Json>,
+) {
+    use std::io::BufRead;
+    let reader = std::io::BufReader::new(source);
+    for line in reader.split(b'\n') {
+        let Ok(mut line) = line else { return };
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        if let Ok(draft) = output::bytes_draft(store, topic.clone(), &line, returns, ids) {
+            output::send(store, draft);
+        }
+    }
+}
+
+/// How a run ended, for `xs ps`.
+fn describe_exit(clean: bool, status: Option<i32>, signal: Option<i32>, message: Option<&str>) -> String {
+    match (clean, status, signal) {
+        (true, _, _) => "exited cleanly".into(),
+        (false, Some(code), _) => format!("exit status {code}"),
+        (false, None, Some(signal)) => format!("signal {signal}"),
+        (false, None, None) => message.unwrap_or("failed").lines().next().unwrap_or("failed").to_string(),
     }
 }
 

@@ -28,6 +28,22 @@ impl Command for Lines {
         input: PipelineData,
     ) -> Result<PipelineData, ShellError> {
         let span = call.head;
+        // A byte stream (a duplex service's input, `^prog` output) is split
+        // as it arrives.
+        if let PipelineData::ByteStream(stream, _) = input {
+            let signals = stream.signals().clone();
+            let Some(lines) = stream.lines() else {
+                return Ok(PipelineData::empty());
+            };
+            let values = lines.map(move |line| match line {
+                Ok(line) => Value::string(line, span),
+                Err(error) => Value::error(error, span),
+            });
+            return Ok(PipelineData::list_stream(
+                nu_protocol::ListStream::new(values, span, signals),
+                None,
+            ));
+        }
         let text = input.into_value(span)?.coerce_into_string()?;
         let lines = text.lines().map(|line| Value::string(line, span)).collect();
         Ok(Value::list(lines, span).into_pipeline_data())

@@ -12,23 +12,27 @@ mod json;
 mod last;
 mod lines;
 mod remove;
+mod run_external;
 mod sleep;
 
 use nu_protocol::engine::Command;
 use nu_protocol::{ShellError, Span};
 
+use crate::processor::supervise::ChildGroups;
 use crate::store::{Store, StoreError};
 
 pub use append::{Append, AppendMode};
 
 /// Every builtin, bound to `store`. `.append` writes directly.
 pub fn all(store: &Store) -> Vec<Box<dyn Command>> {
-    with_append(store, AppendMode::Direct)
+    with_append(store, AppendMode::Direct, ChildGroups::default())
 }
 
-/// Every builtin, with the given `.append`.
-pub fn with_append(store: &Store, append: AppendMode) -> Vec<Box<dyn Command>> {
+/// Every builtin, with the given `.append`; programs the script starts are
+/// tracked in `groups`.
+pub fn with_append(store: &Store, append: AppendMode, groups: ChildGroups) -> Vec<Box<dyn Command>> {
     vec![
+        Box::new(run_external::RunExternal::new(groups)),
         Box::new(Append::new(store.clone(), append)),
         Box::new(cas::Cas(store.clone())),
         Box::new(cas_post::CasPost(store.clone())),
