@@ -11,8 +11,8 @@ use serde_json::{json, Map, Value as Json};
 
 use super::lifecycle::{self, Event, Kind};
 use super::output;
-use super::script::{self, Loaded, ReturnOptions};
 use super::ps::{ProcessTable, State};
+use super::script::{self, Loaded, ReturnOptions};
 use super::supervise::ChildGroups;
 use super::Running;
 use crate::nu::commands::{self, AppendMode};

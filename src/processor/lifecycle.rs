@@ -13,6 +13,7 @@ pub enum Kind {
     Actor,
     Service,
     Action,
+    View,
 }
 
 impl Kind {
@@ -21,6 +22,7 @@ impl Kind {
             Kind::Actor => "actor",
             Kind::Service => "service",
             Kind::Action => "action",
+            Kind::View => "view",
         }
     }
 
@@ -30,6 +32,7 @@ impl Kind {
             Kind::Actor => "actor_id",
             Kind::Service => "source_id",
             Kind::Action => "action_id",
+            Kind::View => "view_id",
         }
     }
 
@@ -38,6 +41,7 @@ impl Kind {
             "actor" => Some(Kind::Actor),
             "service" => Some(Kind::Service),
             "action" => Some(Kind::Action),
+            "view" => Some(Kind::View),
             _ => None,
         }
     }
@@ -203,7 +207,8 @@ mod tests {
         let t = parse_topic("xs.service.tail.create").unwrap();
         assert_eq!((t.kind, t.event), (Kind::Service, Event::Create));
         assert!(parse_topic("xs.actor.create").is_none());
-        assert!(parse_topic("xs.view.x.create").is_none());
+        assert_eq!(parse_topic("xs.view.x.create").unwrap().kind, Kind::View);
+        assert!(parse_topic("xs.module.x").is_none());
         assert!(parse_topic("note").is_none());
         assert_eq!(
             topic(Kind::Action, "a.b", Event::FinTerm),

@@ -20,6 +20,7 @@ pub mod ps;
 pub mod script;
 pub mod service;
 pub mod supervise;
+pub mod view;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -37,6 +38,7 @@ use lifecycle::{Event, Kind, LifecycleTopic, Slots};
 use ps::{ProcessTable, State};
 use service::Service;
 use supervise::ChildGroups;
+use view::View;
 
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
 use crate::store::{Frame, Id, Store, TopicFilter};
@@ -251,7 +253,7 @@ impl Dispatcher {
     fn start(&mut self, kind: Kind, name: &str, create: &Frame) -> bool {
         match self.load(kind, name, create) {
             Ok(loaded) => {
-                self.launch(kind, name, create.id, loaded);
+                self.launch(kind, name, create.id, loaded, false);
                 true
             }
             Err(error) => {
@@ -276,16 +278,22 @@ impl Dispatcher {
     fn load(&self, kind: Kind, name: &str, create: &Frame) -> Result<Loaded, String> {
         Ok(match kind {
             Kind::Actor => Loaded::Actor(Actor::load(&self.store, name, create)?),
-            Kind::Service => Loaded::Service(Service::load(&self.store, name, create, &self.table)?),
+            Kind::Service => {
+                Loaded::Service(Service::load(&self.store, name, create, &self.table)?)
+            }
             Kind::Action => Loaded::Action(Action::load(&self.store, name, create)?),
+            Kind::View => Loaded::View(View::load(&self.store, name, create)?),
         })
     }
 
-    fn launch(&mut self, kind: Kind, name: &str, create_id: Id, loaded: Loaded) {
+    /// Runs a loaded processor. `fresh`: started by a live create (a view
+    /// then folds from the start), not resumed at boot.
+    fn launch(&mut self, kind: Kind, name: &str, create_id: Id, loaded: Loaded, fresh: bool) {
         self.table.registered(kind, name);
         let running = match loaded {
             Loaded::Actor(actor) => actor.spawn(self.store.clone(), self.table.clone()),
             Loaded::Service(service) => service.spawn(self.store.clone()),
+            Loaded::View(view) => view.spawn(self.store.clone(), self.table.clone(), fresh),
             Loaded::Action(action) => {
                 let meta = lifecycle::meta(Kind::Action, create_id, &[]);
                 let _ = lifecycle::emit(&self.store, Kind::Action, name, Event::Active, meta);
@@ -325,7 +333,7 @@ impl Dispatcher {
             let meta = lifecycle::meta(kind, old_id, &[more]);
             let _ = lifecycle::emit(&self.store, kind, &name, Event::Replaced, meta);
         }
-        self.launch(kind, &name, create.id, loaded);
+        self.launch(kind, &name, create.id, loaded, true);
     }
 
     /// Restarts the running actor from its own create (after a failed
@@ -358,12 +366,12 @@ impl Dispatcher {
                 meta.insert("frame_id".into(), term_id);
                 meta
             }
-            Kind::Actor | Kind::Service => {
+            Kind::Actor | Kind::Service | Kind::View => {
                 let Some((create_id, running)) = self.running.remove(&(kind, name.clone())) else {
                     return;
                 };
                 running.stop();
-                if kind == Kind::Actor {
+                if kind != Kind::Service {
                     lifecycle::meta(kind, create_id, &[("frame_id", term_id)])
                 } else {
                     lifecycle::meta(kind, create_id, &[])
@@ -412,4 +420,5 @@ enum Loaded {
     Actor(Actor),
     Service(Service),
     Action(Action),
+    View(View),
 }

@@ -13,8 +13,8 @@ use serde_json::{json, Map, Value as Json};
 
 use super::lifecycle::{self, Event, Kind};
 use super::output;
-use super::script::{self, Loaded, ReturnOptions};
 use super::ps::{ProcessTable, State};
+use super::script::{self, Loaded, ReturnOptions};
 use super::supervise::{self, Backoff, ChildGroups, Restart};
 use super::Running;
 use crate::nu::commands::{self, AppendMode};
@@ -94,7 +94,9 @@ impl Service {
             None => Program::Closure,
         };
         let restart = match options.get("restart") {
-            Some(value) => Restart::parse(value.as_str().map_err(|_| "'restart' must be a string")?)?,
+            Some(value) => {
+                Restart::parse(value.as_str().map_err(|_| "'restart' must be a string")?)?
+            }
             None if matches!(program, Program::Command(_)) => Restart::Always,
             None => Restart::CrossStream,
         };
@@ -157,18 +159,15 @@ impl Service {
         let mut backoff = Backoff::new(self.healthy);
         let mut restarted = false;
         loop {
-            let active = match lifecycle::emit(
-                store,
-                Kind::Service,
-                &self.name,
-                Event::Active,
-                ids.clone(),
-            ) {
-                Ok(frame) => frame,
-                Err(_) => return,
-            };
+            let active =
+                match lifecycle::emit(store, Kind::Service, &self.name, Event::Active, ids.clone())
+                {
+                    Ok(frame) => frame,
+                    Err(_) => return,
+                };
             let started = Instant::now();
-            self.table.started(Kind::Service, &self.name, None, restarted);
+            self.table
+                .started(Kind::Service, &self.name, None, restarted);
             let end = match &self.program {
                 Program::Closure => self.run_closure(store, active.id, &ids, stop),
                 Program::Command(words) => self.run_command(store, words, &ids),
@@ -190,7 +189,8 @@ impl Service {
                 describe_exit(clean, status, signal, message.as_deref()),
             );
             if let Some(message) = &message {
-                self.table.failed(Kind::Service, &self.name, message.clone());
+                self.table
+                    .failed(Kind::Service, &self.name, message.clone());
             }
             if !self.restart.reruns(clean) {
                 self.stop_for_good(store, clean, status, message);
@@ -212,7 +212,8 @@ impl Service {
                 );
                 let _ = lifecycle::emit(store, Kind::Service, &self.name, Event::Exited, meta);
             }
-            self.table.set_state(Kind::Service, &self.name, State::Backoff);
+            self.table
+                .set_state(Kind::Service, &self.name, State::Backoff);
             let deadline = Instant::now() + delay;
             if supervise::wait_until(deadline, || stop.load(Ordering::Relaxed)) {
                 return;
@@ -223,7 +224,13 @@ impl Service {
 
     /// `fin.ok` after a clean exit, `fin.error` (with the status) after a
     /// failure: the service does not come back, not even after a restart.
-    fn stop_for_good(&self, store: &Store, clean: bool, status: Option<i32>, message: Option<String>) {
+    fn stop_for_good(
+        &self,
+        store: &Store,
+        clean: bool,
+        status: Option<i32>,
+        message: Option<String>,
+    ) {
         let (event, state, more) = if clean {
             (Event::FinOk, State::Stopped, Vec::new())
         } else {
@@ -291,10 +298,19 @@ impl Service {
         };
         let pid = child.id();
         self.groups.add(pid);
-        self.table.started(Kind::Service, &self.name, Some(pid), false);
+        self.table
+            .started(Kind::Service, &self.name, Some(pid), false);
         let readers: Vec<_> = [
-            child.stdout.take().map(|out| (Box::new(out) as Box<dyn Read + Send>, self.returns.suffix.clone())),
-            child.stderr.take().map(|err| (Box::new(err) as Box<dyn Read + Send>, ".stderr".to_string())),
+            child.stdout.take().map(|out| {
+                (
+                    Box::new(out) as Box<dyn Read + Send>,
+                    self.returns.suffix.clone(),
+                )
+            }),
+            child
+                .stderr
+                .take()
+                .map(|err| (Box::new(err) as Box<dyn Read + Send>, ".stderr".to_string())),
         ]
         .into_iter()
         .flatten()
@@ -438,12 +454,22 @@ fn forward_lines(
 }
 
 /// How a run ended, for `xs ps`.
-fn describe_exit(clean: bool, status: Option<i32>, signal: Option<i32>, message: Option<&str>) -> String {
+fn describe_exit(
+    clean: bool,
+    status: Option<i32>,
+    signal: Option<i32>,
+    message: Option<&str>,
+) -> String {
     match (clean, status, signal) {
         (true, _, _) => "exited cleanly".into(),
         (false, Some(code), _) => format!("exit status {code}"),
         (false, None, Some(signal)) => format!("signal {signal}"),
-        (false, None, None) => message.unwrap_or("failed").lines().next().unwrap_or("failed").to_string(),
+        (false, None, None) => message
+            .unwrap_or("failed")
+            .lines()
+            .next()
+            .unwrap_or("failed")
+            .to_string(),
     }
 }
 

@@ -109,7 +109,9 @@ pub fn forget(pid: u32) {
 
 impl Supervisor {
     fn remember(&self, pid: i32) {
-        let Some(started) = start_time(pid) else { return };
+        let Some(started) = start_time(pid) else {
+            return;
+        };
         let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
         groups.push((pid, started));
         self.write_record(&groups);
@@ -172,7 +174,10 @@ impl ChildGroups {
     }
 
     pub fn remove(&self, pid: u32) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&pid);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&pid);
     }
 
     pub fn pids(&self) -> Vec<u32> {
