@@ -2,6 +2,7 @@
 
 pub mod cas;
 pub mod kv;
+pub mod metrics;
 pub mod query;
 pub mod read;
 pub mod respond;

@@ -35,6 +35,7 @@ pub fn handle(context: &Context, listener: &Listener, request: Request) {
             Reply::json(format!("{{\"version\":\"{}\"}}", env!("CARGO_PKG_VERSION"))).send(request)
         }
         (Method::Get, [""]) => read::cat(store, request, &pairs),
+        (Method::Get, ["metrics"]) => super::metrics::metrics(store, request),
         (Method::Get, ["last"]) => read::ends(store, request, "", &pairs, End::Last),
         (Method::Get, ["last", spec]) => read::ends(store, request, spec, &pairs, End::Last),
         (Method::Get, ["first"]) => read::ends(store, request, "", &pairs, End::First),

@@ -38,6 +38,7 @@ use super::Local;
 use crate::store::frame::Frame;
 use crate::store::head::{EphemeralFrame, Head};
 use crate::store::id::{next_id_after, Id};
+use crate::store::metrics::Metrics;
 use crate::store::topic::index_prefixes;
 use crate::store::ttl::Ttl;
 use crate::store::{FsyncPolicy, RawFrame, StoreError};
@@ -103,6 +104,7 @@ pub struct Writer {
     last_id: Option<Id>,
     after_commit: Sender<AfterCommit>,
     kv_changed: std::sync::Arc<crate::store::kv::KvSignal>,
+    metrics: std::sync::Arc<Metrics>,
 }
 
 impl Writer {
@@ -112,6 +114,7 @@ impl Writer {
         fsync: FsyncPolicy,
         after_commit: Sender<AfterCommit>,
         kv_changed: std::sync::Arc<crate::store::kv::KvSignal>,
+        metrics: std::sync::Arc<Metrics>,
     ) -> Result<Writer, StoreError> {
         let last_id = local.last_id()?;
         Ok(Writer {
@@ -121,6 +124,7 @@ impl Writer {
             last_id,
             after_commit,
             kv_changed,
+            metrics,
         })
     }
 
@@ -169,8 +173,10 @@ impl Writer {
     }
 
     fn sync_journal(&self) {
-        if let Err(e) = self.local.db.persist(PersistMode::SyncData) {
-            eprintln!("xs: syncing the journal failed: {e:?}");
+        let started = Instant::now();
+        match self.local.db.persist(PersistMode::SyncData) {
+            Ok(()) => self.metrics.observe_sync(started.elapsed()),
+            Err(e) => eprintln!("xs: syncing the journal failed: {e:?}"),
         }
     }
 
@@ -263,6 +269,12 @@ impl Writer {
             return false;
         }
 
+        let appended = batch
+            .iter()
+            .filter(|r| matches!(r.op, WriteOp::Append(_)))
+            .count() as u64;
+        Metrics::add(&self.metrics.appends_ok, appended);
+        Metrics::add(&self.metrics.frames_appended, appended);
         self.head.publish(self.last_id, ephemeral, &imported);
         if !kv_changes.is_empty() {
             self.kv_changed.publish(kv_changes);
@@ -285,6 +297,11 @@ impl Writer {
     /// back the ids it had handed out.
     fn fail(&mut self, batch: Vec<WriteRequest>, last_before: Option<Id>, error: &StoreError) {
         self.last_id = last_before;
+        let appends = batch
+            .iter()
+            .filter(|r| matches!(r.op, WriteOp::Append(_)))
+            .count() as u64;
+        Metrics::add(&self.metrics.appends_failed, appends);
         let text = error.to_string();
         let status = error.status();
         for request in batch {
@@ -391,11 +408,20 @@ impl Writer {
             }
         }
         write.commit().map_err(StoreError::fjall)?;
-        let mode = match self.fsync {
-            FsyncPolicy::Always => PersistMode::SyncData,
-            FsyncPolicy::Interval(_) | FsyncPolicy::Never => PersistMode::Buffer,
-        };
-        self.local.db.persist(mode).map_err(StoreError::fjall)
+        if self.fsync != FsyncPolicy::Always {
+            return self
+                .local
+                .db
+                .persist(PersistMode::Buffer)
+                .map_err(StoreError::fjall);
+        }
+        let started = Instant::now();
+        self.local
+            .db
+            .persist(PersistMode::SyncData)
+            .map_err(StoreError::fjall)?;
+        self.metrics.observe_sync(started.elapsed());
+        Ok(())
     }
 }
 
