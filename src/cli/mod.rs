@@ -12,6 +12,7 @@ mod cas;
 mod cat;
 mod client;
 mod cursor;
+mod dump;
 mod help;
 mod kv;
 mod output;
@@ -99,6 +100,11 @@ const COMMANDS: &[Command] = &[
         name: "kv",
         usage: help::KV,
         run: kv::kv,
+    },
+    Command {
+        name: "export",
+        usage: help::EXPORT,
+        run: dump::export,
     },
     Command {
         name: "version",

@@ -478,12 +478,19 @@ impl Store {
         Ok(true)
     }
 
-    /// Makes a payload stored without a frame durable (per the policy).
-    pub fn sync_payload(&self, sri: &Integrity) -> Result<(), StoreError> {
-        if self.inner.options.fsync == FsyncPolicy::Always {
-            self.inner.local.cas.sync_content(sri)?;
+    /// Makes a payload stored without a frame durable: a small one rides
+    /// in a journal batch (shared with concurrent writes), a large one was
+    /// synced as it was written.
+    pub fn sync_payload(&self, stored: &StoredPayload) -> Result<(), StoreError> {
+        match &stored.journal_bytes {
+            Some(bytes) => self
+                .write(WriteOp::JournalPayload(
+                    stored.hash.to_string(),
+                    bytes.clone(),
+                ))
+                .map(|_| ()),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Reads a payload: from the ephemeral window, else from cacache.

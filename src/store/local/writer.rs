@@ -70,6 +70,9 @@ pub enum WriteOp {
     Remove(Id),
     /// Pending payload copies whose files are now known to be synced.
     ForgetPending(Vec<Vec<u8>>),
+    /// A small payload stored without a frame (`POST /cas`), journaled so
+    /// one batch sync makes it durable.
+    JournalPayload(String, Vec<u8>),
     KvSet(String, Vec<u8>),
     KvDelete(String),
 }
@@ -223,6 +226,28 @@ impl Writer {
                     Ok(WriteOutcome::Frame(frame))
                 }
                 WriteOp::Import(frame, payload) => {
+                    // Importing the same frame again changes nothing; a
+                    // different frame under a stored id replaces it.
+                    let stored = match self.local.get(frame.id) {
+                        Ok(stored) => stored,
+                        Err(e) => {
+                            outcomes.push(Err(e));
+                            continue;
+                        }
+                    };
+                    if let Some(stored) = stored {
+                        if stored.json == frame.to_json().as_bytes() {
+                            outcomes.push(Ok(WriteOutcome::Frame(frame.clone())));
+                            continue;
+                        }
+                        match self.stage_remove(&mut write, frame.id) {
+                            Ok(hash) => count_ref(&mut ref_deltas, &hash, -1),
+                            Err(e) => {
+                                outcomes.push(Err(e));
+                                continue;
+                            }
+                        }
+                    }
                     bytes_to_disk += self.stage_frame(&mut write, frame, payload.as_deref());
                     count_ref(&mut ref_deltas, &frame.hash, 1);
                     if self.last_id.is_none_or(|last| frame.id > last) {
@@ -235,6 +260,11 @@ impl Writer {
                     .stage_remove(&mut write, *id)
                     .map(|hash| count_ref(&mut ref_deltas, &hash, -1))
                     .map(|_| WriteOutcome::Done),
+                WriteOp::JournalPayload(hash, bytes) => {
+                    bytes_to_disk += bytes.len() as u64;
+                    write.insert(&self.local.cas_pending, hash.as_bytes(), bytes.clone());
+                    Ok(WriteOutcome::Done)
+                }
                 WriteOp::ForgetPending(keys) => {
                     for key in keys {
                         write.remove(&self.local.cas_pending, key.clone());
