@@ -115,7 +115,7 @@ pub fn export(args: Vec<OsString>) -> Result<(), Stop> {
                 payload_count += 1;
             }
         }
-        if frame_count % 1000 == 0 {
+        if frame_count.is_multiple_of(1000) {
             progress.show(&format!(
                 "exported {frame_count} frames, {payload_count} payloads"
             ));
@@ -184,7 +184,7 @@ pub fn import_folder(addr: &str, folder: &Path) -> Result<(), Stop> {
                         .get_or_insert(e);
                     return;
                 }
-                if at % 100 == 0 {
+                if at.is_multiple_of(100) {
                     progress.show(&format!("imported {at} of {} payloads", files.len()));
                 }
             });
