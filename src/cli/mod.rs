@@ -261,7 +261,6 @@ mod tests {
     fn failures_exit_1() {
         assert_eq!(exit_code(&["cat", "./no/such/store"]), 1);
         assert_eq!(exit_code(&["cat", "https://example.com"]), 1);
-        assert_eq!(exit_code(&["serve", "./s"]), 1);
     }
 
     #[test]
