@@ -3,6 +3,7 @@
 pub mod cas;
 pub mod eval;
 pub mod kv;
+pub mod metrics;
 pub mod query;
 pub mod read;
 pub mod respond;

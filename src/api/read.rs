@@ -9,6 +9,7 @@ use tiny_http::Request;
 use super::query;
 use super::respond::{ChunkedStream, Reply};
 use crate::store::id::parse_id;
+use crate::store::metrics::FollowerGuard;
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
 use crate::store::{RawFrame, Store, TopicFilter};
 
@@ -51,6 +52,10 @@ fn stream(store: &Store, request: Request, options: ReadOptions) {
         Format::Ndjson => "application/x-ndjson",
     };
     let with_timestamp = options.with_timestamp;
+    let _follower = options
+        .follow
+        .is_on()
+        .then(|| FollowerGuard::new(store.metrics()));
     let mut reader = Reader::new(store.clone(), options);
     let Ok(mut out) = ChunkedStream::start(request, content_type) else {
         return;

@@ -26,6 +26,8 @@ write:
   cas-post <addr>         store stdin as content; prints its hash
   remove <addr> <id>      remove a frame
   import <addr>           store one frame JSON from stdin as is
+  export <addr> <folder>  the whole store to a folder (frames.jsonl, cas/)
+  import <addr> <folder>  a folder written by export (or xs.nu's .export)
 
 k/v:
   kv get|set|del <addr> <key> [json]
@@ -97,6 +99,16 @@ The process table: one line per actor, service, action and view with its
 state (running, backoff, stopped, failed), pid, since when, restarts since
 the server started, and its last exit and error. Aligned columns on a
 terminal; NDJSON with --json or when piped.
+";
+
+pub const EXPORT: &str = "\
+usage: xs export <addr> <folder>
+
+Write the whole store to a new folder: frames.jsonl (every frame, as
+`xs cat` prints them) and cas/ (one file per payload, named by the base64
+of its hash), the layout cross.stream's xs.nu .export writes. `xs import
+<addr> <folder>` reads it back: same ids, same hashes; importing twice adds
+nothing.
 ";
 
 pub const KV: &str = "\
@@ -246,8 +258,12 @@ options:
 
 pub const IMPORT: &str = "\
 usage: xs import <addr> < frame.json
+       xs import <addr> <folder>
 
-Store one frame (JSON on stdin) exactly as given, id and hash included.
+Store one frame (JSON on stdin) exactly as given, id and hash included; or
+a whole folder written by `xs export` (or xs.nu's .export): its payloads,
+each checked against its name, then its frames. Importing twice adds
+nothing.
 
 options:
   -h, --help              print this help

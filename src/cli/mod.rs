@@ -12,6 +12,7 @@ mod cas;
 mod cat;
 mod client;
 mod cursor;
+mod dump;
 mod eval;
 mod help;
 mod kv;
@@ -117,6 +118,11 @@ const COMMANDS: &[Command] = &[
         name: "ps",
         usage: help::PS,
         run: ps::ps,
+    },
+    Command {
+        name: "export",
+        usage: help::EXPORT,
+        run: dump::export,
     },
     Command {
         name: "version",
@@ -273,7 +279,6 @@ mod tests {
     fn failures_exit_1() {
         assert_eq!(exit_code(&["cat", "./no/such/store"]), 1);
         assert_eq!(exit_code(&["cat", "https://example.com"]), 1);
-        assert_eq!(exit_code(&["serve", "./s"]), 1);
     }
 
     #[test]

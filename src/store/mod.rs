@@ -10,6 +10,7 @@ pub mod housekeeping;
 pub mod id;
 pub mod kv;
 pub mod local;
+pub mod metrics;
 pub mod read;
 pub mod topic;
 pub mod ttl;
@@ -175,6 +176,7 @@ struct Inner {
     local: Local,
     head: Arc<Head>,
     kv_signal: Arc<KvSignal>,
+    metrics: Arc<metrics::Metrics>,
     writer: Sender<WriteRequest>,
     chores: Sender<Chore>,
     options: StoreOptions,
@@ -204,6 +206,7 @@ impl Store {
         local.ensure_refs()?;
         let head = Arc::new(Head::new(local.last_id()?, options.ephemeral));
         let kv_signal = Arc::new(KvSignal::default());
+        let metrics = Arc::new(metrics::Metrics::default());
         let (writer_tx, writer_rx) = crossbeam_channel::unbounded();
         let (chores_tx, chores_rx) = crossbeam_channel::unbounded();
         let (after_tx, after_rx) = crossbeam_channel::unbounded();
@@ -213,6 +216,7 @@ impl Store {
             options.fsync,
             after_tx,
             kv_signal.clone(),
+            metrics.clone(),
         )?;
         std::thread::Builder::new()
             .name("writer".into())
@@ -223,6 +227,7 @@ impl Store {
                 local,
                 head,
                 kv_signal,
+                metrics,
                 writer: writer_tx,
                 chores: chores_tx,
                 options,
@@ -248,6 +253,31 @@ impl Store {
 
     pub fn kv_signal(&self) -> &KvSignal {
         &self.inner.kv_signal
+    }
+
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.inner.metrics
+    }
+
+    /// Bytes the store's folder takes on disk (index and payloads):
+    /// allocated blocks, as `du` counts them (fjall's journal is a large
+    /// sparse file).
+    pub fn disk_usage(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        fn walk(path: &Path) -> u64 {
+            let Ok(entries) = std::fs::read_dir(path) else {
+                return 0;
+            };
+            entries
+                .flatten()
+                .map(|entry| match entry.metadata() {
+                    Ok(meta) if meta.is_dir() => walk(&entry.path()),
+                    Ok(meta) => meta.blocks() * 512,
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        walk(&self.inner.local.dir.join("fjall")) + walk(self.inner.local.cas.dir())
     }
 
     pub(crate) fn local(&self) -> &Local {
@@ -400,6 +430,7 @@ impl Store {
             let (hash, size) = self.inner.local.cas.write_stream(body, max_bytes, sync)?;
             (hash, size, None)
         };
+        metrics::Metrics::add(&self.inner.metrics.payload_bytes_appended, size);
         let pin = self.pin(hash.to_string());
         Ok(StoredPayload {
             hash,
@@ -447,12 +478,19 @@ impl Store {
         Ok(true)
     }
 
-    /// Makes a payload stored without a frame durable (per the policy).
-    pub fn sync_payload(&self, sri: &Integrity) -> Result<(), StoreError> {
-        if self.inner.options.fsync == FsyncPolicy::Always {
-            self.inner.local.cas.sync_content(sri)?;
+    /// Makes a payload stored without a frame durable: a small one rides
+    /// in a journal batch (shared with concurrent writes), a large one was
+    /// synced as it was written.
+    pub fn sync_payload(&self, stored: &StoredPayload) -> Result<(), StoreError> {
+        match &stored.journal_bytes {
+            Some(bytes) => self
+                .write(WriteOp::JournalPayload(
+                    stored.hash.to_string(),
+                    bytes.clone(),
+                ))
+                .map(|_| ()),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Reads a payload: from the ephemeral window, else from cacache.

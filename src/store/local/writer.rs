@@ -38,6 +38,7 @@ use super::Local;
 use crate::store::frame::Frame;
 use crate::store::head::{EphemeralFrame, Head};
 use crate::store::id::{next_id_after, Id};
+use crate::store::metrics::Metrics;
 use crate::store::topic::index_prefixes;
 use crate::store::ttl::Ttl;
 use crate::store::{FsyncPolicy, RawFrame, StoreError};
@@ -69,6 +70,9 @@ pub enum WriteOp {
     Remove(Id),
     /// Pending payload copies whose files are now known to be synced.
     ForgetPending(Vec<Vec<u8>>),
+    /// A small payload stored without a frame (`POST /cas`), journaled so
+    /// one batch sync makes it durable.
+    JournalPayload(String, Vec<u8>),
     KvSet(String, Vec<u8>),
     KvDelete(String),
 }
@@ -103,6 +107,7 @@ pub struct Writer {
     last_id: Option<Id>,
     after_commit: Sender<AfterCommit>,
     kv_changed: std::sync::Arc<crate::store::kv::KvSignal>,
+    metrics: std::sync::Arc<Metrics>,
 }
 
 impl Writer {
@@ -112,6 +117,7 @@ impl Writer {
         fsync: FsyncPolicy,
         after_commit: Sender<AfterCommit>,
         kv_changed: std::sync::Arc<crate::store::kv::KvSignal>,
+        metrics: std::sync::Arc<Metrics>,
     ) -> Result<Writer, StoreError> {
         let last_id = local.last_id()?;
         Ok(Writer {
@@ -121,6 +127,7 @@ impl Writer {
             last_id,
             after_commit,
             kv_changed,
+            metrics,
         })
     }
 
@@ -169,8 +176,10 @@ impl Writer {
     }
 
     fn sync_journal(&self) {
-        if let Err(e) = self.local.db.persist(PersistMode::SyncData) {
-            eprintln!("xs: syncing the journal failed: {e:?}");
+        let started = Instant::now();
+        match self.local.db.persist(PersistMode::SyncData) {
+            Ok(()) => self.metrics.observe_sync(started.elapsed()),
+            Err(e) => eprintln!("xs: syncing the journal failed: {e:?}"),
         }
     }
 
@@ -217,6 +226,28 @@ impl Writer {
                     Ok(WriteOutcome::Frame(frame))
                 }
                 WriteOp::Import(frame, payload) => {
+                    // Importing the same frame again changes nothing; a
+                    // different frame under a stored id replaces it.
+                    let stored = match self.local.get(frame.id) {
+                        Ok(stored) => stored,
+                        Err(e) => {
+                            outcomes.push(Err(e));
+                            continue;
+                        }
+                    };
+                    if let Some(stored) = stored {
+                        if stored.json == frame.to_json().as_bytes() {
+                            outcomes.push(Ok(WriteOutcome::Frame(frame.clone())));
+                            continue;
+                        }
+                        match self.stage_remove(&mut write, frame.id) {
+                            Ok(hash) => count_ref(&mut ref_deltas, &hash, -1),
+                            Err(e) => {
+                                outcomes.push(Err(e));
+                                continue;
+                            }
+                        }
+                    }
                     bytes_to_disk += self.stage_frame(&mut write, frame, payload.as_deref());
                     count_ref(&mut ref_deltas, &frame.hash, 1);
                     if self.last_id.is_none_or(|last| frame.id > last) {
@@ -229,6 +260,11 @@ impl Writer {
                     .stage_remove(&mut write, *id)
                     .map(|hash| count_ref(&mut ref_deltas, &hash, -1))
                     .map(|_| WriteOutcome::Done),
+                WriteOp::JournalPayload(hash, bytes) => {
+                    bytes_to_disk += bytes.len() as u64;
+                    write.insert(&self.local.cas_pending, hash.as_bytes(), bytes.clone());
+                    Ok(WriteOutcome::Done)
+                }
                 WriteOp::ForgetPending(keys) => {
                     for key in keys {
                         write.remove(&self.local.cas_pending, key.clone());
@@ -263,6 +299,12 @@ impl Writer {
             return false;
         }
 
+        let appended = batch
+            .iter()
+            .filter(|r| matches!(r.op, WriteOp::Append(_)))
+            .count() as u64;
+        Metrics::add(&self.metrics.appends_ok, appended);
+        Metrics::add(&self.metrics.frames_appended, appended);
         self.head.publish(self.last_id, ephemeral, &imported);
         if !kv_changes.is_empty() {
             self.kv_changed.publish(kv_changes);
@@ -285,6 +327,11 @@ impl Writer {
     /// back the ids it had handed out.
     fn fail(&mut self, batch: Vec<WriteRequest>, last_before: Option<Id>, error: &StoreError) {
         self.last_id = last_before;
+        let appends = batch
+            .iter()
+            .filter(|r| matches!(r.op, WriteOp::Append(_)))
+            .count() as u64;
+        Metrics::add(&self.metrics.appends_failed, appends);
         let text = error.to_string();
         let status = error.status();
         for request in batch {
@@ -391,11 +438,20 @@ impl Writer {
             }
         }
         write.commit().map_err(StoreError::fjall)?;
-        let mode = match self.fsync {
-            FsyncPolicy::Always => PersistMode::SyncData,
-            FsyncPolicy::Interval(_) | FsyncPolicy::Never => PersistMode::Buffer,
-        };
-        self.local.db.persist(mode).map_err(StoreError::fjall)
+        if self.fsync != FsyncPolicy::Always {
+            return self
+                .local
+                .db
+                .persist(PersistMode::Buffer)
+                .map_err(StoreError::fjall);
+        }
+        let started = Instant::now();
+        self.local
+            .db
+            .persist(PersistMode::SyncData)
+            .map_err(StoreError::fjall)?;
+        self.metrics.observe_sync(started.elapsed());
+        Ok(())
     }
 }
 

@@ -1,0 +1,72 @@
+//! Counters the store keeps for `GET /metrics`: plain atomics, bumped by
+//! the writer and the readers, read when scraped.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the sync latency histogram's buckets.
+pub const SYNC_BUCKETS: [f64; 10] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
+];
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub frames_appended: AtomicU64,
+    pub payload_bytes_appended: AtomicU64,
+    pub appends_ok: AtomicU64,
+    pub appends_failed: AtomicU64,
+    pub syncs: AtomicU64,
+    sync_micros_total: AtomicU64,
+    sync_buckets: [AtomicU64; SYNC_BUCKETS.len()],
+    pub followers: AtomicU64,
+}
+
+impl Metrics {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// Records one sync and how long it took.
+    pub fn observe_sync(&self, took: Duration) {
+        Metrics::add(&self.syncs, 1);
+        Metrics::add(&self.sync_micros_total, took.as_micros() as u64);
+        let seconds = took.as_secs_f64();
+        for (bound, bucket) in SYNC_BUCKETS.iter().zip(&self.sync_buckets) {
+            if seconds <= *bound {
+                Metrics::add(bucket, 1);
+            }
+        }
+    }
+
+    /// Cumulative bucket counts (Prometheus `le` semantics), and the sum in
+    /// seconds.
+    pub fn sync_histogram(&self) -> (Vec<(f64, u64)>, f64) {
+        let buckets = SYNC_BUCKETS
+            .iter()
+            .zip(&self.sync_buckets)
+            .map(|(bound, count)| (*bound, Metrics::get(count)))
+            .collect();
+        let sum = Metrics::get(&self.sync_micros_total) as f64 / 1_000_000.0;
+        (buckets, sum)
+    }
+}
+
+/// Counts a follower while it lives.
+pub struct FollowerGuard<'a>(&'a Metrics);
+
+impl<'a> FollowerGuard<'a> {
+    pub fn new(metrics: &'a Metrics) -> FollowerGuard<'a> {
+        Metrics::add(&metrics.followers, 1);
+        FollowerGuard(metrics)
+    }
+}
+
+impl Drop for FollowerGuard<'_> {
+    fn drop(&mut self) {
+        self.0.followers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
