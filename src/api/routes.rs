@@ -44,7 +44,7 @@ pub fn handle(context: &Context, listener: &Listener, request: Request) {
             Reply::json(format!("{{\"version\":\"{}\"}}", env!("CARGO_PKG_VERSION"))).send(request)
         }
         (Method::Get, [""]) => read::cat(store, request, &pairs),
-        (Method::Get, ["metrics"]) => super::metrics::metrics(store, request),
+        (Method::Get, ["metrics"]) => super::metrics::metrics(store, &context.processes, request),
         (Method::Get, ["ps"]) => {
             let mut body = Vec::new();
             for row in context.processes.rows() {
