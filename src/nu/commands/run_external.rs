@@ -57,6 +57,15 @@ impl Command for RunExternal {
         let program = words
             .next()
             .ok_or_else(|| generic("missing program", "run-external needs a program", span))?;
+        if !program_exists(&program) {
+            return Err(generic(
+                "command not found",
+                format!(
+                    "`{program}` is neither a command of this engine (the Nushell language core and the xs builtins) nor a program on the PATH"
+                ),
+                span,
+            ));
+        }
         let stdin_bytes = input_bytes(input, span)?;
         let mut process = Process::new(&program);
         process
@@ -101,6 +110,23 @@ impl Command for RunExternal {
             None,
         ))
     }
+}
+
+/// Whether `program` names an executable: a path as given, else a file in
+/// one of the `PATH` folders.
+fn program_exists(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |path: &std::path::Path| {
+        path.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if program.contains('/') {
+        return runnable(std::path::Path::new(program));
+    }
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| runnable(&dir.join(program))))
+        .unwrap_or(false)
 }
 
 /// A child's stdout; at its end the child is reaped and a failure reported.
