@@ -65,10 +65,24 @@ pub fn eval(base: &Engine, store: &crate::store::Store, mut request: Request) {
             let Some(mut reader) = stream.reader() else {
                 return Reply::status(204).send(request);
             };
+            let mut buf = vec![0u8; 64 * 1024];
+            // The first read decides the status: a program that fails
+            // before printing anything is a failed script.
+            let first = match reader.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) => return failed(request, &io_error_text(&engine, e)),
+            };
             let Ok(mut out) = ChunkedStream::start(request, "application/octet-stream") else {
                 return;
             };
-            let mut buf = vec![0u8; 64 * 1024];
+            if out.chunk(&buf[..first]).and_then(|_| out.flush()).is_err() {
+                engine.interrupt();
+                return;
+            }
+            if first == 0 {
+                let _ = out.finish();
+                return;
+            }
             loop {
                 match reader.read(&mut buf) {
                     Ok(0) => break,
@@ -107,6 +121,14 @@ fn single(engine: &Engine, request: Request, value: Value) {
             Reply::with_type(200, "application/octet-stream", val.to_vec()).send(request)
         }
         other => Reply::json(to_json(&other).to_string()).send(request),
+    }
+}
+
+/// An error from a byte stream: a Nushell error when it carries one.
+fn io_error_text(engine: &Engine, error: std::io::Error) -> String {
+    match nu_protocol::shell_error::bridge::ShellErrorBridge::try_from(error) {
+        Ok(bridge) => engine.render_shell_error(&bridge.0),
+        Err(error) => error.to_string(),
     }
 }
 

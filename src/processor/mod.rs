@@ -353,6 +353,7 @@ impl Dispatcher {
 
     /// A live `term`: stop it and say so.
     fn term(&mut self, topic: LifecycleTopic, term: &Frame) {
+        self.reap();
         let LifecycleTopic { kind, name, .. } = topic;
         self.table.set_state(kind, &name, State::Stopped);
         let term_id = Json::String(term.id.to_string());
@@ -384,6 +385,7 @@ impl Dispatcher {
     /// `xs.stopping`: every service stops (all at once, each within its
     /// grace) and says `stopped`; actors stop quietly.
     fn stop_services(&mut self) {
+        self.reap();
         let running: Vec<((Kind, String), (Id, Running))> = self.running.drain().collect();
         for (_, (_, processor)) in &running {
             processor.signal_stop();

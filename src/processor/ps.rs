@@ -113,13 +113,18 @@ impl ProcessTable {
     /// How many processors are in each state (every state listed).
     pub fn count_by_state(&self) -> Vec<(&'static str, usize)> {
         let table = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        [State::Running, State::Backoff, State::Stopped, State::Failed]
-            .iter()
-            .map(|state| {
-                let count = table.values().filter(|e| e.state == *state).count();
-                (state.word(), count)
-            })
-            .collect()
+        [
+            State::Running,
+            State::Backoff,
+            State::Stopped,
+            State::Failed,
+        ]
+        .iter()
+        .map(|state| {
+            let count = table.values().filter(|e| e.state == *state).count();
+            (state.word(), count)
+        })
+        .collect()
     }
 
     /// One JSON object per entry, by name.

@@ -37,7 +37,8 @@ enum Program {
 
 /// How one run ended.
 enum RunEnd {
-    Clean,
+    /// A clean finish; a program's exit status (0).
+    Clean(Option<i32>),
     Failed {
         message: String,
         status: Option<i32>,
@@ -176,7 +177,7 @@ impl Service {
                 return;
             }
             let (clean, status, signal, message) = match end {
-                RunEnd::Clean => (true, None, None, None),
+                RunEnd::Clean(status) => (true, status, None, None),
                 RunEnd::Failed {
                     message,
                     status,
@@ -268,7 +269,7 @@ impl Service {
             .map_err(|e| self.loaded.engine.render_shell_error(&e))
             .and_then(|data| self.emit_outputs(store, data, ids, stop));
         match outcome {
-            Ok(()) => RunEnd::Clean,
+            Ok(()) => RunEnd::Clean(None),
             Err(message) => RunEnd::Failed {
                 message,
                 status: None,
@@ -329,7 +330,7 @@ impl Service {
         self.groups.remove(pid);
         supervise::forget(pid);
         match status {
-            Ok(status) if status.success() => RunEnd::Clean,
+            Ok(status) if status.success() => RunEnd::Clean(status.code()),
             Ok(status) => {
                 use std::os::unix::process::ExitStatusExt;
                 let message = match (status.code(), status.signal()) {

@@ -73,6 +73,11 @@ pub fn spawn(mut command: Command) -> io::Result<Child> {
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         command.pre_exec(move || {
+            // The server blocks SIGINT/SIGTERM in its threads (they are
+            // taken by sigwait); a child must start with none blocked.
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
             libc::setpgid(0, 0);
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             // The parent may have died before the line above took effect.
@@ -149,7 +154,12 @@ fn kill_leftovers(record: &Path) {
         let (Ok(pid), Ok(started)) = (pid.parse::<i32>(), started.parse::<u64>()) else {
             continue;
         };
-        if pid > 1 && start_time(pid) == Some(started) {
+        // The leader may be gone while the group lives on (its orphans):
+        // a pid still in use as a group id is never reused, so a missing
+        // leader is safe to signal; a leader with another start time is a
+        // reused pid, so its old group is empty.
+        let leader = start_time(pid);
+        if pid > 1 && (leader.is_none() || leader == Some(started)) {
             // SAFETY: kill has no memory effects; -pid names the group.
             unsafe { libc::kill(-pid, libc::SIGKILL) };
         }

@@ -30,7 +30,11 @@ pub fn all(store: &Store) -> Vec<Box<dyn Command>> {
 
 /// Every builtin, with the given `.append`; programs the script starts are
 /// tracked in `groups`.
-pub fn with_append(store: &Store, append: AppendMode, groups: ChildGroups) -> Vec<Box<dyn Command>> {
+pub fn with_append(
+    store: &Store,
+    append: AppendMode,
+    groups: ChildGroups,
+) -> Vec<Box<dyn Command>> {
     vec![
         Box::new(run_external::RunExternal::new(groups)),
         Box::new(Append::new(store.clone(), append)),

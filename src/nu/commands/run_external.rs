@@ -96,17 +96,27 @@ impl Command for RunExternal {
             });
         }
         let Some(stdout) = child.stdout.take() else {
-            return Err(generic("no stdout", "the program's stdout is missing", span));
+            return Err(generic(
+                "no stdout",
+                "the program's stdout is missing",
+                span,
+            ));
         };
         let output = ChildOutput {
             program,
+            span,
             child,
             stdout,
             groups: self.groups.clone(),
             reaped: false,
         };
         Ok(PipelineData::byte_stream(
-            ByteStream::read(output, span, engine_state.signals().clone(), ByteStreamType::Unknown),
+            ByteStream::read(
+                output,
+                span,
+                engine_state.signals().clone(),
+                ByteStreamType::Unknown,
+            ),
             None,
         ))
     }
@@ -132,6 +142,7 @@ fn program_exists(program: &str) -> bool {
 /// A child's stdout; at its end the child is reaped and a failure reported.
 struct ChildOutput {
     program: String,
+    span: Span,
     child: Child,
     stdout: ChildStdout,
     groups: ChildGroups,
@@ -156,13 +167,23 @@ impl Read for ChildOutput {
         }
         let status = self.reap()?;
         if status.success() {
-            Ok(0)
-        } else {
-            Err(std::io::Error::other(format!(
-                "`{}` failed: {status}",
-                self.program
-            )))
+            return Ok(0);
         }
+        // Handed back as a Nushell error (Nushell unwraps the bridge).
+        let error = match std::num::NonZeroI32::new(status.code().unwrap_or(1)) {
+            Some(exit_code) if status.code().is_some() => ShellError::NonZeroExitCode {
+                exit_code,
+                span: self.span,
+            },
+            _ => generic(
+                "program failed",
+                format!("`{}` ended: {status}", self.program),
+                self.span,
+            ),
+        };
+        Err(std::io::Error::from(
+            nu_protocol::shell_error::bridge::ShellErrorBridge(error),
+        ))
     }
 }
 
