@@ -2,8 +2,10 @@
 //! store to a folder and back, in the layout cross.stream's xs.nu
 //! `.export`/`.import` use: `frames.jsonl` (what `xs cat` prints) and
 //! `cas/<name>`, one file per payload, named by the base64 of its SRI
-//! string (URL-safe alphabet, so no name holds a `/`; either alphabet is
-//! read). Both stream: memory stays flat whatever the store's size.
+//! string. (An SRI is ASCII, and base64 of ASCII never produces the 62nd
+//! or 63rd symbol, so the standard and URL-safe alphabets give the same
+//! name, never holding a `/`.) Both stream: memory stays flat whatever the
+//! store's size.
 
 use std::ffi::OsString;
 use std::fs::{self, File};

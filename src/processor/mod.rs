@@ -336,18 +336,22 @@ impl Dispatcher {
         self.launch(kind, &name, create.id, loaded, true);
     }
 
-    /// Restarts the running actor from its own create (after a failed
-    /// replacement, as cross.stream does: a new `active`, the same id).
+    /// After a failed replacement the running actor carries on, and, as in
+    /// cross.stream, says so with a new `active` (same actor id, same
+    /// meta). It is not restarted, so no frame is missed in between.
     fn respawn(&mut self, name: &str) {
-        let Some((create_id, running)) = self.running.remove(&(Kind::Actor, name.to_string()))
-        else {
+        if !self.running.contains_key(&(Kind::Actor, name.to_string())) {
             return;
-        };
-        running.stop();
-        if let Ok(Some(raw)) = self.store.get(create_id) {
-            if let Ok(create) = raw.parse() {
-                self.start(Kind::Actor, name, &create);
-            }
+        }
+        let filter = TopicFilter::parse(&lifecycle::topic(Kind::Actor, name, Event::Active));
+        let last_active = self
+            .store
+            .last_n(&filter, 1, std::ops::Bound::Unbounded)
+            .ok()
+            .and_then(|frames| frames.into_iter().next())
+            .and_then(|raw| raw.parse().ok());
+        if let Some(Json::Object(meta)) = last_active.and_then(|f| f.meta) {
+            let _ = lifecycle::emit(&self.store, Kind::Actor, name, Event::Active, meta);
         }
     }
 
