@@ -77,9 +77,9 @@ usage: xs nu [--install | --clean] [--lib-path <dir> --autoload-path <dir>] [--y
 Print xs.nu, the module of Nushell commands (.cat, .append, .last, .cas, …)
 that run this binary against $env.XS_ADDR. `use xs.nu *` in your own nu.
 
---install writes it where Nushell finds it: xs.nu into a lib dir (the first
-of $NU_LIB_DIRS, else <config dir>/nushell/scripts) and a stub xs-use.nu
-that loads it into a vendor autoload dir (the last that
+--install puts it where Nushell finds it: xs.nu into a lib dir (the first
+of $NU_LIB_DIRS, else <config dir>/nushell/scripts), and a one-line stub,
+xs-use.nu, into a vendor autoload dir (the last of the ones that
 `nu -n -c '$nu.vendor-autoload-dirs'` lists), so every new nu has the
 commands. --clean removes those two files. Both ask `Proceed? (y/N)`.
 

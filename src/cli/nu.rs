@@ -81,11 +81,7 @@ impl NuOptions {
         if action == Action::Print && yes {
             return Err(usage("--yes goes with --install or --clean"));
         }
-        Ok(NuOptions {
-            action,
-            paths,
-            yes,
-        })
+        Ok(NuOptions { action, paths, yes })
     }
 }
 
@@ -113,7 +109,7 @@ pub fn nu(args: Vec<OsString>) -> Result<(), Stop> {
         _ => targets.clean_plan(),
     };
     if !confirmed(&plan, options.yes)? {
-        return Err(Stop::Failed("nothing changed".to_string()));
+        return Err(Stop::Failed("not confirmed: nothing changed".to_string()));
     }
     match options.action {
         Action::Install => targets.install(),
@@ -204,12 +200,7 @@ impl Targets {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     report.push_str(&format!("not there: {}\n", path.display()))
                 }
-                Err(e) => {
-                    return Err(Stop::Failed(format!(
-                        "removing {}: {e}",
-                        path.display()
-                    )))
-                }
+                Err(e) => return Err(Stop::Failed(format!("removing {}: {e}", path.display()))),
             }
         }
         to_stdout(report.as_bytes())
@@ -307,7 +298,9 @@ fn autoload_dir(json: &str) -> Result<PathBuf, String> {
         .rev()
         .find(|dir| !dir.is_empty())
         .map(PathBuf::from)
-        .ok_or_else(|| "nu reports no vendor autoload dir; give --lib-path and --autoload-path".into())
+        .ok_or_else(|| {
+            "nu reports no vendor autoload dir; give --lib-path and --autoload-path".into()
+        })
 }
 
 /// Creates the parent dirs and writes the file.
@@ -374,7 +367,10 @@ mod tests {
     fn install_and_clean_take_both_paths() {
         let options = parse(&["--install", "--lib-path", "a", "--autoload-path", "b"]).unwrap();
         assert_eq!(options.action, Action::Install);
-        assert_eq!(options.paths, Some((PathBuf::from("a"), PathBuf::from("b"))));
+        assert_eq!(
+            options.paths,
+            Some((PathBuf::from("a"), PathBuf::from("b")))
+        );
         let options = parse(&["--autoload-path=b", "--clean", "--lib-path=a", "-y"]).unwrap();
         assert_eq!(options.action, Action::Clean);
         assert!(options.yes);
@@ -448,7 +444,10 @@ mod tests {
             autoload_dir(json),
             Ok(PathBuf::from("/root/.local/share/nushell/vendor/autoload"))
         );
-        assert_eq!(autoload_dir("[\"/only\", \"\"]"), Ok(PathBuf::from("/only")));
+        assert_eq!(
+            autoload_dir("[\"/only\", \"\"]"),
+            Ok(PathBuf::from("/only"))
+        );
         assert!(autoload_dir("[]").is_err());
         assert!(autoload_dir("not json").is_err());
         assert!(autoload_dir("{\"a\":1}").is_err());

@@ -294,7 +294,7 @@ export def .import [
       if ($content | bytes length) > 0 {
         let got = $content | run-xs cas-post (xs-addr) | str trim
         if $got != $want {
-          error make {msg: $"($file): content hashes to ($got), not ($want)"}
+          error make {msg: $"cas/($file | path basename) holds content that hashes to ($got), not ($want)"}
         }
       }
     } | ignore
