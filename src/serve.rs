@@ -269,14 +269,16 @@ fn start_logger(store: Store) {
                         let topic = frame.parse().map(|f| f.topic).unwrap_or_default();
                         let ms = frame.id.timestamp();
                         let day_ms = ms % 86_400_000;
-                        eprintln!(
-                            "{:02}:{:02}:{:02}.{:03} {:>5} {topic}",
+                        // One write per line: stderr is unbuffered.
+                        let line = format!(
+                            "{:02}:{:02}:{:02}.{:03} {:>5} {topic}\n",
                             day_ms / 3_600_000,
                             (day_ms / 60_000) % 60,
                             (day_ms / 1000) % 60,
                             day_ms % 1000,
                             &id[id.len() - 5..],
                         );
+                        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
                     }
                     ReadEvent::End => break,
                     _ => {}
