@@ -22,9 +22,21 @@ use serde_json::Value;
 /// How long one nu script may run.
 const NU_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The `nu` to run: the project's own (.tools/bin/nu), else one on PATH.
+/// The `nu` to run: the project's own (.tools/bin/nu, installed on first
+/// use by scripts/install-nushell.sh, so `cargo test` alone sets a fresh
+/// machine up), else one on PATH.
 fn nu_binary() -> PathBuf {
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/bin/nu");
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let local = root.join(".tools/bin/nu");
+    INSTALL.call_once(|| {
+        if !local.is_file() {
+            let status = std::process::Command::new("bash")
+                .arg(root.join("scripts/install-nushell.sh"))
+                .status();
+            eprintln!("installing nushell for the xs.nu tests: {status:?}");
+        }
+    });
     if local.is_file() {
         return local;
     }
@@ -539,6 +551,45 @@ fn import_checks_content_against_its_name() {
         joined.contains("hashesto") && joined.contains(&format!("not{real}")),
         "{stderr}"
     );
+}
+
+/// An empty payload (cross.stream's Nushell `.append ""` makes one) has
+/// a hash but nothing the server would store: its frame still imports,
+/// and `.cas` gives the empty string.
+#[test]
+fn empty_payloads_survive_import() {
+    let server = Server::start(&[]);
+    let nu = Nu::new();
+    let dump = nu.scratch().join("with-empty");
+    fs::create_dir_all(dump.join("cas")).unwrap();
+    let empty = "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+    let name = base64::engine::general_purpose::STANDARD.encode(empty);
+    fs::write(dump.join("cas").join(&name), "").unwrap();
+    let frame = serde_json::json!({
+        "topic": "empty.payload",
+        "id": "03hb89ae4v4cb8qif76irham8",
+        "hash": empty,
+        "meta": null,
+        "ttl": "forever",
+    });
+    fs::write(dump.join("frames.jsonl"), format!("{frame}\n")).unwrap();
+    let got = nu.eval(
+        &server.sock(),
+        &format!(
+            ".import {}\n{{frame: (.get 03hb89ae4v4cb8qif76irham8), content: (.last empty.payload | .cas)}}",
+            nu_quote(&dump)
+        ),
+    );
+    assert_eq!(got["frame"]["hash"], empty);
+    assert_eq!(got["content"], "");
+
+    // And it exports again, as an empty file.
+    let again = nu.scratch().join("again");
+    nu.eval(
+        &server.sock(),
+        &format!(".export {}\nnull", nu_quote(&again)),
+    );
+    assert_eq!(fs::read(again.join("cas").join(name)).unwrap(), b"");
 }
 
 /// The module and the CLI read each other's dumps.
