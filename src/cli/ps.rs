@@ -59,7 +59,9 @@ pub fn table(ndjson: &str) -> String {
                 .iter()
                 .map(|column| match row.get(*column) {
                     None | Some(serde_json::Value::Null) => "-".to_string(),
-                    Some(serde_json::Value::String(s)) => s.lines().next().unwrap_or("").to_string(),
+                    Some(serde_json::Value::String(s)) => {
+                        s.lines().next().unwrap_or("").to_string()
+                    }
                     Some(other) => other.to_string(),
                 })
                 .collect(),
