@@ -8,4 +8,5 @@ pub mod cli;
 pub mod nu;
 pub mod processor;
 pub mod serve;
+pub mod signals;
 pub mod store;

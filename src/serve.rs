@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::api::routes::Context;
 use crate::api::server::{self, Listener};
 use crate::api::write::WriteLimits;
+use crate::signals::ShutdownSignals;
 use crate::store::head::EphemeralLimits;
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
 use crate::store::{Draft, FsyncPolicy, Store, StoreError, StoreOptions};
@@ -175,7 +176,7 @@ fn run(args: ServeArgs) -> Result<(), String> {
     }
     // Signals are taken by the main thread alone (sigwait below): block
     // them before any thread starts, so every thread inherits the mask.
-    let signals = block_shutdown_signals();
+    let signals = ShutdownSignals::block();
 
     let options = StoreOptions {
         fsync: args.fsync,
@@ -214,7 +215,7 @@ fn run(args: ServeArgs) -> Result<(), String> {
         .map(|addr| serde_json::json!({ "expose": addr }));
     system_frame(&store, "xs.start", start_meta)?;
 
-    wait_for_signal(&signals);
+    signals.wait();
 
     let _ = system_frame(&store, "xs.stopping", None);
     processors.wait_stopped(SHUTDOWN_WAIT);
@@ -287,25 +288,5 @@ fn start_logger(store: Store) {
         });
     if let Err(e) = spawned {
         eprintln!("xs: cannot start the frame logger: {e}");
-    }
-}
-
-fn block_shutdown_signals() -> libc::sigset_t {
-    // SAFETY: plain libc signal-set manipulation on a local set.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    }
-}
-
-fn wait_for_signal(set: &libc::sigset_t) {
-    let mut signal: libc::c_int = 0;
-    // SAFETY: `set` is initialised and blocked in every thread.
-    unsafe {
-        libc::sigwait(set, &mut signal);
     }
 }

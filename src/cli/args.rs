@@ -91,6 +91,12 @@ pub fn only_positionals<const N: usize>(
     args: Vec<OsString>,
     names: [&str; N],
 ) -> Result<[String; N], Stop> {
+    exactly(positionals(args)?, names)
+}
+
+/// For commands whose only option is `--help`: their positionals, however
+/// many.
+pub fn positionals(args: Vec<OsString>) -> Result<Vec<String>, Stop> {
     use lexopt::prelude::*;
     let mut positionals = Vec::new();
     let mut p = parser(args);
@@ -101,7 +107,7 @@ pub fn only_positionals<const N: usize>(
             _ => return Err(arg.unexpected().into()),
         }
     }
-    exactly(positionals, names)
+    Ok(positionals)
 }
 
 #[cfg(test)]

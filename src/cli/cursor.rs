@@ -183,22 +183,11 @@ fn save_periodically(cursor: Arc<Cursor>) {
 
 /// SIGINT and SIGTERM save the cursor before the process ends.
 fn save_on_signal(cursor: Arc<Cursor>) {
-    // SAFETY: plain signal-set manipulation; the mask is set before the
-    // other threads start, so they inherit it and only sigwait sees these.
-    let set = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    };
+    let signals = crate::signals::ShutdownSignals::block();
     let _ = std::thread::Builder::new()
         .name("cursor-signal".into())
         .spawn(move || {
-            let mut signal: libc::c_int = 0;
-            // SAFETY: `set` is initialised and blocked in every thread.
-            unsafe { libc::sigwait(&set, &mut signal) };
+            let signal = signals.wait();
             // Wait out a write in progress, then keep the writer parked
             // until the process ends.
             let _writing = cursor.writing.lock().unwrap_or_else(|e| e.into_inner());

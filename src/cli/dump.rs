@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use base64::Engine as _;
 
 use super::address::Address;
-use super::args::{exactly, parser, text, Stop};
+use super::args::{exactly, positionals, Stop};
 use super::client::{call, Request, RequestBody};
 use super::output::to_stdout;
 
@@ -36,20 +36,6 @@ pub fn sri_of_file_name(name: &str) -> Option<String> {
         .or_else(|_| base64::engine::general_purpose::STANDARD.decode(name))
         .ok()?;
     String::from_utf8(bytes).ok()
-}
-
-fn positionals(args: Vec<OsString>) -> Result<Vec<String>, Stop> {
-    use lexopt::prelude::*;
-    let mut values = Vec::new();
-    let mut p = parser(args);
-    while let Some(arg) = p.next()? {
-        match arg {
-            Short('h') | Long("help") => return Err(Stop::Help),
-            Value(value) => values.push(text(value)?),
-            _ => return Err(arg.unexpected().into()),
-        }
-    }
-    Ok(values)
 }
 
 fn failed(what: &str, path: &Path, e: io::Error) -> Stop {

@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::io::Read;
 
 use super::address::Address;
-use super::args::{exactly, parser, text, usage, Stop};
+use super::args::{exactly, positionals, text, usage, Stop};
 use super::client::{call, Request, RequestBody};
 use super::output::{body_to_stdout, to_stdout, Lines};
 use super::query::Query;
@@ -29,21 +29,6 @@ pub fn kv(args: Vec<OsString>) -> Result<(), Stop> {
             "unknown kv action '{other}': expected get, set, del, ls or watch"
         ))),
     }
-}
-
-/// Positionals of a kv action, with `--help` honoured.
-fn positionals(args: Vec<OsString>) -> Result<Vec<String>, Stop> {
-    use lexopt::prelude::*;
-    let mut values = Vec::new();
-    let mut p = parser(args);
-    while let Some(arg) = p.next()? {
-        match arg {
-            Short('h') | Long("help") => return Err(Stop::Help),
-            Value(value) => values.push(text(value)?),
-            _ => return Err(arg.unexpected().into()),
-        }
-    }
-    Ok(values)
 }
 
 fn key_checked(key: String) -> Result<String, Stop> {

@@ -6,7 +6,9 @@ use std::ffi::OsString;
 use base64::Engine as _;
 
 use super::address::Address;
-use super::args::{exactly, id_named, only_positionals, parser, text, text_value, usage, Stop};
+use super::args::{
+    exactly, id_named, only_positionals, parser, positionals, text, text_value, usage, Stop,
+};
 use super::client::{call, Request, RequestBody};
 use super::output::{body_to_stdout, Lines};
 use super::query::Query;
@@ -91,17 +93,7 @@ pub fn append(args: Vec<OsString>) -> Result<(), Stop> {
 
 /// `xs import <addr>`: stdin is one frame, stored as is; prints the frame.
 pub fn import(args: Vec<OsString>) -> Result<(), Stop> {
-    use lexopt::prelude::*;
-    let mut values = Vec::new();
-    let mut p = parser(args);
-    while let Some(arg) = p.next()? {
-        match arg {
-            Short('h') | Long("help") => return Err(Stop::Help),
-            Value(value) => values.push(text(value)?),
-            _ => return Err(arg.unexpected().into()),
-        }
-    }
-    match values.as_slice() {
+    match positionals(args)?.as_slice() {
         [addr] => post_stdin(addr, "/import"),
         [addr, folder] => super::dump::import_folder(addr, std::path::Path::new(folder)),
         _ => Err(usage("expected <addr> [folder]")),
