@@ -186,14 +186,14 @@ fn run(args: ServeArgs) -> Result<(), String> {
         StoreError::Locked(_) => locked_message(&args.dir),
         other => format!("cannot open store {}: {other}", args.dir.display()),
     })?;
-    let processors = crate::processor::start(store.clone())?;
+    let processes = crate::processor::ps::ProcessTable::default();
     let context = Context {
         store: store.clone(),
         limits: WriteLimits {
             max_payload: args.max_payload,
         },
         engine: crate::nu::Engine::new(&store),
-        processes: processors.table.clone(),
+        processes: processes.clone(),
     };
     let socket = args.dir.join("sock");
     let main_listener = Arc::new(Listener::unix(&socket)?);
@@ -214,6 +214,8 @@ fn run(args: ServeArgs) -> Result<(), String> {
         .as_ref()
         .map(|addr| serde_json::json!({ "expose": addr }));
     system_frame(&store, "xs.start", start_meta)?;
+    // Processors start after `xs.start`, so what they emit at boot follows it.
+    let processors = crate::processor::start(store.clone(), processes)?;
 
     signals.wait();
 

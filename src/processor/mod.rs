@@ -105,7 +105,6 @@ impl Running {
 /// The dispatcher, as seen from the server.
 pub struct Processors {
     stopped: Receiver<()>,
-    pub table: ProcessTable,
 }
 
 impl Processors {
@@ -116,11 +115,11 @@ impl Processors {
     }
 }
 
-/// Starts the spawner and the dispatcher thread.
-pub fn start(store: Store) -> Result<Processors, String> {
+/// Starts the spawner and the dispatcher thread, which reports into
+/// `table`.
+pub fn start(store: Store, table: ProcessTable) -> Result<Processors, String> {
     supervise::start(store.dir())?;
     let (stopped_tx, stopped_rx) = crossbeam_channel::bounded(1);
-    let table = ProcessTable::default();
     let mut dispatcher = Dispatcher {
         store,
         running: HashMap::new(),
@@ -134,7 +133,6 @@ pub fn start(store: Store) -> Result<Processors, String> {
         .map_err(|e| format!("cannot start the processor dispatcher: {e}"))?;
     Ok(Processors {
         stopped: stopped_rx,
-        table,
     })
 }
 
