@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use cacache::Integrity;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde_json::json;
-use tiny_http::{Request, Server};
+use tiny_http::{Header, Request, Response, Server};
 
 use crate::store::{Draft, Frame, Id, Store, StoreError, StoredPayload, Ttl};
 use peer::Peer;
@@ -150,7 +150,7 @@ fn serve(shared: &Shared, mut request: Request) {
     let meta = request_meta::request_meta(&request);
     let body = match store_body(shared, &mut request) {
         Ok(body) => body,
-        Err(e) => return answer_plain(request, &shape, e.status(), &e.to_string()),
+        Err(e) => return answer_plain(request, e.status(), &e.to_string()),
     };
     let (hash, journal_payload, _pin) = match body {
         Some(stored) => (
@@ -169,10 +169,10 @@ fn serve(shared: &Shared, mut request: Request) {
     };
     let request_id = match shared.store.append(draft) {
         Ok(frame) => frame.id,
-        Err(e) => return answer_plain(request, &shape, e.status(), &e.to_string()),
+        Err(e) => return answer_plain(request, e.status(), &e.to_string()),
     };
     let Some(responses) = shared.router.wait_for(request_id) else {
-        return answer_plain(request, &shape, 503, "the server is stopping");
+        return answer_plain(request, 503, "the server is stopping");
     };
     let exchange = Exchange {
         shared,
@@ -216,11 +216,17 @@ fn store_body(shared: &Shared, request: &mut Request) -> Result<Option<StoredPay
     Ok((stored.size > 0).then_some(stored))
 }
 
-/// The gateway's own answer (an error, a timeout), plain text.
-fn answer_plain(request: Request, shape: &Shape, status: u16, text: &str) {
-    let body = format!("{text}\n");
-    let mut out = request.into_writer();
-    let _ = reply::write_whole(&mut out, shape, &Answer::plain(status), body.as_bytes());
+/// The gateway's own answer (an error, a timeout), plain text, through
+/// tiny_http: it writes the answer before it drains a body left unread
+/// (a refused upload), where `into_writer` would drain first.
+fn answer_plain(request: Request, status: u16, text: &str) {
+    let content_type =
+        Header::from_bytes("Content-Type", "text/plain; charset=utf-8").expect("a valid header");
+    let response = Response::from_string(format!("{text}\n"))
+        .with_status_code(status)
+        .with_header(content_type);
+    // A client that went away is not an error of ours.
+    let _ = request.respond(response);
 }
 
 /// What waiting for an answer came to.
@@ -252,16 +258,14 @@ impl Exchange<'_> {
                     self.request_id,
                     self.shared.options.timeout.as_millis()
                 );
-                return answer_plain(request, &shape, 504, &text);
+                return answer_plain(request, 504, &text);
             }
             Waited::TimedOut | Waited::ClientGone => return self.disconnected(),
-            Waited::ServerStopping => {
-                return answer_plain(request, &shape, 503, "the server is stopping")
-            }
+            Waited::ServerStopping => return answer_plain(request, 503, "the server is stopping"),
         };
         let (answer, body) = match self.read_answer(&first) {
             Ok(read) => read,
-            Err(text) => return answer_plain(request, &shape, 500, &text),
+            Err(text) => return answer_plain(request, 500, &text),
         };
         let mut out = request.into_writer();
         if !answer.more {

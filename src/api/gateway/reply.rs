@@ -69,15 +69,6 @@ impl Answer {
         })
     }
 
-    /// A plain-text answer of the gateway's own (errors, timeouts).
-    pub fn plain(status: u16) -> Answer {
-        Answer {
-            status,
-            headers: vec![("Content-Type".into(), "text/plain; charset=utf-8".into())],
-            more: false,
-        }
-    }
-
     fn has_content_type(&self) -> bool {
         self.headers
             .iter()
