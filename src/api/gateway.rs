@@ -178,8 +178,9 @@ fn serve(shared: &Shared, mut request: Request) {
         shared,
         request_id,
         responses,
-        remote: request.remote_addr().copied(),
-        peer: None,
+        peer: request
+            .remote_addr()
+            .map(|remote| Peer::new(shared.port, *remote)),
     };
     exchange.run(request, shape);
     // Any later answer to this request is dropped by the router.
@@ -242,8 +243,8 @@ struct Exchange<'a> {
     shared: &'a Shared,
     request_id: Id,
     responses: Receiver<Frame>,
-    remote: Option<SocketAddr>,
-    /// The client's socket, looked up once the request has waited a while.
+    /// The client's connection, looked up once the request has waited a
+    /// while.
     peer: Option<Peer>,
 }
 
@@ -301,7 +302,10 @@ impl Exchange<'_> {
                     return self.cut();
                 }
             };
-            let known_gone = self.peer.as_ref().is_some_and(Peer::is_gone);
+            let known_gone = self
+                .peer
+                .as_mut()
+                .is_some_and(|peer| peer.is_located() && peer.is_gone());
             if known_gone || stream.chunk(&body).is_err() {
                 return self.disconnected();
             }
@@ -364,12 +368,7 @@ impl Exchange<'_> {
     }
 
     fn client_gone(&mut self) -> bool {
-        if self.peer.is_none() {
-            self.peer = self
-                .remote
-                .and_then(|remote| Peer::find(self.shared.port, remote));
-        }
-        self.peer.as_ref().is_some_and(Peer::is_gone)
+        self.peer.as_mut().is_some_and(Peer::is_gone)
     }
 
     /// An answer's meta and its whole body.
@@ -399,17 +398,14 @@ impl Exchange<'_> {
 
     /// Closes the connection mid-answer.
     fn cut(mut self) {
-        if self.peer.is_none() {
-            self.client_gone();
-        }
-        if let Some(peer) = &self.peer {
+        if let Some(peer) = &mut self.peer {
             peer.shut_down();
         }
     }
 
     /// The client has gone: tell the handlers.
-    fn disconnected(self) {
-        if let Some(peer) = &self.peer {
+    fn disconnected(mut self) {
+        if let Some(peer) = &mut self.peer {
             peer.shut_down();
         }
         let draft = Draft {
