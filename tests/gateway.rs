@@ -669,6 +669,15 @@ fn an_ephemeral_request_leaves_nothing_on_disk() {
 }
 
 #[test]
+fn an_ephemeral_body_must_fit_the_memory_window() {
+    let (server, addr) = start(&["--ephemeral-bytes", "4096"]);
+    let mut http = follow_live(&server, "http.*");
+    let reply = call(addr, "POST", "/too-big", &[], &[b'z'; 5000]);
+    assert_eq!(reply.status, 413);
+    http.expect_silence(ms(200));
+}
+
+#[test]
 fn a_kept_request_ttl_logs_requests() {
     let (server, addr) = start(&["--http-ttl", "forever"]);
     let _handler = Handler::start(&server, |_, _| (json!({"status": 204}), Vec::new()));

@@ -189,8 +189,16 @@ fn serve(shared: &Shared, mut request: Request) {
 
 /// Stores the request body (none for an empty one); the size limit is the
 /// appends' own, checked against `Content-Length` before a byte is read.
+/// An ephemeral body must also fit the in-memory window
+/// (`--ephemeral-bytes`), or no handler could read it.
 fn store_body(shared: &Shared, request: &mut Request) -> Result<Option<StoredPayload>, StoreError> {
-    let max = shared.options.max_payload;
+    let ephemeral = shared.options.ttl == Ttl::Ephemeral;
+    let max = if ephemeral {
+        let window = shared.store.options().ephemeral.max_bytes as u64;
+        shared.options.max_payload.min(window)
+    } else {
+        shared.options.max_payload
+    };
     let declared = request.body_length().map(|n| n as u64);
     let chunked = request
         .headers()
@@ -202,7 +210,6 @@ fn store_body(shared: &Shared, request: &mut Request) -> Result<Option<StoredPay
     if declared.is_some_and(|n| n > max) {
         return Err(StoreError::TooLarge(max));
     }
-    let ephemeral = shared.options.ttl == Ttl::Ephemeral;
     let stored = shared
         .store
         .put_payload(request.as_reader(), declared, max, ephemeral)?;
