@@ -152,7 +152,7 @@ fn serve(shared: &Shared, mut request: Request) {
         Ok(body) => body,
         Err(e) => return answer_plain(request, e.status(), &e.to_string()),
     };
-    let (hash, journal_payload, _pin) = match body {
+    let (hash, journal_payload, pin) = match body {
         Some(stored) => (
             Some(stored.hash.to_string()),
             stored.journal_bytes,
@@ -167,7 +167,9 @@ fn serve(shared: &Shared, mut request: Request) {
         ttl: Some(shared.options.ttl),
         journal_payload,
     };
-    let request_id = match shared.store.append(draft) {
+    let appended = shared.store.append(draft);
+    drop(pin);
+    let request_id = match appended {
         Ok(frame) => frame.id,
         Err(e) => return answer_plain(request, e.status(), &e.to_string()),
     };
@@ -228,11 +230,10 @@ fn store_body(shared: &Shared, request: &mut Request) -> Result<Option<StoredPay
 /// tiny_http: it writes the answer before it drains a body left unread
 /// (a refused upload), where `into_writer` would drain first.
 fn answer_plain(request: Request, status: u16, text: &str) {
-    let content_type =
-        Header::from_bytes("Content-Type", "text/plain; charset=utf-8").expect("a valid header");
-    let response = Response::from_string(format!("{text}\n"))
-        .with_status_code(status)
-        .with_header(content_type);
+    let mut response = Response::from_string(format!("{text}\n")).with_status_code(status);
+    if let Ok(content_type) = Header::from_bytes("Content-Type", "text/plain; charset=utf-8") {
+        response = response.with_header(content_type);
+    }
     // A client that went away is not an error of ours.
     let _ = request.respond(response);
 }
