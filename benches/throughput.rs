@@ -23,31 +23,45 @@
 //! stderr sent to /dev/null. Clients are plain threads speaking HTTP/1.1
 //! keep-alive over `<dir>/sock`: one connection per client thread, a request
 //! with `Content-Length`, the response head parsed with `httparse`, the body
-//! read by `Content-Length` (or de-chunked for streams). Payloads are 64
-//! bytes and distinct (client and sequence number inside), so every append
-//! stores a new payload. Appends go to topic `bench`.
+//! read by `Content-Length` (or de-chunked for streams). Client connections
+//! are opened one at a time, each answering `GET /version` before the next
+//! opens (see `Server::connect_served`). Payloads are 64 bytes and
+//! distinct (client and sequence number inside), so every append stores a
+//! new payload. Appends go to topic `bench`.
 //!
 //! - `append-16-always`, `append-1-always`, `append-1-never`: N clients
 //!   append back to back for 3 s after a 0.3 s warm-up that is not counted;
-//!   appends/s, plus latency p50/p99 per request.
-//! - `replay`: 16 clients fill a `--fsync never` store with 100,000 appends,
-//!   then one `GET /` on a new connection is timed from sending the request
-//!   to the final chunk; frames/s counts the lines received.
+//!   appends/s, plus latency p50/p99 per request and the server's CPU time
+//!   per append (from /proc/<pid>/stat, all threads; 10 ms ticks), which
+//!   says more than the rate when other work shares the CPUs.
+//! - `replay`: 16 clients fill a `--fsync never` store with 100,000 appends;
+//!   it waits for the server to go idle (2 s with next to no CPU use: its
+//!   housekeeper works off the fill's pending payloads; at most 10 s,
+//!   `settle_s` and `settled`), measures the server's own CPU use over 1 s
+//!   (`bg_cpu_pct`), then times one `GET /` on a new connection from
+//!   sending the request to the final chunk; frames/s counts the lines
+//!   received (the fill's rate and slowest append, and the server's CPU
+//!   time during the read, are reported too).
 //! - `follow-rtt`: a follower on `GET /?follow=true&new=true`; one client
 //!   appends 2,000 frames one at a time (after a warm-up the follower has
 //!   seen); each is timed from sending the append until the follower thread
 //!   has read that frame's line (matched by id).
 //! - `startup`: spawn `xs serve <fresh dir>`, poll the socket every 100 µs
 //!   until `GET /version` answers 200; median (and min/max) of 10 runs.
-//! - `idle-rss`: VmRSS from /proc/<pid>/status after 10 appends and 1 s idle.
+//! - `idle-rss`: VmRSS from /proc/<pid>/status after 10 appends and 1 s
+//!   idle (also the CPU time used in that idle second).
 //! - `oneshot-append`: `xs append <dir> bench` against a `--fsync never`
 //!   server, stdin a pipe holding 64 bytes, wall time from spawn to exit;
 //!   median of 30. If the command exits non-zero it is reported as skipped.
 //!
 //! Output: one line per dimension, `<name> <key>=<value> ... status=<ok|MISS>
-//! target=<target>`, then a summary. The exit status is non-zero when a
+//! target=<target>`, then a summary. The figures are wall-clock: on a
+//! shared machine they move with its load, so `/proc/loadavg` is printed
+//! before and after. The exit status is non-zero when a
 //! dimension fails to run (a missed target is not a failure). Every wait is
-//! bounded: sockets have 10 s timeouts, child processes are waited with
+//! bounded: sockets have 30 s timeouts, the replay fill stops after 300 s
+//! (the replay then reads what is there, and `filled=` shows the shortfall),
+//! follow-rtt stops sampling after 120 s, child processes are waited with
 //! deadlines, and servers are stopped (SIGTERM, then SIGKILL after 5 s) by a
 //! drop guard, so also when a dimension panics.
 //!
@@ -65,14 +79,22 @@ use std::time::{Duration, Instant};
 /// Payload size of every append.
 const PAYLOAD: usize = 64;
 /// Socket read/write timeout: no wait on the server is unbounded.
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a new client connection may take to answer `GET /version`.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a server may take to answer its first `GET /version`.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Counted window of the append dimensions, and the warm-up before it.
 const APPEND_WINDOW: Duration = Duration::from_secs(3);
 const APPEND_WARMUP: Duration = Duration::from_millis(300);
 const REPLAY_FRAMES: u64 = 100_000;
+/// The replay fill stops here even if short of `REPLAY_FRAMES`.
+const REPLAY_FILL_LIMIT: Duration = Duration::from_secs(300);
 const FOLLOW_SAMPLES: usize = 2_000;
+/// The most the replay waits for the server to go idle after the fill.
+const SETTLE_LIMIT: Duration = Duration::from_secs(10);
+/// follow-rtt stops sampling here even if short of `FOLLOW_SAMPLES`.
+const FOLLOW_LIMIT: Duration = Duration::from_secs(120);
 const STARTUP_RUNS: usize = 10;
 const ONESHOT_RUNS: usize = 30;
 
@@ -115,7 +137,10 @@ fn main() {
         .collect();
     for name in &names {
         if !DIMENSIONS.contains(name) {
-            eprintln!("unknown dimension '{name}'; known: {}", DIMENSIONS.join(" "));
+            eprintln!(
+                "unknown dimension '{name}'; known: {}",
+                DIMENSIONS.join(" ")
+            );
             std::process::exit(2);
         }
     }
@@ -131,6 +156,7 @@ fn main() {
         std::process::exit(2);
     }
     println!("xs binary: {}", bin.display());
+    print_load("before");
 
     let mut summary = Vec::new();
     let mut failed = false;
@@ -167,6 +193,7 @@ fn main() {
         };
         summary.push(row);
     }
+    print_load("after");
     println!("\nsummary");
     for row in summary {
         println!("  {row}");
@@ -174,6 +201,13 @@ fn main() {
     if failed {
         std::process::exit(1);
     }
+}
+
+/// The machine's load, for reading the figures (other builds skew them).
+fn print_load(when: &str) {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("load {when}: {} (cpus {cpus})", load.trim());
 }
 
 fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
@@ -278,6 +312,35 @@ impl Server {
     fn connect(&self) -> Res<Conn> {
         Conn::connect(&self.sock).map_err(|e| format!("connect {}: {e}", self.sock.display()))
     }
+
+    /// Opens `n` connections one at a time, each answering `GET /version`
+    /// before the next is opened, so every client is known to be served
+    /// before timing starts. Until c4e8722 a burst was not safe: tiny_http's
+    /// task pool queued connections opened together behind busy keep-alive
+    /// connections (typically 4 of 16 got a thread, the rest waited until
+    /// one of those closed); a connection left unserved now fails here,
+    /// within `HANDSHAKE_TIMEOUT`, instead of skewing the figures.
+    fn connect_served(&self, n: usize) -> Res<Vec<Conn>> {
+        let mut conns = Vec::with_capacity(n);
+        for at in 0..n {
+            let mut conn = self.connect()?;
+            let _ = conn.stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
+            match conn.request("GET", "/version", &[]) {
+                Ok((200, _)) => {}
+                Ok((status, _)) => return Err(format!("GET /version answered {status}")),
+                Err(e) => {
+                    return Err(format!(
+                        "connection {} of {n} was not served within {HANDSHAKE_TIMEOUT:?} \
+                         ({e}): the server gave it no thread",
+                        at + 1
+                    ))
+                }
+            }
+            let _ = conn.stream.set_read_timeout(Some(IO_TIMEOUT));
+            conns.push(conn);
+        }
+        Ok(conns)
+    }
 }
 
 impl Drop for Server {
@@ -296,7 +359,10 @@ impl Drop for Server {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        eprintln!("xs serve (pid {}) ignored SIGTERM for 5 s; killing it", self.child.id());
+        eprintln!(
+            "xs serve (pid {}) ignored SIGTERM for 5 s; killing it",
+            self.child.id()
+        );
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -380,7 +446,10 @@ impl Conn {
         }
         let n = self.stream.read(&mut self.buf[self.len..])?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
         }
         self.len += n;
         Ok(())
@@ -516,6 +585,49 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted[rank - 1]
 }
 
+/// A process's CPU time (user + system, all threads) from /proc; clock
+/// ticks, so 10 ms resolution.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are
+    // fields 14 and 15 of the whole line.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<u64>().ok()))
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_nanos(ticks * 1_000_000_000 / per_second)
+}
+
+/// Waits until the process has used at most 10 ms of CPU in each of eight
+/// 250 ms intervals in a row (a syncfs waits without using CPU, so one
+/// quiet interval proves little), or `limit` passes; returns the time
+/// waited and whether it went quiet.
+fn wait_idle(pid: u32, limit: Duration) -> (Duration, bool) {
+    let started = Instant::now();
+    let mut quiet = 0;
+    while quiet < 8 && started.elapsed() < limit {
+        let before = cpu_time(pid);
+        std::thread::sleep(Duration::from_millis(250));
+        if cpu_time(pid).saturating_sub(before) <= Duration::from_millis(10) {
+            quiet += 1;
+        } else {
+            quiet = 0;
+        }
+    }
+    (started.elapsed(), quiet >= 8)
+}
+
+fn sleep_until(when: Instant) {
+    let now = Instant::now();
+    if when > now {
+        std::thread::sleep(when - now);
+    }
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64() * 1e3)
 }
@@ -523,12 +635,15 @@ fn ms(d: Duration) -> String {
 // ---------------------------------------------------------------- dimensions
 
 /// `clients` threads append back to back; counted over `APPEND_WINDOW`.
-fn append(bin: &Path, clients: usize, fsync: &str, target: f64, target_text: &'static str) -> Res<Outcome> {
+fn append(
+    bin: &Path,
+    clients: usize,
+    fsync: &str,
+    target: f64,
+    target_text: &'static str,
+) -> Res<Outcome> {
     let server = Server::start(bin, fsync)?;
-    let mut conns = Vec::new();
-    for _ in 0..clients {
-        conns.push(server.connect()?);
-    }
+    let conns = server.connect_served(clients)?;
     let barrier = Arc::new(Barrier::new(clients + 1));
     let start = Arc::new(std::sync::OnceLock::<Instant>::new());
     let mut handles = Vec::new();
@@ -557,8 +672,14 @@ fn append(bin: &Path, clients: usize, fsync: &str, target: f64, target_text: &'s
             Ok(latencies)
         }));
     }
-    start.set(Instant::now()).expect("set once");
+    let begin = Instant::now();
+    start.set(begin).expect("set once");
     barrier.wait();
+    // The server's CPU time over the counted window.
+    sleep_until(begin + APPEND_WARMUP);
+    let cpu_from = cpu_time(server.pid());
+    sleep_until(begin + APPEND_WARMUP + APPEND_WINDOW);
+    let cpu_used = cpu_time(server.pid()).saturating_sub(cpu_from);
     let mut latencies = Vec::new();
     let mut errors = Vec::new();
     for handle in handles {
@@ -574,6 +695,7 @@ fn append(bin: &Path, clients: usize, fsync: &str, target: f64, target_text: &'s
     }
     latencies.sort();
     let rate = latencies.len() as f64 / APPEND_WINDOW.as_secs_f64();
+    let cpu_per_append = cpu_used.as_secs_f64() * 1e6 / latencies.len().max(1) as f64;
     Ok(Outcome::Measured {
         keys: vec![
             ("appends_per_s", format!("{rate:.0}")),
@@ -582,6 +704,7 @@ fn append(bin: &Path, clients: usize, fsync: &str, target: f64, target_text: &'s
             ("secs", format!("{:.1}", APPEND_WINDOW.as_secs_f64())),
             ("p50_ms", ms(percentile(&latencies, 0.50))),
             ("p99_ms", ms(percentile(&latencies, 0.99))),
+            ("server_cpu_us_per_append", format!("{cpu_per_append:.0}")),
         ],
         headline: format!("{rate:.0} appends/s"),
         met: rate >= target,
@@ -594,34 +717,59 @@ fn append(bin: &Path, clients: usize, fsync: &str, target: f64, target_text: &'s
 fn replay(bin: &Path) -> Res<Outcome> {
     let server = Server::start(bin, "never")?;
     let next = Arc::new(AtomicU64::new(0));
+    let filled = Arc::new(AtomicU64::new(0));
+    let conns = server.connect_served(16)?;
     let fill_start = Instant::now();
+    let fill_deadline = fill_start + REPLAY_FILL_LIMIT;
     let mut handles = Vec::new();
-    for client in 0..16 {
-        let mut conn = server.connect()?;
+    for (client, mut conn) in conns.into_iter().enumerate() {
         let next = next.clone();
-        handles.push(std::thread::spawn(move || -> Res<()> {
-            loop {
+        let filled = filled.clone();
+        handles.push(std::thread::spawn(move || -> Res<Duration> {
+            let mut slowest = Duration::ZERO;
+            while Instant::now() < fill_deadline {
                 let seq = next.fetch_add(1, Ordering::Relaxed);
                 if seq >= REPLAY_FRAMES {
-                    return Ok(());
+                    break;
                 }
+                let sent = Instant::now();
                 append_one(&mut conn, client, seq)?;
+                slowest = slowest.max(sent.elapsed());
+                filled.fetch_add(1, Ordering::Relaxed);
             }
+            Ok(slowest)
         }));
     }
+    let mut fill_max = Duration::ZERO;
     for handle in handles {
-        handle
+        let slowest = handle
             .join()
             .map_err(|p| format!("filler panicked: {}", panic_text(&p)))??;
+        fill_max = fill_max.max(slowest);
     }
     let fill = fill_start.elapsed();
+    // Short of the goal only when the fill hit its time limit: the replay
+    // is then measured on what is there, and `filled` says so.
+    let filled = filled.load(Ordering::Relaxed);
+    // Let the housekeeper work off the fill (pending payloads: syncfs,
+    // then forgetting their journaled copies) so the replay is timed alone.
+    let (settle, settled) = wait_idle(server.pid(), SETTLE_LIMIT);
+    // What the server burns by itself just before the read.
+    let bg_from = cpu_time(server.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let bg_cpu = cpu_time(server.pid()).saturating_sub(bg_from);
 
     let mut conn = server.connect()?;
+    let cpu_from = cpu_time(server.pid());
     let started = Instant::now();
-    conn.send("GET", "/", &[]).map_err(|e| format!("GET /: {e}"))?;
+    conn.send("GET", "/", &[])
+        .map_err(|e| format!("GET /: {e}"))?;
     let head = conn.read_head().map_err(|e| format!("GET /: {e}"))?;
     if head.status != 200 || !head.chunked {
-        return Err(format!("GET / answered {} (chunked: {})", head.status, head.chunked));
+        return Err(format!(
+            "GET / answered {} (chunked: {})",
+            head.status, head.chunked
+        ));
     }
     let mut lines: u64 = 0;
     let mut bytes: u64 = 0;
@@ -632,9 +780,12 @@ fn replay(bin: &Path) -> Res<Outcome> {
     })
     .map_err(|e| format!("reading GET /: {e}"))?;
     let elapsed = started.elapsed();
+    let cpu_used = cpu_time(server.pid()).saturating_sub(cpu_from);
     drop(server);
-    if lines < REPLAY_FRAMES {
-        return Err(format!("GET / returned {lines} lines, expected at least {REPLAY_FRAMES}"));
+    if lines < filled {
+        return Err(format!(
+            "GET / returned {lines} lines, expected at least {filled}"
+        ));
     }
     let rate = lines as f64 / elapsed.as_secs_f64();
     Ok(Outcome::Measured {
@@ -643,10 +794,17 @@ fn replay(bin: &Path) -> Res<Outcome> {
             ("frames", lines.to_string()),
             ("ms", ms(elapsed)),
             ("mb", format!("{:.1}", bytes as f64 / 1e6)),
+            ("server_cpu_ms", ms(cpu_used)),
+            ("filled", filled.to_string()),
+            ("fill_s", format!("{:.1}", fill.as_secs_f64())),
             (
                 "fill_appends_per_s",
-                format!("{:.0}", REPLAY_FRAMES as f64 / fill.as_secs_f64()),
+                format!("{:.0}", filled as f64 / fill.as_secs_f64()),
             ),
+            ("fill_max_ms", ms(fill_max)),
+            ("settle_s", format!("{:.1}", settle.as_secs_f64())),
+            ("settled", settled.to_string()),
+            ("bg_cpu_pct", format!("{:.0}", bg_cpu.as_secs_f64() * 100.0)),
         ],
         headline: format!("{rate:.0} frames/s"),
         met: rate >= 1_000_000.0,
@@ -677,7 +835,8 @@ fn follow_rtt(bin: &Path) -> Res<Outcome> {
             for &b in data {
                 if b == b'\n' {
                     let seen = Instant::now();
-                    if !line.is_empty() && lines_tx.send((std::mem::take(&mut line), seen)).is_err() {
+                    if !line.is_empty() && lines_tx.send((std::mem::take(&mut line), seen)).is_err()
+                    {
                         return false;
                     }
                     line.clear();
@@ -691,7 +850,7 @@ fn follow_rtt(bin: &Path) -> Res<Outcome> {
     });
 
     let result = (|| -> Res<Vec<Duration>> {
-        let mut conn = server.connect()?;
+        let mut conn = server.connect_served(1)?.remove(0);
         // Warm up until the follower is live and has seen one of ours.
         let warm_deadline = Instant::now() + Duration::from_secs(10);
         let mut seq = 0;
@@ -716,15 +875,16 @@ fn follow_rtt(bin: &Path) -> Res<Outcome> {
         while lines_rx.recv_timeout(Duration::from_millis(200)).is_ok() {}
 
         let mut rtts = Vec::with_capacity(FOLLOW_SAMPLES);
-        for _ in 0..FOLLOW_SAMPLES {
+        let deadline = Instant::now() + FOLLOW_LIMIT;
+        while rtts.len() < FOLLOW_SAMPLES && Instant::now() < deadline {
             let sent = Instant::now();
             let frame = append_one(&mut conn, 0, seq)?;
             seq += 1;
             let id = frame_id(&frame).ok_or("append answer without id")?.to_vec();
             loop {
-                let (line, seen) = lines_rx
-                    .recv_timeout(IO_TIMEOUT)
-                    .map_err(|_| "the follower did not deliver an appended frame within 10 s")?;
+                let (line, seen) = lines_rx.recv_timeout(IO_TIMEOUT).map_err(|_| {
+                    format!("the follower did not deliver an appended frame within {IO_TIMEOUT:?}")
+                })?;
                 if frame_id(&line) == Some(&id[..]) {
                     rtts.push(seen.saturating_duration_since(sent));
                     break;
@@ -787,7 +947,9 @@ fn idle_rss(bin: &Path) -> Res<Outcome> {
         append_one(&mut conn, 0, seq)?;
     }
     drop(conn);
+    let cpu_from = cpu_time(server.pid());
     std::thread::sleep(Duration::from_secs(1));
+    let idle_cpu = cpu_time(server.pid()).saturating_sub(cpu_from);
     let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))
         .map_err(|e| format!("reading /proc status: {e}"))?;
     let field = |name: &str| -> Option<String> {
@@ -810,6 +972,7 @@ fn idle_rss(bin: &Path) -> Res<Outcome> {
             ("rss_mb", format!("{rss_mb:.1}")),
             ("hwm_mb", format!("{:.1}", hwm_kb as f64 / 1024.0)),
             ("threads", threads),
+            ("idle_cpu_ms_per_s", ms(idle_cpu)),
         ],
         headline: format!("{rss_mb:.1} MB"),
         met: rss_kb <= 10 * 1024,
@@ -855,7 +1018,10 @@ fn oneshot_once(bin: &Path, store: &Path, seq: u64) -> Res<Result<Duration, Stri
     let stderr = String::from_utf8_lossy(&output.stderr);
     let first = stderr.lines().next().unwrap_or("").trim();
     let detail = if first.is_empty() { "no stderr" } else { first };
-    Ok(Err(format!("`xs append` exited with {} ({detail})", output.status)))
+    Ok(Err(format!(
+        "`xs append` exited with {} ({detail})",
+        output.status
+    )))
 }
 
 fn oneshot_append(bin: &Path) -> Res<Outcome> {

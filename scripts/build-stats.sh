@@ -39,10 +39,14 @@ if command -v strip >/dev/null 2>&1; then
 fi
 bytes=$(stat -c %s "$stripped")
 mb=$(awk -v b="$bytes" 'BEGIN { printf "%.2f", b / 1048576 }')
-echo "binary $bin stripped_bytes=$bytes stripped_mb=$mb"
+echo "binary $bin (built $(date -r "$bin" '+%F %T')) stripped_bytes=$bytes stripped_mb=$mb"
 
-crates=$(cargo tree --prefix none -e normal | sort -u | wc -l)
-echo "crates (cargo tree --prefix none -e normal | sort -u | wc -l)=$crates"
+tree="$(cargo tree --prefix none -e normal)"
+crates=$(printf '%s\n' "$tree" | sort -u | wc -l)
+# cargo tree marks a crate's repeat appearances with " (*)": folded, each
+# crate (the package itself included) counts once.
+distinct=$(printf '%s\n' "$tree" | sed 's/ (\*)$//' | sort -u | wc -l)
+echo "crates=$crates (cargo tree --prefix none -e normal | sort -u | wc -l) distinct=$distinct (with ' (*)' repeats folded)"
 
 if [ "$clean" = 1 ]; then
     scratch="$(mktemp -d)"

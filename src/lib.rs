@@ -5,5 +5,7 @@
 pub mod api;
 pub mod check;
 pub mod cli;
+pub mod nu;
+pub mod processor;
 pub mod serve;
 pub mod store;

@@ -38,6 +38,10 @@ Options:
   --ephemeral-frames <n>    ephemeral frames kept in memory (default 10000)
   --ephemeral-bytes <bytes> memory for ephemeral frames and payloads (default 67108864)";
 
+/// The longest the server waits for services to stop at shutdown: they
+/// are stopped together, each within its own grace (5 s by default).
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(35);
+
 /// What `xs serve` was asked to do.
 struct ServeArgs {
     dir: PathBuf,
@@ -229,11 +233,14 @@ fn run(args: ServeArgs) -> Result<(), String> {
         StoreError::Locked(_) => locked_message(&args.dir),
         other => format!("cannot open store {}: {other}", args.dir.display()),
     })?;
+    let processors = crate::processor::start(store.clone())?;
     let context = Context {
         store: store.clone(),
         limits: WriteLimits {
             max_payload: args.max_payload,
         },
+        engine: crate::nu::Engine::new(&store),
+        processes: processors.table.clone(),
     };
     let socket = args.dir.join("sock");
     let main_listener = Arc::new(Listener::unix(&socket)?);
@@ -272,6 +279,7 @@ fn run(args: ServeArgs) -> Result<(), String> {
     wait_for_signal(&signals);
 
     let _ = system_frame(&store, "xs.stopping", None);
+    processors.wait_stopped(SHUTDOWN_WAIT);
     for listener in &listeners {
         listener.unblock();
     }
@@ -326,14 +334,16 @@ fn start_logger(store: Store) {
                         let topic = frame.parse().map(|f| f.topic).unwrap_or_default();
                         let ms = frame.id.timestamp();
                         let day_ms = ms % 86_400_000;
-                        eprintln!(
-                            "{:02}:{:02}:{:02}.{:03} {:>5} {topic}",
+                        // One write per line: stderr is unbuffered.
+                        let line = format!(
+                            "{:02}:{:02}:{:02}.{:03} {:>5} {topic}\n",
                             day_ms / 3_600_000,
                             (day_ms / 60_000) % 60,
                             (day_ms / 1000) % 60,
                             day_ms % 1000,
                             &id[id.len() - 5..],
                         );
+                        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
                     }
                     ReadEvent::End => break,
                     _ => {}

@@ -518,7 +518,8 @@ fn small_routes() {
     assert!(v["version"].as_str().is_some_and(|s| !s.is_empty()));
 
     let r = server.post("/eval", b"1 + 1");
-    assert_eq!(r.status, 501, "{}", r.text());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "2");
 
     for (method, path) in [
         ("POST", "/nope"),

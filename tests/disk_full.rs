@@ -83,7 +83,11 @@ fn a_full_disk_fails_appends_cleanly_and_recovers() {
     let filler = fill(tmpfs.path());
     let small = server.post("/append/note", b"a small payload");
     assert_eq!(small.status, 507, "{}", small.text());
-    assert!(small.text().contains("insufficient storage"), "{}", small.text());
+    assert!(
+        small.text().contains("insufficient storage"),
+        "{}",
+        small.text()
+    );
     let large = server.post("/append/note", &vec![7u8; 200_000]);
     assert_eq!(large.status, 507, "{}", large.text());
     let bare = server.post("/append/note", b"");

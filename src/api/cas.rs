@@ -60,12 +60,8 @@ pub fn post(store: &Store, mut request: Request, limits: WriteLimits) {
         let e = StoreError::BadBody(format!("expected {} bytes", declared.unwrap_or(0)));
         return Reply::error(e.status(), e).send(request);
     }
-    // A payload with no frame has no journal batch to ride in: make it
-    // durable here.
-    if stored.journal_bytes.is_some() {
-        if let Err(e) = store.sync_payload(&stored.hash) {
-            return Reply::error(e.status(), e).send(request);
-        }
+    if let Err(e) = store.sync_payload(&stored) {
+        return Reply::error(e.status(), e).send(request);
     }
     Reply::with_type(200, "text/plain", stored.hash.to_string()).send(request)
 }

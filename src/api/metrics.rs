@@ -5,14 +5,15 @@ use std::fmt::Write;
 use tiny_http::Request;
 
 use super::respond::Reply;
+use crate::processor::ps::ProcessTable;
 use crate::store::metrics::Metrics;
 use crate::store::Store;
 
-pub fn metrics(store: &Store, request: Request) {
-    Reply::with_type(200, "text/plain; version=0.0.4", render(store)).send(request)
+pub fn metrics(store: &Store, processes: &ProcessTable, request: Request) {
+    Reply::with_type(200, "text/plain; version=0.0.4", render(store, processes)).send(request)
 }
 
-fn render(store: &Store) -> String {
+fn render(store: &Store, processes: &ProcessTable) -> String {
     let m = store.metrics();
     let mut out = String::new();
     let mut counter = |name: &str, help: &str, kind: &str, value: u64| {
@@ -52,6 +53,13 @@ fn render(store: &Store) -> String {
         Metrics::get(&m.appends_ok),
         Metrics::get(&m.appends_failed)
     );
+    let _ = writeln!(
+        out,
+        "# HELP xs_processors Actors, services, actions and views by state.\n# TYPE xs_processors gauge"
+    );
+    for (state, count) in processes.count_by_state() {
+        let _ = writeln!(out, "xs_processors{{state=\"{state}\"}} {count}");
+    }
     let (buckets, sum) = m.sync_histogram();
     let _ = writeln!(
         out,

@@ -105,14 +105,14 @@ fn stream(store: &Store, request: Request, options: ReadOptions) {
 fn encode(buf: &mut Vec<u8>, frame: &RawFrame, format: Format, with_timestamp: bool) {
     match format {
         Format::Ndjson => {
-            buf.extend_from_slice(&frame.render(with_timestamp));
+            frame.render_into(buf, with_timestamp);
             buf.push(b'\n');
         }
         Format::Sse => {
             buf.extend_from_slice(b"id: ");
             buf.extend_from_slice(frame.id.to_string().as_bytes());
             buf.extend_from_slice(b"\ndata: ");
-            buf.extend_from_slice(&frame.render(with_timestamp));
+            frame.render_into(buf, with_timestamp);
             buf.extend_from_slice(b"\n\n");
         }
     }

@@ -14,6 +14,10 @@ use crate::store::Store;
 pub struct Context {
     pub store: Store,
     pub limits: WriteLimits,
+    /// The base Nushell engine `/eval` forks from.
+    pub engine: crate::nu::Engine,
+    /// The processors' status, for `/ps`.
+    pub processes: crate::processor::ps::ProcessTable,
 }
 
 /// Dispatches one request to its handler.
@@ -23,6 +27,11 @@ pub fn handle(context: &Context, listener: &Listener, request: Request) {
         reply
             .extra_headers
             .push(("WWW-Authenticate", "Basic realm=\"xs\"".into()));
+        return reply.send(request);
+    }
+    if let Err(reason) = check_content_length(&request) {
+        let mut reply = Reply::error(400, reason);
+        reply.extra_headers.push(("Connection", "close".into()));
         return reply.send(request);
     }
     let store = &context.store;
@@ -35,7 +44,15 @@ pub fn handle(context: &Context, listener: &Listener, request: Request) {
             Reply::json(format!("{{\"version\":\"{}\"}}", env!("CARGO_PKG_VERSION"))).send(request)
         }
         (Method::Get, [""]) => read::cat(store, request, &pairs),
-        (Method::Get, ["metrics"]) => super::metrics::metrics(store, request),
+        (Method::Get, ["metrics"]) => super::metrics::metrics(store, &context.processes, request),
+        (Method::Get, ["ps"]) => {
+            let mut body = Vec::new();
+            for row in context.processes.rows() {
+                body.extend_from_slice(row.to_string().as_bytes());
+                body.push(b'\n');
+            }
+            Reply::with_type(200, "application/x-ndjson", body).send(request)
+        }
         (Method::Get, ["last"]) => read::ends(store, request, "", &pairs, End::Last),
         (Method::Get, ["last", spec]) => read::ends(store, request, spec, &pairs, End::Last),
         (Method::Get, ["first"]) => read::ends(store, request, "", &pairs, End::First),
@@ -43,11 +60,7 @@ pub fn handle(context: &Context, listener: &Listener, request: Request) {
         (Method::Get, ["cas", sri]) => cas::get(store, request, sri),
         (Method::Post, ["cas"]) => cas::post(store, request, context.limits),
         (Method::Post, ["import"]) => write::import(store, request, context.limits),
-        (Method::Post, ["eval"]) => Reply::error(
-            501,
-            "POST /eval is not available yet: this build has no Nushell engine",
-        )
-        .send(request),
+        (Method::Post, ["eval"]) => super::eval::eval(&context.engine, store, request),
         (Method::Get, ["kv"]) => kv::list(store, request, &pairs),
         (Method::Get, ["kv", key]) => kv::get(store, request, key, &pairs),
         (Method::Put, ["kv", key]) => kv::put(store, request, key),
@@ -60,5 +73,27 @@ pub fn handle(context: &Context, listener: &Listener, request: Request) {
         (Method::Get, [id]) => read::get(store, request, id, &pairs),
         (Method::Delete, [id]) => write::remove(store, request, id),
         _ => Reply::not_found().send(request),
+    }
+}
+
+/// tiny_http ignores a `Content-Length` it cannot parse and takes the first
+/// of several: either would let a body be misread (and a second request be
+/// smuggled in after it), so both are refused.
+fn check_content_length(request: &Request) -> Result<(), &'static str> {
+    let mut lengths = request
+        .headers()
+        .iter()
+        .filter(|h| h.field.equiv("Content-Length"));
+    match (lengths.next(), lengths.next()) {
+        (Some(_), Some(_)) => Err("more than one Content-Length header"),
+        (Some(length), None) => {
+            let value = length.value.as_str().trim();
+            if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+                Ok(())
+            } else {
+                Err("invalid Content-Length header")
+            }
+        }
+        (None, _) => Ok(()),
     }
 }

@@ -78,22 +78,46 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Serves a listener on a thread of its own: one thread per request.
+/// Threads answering short requests on each listener.
+const WORKERS: usize = 8;
+
+/// Serves a listener. tiny_http reads each connection on a thread of its
+/// own and queues complete requests; a few workers take them and answer
+/// the short ones in place (no thread to start per request), while a
+/// request that can last (a follow, a watch, an eval) gets a thread of its
+/// own so it never holds a worker.
 pub fn spawn(listener: Arc<Listener>, context: Context) -> Result<(), String> {
-    std::thread::Builder::new()
-        .name("accept".into())
-        .spawn(move || {
-            for request in listener.server.incoming_requests() {
-                let listener = listener.clone();
-                let context = context.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("conn".into())
-                    .spawn(move || routes::handle(&context, &listener, request));
-                if let Err(e) = spawned {
-                    eprintln!("xs: cannot start a connection thread: {e}");
-                }
-            }
-        })
-        .map(|_| ())
-        .map_err(|e| format!("cannot start the accept thread: {e}"))
+    for _ in 0..WORKERS {
+        let listener = listener.clone();
+        let context = context.clone();
+        std::thread::Builder::new()
+            .name("worker".into())
+            .spawn(move || work(&listener, &context))
+            .map_err(|e| format!("cannot start a worker thread: {e}"))?;
+    }
+    Ok(())
+}
+
+fn work(listener: &Arc<Listener>, context: &Context) {
+    while let Ok(request) = listener.server.recv() {
+        if !lasts(&request) {
+            routes::handle(context, listener, request);
+            continue;
+        }
+        let listener = listener.clone();
+        let context = context.clone();
+        let spawned = std::thread::Builder::new()
+            .name("stream".into())
+            .spawn(move || routes::handle(&context, &listener, request));
+        if let Err(e) = spawned {
+            eprintln!("xs: cannot start a stream thread: {e}");
+        }
+    }
+}
+
+/// Whether a request may stay open: a follow or watch, or a script.
+fn lasts(request: &Request) -> bool {
+    let url = request.url();
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+    query.split('&').any(|pair| pair.starts_with("follow")) || url.starts_with("/eval")
 }

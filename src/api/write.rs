@@ -8,7 +8,7 @@ use super::query;
 use super::respond::Reply;
 use crate::store::id::parse_id;
 use crate::store::topic::validate_topic;
-use crate::store::{Draft, Frame, Store, StoreError, Ttl};
+use crate::store::{Draft, Frame, Store, StoreError, Ttl, WriteOp};
 
 /// The largest `xs-meta` header accepted, in bytes.
 pub const MAX_META_HEADER: usize = 64 * 1024;
@@ -122,8 +122,16 @@ fn meta_header(request: &Request) -> Result<Option<Value>, (u16, String)> {
     Ok(Some(value))
 }
 
-/// `POST /import`: one frame JSON, stored verbatim.
+/// `POST /import`: one frame JSON, stored verbatim; or, with
+/// `Content-Type: application/x-ndjson`, many (one per line), sent to the
+/// writer without waiting for each so they share syncs.
 pub fn import(store: &Store, mut request: Request, limits: WriteLimits) {
+    let ndjson = request.headers().iter().any(|h| {
+        h.field.equiv("Content-Type") && h.value.as_str().starts_with("application/x-ndjson")
+    });
+    if ndjson {
+        return import_many(store, request);
+    }
     let body = match read_small_body(&mut request, limits.max_payload) {
         Ok(body) => body,
         Err(e) => return Reply::error(e.status(), e).send(request),
@@ -135,6 +143,71 @@ pub fn import(store: &Store, mut request: Request, limits: WriteLimits) {
     match store.import(frame) {
         Ok(frame) => Reply::json(frame.to_json()).send(request),
         Err(e) => Reply::error(e.status(), e).send(request),
+    }
+}
+
+/// How many bulk-imported frames may wait for the writer at once.
+const IMPORT_WINDOW: usize = 4096;
+
+/// The NDJSON form of `POST /import`: answers `{"imported":<n>}`, or the
+/// first bad line's error (frames before it are stored).
+fn import_many(store: &Store, mut request: Request) {
+    use std::io::BufRead;
+    let mut pending = std::collections::VecDeque::new();
+    let mut imported: u64 = 0;
+    let mut failure: Option<(u16, String)> = None;
+    let reader = std::io::BufReader::with_capacity(256 * 1024, request.as_reader());
+    for (number, line) in reader.split(b'\n').enumerate() {
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => {
+                failure = Some((400, StoreError::BadBody(e.to_string()).to_string()));
+                break;
+            }
+        };
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let frame = match Frame::from_json(&line) {
+            Ok(frame) => frame,
+            Err(e) => {
+                failure = Some((
+                    400,
+                    format!("Invalid frame JSON on line {}: {e}", number + 1),
+                ));
+                break;
+            }
+        };
+        pending.push_back(store.submit(WriteOp::Import(frame, None)));
+        if pending.len() >= IMPORT_WINDOW {
+            if let Err(e) = settle(pending.pop_front()) {
+                failure = Some((e.status(), e.to_string()));
+                break;
+            }
+            imported += 1;
+        }
+    }
+    for reply in pending {
+        match settle(Some(reply)) {
+            Ok(()) => imported += 1,
+            Err(e) => {
+                failure.get_or_insert((e.status(), e.to_string()));
+            }
+        }
+    }
+    match failure {
+        Some((status, text)) => Reply::error(status, text).send(request),
+        None => Reply::json(format!("{{\"imported\":{imported}}}")).send(request),
+    }
+}
+
+/// Waits for one queued write.
+fn settle(
+    reply: Option<crossbeam_channel::Receiver<crate::store::WriteReply>>,
+) -> Result<(), StoreError> {
+    match reply {
+        Some(reply) => reply.recv().unwrap_or(Err(StoreError::Closed)).map(|_| ()),
+        None => Ok(()),
     }
 }
 

@@ -26,12 +26,20 @@ write:
   cas-post <addr>         store stdin as content; prints its hash
   remove <addr> <id>      remove a frame
   import <addr>           store one frame JSON from stdin as is
+  export <addr> <folder>  the whole store to a folder (frames.jsonl, cas/)
+  import <addr> <folder>  a folder written by export (or xs.nu's .export)
 
 k/v:
   kv get|set|del <addr> <key> [json]
                           read, write or delete a JSON value
   kv ls <addr> [prefix]   list keys and values
   kv watch <addr> <key>   print the value, then every change
+
+nushell:
+  eval <addr> [file] [-c <script>]
+                          run a Nushell script on the server
+  ps <addr> [--json]      actors, services, actions: state, pid, restarts
+  nu [--install|--clean]  print, install or remove the xs.nu client module
 
 other:
   version <addr>          the server's version
@@ -47,6 +55,60 @@ other:
 
 Run `xs <command> --help` for a command's options. `xs --version` prints
 this binary's version.
+";
+
+pub const EVAL: &str = "\
+usage: xs eval <addr> [file] [-c <script>]
+
+Run a Nushell script on the server and print its result: a string, number
+or bool bare; another value as JSON; a list as NDJSON, line by line as it
+is produced; bytes as they are.
+
+arguments:
+  [file]                  the script file, or - for stdin
+options:
+  -c, --commands <script> the script itself
+  -h, --help              print this help
+";
+
+pub const NU: &str = "\
+usage: xs nu [--install | --clean] [--lib-path <dir> --autoload-path <dir>] [--yes]
+
+Print xs.nu, the module of Nushell commands (.cat, .append, .last, .cas, …)
+that run this binary against $env.XS_ADDR. `use xs.nu *` in your own nu.
+
+--install puts it where Nushell finds it: xs.nu into a lib dir (the first
+of $NU_LIB_DIRS, else <config dir>/nushell/scripts), and a one-line stub,
+xs-use.nu, into a vendor autoload dir (the last of the ones that
+`nu -n -c '$nu.vendor-autoload-dirs'` lists), so every new nu has the
+commands. --clean removes those two files. Both ask `Proceed? (y/N)`.
+
+options:
+      --install             write xs.nu and the xs-use.nu stub
+      --clean               remove them
+      --lib-path <dir>      put xs.nu here (the stub then names its full path)
+      --autoload-path <dir> put xs-use.nu here (give both paths or neither)
+  -y, --yes                 do not ask (needed when stdin is not a terminal)
+  -h, --help                print this help
+";
+
+pub const PS: &str = "\
+usage: xs ps <addr> [--json]
+
+The process table: one line per actor, service, action and view with its
+state (running, backoff, stopped, failed), pid, since when, restarts since
+the server started, and its last exit and error. Aligned columns on a
+terminal; NDJSON with --json or when piped.
+";
+
+pub const EXPORT: &str = "\
+usage: xs export <addr> <folder>
+
+Write the whole store to a new folder: frames.jsonl (every frame, as
+`xs cat` prints them) and cas/ (one file per payload, named by the base64
+of its hash), the layout cross.stream's xs.nu .export writes. `xs import
+<addr> <folder>` reads it back: same ids, same hashes; importing twice adds
+nothing.
 ";
 
 pub const KV: &str = "\
@@ -196,8 +258,12 @@ options:
 
 pub const IMPORT: &str = "\
 usage: xs import <addr> < frame.json
+       xs import <addr> <folder>
 
-Store one frame (JSON on stdin) exactly as given, id and hash included.
+Store one frame (JSON on stdin) exactly as given, id and hash included; or
+a whole folder written by `xs export` (or xs.nu's .export): its payloads,
+each checked against its name, then its frames. Importing twice adds
+nothing.
 
 options:
   -h, --help              print this help

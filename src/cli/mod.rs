@@ -12,9 +12,13 @@ mod cas;
 mod cat;
 mod client;
 mod cursor;
+mod dump;
+mod eval;
 mod help;
 mod kv;
+mod nu;
 mod output;
+mod ps;
 mod query;
 mod read;
 mod scru128;
@@ -96,9 +100,29 @@ const COMMANDS: &[Command] = &[
         run: write::import,
     },
     Command {
+        name: "eval",
+        usage: help::EVAL,
+        run: eval::eval,
+    },
+    Command {
+        name: "nu",
+        usage: help::NU,
+        run: nu::nu,
+    },
+    Command {
         name: "kv",
         usage: help::KV,
         run: kv::kv,
+    },
+    Command {
+        name: "ps",
+        usage: help::PS,
+        run: ps::ps,
+    },
+    Command {
+        name: "export",
+        usage: help::EXPORT,
+        run: dump::export,
     },
     Command {
         name: "version",
@@ -255,7 +279,6 @@ mod tests {
     fn failures_exit_1() {
         assert_eq!(exit_code(&["cat", "./no/such/store"]), 1);
         assert_eq!(exit_code(&["cat", "https://example.com"]), 1);
-        assert_eq!(exit_code(&["serve", "./s"]), 1);
     }
 
     #[test]

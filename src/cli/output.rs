@@ -47,6 +47,7 @@ impl BlankLineFilter {
 
 /// Streams a response body to stdout, flushing each piece.
 pub fn body_to_stdout(body: &mut impl Read, lines: Lines) -> Result<(), Stop> {
+    exit_when_stdout_closes();
     let stdout = io::stdout();
     let mut out = stdout.lock();
     copy_body(body, &mut out, lines, stdout_closed)
@@ -118,6 +119,34 @@ fn write_failure(error: io::Error) -> Stop {
 
 /// Whether stdout's reader has gone: a pipe whose read end closed reports
 /// POLLERR, a hung-up terminal POLLHUP. Files never do.
+/// Ends the process as soon as the reader of our stdout goes away
+/// (`xs cat -f | head -1`), rather than at the next write, which on a quiet
+/// follow could be a keepalive 20 s later. A watcher thread sleeps in
+/// poll(2) until stdout reports an error or hang-up; regular files and
+/// terminals that stay open never do.
+fn exit_when_stdout_closes() {
+    let _ = std::thread::Builder::new()
+        .name("stdout-watch".into())
+        .spawn(|| {
+            let mut poll = libc::pollfd {
+                fd: libc::STDOUT_FILENO,
+                events: 0,
+                revents: 0,
+            };
+            loop {
+                // SAFETY: one valid pollfd; poll only writes `revents`.
+                let ready = unsafe { libc::poll(&mut poll, 1, -1) };
+                if ready < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                if ready > 0 && poll.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+                    std::process::exit(0);
+                }
+                return;
+            }
+        });
+}
+
 fn stdout_closed() -> bool {
     let mut poll = libc::pollfd {
         fd: libc::STDOUT_FILENO,

@@ -91,8 +91,21 @@ pub fn append(args: Vec<OsString>) -> Result<(), Stop> {
 
 /// `xs import <addr>`: stdin is one frame, stored as is; prints the frame.
 pub fn import(args: Vec<OsString>) -> Result<(), Stop> {
-    let [addr] = only_positionals(args, ["addr"])?;
-    post_stdin(&addr, "/import")
+    use lexopt::prelude::*;
+    let mut values = Vec::new();
+    let mut p = parser(args);
+    while let Some(arg) = p.next()? {
+        match arg {
+            Short('h') | Long("help") => return Err(Stop::Help),
+            Value(value) => values.push(text(value)?),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    match values.as_slice() {
+        [addr] => post_stdin(addr, "/import"),
+        [addr, folder] => super::dump::import_folder(addr, std::path::Path::new(folder)),
+        _ => Err(usage("expected <addr> [folder]")),
+    }
 }
 
 /// `xs cas-post <addr>`: stdin becomes content; prints its hash.

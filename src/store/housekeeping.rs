@@ -27,9 +27,6 @@ use super::{Store, StoreError, WriteOp};
 /// How often the timer chores run.
 const TICK: Duration = Duration::from_millis(250);
 
-/// The most pending payload copies forgotten per tick.
-const PENDING_PER_TICK: usize = 10_000;
-
 /// Work sent to the housekeeper by readers and by `Store::close`.
 #[derive(Debug)]
 pub enum Chore {
@@ -53,6 +50,8 @@ fn run(store: Store, chores: Receiver<Chore>, after_commit: Receiver<AfterCommit
     let mut removing: HashSet<Id> = HashSet::new();
     // Unreferenced payloads still pinned by an append in flight.
     let mut deferred: HashSet<String> = HashSet::new();
+    // Journaled payload copies whose files are not yet known synced.
+    let mut journaled: Vec<Vec<u8>> = Vec::new();
     loop {
         crossbeam_channel::select! {
             recv(chores) -> chore => match chore {
@@ -62,13 +61,14 @@ fn run(store: Store, chores: Receiver<Chore>, after_commit: Receiver<AfterCommit
                     }
                 }
                 Ok(Chore::Stop) | Err(_) => {
-                    flush_pending_payloads(&store);
+                    flush_pending_payloads(&store, std::mem::take(&mut journaled));
                     return;
                 }
             },
             recv(after_commit) -> done => match done {
                 Ok(AfterCommit::Prune(topic, keep)) => prune(&store, &topic, keep as usize),
                 Ok(AfterCommit::Unreferenced(hash)) => collect(&store, hash, &mut deferred),
+                Ok(AfterCommit::Journaled(hashes)) => journaled.extend(hashes),
                 Err(_) => return,
             },
             default(TICK) => {
@@ -76,7 +76,7 @@ fn run(store: Store, chores: Receiver<Chore>, after_commit: Receiver<AfterCommit
                 for hash in std::mem::take(&mut deferred) {
                     collect(&store, hash, &mut deferred);
                 }
-                flush_pending_payloads(&store);
+                flush_pending_payloads(&store, std::mem::take(&mut journaled));
                 sweep_expired(&store);
             }
         }
@@ -121,21 +121,15 @@ fn sweep_expired(store: &Store) {
 }
 
 /// Syncs the content folder once, then forgets the journaled copies of the
-/// payloads written before that sync.
-fn flush_pending_payloads(store: &Store) {
-    let local = store.local();
-    let keys: Vec<Vec<u8>> = local
-        .cas_pending
-        .iter()
-        .take(PENDING_PER_TICK)
-        .filter_map(|guard| guard.key().ok().map(|k| k.to_vec()))
-        .collect();
+/// payloads written before that sync (the writer reports which; a crash
+/// before this leaves them for `recover_pending_payloads`).
+fn flush_pending_payloads(store: &Store, keys: Vec<Vec<u8>>) {
     if keys.is_empty() {
         return;
     }
-    match local.cas.sync_all() {
+    match store.local().cas.sync_all() {
         Ok(()) => drop(store.submit(WriteOp::ForgetPending(keys))),
-        Err(e) => eprintln!("xs: syncing payloads failed, will retry: {e}"),
+        Err(e) => eprintln!("xs: syncing payloads failed: {e}"),
     }
 }
 

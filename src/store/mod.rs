@@ -60,10 +60,14 @@ impl RawFrame {
     /// JSON is only parsed when it holds a `time:` ttl.
     pub fn is_expired(&self, now_ms: u64) -> bool {
         const MARK: &[u8] = b"\"ttl\":\"time:";
-        let Some(at) = self.json.windows(MARK.len()).position(|w| w == MARK) else {
+        // `ttl` is the last key (ours and cross.stream's), so only the
+        // tail is searched: `"ttl":"time:<20 digits>"}` at most.
+        let tail_at = self.json.len().saturating_sub(MARK.len() + 24);
+        let tail = &self.json[tail_at..];
+        let Some(at) = tail.windows(MARK.len()).position(|w| w == MARK) else {
             return false;
         };
-        let digits: &[u8] = &self.json[at + MARK.len()..];
+        let digits: &[u8] = &tail[at + MARK.len()..];
         let end = digits.iter().position(|b| !b.is_ascii_digit()).unwrap_or(0);
         let ms = std::str::from_utf8(&digits[..end])
             .ok()
@@ -76,14 +80,21 @@ impl RawFrame {
 
     /// The JSON with `timestamp` added last when asked for.
     pub fn render(&self, with_timestamp: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.json.len() + 48);
+        self.render_into(&mut out, with_timestamp);
+        out
+    }
+
+    /// As `render`, appended to `out` (no copy in between).
+    pub fn render_into(&self, out: &mut Vec<u8>, with_timestamp: bool) {
         if !with_timestamp || self.json.last() != Some(&b'}') {
-            return self.json.clone();
+            out.extend_from_slice(&self.json);
+            return;
         }
-        let mut out = self.json[..self.json.len() - 1].to_vec();
+        out.extend_from_slice(&self.json[..self.json.len() - 1]);
         out.extend_from_slice(b",\"timestamp\":\"");
         out.extend_from_slice(id::rfc3339_from_ms(self.id.timestamp()).as_bytes());
         out.extend_from_slice(b"\"}");
-        out
     }
 }
 
@@ -478,12 +489,19 @@ impl Store {
         Ok(true)
     }
 
-    /// Makes a payload stored without a frame durable (per the policy).
-    pub fn sync_payload(&self, sri: &Integrity) -> Result<(), StoreError> {
-        if self.inner.options.fsync == FsyncPolicy::Always {
-            self.inner.local.cas.sync_content(sri)?;
+    /// Makes a payload stored without a frame durable: a small one rides
+    /// in a journal batch (shared with concurrent writes), a large one was
+    /// synced as it was written.
+    pub fn sync_payload(&self, stored: &StoredPayload) -> Result<(), StoreError> {
+        match &stored.journal_bytes {
+            Some(bytes) => self
+                .write(WriteOp::JournalPayload(
+                    stored.hash.to_string(),
+                    bytes.clone(),
+                ))
+                .map(|_| ()),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Reads a payload: from the ephemeral window, else from cacache.
@@ -577,4 +595,43 @@ fn read_bounded(body: &mut dyn Read, max_bytes: u64) -> Result<Vec<u8>, StoreErr
         return Err(StoreError::TooLarge(max_bytes));
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(json: &str) -> RawFrame {
+        let frame = Frame::from_json(json.as_bytes()).unwrap();
+        RawFrame {
+            id: frame.id,
+            json: json.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn expiry_reads_the_ttl_at_the_end_only() {
+        let created = raw(
+            r#"{"topic":"a","id":"03hb7oay5warmpyenes4bmsxk","hash":null,"meta":null,"ttl":"time:100"}"#,
+        );
+        let at = created.id.timestamp();
+        assert!(!created.is_expired(at + 99));
+        assert!(created.is_expired(at + 100));
+        let decoy = raw(
+            r#"{"topic":"a","id":"03hb7oay5warmpyenes4bmsxk","hash":null,"meta":{"note":"\"ttl\":\"time:1\" is not this frame's ttl, it is a string in meta"},"ttl":"forever"}"#,
+        );
+        assert!(!decoy.is_expired(u64::MAX));
+    }
+
+    #[test]
+    fn timestamp_goes_last() {
+        let frame = raw(
+            r#"{"topic":"a","id":"03hb7oay5warmpyenes4bmsxk","hash":null,"meta":null,"ttl":null}"#,
+        );
+        let mut out = Vec::new();
+        frame.render_into(&mut out, true);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with("+00:00\"}"), "{text}");
+        assert_eq!(frame.render(false), frame.json);
+    }
 }

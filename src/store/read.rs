@@ -317,15 +317,16 @@ impl Reader {
                 return Ok(ReadEvent::Live(frame));
             }
             let view = self.store.head().view();
-            if view.closed {
-                self.phase = Phase::Done;
-                self.options.follow = Follow::Off;
-                return Ok(ReadEvent::End);
-            }
+            // Even when closing, what was committed (`xs.stopping`) goes out.
             if view.last_id > self.last_seen {
                 self.head_version = view.version;
                 self.fill_live_queue(view.last_id)?;
                 continue;
+            }
+            if view.closed {
+                self.phase = Phase::Done;
+                self.options.follow = Follow::Off;
+                return Ok(ReadEvent::End);
             }
             if let Some(pulse) = self.pulse_due() {
                 return Ok(ReadEvent::Live(pulse));

@@ -355,6 +355,59 @@ pub fn request_bytes(method: &str, path: &str, headers: &[(&str, &str)], body: &
     bytes
 }
 
+/// What came back on a raw connection.
+#[derive(Debug)]
+pub struct Raw {
+    pub bytes: Vec<u8>,
+    /// The server closed (or reset) the connection.
+    pub closed: bool,
+}
+
+impl Raw {
+    /// The status code, when the bytes start with a status line.
+    pub fn status(&self) -> Option<u16> {
+        let text = String::from_utf8_lossy(&self.bytes);
+        let line = text.lines().next()?;
+        let rest = line.strip_prefix("HTTP/1.")?;
+        rest.get(2..5)?.parse().ok()
+    }
+}
+
+/// Sends raw bytes on a fresh connection (write errors ignored: the server
+/// may close early), optionally closes the write side, and collects what
+/// comes back until the server closes or `timeout` passes.
+pub fn send_raw(sock: &Path, bytes: &[u8], close_write: bool, timeout: Duration) -> Raw {
+    let mut conn = Conn::open(sock).expect("connect");
+    let _ = conn.stream.write_all(bytes);
+    if close_write {
+        let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        match conn.fill(deadline) {
+            Ok(0) => {
+                break Raw {
+                    bytes: conn.buf,
+                    closed: true,
+                }
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                break Raw {
+                    bytes: conn.buf,
+                    closed: false,
+                }
+            }
+            Err(_) => {
+                break Raw {
+                    bytes: conn.buf,
+                    closed: true,
+                }
+            }
+        }
+    }
+}
+
 /// A client connection with its receive buffer.
 pub struct Conn {
     pub stream: UnixStream,
@@ -436,21 +489,6 @@ impl Conn {
                         self.buf.len()
                     ),
                 ));
-            }
-        }
-    }
-
-    /// Reads everything until the server closes (or `timeout`), raw.
-    pub fn read_to_close(&mut self, timeout: Duration) -> io::Result<Vec<u8>> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.fill(deadline) {
-                Ok(0) => return Ok(std::mem::take(&mut self.buf)),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                    return Ok(std::mem::take(&mut self.buf))
-                }
-                Err(e) => return Err(e),
             }
         }
     }

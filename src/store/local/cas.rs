@@ -24,7 +24,13 @@ pub const JOURNALED_PAYLOAD_MAX: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct Cas {
     dir: PathBuf,
+    /// Content folders (`sha256/xx/yy`) known to exist, so a small write
+    /// does not ask the file system again.
+    known_dirs: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<PathBuf>>>,
 }
+
+/// Names temporary files uniquely within this process.
+static TEMP_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Parses an SRI string, separating "not an SRI at all" from "an SRI whose
 /// digest is not base64", as cross.stream's messages do.
@@ -47,7 +53,10 @@ pub fn parse_sri(text: &str) -> Result<Integrity, StoreError> {
 
 impl Cas {
     pub fn new(dir: PathBuf) -> Cas {
-        Cas { dir }
+        Cas {
+            dir,
+            known_dirs: Default::default(),
+        }
     }
 
     /// The store's cacache folder.
@@ -95,8 +104,46 @@ impl Cas {
     }
 
     /// Writes bytes held in memory; not synced (the caller arranges that).
+    ///
+    /// The hot path of every small append, so it does the least the layout
+    /// needs: nothing when the content is already there, else a temporary
+    /// file in the destination folder renamed into place (atomic, so a
+    /// reader never sees a partial file), creating the folder only the
+    /// first time this process meets it. Large payloads stream through
+    /// cacache's writer instead (`write_stream`).
     pub fn write_bytes(&self, bytes: &[u8]) -> Result<Integrity, StoreError> {
-        cacache::write_hash_sync(&self.dir, bytes).map_err(StoreError::cas)
+        let sri = Integrity::from(bytes);
+        let path = self.path_of(&sri);
+        if path.exists() {
+            return Ok(sri);
+        }
+        let Some(folder) = path.parent() else {
+            return Err(StoreError::Storage(format!(
+                "bad content path {}",
+                path.display()
+            )));
+        };
+        let known = self
+            .known_dirs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(folder);
+        if !known {
+            std::fs::create_dir_all(folder)
+                .map_err(|e| StoreError::io("creating a content folder", e))?;
+            self.known_dirs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(folder.to_path_buf());
+        }
+        let n = TEMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temp = folder.join(format!(".tmp-{}-{n}", std::process::id()));
+        let written = std::fs::write(&temp, bytes).and_then(|()| std::fs::rename(&temp, &path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&temp);
+            return Err(StoreError::io("writing payload", e));
+        }
+        Ok(sri)
     }
 
     /// Streams a payload from `body` into the store, refusing more than

@@ -27,8 +27,9 @@
 //! fails, every request of the batch gets the error and none is
 //! acknowledged or published.
 
+use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use fjall::{OwnedWriteBatch, PersistMode};
@@ -70,6 +71,9 @@ pub enum WriteOp {
     Remove(Id),
     /// Pending payload copies whose files are now known to be synced.
     ForgetPending(Vec<Vec<u8>>),
+    /// A small payload stored without a frame (`POST /cas`), journaled so
+    /// one batch sync makes it durable.
+    JournalPayload(String, Vec<u8>),
     KvSet(String, Vec<u8>),
     KvDelete(String),
 }
@@ -95,6 +99,8 @@ pub enum AfterCommit {
     Prune(String, u32),
     /// No stored frame references this payload any more.
     Unreferenced(String),
+    /// These payload copies were journaled: forget them once synced.
+    Journaled(Vec<Vec<u8>>),
 }
 
 pub struct Writer {
@@ -105,6 +111,10 @@ pub struct Writer {
     after_commit: Sender<AfterCommit>,
     kv_changed: std::sync::Arc<crate::store::kv::KvSignal>,
     metrics: std::sync::Arc<Metrics>,
+    /// The last free-space answer and when it came.
+    free_seen: Cell<(u64, Instant)>,
+    /// Bytes staged since that answer.
+    written_since_check: Cell<u64>,
 }
 
 impl Writer {
@@ -125,6 +135,8 @@ impl Writer {
             after_commit,
             kv_changed,
             metrics,
+            free_seen: Cell::new((0, Instant::now())),
+            written_since_check: Cell::new(0),
         })
     }
 
@@ -191,6 +203,7 @@ impl Writer {
         let mut bytes_to_disk: u64 = 0;
         let mut kv_changes = Vec::new();
         let mut ref_deltas: HashMap<String, i64> = HashMap::new();
+        let mut journaled: Vec<Vec<u8>> = Vec::new();
 
         for request in &batch {
             let outcome = match &request.op {
@@ -215,6 +228,9 @@ impl Writer {
                     } else {
                         bytes_to_disk +=
                             self.stage_frame(&mut write, &frame, draft.journal_payload.as_deref());
+                        if let (Some(hash), Some(_)) = (&frame.hash, &draft.journal_payload) {
+                            journaled.push(hash.as_bytes().to_vec());
+                        }
                         count_ref(&mut ref_deltas, &frame.hash, 1);
                         if let Some(Ttl::Last(n)) = frame.ttl {
                             prune.insert((frame.topic.clone(), n));
@@ -223,6 +239,28 @@ impl Writer {
                     Ok(WriteOutcome::Frame(frame))
                 }
                 WriteOp::Import(frame, payload) => {
+                    // Importing the same frame again changes nothing; a
+                    // different frame under a stored id replaces it.
+                    let stored = match self.local.get(frame.id) {
+                        Ok(stored) => stored,
+                        Err(e) => {
+                            outcomes.push(Err(e));
+                            continue;
+                        }
+                    };
+                    if let Some(stored) = stored {
+                        if stored.json == frame.to_json().as_bytes() {
+                            outcomes.push(Ok(WriteOutcome::Frame(frame.clone())));
+                            continue;
+                        }
+                        match self.stage_remove(&mut write, frame.id) {
+                            Ok(hash) => count_ref(&mut ref_deltas, &hash, -1),
+                            Err(e) => {
+                                outcomes.push(Err(e));
+                                continue;
+                            }
+                        }
+                    }
                     bytes_to_disk += self.stage_frame(&mut write, frame, payload.as_deref());
                     count_ref(&mut ref_deltas, &frame.hash, 1);
                     if self.last_id.is_none_or(|last| frame.id > last) {
@@ -235,6 +273,12 @@ impl Writer {
                     .stage_remove(&mut write, *id)
                     .map(|hash| count_ref(&mut ref_deltas, &hash, -1))
                     .map(|_| WriteOutcome::Done),
+                WriteOp::JournalPayload(hash, bytes) => {
+                    bytes_to_disk += bytes.len() as u64;
+                    write.insert(&self.local.cas_pending, hash.as_bytes(), bytes.clone());
+                    journaled.push(hash.as_bytes().to_vec());
+                    Ok(WriteOutcome::Done)
+                }
                 WriteOp::ForgetPending(keys) => {
                     for key in keys {
                         write.remove(&self.local.cas_pending, key.clone());
@@ -289,6 +333,9 @@ impl Writer {
         }
         for hash in unreferenced {
             let _ = self.after_commit.send(AfterCommit::Unreferenced(hash));
+        }
+        if !journaled.is_empty() {
+            let _ = self.after_commit.send(AfterCommit::Journaled(journaled));
         }
         wrote
     }
@@ -394,12 +441,28 @@ impl Writer {
         Ok(unreferenced)
     }
 
+    /// Whether free space must be asked for again: always when the last
+    /// answer was close to the reserve, else once the writes since could
+    /// have used up the margin or a second has passed.
+    fn room_to_check(&self, bytes: u64) -> bool {
+        let (free, when) = self.free_seen.get();
+        let spent = self.written_since_check.get() + bytes;
+        self.written_since_check.set(spent);
+        let plenty = free > spent.saturating_mul(2) + DISK_RESERVE_BYTES * 16;
+        if plenty && when.elapsed() < Duration::from_secs(1) {
+            return false;
+        }
+        self.written_since_check.set(0);
+        true
+    }
+
     fn commit(&self, write: OwnedWriteBatch, bytes: u64) -> Result<(), StoreError> {
         if write.is_empty() {
             return Ok(());
         }
-        if bytes > 0 {
+        if bytes > 0 && self.room_to_check(bytes) {
             let free = free_bytes(&self.local.dir)?;
+            self.free_seen.set((free, Instant::now()));
             if free < bytes + DISK_RESERVE_BYTES {
                 return Err(StoreError::NoSpace(format!(
                     "{free} bytes free in {}, the batch needs {bytes} plus a reserve of {DISK_RESERVE_BYTES}",

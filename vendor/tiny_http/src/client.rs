@@ -34,7 +34,16 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // xs patch: bytes of the request head read so far
+    head_bytes: usize,
 }
+
+/// xs patch: the largest request head accepted (request line and headers).
+const MAX_HEAD_BYTES: usize = 1024 * 1024;
+
+/// xs patch: the most header lines accepted in one request.
+const MAX_HEADERS: usize = 1000;
 
 /// Error that can happen when reading a request.
 #[derive(Debug)]
@@ -63,6 +72,7 @@ impl ClientConnection {
             sink: SequentialWriterBuilder::new(BufWriter::with_capacity(1024, write_socket)),
             remote_addr,
             next_header_source: first_header,
+            head_bytes: 0,
             no_more_requests: false,
             secure,
         }
@@ -82,6 +92,11 @@ impl ClientConnection {
         let mut prev_byte_was_cr = false;
 
         loop {
+            // xs patch: bound a request head (see MAX_HEAD_BYTES).
+            self.head_bytes += 1;
+            if self.head_bytes > MAX_HEAD_BYTES {
+                return Err(IoError::new(ErrorKind::InvalidInput, "request head too large"));
+            }
             let byte = self.next_header_source.by_ref().bytes().next();
 
             let byte = match byte {
@@ -104,6 +119,7 @@ impl ClientConnection {
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        self.head_bytes = 0;
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
@@ -118,6 +134,13 @@ impl ClientConnection {
             let headers = {
                 let mut headers = Vec::new();
                 loop {
+                    // xs patch: bound the number of header lines.
+                    if headers.len() >= MAX_HEADERS {
+                        return Err(ReadError::ReadIoError(IoError::new(
+                            ErrorKind::InvalidInput,
+                            "too many header lines",
+                        )));
+                    }
                     let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
 
                     if line.is_empty() {

@@ -66,15 +66,11 @@ impl TaskPool {
 
     /// Executes a function in a thread.
     /// If no thread is available, spawns a new one.
-    pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
-        let mut queue = self.sharing.todo.lock().unwrap();
-
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
-            self.add_thread(Some(code));
-        } else {
-            queue.push_back(code);
-            self.sharing.condvar.notify_one();
-        }
+    pub fn spawn(&self, mut code: Box<dyn FnMut() + Send>) {
+        // xs patch: a thread per connection. Upstream queued a burst of
+        // new connections behind pool threads that could all be blocked on
+        // silent clients, so one idle burst stalled everyone else.
+        thread::spawn(move || code());
     }
 
     fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {

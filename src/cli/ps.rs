@@ -1,0 +1,99 @@
+//! `xs ps <addr> [--json]`: the process table — aligned columns on a
+//! terminal, NDJSON with `--json` or when piped.
+
+use std::ffi::OsString;
+
+use super::address::Address;
+use super::args::{exactly, parser, text, Stop};
+use super::client::{call, Request};
+use super::output::to_stdout;
+
+const COLUMNS: [&str; 8] = [
+    "name",
+    "kind",
+    "state",
+    "pid",
+    "since",
+    "restarts",
+    "last_exit",
+    "last_error",
+];
+
+pub fn ps(args: Vec<OsString>) -> Result<(), Stop> {
+    use lexopt::prelude::*;
+    let mut json = false;
+    let mut positionals = Vec::new();
+    let mut p = parser(args);
+    while let Some(arg) = p.next()? {
+        match arg {
+            Short('h') | Long("help") => return Err(Stop::Help),
+            Long("json") => json = true,
+            Value(value) => positionals.push(text(value)?),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    let [addr] = exactly(positionals, ["addr"])?;
+    let address = Address::parse(&addr)?;
+    let mut response = call(&address, Request::get("/ps".to_string()))?;
+    let body = response
+        .body
+        .text(16 * 1024 * 1024)
+        .map_err(|e| Stop::Failed(format!("reading the process table: {e}")))?;
+    // SAFETY: isatty only inspects the descriptor.
+    let terminal = unsafe { libc::isatty(libc::STDOUT_FILENO) } == 1;
+    if json || !terminal {
+        return to_stdout(body.as_bytes());
+    }
+    to_stdout(table(&body).as_bytes())
+}
+
+/// The NDJSON rows as aligned columns under a header.
+pub fn table(ndjson: &str) -> String {
+    let mut rows: Vec<Vec<String>> = vec![COLUMNS.iter().map(|c| c.to_uppercase()).collect()];
+    for line in ndjson.lines().filter(|l| !l.trim().is_empty()) {
+        let Ok(row) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        rows.push(
+            COLUMNS
+                .iter()
+                .map(|column| match row.get(*column) {
+                    None | Some(serde_json::Value::Null) => "-".to_string(),
+                    Some(serde_json::Value::String(s)) => {
+                        s.lines().next().unwrap_or("").to_string()
+                    }
+                    Some(other) => other.to_string(),
+                })
+                .collect(),
+        );
+    }
+    let widths: Vec<usize> = (0..COLUMNS.len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_line_up() {
+        let text = table(
+            r#"{"name":"web","kind":"service","state":"running","pid":42,"since":"2026-01-01T00:00:00+00:00","restarts":0,"last_exit":null,"last_error":null}"#,
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("NAME  KIND"));
+        assert!(lines[1].starts_with("web   service  running  42"));
+    }
+}

@@ -1,0 +1,164 @@
+//! `.append <topic> [--meta <record>] [--ttl <ttl>] [--with-timestamp]`:
+//! the pipeline input becomes the payload (a string as UTF-8, binary as is,
+//! a byte stream read through, anything else as JSON text; nothing means no
+//! payload). Meta is `$env.XS_APPEND_META` (set per processor) merged with
+//! `--meta`, always a record.
+
+use std::sync::{Arc, Mutex};
+
+use nu_engine::command_prelude::*;
+
+use super::{generic, store_error};
+use crate::nu::value::{frame_record, to_json, FrameShape};
+use crate::store::topic::validate_topic;
+use crate::store::{Draft, Store, Ttl};
+
+/// Where `.append` sends its frames.
+#[derive(Clone)]
+pub enum AppendMode {
+    /// Straight to the store; returns the frame.
+    Direct,
+    /// Into a buffer the caller empties after the closure returns (actors);
+    /// returns nothing.
+    Buffered(Arc<Mutex<Vec<Draft>>>),
+}
+
+#[derive(Clone)]
+pub struct Append {
+    store: Store,
+    mode: AppendMode,
+}
+
+impl Append {
+    pub fn new(store: Store, mode: AppendMode) -> Append {
+        Append { store, mode }
+    }
+}
+
+impl Command for Append {
+    fn name(&self) -> &str {
+        ".append"
+    }
+
+    fn description(&self) -> &str {
+        "Append a frame to the stream; the input is its payload."
+    }
+
+    fn signature(&self) -> Signature {
+        Signature::build(".append")
+            .input_output_types(vec![(Type::Any, Type::Any)])
+            .required("topic", SyntaxShape::String, "the topic to append to")
+            .named("meta", SyntaxShape::Any, "metadata for the frame", None)
+            .named(
+                "ttl",
+                SyntaxShape::String,
+                "forever, ephemeral, time:<ms> or last:<n>",
+                None,
+            )
+            .switch(
+                "with-timestamp",
+                "add the frame's time as `timestamp`",
+                None,
+            )
+            .category(Category::Custom("xs".into()))
+    }
+
+    fn run(
+        &self,
+        engine_state: &EngineState,
+        stack: &mut Stack,
+        call: &Call,
+        input: PipelineData,
+    ) -> Result<PipelineData, ShellError> {
+        let span = call.head;
+        let topic: String = call.req(engine_state, stack, 0)?;
+        validate_topic(&topic).map_err(|e| generic("invalid topic", e, span))?;
+        let ttl = match call.get_flag::<String>(engine_state, stack, "ttl")? {
+            Some(text) => Some(Ttl::parse(&text).map_err(|e| generic("invalid ttl", e, span))?),
+            None => None,
+        };
+        let meta = merged_meta(engine_state, stack, call)?;
+        let payload = input_bytes(input, span)?;
+        let with_timestamp = call.has_flag(engine_state, stack, "with-timestamp")?;
+        let ephemeral = ttl == Some(Ttl::Ephemeral);
+        let (hash, journal_payload, pin) = match payload {
+            Some(bytes) => {
+                let len = bytes.len() as u64;
+                let stored = self
+                    .store
+                    .put_payload(&mut bytes.as_slice(), Some(len), u64::MAX, ephemeral)
+                    .map_err(|e| store_error(e, span))?;
+                (
+                    Some(stored.hash.to_string()),
+                    stored.journal_bytes,
+                    stored.pin,
+                )
+            }
+            None => (None, None, None),
+        };
+        let draft = Draft {
+            topic,
+            hash,
+            meta: Some(meta),
+            ttl,
+            journal_payload,
+        };
+        match &self.mode {
+            AppendMode::Buffered(buffer) => {
+                buffer.lock().unwrap_or_else(|e| e.into_inner()).push(draft);
+                // The payload's file is written; the pin may go: an actor's
+                // frames land right after its closure returns.
+                drop(pin);
+                Ok(PipelineData::empty())
+            }
+            AppendMode::Direct => {
+                let frame = self.store.append(draft).map_err(|e| store_error(e, span))?;
+                drop(pin);
+                let shape = FrameShape {
+                    ttl: true,
+                    timestamp: with_timestamp,
+                };
+                Ok(frame_record(&frame, shape, span).into_pipeline_data())
+            }
+        }
+    }
+}
+
+/// `$env.XS_APPEND_META` (a JSON object string) merged with `--meta`.
+fn merged_meta(
+    engine_state: &EngineState,
+    stack: &mut Stack,
+    call: &Call,
+) -> Result<serde_json::Value, ShellError> {
+    let mut meta = serde_json::Map::new();
+    if let Some(Value::String { val, .. }) = stack.get_env_var(engine_state, "XS_APPEND_META") {
+        if let Ok(serde_json::Value::Object(base)) = serde_json::from_str(val) {
+            meta = base;
+        }
+    }
+    if let Some(value) = call.get_flag::<Value>(engine_state, stack, "meta")? {
+        if let serde_json::Value::Object(given) = to_json(&value) {
+            for (key, value) in given {
+                meta.insert(key, value);
+            }
+        }
+    }
+    Ok(serde_json::Value::Object(meta))
+}
+
+/// The payload bytes of a pipeline input; `None` for nothing.
+pub fn input_bytes(input: PipelineData, span: Span) -> Result<Option<Vec<u8>>, ShellError> {
+    match input {
+        PipelineData::Empty => Ok(None),
+        PipelineData::Value(Value::Nothing { .. }, _) => Ok(None),
+        PipelineData::Value(Value::String { val, .. }, _) => Ok(Some(val.into_bytes())),
+        PipelineData::Value(Value::Binary { val, .. }, _) => Ok(Some(val.to_vec())),
+        PipelineData::Value(value, _) => Ok(Some(to_json(&value).to_string().into_bytes())),
+        PipelineData::ByteStream(stream, _) => stream.into_bytes().map(Some),
+        PipelineData::ListStream(..) => Err(generic(
+            "unsupported input",
+            "a list stream cannot be a payload: collect it first",
+            span,
+        )),
+    }
+}

@@ -1,0 +1,71 @@
+//! The xs builtins, one file each (reference 6.1), plus the few helpers a
+//! core-only engine needs (`.lines`, `.sleep`, `.json`).
+
+mod append;
+mod cas;
+mod cas_post;
+mod cat;
+mod get;
+mod id;
+mod import;
+mod json;
+mod last;
+mod lines;
+mod remove;
+mod run_external;
+mod sleep;
+
+use nu_protocol::engine::Command;
+use nu_protocol::{ShellError, Span};
+
+use crate::processor::supervise::ChildGroups;
+use crate::store::{Store, StoreError};
+
+pub use append::{Append, AppendMode};
+
+/// Every builtin, bound to `store`. `.append` writes directly.
+pub fn all(store: &Store) -> Vec<Box<dyn Command>> {
+    with_append(store, AppendMode::Direct, ChildGroups::default())
+}
+
+/// Every builtin, with the given `.append`; programs the script starts are
+/// tracked in `groups`.
+pub fn with_append(
+    store: &Store,
+    append: AppendMode,
+    groups: ChildGroups,
+) -> Vec<Box<dyn Command>> {
+    vec![
+        Box::new(run_external::RunExternal::new(groups)),
+        Box::new(Append::new(store.clone(), append)),
+        Box::new(cas::Cas(store.clone())),
+        Box::new(cas_post::CasPost(store.clone())),
+        Box::new(cat::Cat(store.clone())),
+        Box::new(get::Get(store.clone())),
+        Box::new(id::IdNew),
+        Box::new(id::IdUnpack),
+        Box::new(id::IdPack),
+        Box::new(import::Import(store.clone())),
+        Box::new(json::FromJson),
+        Box::new(json::ToJson),
+        Box::new(last::Last(store.clone())),
+        Box::new(lines::Lines),
+        Box::new(remove::Remove::named(store.clone(), ".remove")),
+        Box::new(remove::Remove::named(store.clone(), ".rm")),
+        Box::new(sleep::Sleep),
+    ]
+}
+
+/// A store failure as a Nushell error at `span`.
+pub fn store_error(error: StoreError, span: Span) -> ShellError {
+    generic("xs store error", error.to_string(), span)
+}
+
+/// A plain Nushell error.
+pub fn generic(title: &str, message: impl Into<String>, span: Span) -> ShellError {
+    ShellError::Generic(nu_protocol::shell_error::generic::GenericError::new(
+        title.to_string(),
+        message.into(),
+        span,
+    ))
+}

@@ -1,0 +1,198 @@
+//! `run-external` (what `^prog args` and a word that is no command call):
+//! our own small one, since nu-command's is not linked. The pipeline input
+//! goes to the program's stdin, its stdout comes back as a byte stream, and
+//! a non-zero exit is an error. The program runs in a process group of its
+//! own, spawned so it cannot outlive the server (`processor::supervise`).
+
+use std::io::{Read, Write};
+use std::process::{Child, ChildStdout, Command as Process, Stdio};
+
+use nu_engine::command_prelude::*;
+
+use super::append::input_bytes;
+use super::generic;
+use crate::processor::supervise::{self, ChildGroups};
+
+#[derive(Clone)]
+pub struct RunExternal {
+    groups: ChildGroups,
+}
+
+impl RunExternal {
+    pub fn new(groups: ChildGroups) -> RunExternal {
+        RunExternal { groups }
+    }
+}
+
+impl Command for RunExternal {
+    fn name(&self) -> &str {
+        "run-external"
+    }
+
+    fn description(&self) -> &str {
+        "Run an external program: input to its stdin, its stdout as bytes."
+    }
+
+    fn signature(&self) -> Signature {
+        Signature::build("run-external")
+            .input_output_types(vec![(Type::Any, Type::Any)])
+            .rest("command", SyntaxShape::Any, "the program and its arguments")
+            .category(Category::Custom("xs".into()))
+    }
+
+    fn run(
+        &self,
+        engine_state: &EngineState,
+        stack: &mut Stack,
+        call: &Call,
+        input: PipelineData,
+    ) -> Result<PipelineData, ShellError> {
+        let span = call.head;
+        let words: Vec<Value> = call.rest(engine_state, stack, 0)?;
+        let mut words = words
+            .into_iter()
+            .map(|v| v.coerce_into_string())
+            .collect::<Result<Vec<String>, _>>()?
+            .into_iter();
+        let program = words
+            .next()
+            .ok_or_else(|| generic("missing program", "run-external needs a program", span))?;
+        if !program_exists(&program) {
+            return Err(generic(
+                "command not found",
+                format!(
+                    "`{program}` is neither a command of this engine (the Nushell language core and the xs builtins) nor a program on the PATH"
+                ),
+                span,
+            ));
+        }
+        let stdin_bytes = input_bytes(input, span)?;
+        let mut process = Process::new(&program);
+        process
+            .args(words)
+            .stdin(if stdin_bytes.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Ok(cwd) = std::env::current_dir() {
+            process.current_dir(cwd);
+        }
+        let mut child = supervise::spawn(process).map_err(|e| {
+            generic(
+                "command not found",
+                format!("cannot run `{program}`: {e}"),
+                span,
+            )
+        })?;
+        self.groups.add(child.id());
+        if let (Some(bytes), Some(mut stdin)) = (stdin_bytes, child.stdin.take()) {
+            // A separate writer, so a program that writes before it reads
+            // everything cannot deadlock with us.
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(&bytes);
+            });
+        }
+        let Some(stdout) = child.stdout.take() else {
+            return Err(generic(
+                "no stdout",
+                "the program's stdout is missing",
+                span,
+            ));
+        };
+        let output = ChildOutput {
+            program,
+            span,
+            child,
+            stdout,
+            groups: self.groups.clone(),
+            reaped: false,
+        };
+        Ok(PipelineData::byte_stream(
+            ByteStream::read(
+                output,
+                span,
+                engine_state.signals().clone(),
+                ByteStreamType::Unknown,
+            ),
+            None,
+        ))
+    }
+}
+
+/// Whether `program` names an executable: a path as given, else a file in
+/// one of the `PATH` folders.
+fn program_exists(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |path: &std::path::Path| {
+        path.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if program.contains('/') {
+        return runnable(std::path::Path::new(program));
+    }
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| runnable(&dir.join(program))))
+        .unwrap_or(false)
+}
+
+/// A child's stdout; at its end the child is reaped and a failure reported.
+struct ChildOutput {
+    program: String,
+    span: Span,
+    child: Child,
+    stdout: ChildStdout,
+    groups: ChildGroups,
+    reaped: bool,
+}
+
+impl ChildOutput {
+    fn reap(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        let status = self.child.wait()?;
+        self.reaped = true;
+        self.groups.remove(self.child.id());
+        supervise::forget(self.child.id());
+        Ok(status)
+    }
+}
+
+impl Read for ChildOutput {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.stdout.read(buf)?;
+        if n > 0 || self.reaped {
+            return Ok(n);
+        }
+        let status = self.reap()?;
+        if status.success() {
+            return Ok(0);
+        }
+        // Handed back as a Nushell error (Nushell unwraps the bridge).
+        let error = match std::num::NonZeroI32::new(status.code().unwrap_or(1)) {
+            Some(exit_code) if status.code().is_some() => ShellError::NonZeroExitCode {
+                exit_code,
+                span: self.span,
+            },
+            _ => generic(
+                "program failed",
+                format!("`{}` ended: {status}", self.program),
+                self.span,
+            ),
+        };
+        Err(std::io::Error::from(
+            nu_protocol::shell_error::bridge::ShellErrorBridge(error),
+        ))
+    }
+}
+
+impl Drop for ChildOutput {
+    fn drop(&mut self) {
+        if !self.reaped {
+            // Nobody read to the end: stop the program rather than leave it.
+            supervise::signal_group(self.child.id(), libc::SIGKILL);
+            let _ = self.reap();
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! Processors: actors, services and actions, registered through the
+//! stream and run by one dispatcher thread.
+//!
+//! At start the dispatcher reads the lifecycle history (`xs.*`, an index
+//! seek) and applies boot compaction (`lifecycle::Slots`) to find which
+//! processors should run; it starts them in the order of their create
+//! frames. Then it follows the stream live: a `create` starts or replaces a
+//! processor, a `term` stops it, `<name>.call` runs an action, and
+//! `xs.stopping` stops every service.
+
+// Scripts hand back Nushell values, whose accessors return the large
+// `ShellError`.
+#![allow(clippy::result_large_err)]
+
+pub mod action;
+pub mod actor;
+pub mod lifecycle;
+pub mod output;
+pub mod ps;
+pub mod script;
+pub mod service;
+pub mod supervise;
+pub mod view;
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use serde_json::Value as Json;
+
+use action::Action;
+use actor::Actor;
+use lifecycle::{Event, Kind, LifecycleTopic, Slots};
+use ps::{ProcessTable, State};
+use service::Service;
+use supervise::ChildGroups;
+use view::View;
+
+use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
+use crate::store::{Frame, Id, Store, TopicFilter};
+
+/// A processor's running thread and how to stop it.
+pub struct Running {
+    pub kind: Kind,
+    stop: Arc<AtomicBool>,
+    interrupt: Arc<AtomicBool>,
+    /// Process groups its runs started: SIGTERM on stop, SIGKILL after
+    /// `grace`.
+    groups: ChildGroups,
+    grace: Duration,
+    handle: JoinHandle<()>,
+}
+
+impl Running {
+    pub fn new(
+        kind: Kind,
+        stop: Arc<AtomicBool>,
+        interrupt: Arc<AtomicBool>,
+        groups: ChildGroups,
+        grace: Duration,
+        handle: JoinHandle<()>,
+    ) -> Running {
+        Running {
+            kind,
+            stop,
+            interrupt,
+            groups,
+            grace,
+            handle,
+        }
+    }
+
+    /// Asks the thread to stop: its script is interrupted and its programs
+    /// get SIGTERM.
+    fn signal_stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.interrupt.store(true, Ordering::Relaxed);
+        self.groups.terminate();
+    }
+
+    /// Waits until `deadline` for the thread, SIGKILLs what is left, joins.
+    fn finish_stop(self, deadline: Instant) {
+        if !supervise::wait_until(deadline, || self.handle.is_finished()) {
+            self.groups.kill();
+        }
+        let _ = self.handle.join();
+    }
+
+    /// Stops the processor within its grace period and waits for it.
+    pub fn stop(self) {
+        self.signal_stop();
+        let deadline = Instant::now() + self.grace;
+        self.finish_stop(deadline);
+    }
+
+    fn finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+}
+
+/// The dispatcher, as seen from the server.
+pub struct Processors {
+    stopped: Receiver<()>,
+    pub table: ProcessTable,
+}
+
+impl Processors {
+    /// Waits (at most `timeout`) until the dispatcher has handled
+    /// `xs.stopping` and stopped every service (each within its grace).
+    pub fn wait_stopped(&self, timeout: Duration) {
+        let _ = self.stopped.recv_timeout(timeout);
+    }
+}
+
+/// Starts the spawner and the dispatcher thread.
+pub fn start(store: Store) -> Result<Processors, String> {
+    supervise::start(store.dir())?;
+    let (stopped_tx, stopped_rx) = crossbeam_channel::bounded(1);
+    let table = ProcessTable::default();
+    let mut dispatcher = Dispatcher {
+        store,
+        running: HashMap::new(),
+        actions: HashMap::new(),
+        stopped: Some(stopped_tx),
+        table: table.clone(),
+    };
+    std::thread::Builder::new()
+        .name("processors".into())
+        .spawn(move || dispatcher.run())
+        .map_err(|e| format!("cannot start the processor dispatcher: {e}"))?;
+    Ok(Processors {
+        stopped: stopped_rx,
+        table,
+    })
+}
+
+struct Dispatcher {
+    store: Store,
+    /// Running actors and services by kind and name, with their create id.
+    running: HashMap<(Kind, String), (Id, Running)>,
+    actions: HashMap<String, Action>,
+    stopped: Option<Sender<()>>,
+    table: ProcessTable,
+}
+
+impl Dispatcher {
+    fn run(&mut self) {
+        let head = self.store.head().view().last_id;
+        self.boot(head);
+        let options = ReadOptions {
+            follow: Follow::On,
+            after: head,
+            ..ReadOptions::default()
+        };
+        let mut reader = Reader::new(self.store.clone(), options);
+        loop {
+            let frames = match reader.next_event(Duration::from_secs(1)) {
+                Ok(ReadEvent::History(frames)) => frames,
+                Ok(ReadEvent::Live(frame)) => vec![frame],
+                Ok(ReadEvent::Idle) => {
+                    self.reap();
+                    continue;
+                }
+                Ok(ReadEvent::End) | Err(_) => break,
+            };
+            for raw in frames {
+                if let Ok(frame) = raw.parse() {
+                    self.live(frame);
+                }
+            }
+        }
+        self.stop_all();
+    }
+
+    /// Boot compaction over the lifecycle history up to `head`.
+    fn boot(&mut self, head: Option<Id>) {
+        let Some(head) = head else { return };
+        let mut slots: BTreeMap<(Kind, String), Slots> = BTreeMap::new();
+        let mut invalid: std::collections::HashSet<Id> = Default::default();
+        let filter = TopicFilter::parse("xs.*");
+        for raw in self
+            .store
+            .scan(&filter, Bound::Unbounded, Bound::Included(head), false)
+            .flatten()
+        {
+            let Ok(frame) = raw.parse() else { continue };
+            let Some(topic) = lifecycle::parse_topic(&frame.topic) else {
+                continue;
+            };
+            let source = lifecycle::source_id(topic.kind, &frame);
+            if topic.event == Event::Invalid {
+                invalid.extend(source);
+            }
+            slots
+                .entry((topic.kind, topic.name))
+                .or_default()
+                .apply(topic.event, frame.id, source);
+        }
+        let mut picks: Vec<(Id, Kind, String, Option<Id>)> = slots
+            .into_iter()
+            .filter_map(|((kind, name), slots)| {
+                let fallback = slots.confirmed.filter(|c| Some(*c) != slots.pending);
+                slots.pick().map(|id| (id, kind, name, fallback))
+            })
+            .collect();
+        picks.sort();
+        for (id, kind, name, fallback) in picks {
+            let Ok(Some(raw)) = self.store.get(id) else {
+                continue;
+            };
+            let Ok(create) = raw.parse() else { continue };
+            let started = self.start(kind, &name, &create);
+            // An actor whose pending script fails falls back to the one
+            // that last ran.
+            if !started && kind == Kind::Actor {
+                if let Some(fallback) = fallback.filter(|f| !invalid.contains(f)) {
+                    if let Ok(Some(raw)) = self.store.get(fallback) {
+                        if let Ok(create) = raw.parse() {
+                            self.start(kind, &name, &create);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn live(&mut self, frame: Frame) {
+        if frame.topic == "xs.stopping" {
+            self.stop_services();
+            return;
+        }
+        if let Some(topic) = lifecycle::parse_topic(&frame.topic) {
+            match topic.event {
+                Event::Create => self.create(topic, &frame),
+                Event::Term => self.term(topic, &frame),
+                _ => {}
+            }
+            return;
+        }
+        if let Some(name) = frame.topic.strip_suffix(".call") {
+            if let Some(action) = self.actions.get(name) {
+                action.call(&self.store, frame);
+            }
+        }
+    }
+
+    /// Loads and starts a processor; emits `invalid` when its script
+    /// fails. Returns whether it started.
+    fn start(&mut self, kind: Kind, name: &str, create: &Frame) -> bool {
+        match self.load(kind, name, create) {
+            Ok(loaded) => {
+                self.launch(kind, name, create.id, loaded, false);
+                true
+            }
+            Err(error) => {
+                self.invalid(kind, name, create.id, error);
+                false
+            }
+        }
+    }
+
+    /// A script that failed to load: `invalid`, with its error under the
+    /// key cross.stream uses for the kind.
+    fn invalid(&self, kind: Kind, name: &str, create_id: Id, error: String) {
+        let key = match kind {
+            Kind::Service => "reason",
+            _ => "error",
+        };
+        self.table.failed(kind, name, error.clone());
+        let meta = lifecycle::meta(kind, create_id, &[(key, Json::String(error))]);
+        let _ = lifecycle::emit(&self.store, kind, name, Event::Invalid, meta);
+    }
+
+    fn load(&self, kind: Kind, name: &str, create: &Frame) -> Result<Loaded, String> {
+        Ok(match kind {
+            Kind::Actor => Loaded::Actor(Actor::load(&self.store, name, create)?),
+            Kind::Service => {
+                Loaded::Service(Service::load(&self.store, name, create, &self.table)?)
+            }
+            Kind::Action => Loaded::Action(Action::load(&self.store, name, create)?),
+            Kind::View => Loaded::View(View::load(&self.store, name, create)?),
+        })
+    }
+
+    /// Runs a loaded processor. `fresh`: started by a live create (a view
+    /// then folds from the start), not resumed at boot.
+    fn launch(&mut self, kind: Kind, name: &str, create_id: Id, loaded: Loaded, fresh: bool) {
+        self.table.registered(kind, name);
+        let running = match loaded {
+            Loaded::Actor(actor) => actor.spawn(self.store.clone(), self.table.clone()),
+            Loaded::Service(service) => service.spawn(self.store.clone()),
+            Loaded::View(view) => view.spawn(self.store.clone(), self.table.clone(), fresh),
+            Loaded::Action(action) => {
+                let meta = lifecycle::meta(Kind::Action, create_id, &[]);
+                let _ = lifecycle::emit(&self.store, Kind::Action, name, Event::Active, meta);
+                self.actions.insert(name.to_string(), action);
+                return;
+            }
+        };
+        match running {
+            Ok(running) => {
+                self.running
+                    .insert((kind, name.to_string()), (create_id, running));
+            }
+            Err(e) => eprintln!("xs: cannot start {} {name}: {e}", kind.word()),
+        }
+    }
+
+    /// A live `create`: start, or replace what runs under that name. A
+    /// script that fails leaves the running one alone.
+    fn create(&mut self, topic: LifecycleTopic, create: &Frame) {
+        let LifecycleTopic { kind, name, .. } = topic;
+        let loaded = match self.load(kind, &name, create) {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                self.invalid(kind, &name, create.id, error);
+                if kind == Kind::Actor {
+                    self.respawn(&name);
+                }
+                return;
+            }
+        };
+        if let Some((old_id, running)) = self.running.remove(&(kind, name.clone())) {
+            running.stop();
+            let more = match kind {
+                Kind::Service => ("update_id", Json::String(create.id.to_string())),
+                _ => ("frame_id", Json::String(create.id.to_string())),
+            };
+            let meta = lifecycle::meta(kind, old_id, &[more]);
+            let _ = lifecycle::emit(&self.store, kind, &name, Event::Replaced, meta);
+        }
+        self.launch(kind, &name, create.id, loaded, true);
+    }
+
+    /// After a failed replacement the running actor carries on, and, as in
+    /// cross.stream, says so with a new `active` (same actor id, same
+    /// meta). It is not restarted, so no frame is missed in between.
+    fn respawn(&mut self, name: &str) {
+        if !self.running.contains_key(&(Kind::Actor, name.to_string())) {
+            return;
+        }
+        let filter = TopicFilter::parse(&lifecycle::topic(Kind::Actor, name, Event::Active));
+        let last_active = self
+            .store
+            .last_n(&filter, 1, std::ops::Bound::Unbounded)
+            .ok()
+            .and_then(|frames| frames.into_iter().next())
+            .and_then(|raw| raw.parse().ok());
+        if let Some(Json::Object(meta)) = last_active.and_then(|f| f.meta) {
+            let _ = lifecycle::emit(&self.store, Kind::Actor, name, Event::Active, meta);
+        }
+    }
+
+    /// A live `term`: stop it and say so.
+    fn term(&mut self, topic: LifecycleTopic, term: &Frame) {
+        self.reap();
+        let LifecycleTopic { kind, name, .. } = topic;
+        self.table.set_state(kind, &name, State::Stopped);
+        let term_id = Json::String(term.id.to_string());
+        let meta = match kind {
+            Kind::Action => {
+                let Some(action) = self.actions.remove(&name) else {
+                    return;
+                };
+                let _ = action.create_id();
+                let mut meta = serde_json::Map::new();
+                meta.insert("frame_id".into(), term_id);
+                meta
+            }
+            Kind::Actor | Kind::Service | Kind::View => {
+                let Some((create_id, running)) = self.running.remove(&(kind, name.clone())) else {
+                    return;
+                };
+                running.stop();
+                if kind != Kind::Service {
+                    lifecycle::meta(kind, create_id, &[("frame_id", term_id)])
+                } else {
+                    lifecycle::meta(kind, create_id, &[])
+                }
+            }
+        };
+        let _ = lifecycle::emit(&self.store, kind, &name, Event::FinTerm, meta);
+    }
+
+    /// `xs.stopping`: every service stops (all at once, each within its
+    /// grace) and says `stopped`; actors stop quietly.
+    fn stop_services(&mut self) {
+        self.reap();
+        let running: Vec<((Kind, String), (Id, Running))> = self.running.drain().collect();
+        for (_, (_, processor)) in &running {
+            processor.signal_stop();
+        }
+        let now = Instant::now();
+        for ((kind, name), (create_id, processor)) in running {
+            let deadline = now + processor.grace;
+            processor.finish_stop(deadline);
+            if kind == Kind::Service {
+                let meta = lifecycle::meta(kind, create_id, &[]);
+                let _ = lifecycle::emit(&self.store, kind, &name, Event::Stopped, meta);
+            }
+            self.table.set_state(kind, &name, State::Stopped);
+        }
+        if let Some(stopped) = self.stopped.take() {
+            let _ = stopped.send(());
+        }
+    }
+
+    /// Forgets processors whose threads ended on their own (fin.*).
+    fn reap(&mut self) {
+        self.running.retain(|_, (_, running)| !running.finished());
+    }
+
+    fn stop_all(&mut self) {
+        for (_, (_, running)) in self.running.drain() {
+            running.stop();
+        }
+    }
+}
+
+/// A processor whose script loaded.
+enum Loaded {
+    Actor(Actor),
+    Service(Service),
+    Action(Action),
+    View(View),
+}

@@ -1,0 +1,92 @@
+//! Turning a processor's results into frames.
+
+use serde_json::{Map, Value as Json};
+
+use nu_protocol::Value;
+
+use super::script::{cas_bytes, ReturnOptions};
+use crate::nu::value::to_json;
+use crate::store::{Draft, Store, WriteOp};
+
+/// The frame for one output value: with `target: "cas"` the value is the
+/// payload; otherwise it must be a record, which becomes the meta. Either
+/// way `ids` (the processor's `*_id` keys) are added to the meta.
+pub fn draft(
+    store: &Store,
+    topic: String,
+    value: &Value,
+    options: &ReturnOptions,
+    ids: &Map<String, Json>,
+) -> Result<Draft, String> {
+    let mut meta = Map::new();
+    let mut hash = None;
+    let mut journal_payload = None;
+    if options.to_cas {
+        let bytes = cas_bytes(value, options.raw_strings);
+        let len = bytes.len() as u64;
+        let stored = store
+            .put_payload(&mut bytes.as_slice(), Some(len), u64::MAX, false)
+            .map_err(|e| e.to_string())?;
+        hash = Some(stored.hash.to_string());
+        journal_payload = stored.journal_bytes;
+    } else {
+        match to_json(value) {
+            Json::Object(fields) => meta = fields,
+            _ => {
+                return Err(format!(
+                    "output must be a record (or set return_options.target to \"cas\"): got {}",
+                    value.get_type()
+                ))
+            }
+        }
+    }
+    for (key, value) in ids {
+        meta.insert(key.clone(), value.clone());
+    }
+    Ok(Draft {
+        topic,
+        hash,
+        meta: Some(Json::Object(meta)),
+        ttl: options.ttl,
+        journal_payload,
+    })
+}
+
+/// A frame whose payload is `bytes` (a byte stream's chunk).
+pub fn bytes_draft(
+    store: &Store,
+    topic: String,
+    bytes: &[u8],
+    options: &ReturnOptions,
+    ids: &Map<String, Json>,
+) -> Result<Draft, String> {
+    let stored = store
+        .put_payload(&mut &bytes[..], Some(bytes.len() as u64), u64::MAX, false)
+        .map_err(|e| e.to_string())?;
+    Ok(Draft {
+        topic,
+        hash: Some(stored.hash.to_string()),
+        meta: Some(Json::Object(ids.clone())),
+        ttl: options.ttl,
+        journal_payload: stored.journal_bytes,
+    })
+}
+
+/// Queues a frame behind the processor's earlier ones, without waiting
+/// for it to be synced (the writer keeps the order).
+pub fn send(store: &Store, draft: Draft) {
+    drop(store.submit(WriteOp::Append(draft)));
+}
+
+/// Adds the `*_id` keys to a buffered `.append`'s meta.
+pub fn tag(mut draft: Draft, ids: &Map<String, Json>) -> Draft {
+    let mut meta = match draft.meta.take() {
+        Some(Json::Object(meta)) => meta,
+        _ => Map::new(),
+    };
+    for (key, value) in ids {
+        meta.insert(key.clone(), value.clone());
+    }
+    draft.meta = Some(Json::Object(meta));
+    draft
+}

@@ -1,0 +1,221 @@
+//! The store folder: a store written by cross.stream 0.13 opens and is served
+//! byte for byte, ids keep increasing across restarts, modes, the lock, a
+//! stale socket, and `xs.stopping` on SIGTERM.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/fixtures/cross-stream-0.13"
+);
+
+/// A server on a writable copy of the fixture store.
+fn fixture_server() -> Server {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("store");
+    copy_tree(&PathBuf::from(FIXTURE).join("store"), &dir);
+    Server::start_in(tmp, dir, &[])
+}
+
+fn fixture_lines() -> Vec<String> {
+    let text =
+        fs::read_to_string(PathBuf::from(FIXTURE).join("frames.jsonl")).expect("frames.jsonl");
+    text.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn fixture_store_is_served_byte_for_byte() {
+    let server = fixture_server();
+    let expected = fixture_lines();
+    assert_eq!(expected.len(), 14);
+    let r = server.get("/");
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 15, "14 old frames and our xs.start:\n{text}");
+    for (at, (got, want)) in lines.iter().zip(&expected).enumerate() {
+        assert_eq!(got, want, "line {}", at + 1);
+    }
+    let start: Value = serde_json::from_str(lines[14]).unwrap();
+    assert_eq!(topic(&start), "xs.start");
+    let newest_old: Value = serde_json::from_str(&expected[13]).unwrap();
+    assert!(id(&start) > id(&newest_old), "new ids above the old ones");
+
+    // Every hash resolves through /cas to the payload cross.stream stored.
+    let blob = fs::read(PathBuf::from(FIXTURE).join("blob.binary.bin")).unwrap();
+    let payloads: Vec<(&str, Vec<u8>)> = vec![
+        ("note", b"hello world".to_vec()),
+        ("note.unicode", "ünïcödé ✓".as_bytes().to_vec()),
+        ("blob.binary", blob),
+        ("cache.entry", b"long lived".to_vec()),
+        ("dup.a", b"same content".to_vec()),
+        ("dup.b", b"same content".to_vec()),
+    ];
+    for (t, bytes) in &payloads {
+        let frame = server.get(&format!("/last/{t}")).json();
+        let hash = frame["hash"].as_str().expect("hash");
+        let r = server.get(&format!("/cas/{hash}"));
+        assert_eq!(r.status, 200, "{t}");
+        assert_eq!(&r.body, bytes, "{t}");
+    }
+    let counters = server.get("/last/counter?last=5").frames();
+    let values: Vec<Vec<u8>> = counters
+        .iter()
+        .map(|f| {
+            server
+                .get(&format!("/cas/{}", f["hash"].as_str().unwrap()))
+                .body
+        })
+        .collect();
+    assert_eq!(values, [b"v3".to_vec(), b"v4".to_vec()]);
+    for line in &expected {
+        let frame: Value = serde_json::from_str(line).unwrap();
+        if let Some(hash) = frame["hash"].as_str() {
+            assert_eq!(server.get(&format!("/cas/{hash}")).status, 200, "{line}");
+        }
+        // And every frame by id, exactly as stored.
+        let r = server.get(&format!("/{}", id(&frame)));
+        assert_eq!(r.text(), *line);
+    }
+
+    // cross.stream's topic index is used as is.
+    assert_eq!(
+        topics(&server.frames("/?topic=user.*")),
+        ["user.alice.login", "user.bob.login"]
+    );
+    assert_eq!(topics(&server.frames("/?topic=dup.*&last=1")), ["dup.b"]);
+    assert_eq!(
+        topics(&server.frames("/?topic=note,counter")),
+        ["note", "counter", "counter"]
+    );
+}
+
+#[test]
+fn ids_stay_above_old_ones_across_restarts() {
+    let mut server = fixture_server();
+    let newest_old: Value = serde_json::from_str(&fixture_lines()[13]).unwrap();
+    let first = server.append("after.open", b"one");
+    assert!(id(&first) > id(&newest_old));
+    server.restart();
+    let second = server.append("after.restart", b"two");
+    assert!(id(&second) > id(&first));
+    let all = server.frames("/");
+    let ids: Vec<&str> = all.iter().map(id).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(ids, sorted, "history strictly increasing");
+    assert_eq!(
+        topics(&all[14..]),
+        [
+            "xs.start",
+            "after.open",
+            "xs.stopping",
+            "xs.start",
+            "after.restart"
+        ]
+    );
+    // What was written before the restart is still there, payload too.
+    assert_eq!(server.get(&format!("/{}", id(&first))).json(), first);
+    let hash = first["hash"].as_str().unwrap();
+    assert_eq!(server.get(&format!("/cas/{hash}")).body, b"one");
+}
+
+#[test]
+fn store_dir_and_socket_modes() {
+    let server = Server::start(&[]);
+    let dir_mode = fs::metadata(server.dir()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(dir_mode, 0o700, "store dir {dir_mode:o}");
+    let sock = fs::metadata(server.sock()).unwrap();
+    assert!(sock.file_type().is_socket());
+    let sock_mode = sock.permissions().mode() & 0o777;
+    assert_eq!(sock_mode, 0o600, "socket {sock_mode:o}");
+}
+
+#[test]
+fn second_server_on_same_store_is_refused() {
+    let server = Server::start(&[]);
+    let mut child = Command::new(XS)
+        .arg("serve")
+        .arg(server.dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("second xs serve did not exit");
+        }
+        std::thread::sleep(ms(5));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.starts_with("store locked:"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}", server.dir().display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("curl --unix-socket"), "{stderr}");
+    // The running server is unharmed.
+    assert_eq!(topics(&server.frames("/")), ["xs.start"]);
+    assert!(server.sock().exists());
+    server.append("still.fine", b"");
+}
+
+#[test]
+fn stale_socket_is_replaced() {
+    let mut server = Server::start(&[]);
+    let before = server.append("before", b"x");
+    server.kill();
+    assert!(server.sock().exists(), "SIGKILL leaves the socket file");
+    assert!(
+        std::os::unix::net::UnixStream::connect(server.sock()).is_err(),
+        "nobody listens"
+    );
+    server.restart();
+    assert_eq!(
+        topics(&server.frames("/")),
+        ["xs.start", "before", "xs.start"]
+    );
+    assert_eq!(server.get(&format!("/{}", id(&before))).json(), before);
+    let mode = fs::metadata(server.sock()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn sigterm_appends_stopping() {
+    let mut server = Server::start(&[]);
+    let mut follow = server.follow("/?follow&new");
+    follow.expect_silence(ms(50));
+    let status = server.stop();
+    assert!(status.success(), "clean exit: {status}");
+    // A follower sees xs.stopping, then its stream ends.
+    let stopping = follow.next_frame(Duration::from_secs(5));
+    assert_eq!(topic(&stopping), "xs.stopping");
+    follow.expect_closed(Duration::from_secs(5));
+    assert!(!server.sock().exists(), "socket removed on a clean stop");
+
+    server.restart();
+    let all = server.frames("/");
+    assert_eq!(topics(&all), ["xs.start", "xs.stopping", "xs.start"]);
+    assert_eq!(all[1], stopping);
+    assert_eq!(all[1]["ttl"], Value::Null);
+    assert_eq!(all[1]["meta"], Value::Null);
+}
