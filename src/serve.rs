@@ -6,16 +6,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::api::gateway::{self, Gateway, GatewayOptions};
 use crate::api::routes::Context;
 use crate::api::server::{self, Listener};
 use crate::api::write::WriteLimits;
 use crate::signals::ShutdownSignals;
 use crate::store::head::EphemeralLimits;
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
-use crate::store::{Draft, FsyncPolicy, Store, StoreError, StoreOptions};
+use crate::store::{Draft, FsyncPolicy, Store, StoreError, StoreOptions, Ttl};
 
 const USAGE: &str = "usage: xs serve <dir> [--fsync always|interval:<ms>|never] [--expose <addr>] \
-[--auth-file <file>] [--max-payload <bytes>] [--ephemeral-frames <n>] [--ephemeral-bytes <bytes>]";
+[--auth-file <file>] [--http <addr>] [--http-timeout <ms>] [--http-ttl <ttl>] [--max-payload <bytes>] \
+[--ephemeral-frames <n>] [--ephemeral-bytes <bytes>]";
 
 const HELP: &str = "Run the store in <dir>: its API listens on <dir>/sock.
 
@@ -26,6 +28,13 @@ Options:
   --expose <addr>           also serve the API on :port, host:port or a Unix path
   --auth-file <file>        one user:password line; required for a non-loopback
                             --expose, whose requests then need Basic auth
+  --http <addr>             also run the HTTP gateway on :port (loopback) or
+                            host:port: requests become http.request frames,
+                            http.response frames answer them
+  --http-timeout <ms>       how long a gateway request waits for its answer
+                            before a 504 (default 30000)
+  --http-ttl <ttl>          ttl of http.request frames: ephemeral (default),
+                            forever, time:<ms> or last:<n>
   --max-payload <bytes>     largest payload accepted (default 1073741824)
   --ephemeral-frames <n>    ephemeral frames kept in memory (default 10000)
   --ephemeral-bytes <bytes> memory for ephemeral frames and payloads (default 67108864)";
@@ -40,8 +49,16 @@ struct ServeArgs {
     fsync: FsyncPolicy,
     expose: Option<String>,
     auth_file: Option<PathBuf>,
+    http: Option<HttpArgs>,
     max_payload: u64,
     ephemeral: EphemeralLimits,
+}
+
+/// The gateway flags, as given.
+struct HttpArgs {
+    addr: String,
+    timeout: Duration,
+    ttl: Ttl,
 }
 
 /// An `--expose` target.
@@ -63,6 +80,9 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
     let mut fsync = FsyncPolicy::Always;
     let mut expose = None;
     let mut auth_file = None;
+    let mut http = None;
+    let mut http_timeout = None;
+    let mut http_ttl = None;
     let mut max_payload: u64 = 1 << 30;
     let mut ephemeral = EphemeralLimits::default();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
@@ -78,7 +98,18 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
             Long("ephemeral-bytes") => {
                 ephemeral.max_bytes = number(&mut parser, "--ephemeral-bytes")? as usize
             }
-            Long(flag @ ("http" | "http-timeout" | "http-ttl" | "backend")) => {
+            Long("http") => http = Some(string(&mut parser)?),
+            Long("http-timeout") => match number(&mut parser, "--http-timeout")? {
+                0 => return Err("invalid value '0' for --http-timeout: expected at least 1".into()),
+                ms => http_timeout = Some(Duration::from_millis(ms)),
+            },
+            Long("http-ttl") => {
+                let text = string(&mut parser)?;
+                let ttl = Ttl::parse(&text)
+                    .map_err(|e| format!("invalid value '{text}' for --http-ttl: {e}"))?;
+                http_ttl = Some(ttl);
+            }
+            Long(flag @ "backend") => {
                 return Err(format!("--{flag} is not available in this build yet"))
             }
             Value(value) if dir.is_none() => dir = Some(PathBuf::from(value)),
@@ -86,11 +117,23 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
         }
     }
     let dir = dir.ok_or("missing <dir>")?;
+    let http = match http {
+        Some(addr) => Some(HttpArgs {
+            addr,
+            timeout: http_timeout.unwrap_or(Duration::from_millis(gateway::DEFAULT_TIMEOUT_MS)),
+            ttl: http_ttl.unwrap_or(Ttl::Ephemeral),
+        }),
+        None if http_timeout.is_some() || http_ttl.is_some() => {
+            return Err("--http-timeout and --http-ttl need --http <addr>".into())
+        }
+        None => None,
+    };
     Ok(Some(ServeArgs {
         dir,
         fsync,
         expose,
         auth_file,
+        http,
         max_payload,
         ephemeral,
     }))
@@ -167,6 +210,11 @@ pub fn main(args: Vec<OsString>) -> i32 {
 fn run(args: ServeArgs) -> Result<(), String> {
     let expose = args.expose.as_deref().map(parse_expose).transpose()?;
     let credentials = args.auth_file.as_deref().map(read_auth_file).transpose()?;
+    let http_addr = args
+        .http
+        .as_ref()
+        .map(|http| gateway::parse_addr(&http.addr))
+        .transpose()?;
     if let Some(Expose::Tcp(addr)) = &expose {
         if !addr.ip().is_loopback() && credentials.is_none() {
             return Err(format!(
@@ -208,6 +256,20 @@ fn run(args: ServeArgs) -> Result<(), String> {
         server::spawn(listener.clone(), context.clone())?;
         listeners.push(listener);
     }
+    let gateway = match (&args.http, http_addr) {
+        (Some(http), Some(addr)) => {
+            let options = GatewayOptions {
+                addr,
+                timeout: http.timeout,
+                ttl: http.ttl,
+                max_payload: args.max_payload,
+            };
+            let gateway = Gateway::start(store.clone(), options)?;
+            eprintln!("xs: HTTP gateway on http://{}", gateway.addr());
+            Some(gateway)
+        }
+        _ => None,
+    };
     start_logger(store.clone());
     let start_meta = args
         .expose
@@ -223,6 +285,9 @@ fn run(args: ServeArgs) -> Result<(), String> {
     processors.wait_stopped(SHUTDOWN_WAIT);
     for listener in &listeners {
         listener.unblock();
+    }
+    if let Some(gateway) = &gateway {
+        gateway.stop();
     }
     store.close();
     let _ = std::fs::remove_file(&socket);

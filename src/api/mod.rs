@@ -2,6 +2,7 @@
 
 pub mod cas;
 pub mod eval;
+pub mod gateway;
 pub mod kv;
 pub mod metrics;
 pub mod query;
