@@ -1,5 +1,6 @@
 //! The xs builtins, one file each (reference 6.1), plus the few helpers a
-//! core-only engine needs (`.lines`, `.sleep`, `.json`).
+//! core-only engine needs (`.lines`, `.split`, `.sleep`, `.from-json`,
+//! `.to-json`).
 
 mod append;
 mod cas;
@@ -14,6 +15,7 @@ mod lines;
 mod remove;
 mod run_external;
 mod sleep;
+mod split;
 
 use nu_protocol::engine::Command;
 use nu_protocol::{ShellError, Span};
@@ -53,6 +55,7 @@ pub fn with_append(
         Box::new(remove::Remove::named(store.clone(), ".remove")),
         Box::new(remove::Remove::named(store.clone(), ".rm")),
         Box::new(sleep::Sleep),
+        Box::new(split::Split),
     ]
 }
 
