@@ -900,3 +900,41 @@ fn eval_sees_registered_modules() {
     assert_eq!(frame["topic"], "out.t");
     assert_eq!(frame["meta"]["via"], "module");
 }
+
+#[test]
+fn kv_builtins_set_get_list_delete() {
+    let server = Server::start(&[]);
+    eval_ok(&server, "{theme: dark, n: 3} | .kv set app.config");
+    assert_eq!(
+        eval_json(&server, ".kv get app.config"),
+        json!({"theme": "dark", "n": 3})
+    );
+    // What Nushell wrote, HTTP reads, and the other way round.
+    assert_eq!(
+        server.get("/kv/app.config").json(),
+        json!({"theme": "dark", "n": 3})
+    );
+    let r = common::request(&server.sock(), "PUT", "/kv/app.other", &[], b"[1,2]");
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        eval_json(&server, ".kv ls app."),
+        json!([
+            {"key": "app.config", "value": {"theme": "dark", "n": 3}},
+            {"key": "app.other", "value": [1, 2]}
+        ])
+    );
+    eval_ok(&server, ".kv del app.config");
+    assert_eq!(server.get("/kv/app.config").status, 404);
+    let refused = eval(&server, "1 | .kv set view.mine");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("belongs to a view"));
+}
+
+#[test]
+fn split_divides_text() {
+    let server = Server::start(&[]);
+    assert_eq!(
+        eval_json(&server, r#""/hello/ann" | .split "/""#),
+        json!(["", "hello", "ann"])
+    );
+}

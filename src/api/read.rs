@@ -57,12 +57,20 @@ fn stream(store: &Store, request: Request, options: ReadOptions) {
         .is_on()
         .then(|| FollowerGuard::new(store.metrics()));
     let mut reader = Reader::new(store.clone(), options);
+    // The first step notes where the read starts (the head) before the
+    // client sees the response head: a client that appends as soon as the
+    // stream opens never misses its own frame under `new`.
+    let mut first = Some(reader.next_event(std::time::Duration::ZERO));
     let Ok(mut out) = ChunkedStream::start(request, content_type) else {
         return;
     };
     let mut buf = Vec::with_capacity(256 * 1024);
     loop {
-        let event = match reader.next_event(IDLE_PROBE) {
+        let (next, waited) = match first.take() {
+            Some(event) => (event, false),
+            None => (reader.next_event(IDLE_PROBE), true),
+        };
+        let event = match next {
             Ok(event) => event,
             Err(e) => {
                 // Headers are gone already: end the stream, say why on stderr.
@@ -84,7 +92,8 @@ fn stream(store: &Store, request: Request, options: ReadOptions) {
                 out.chunk(&buf).and_then(|_| out.flush())
             }
             ReadEvent::Idle => {
-                if !reader.options().follow.is_on() {
+                // Only a real quiet spell is worth a probe.
+                if !waited || !reader.options().follow.is_on() {
                     continue;
                 }
                 let probe: &[u8] = match format {

@@ -10,6 +10,7 @@ mod get;
 mod id;
 mod import;
 mod json;
+mod kv;
 mod last;
 mod lines;
 mod remove;
@@ -50,6 +51,10 @@ pub fn with_append(
         Box::new(import::Import(store.clone())),
         Box::new(json::FromJson),
         Box::new(json::ToJson),
+        Box::new(kv::KvGet(store.clone())),
+        Box::new(kv::KvSet(store.clone())),
+        Box::new(kv::KvDel(store.clone())),
+        Box::new(kv::KvLs(store.clone())),
         Box::new(last::Last(store.clone())),
         Box::new(lines::Lines),
         Box::new(remove::Remove::named(store.clone(), ".remove")),
