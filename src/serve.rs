@@ -282,7 +282,7 @@ fn run(args: ServeArgs) -> Result<(), String> {
     signals.wait();
 
     let _ = system_frame(&store, "xs.stopping", None);
-    processors.wait_stopped(SHUTDOWN_WAIT);
+    processors.shut_down(SHUTDOWN_WAIT);
     for listener in &listeners {
         listener.unblock();
     }

@@ -5,8 +5,8 @@
 //! seek) and applies boot compaction (`lifecycle::Slots`) to find which
 //! processors should run; it starts them in the order of their create
 //! frames. Then it follows the stream live: a `create` starts or replaces a
-//! processor, a `term` stops it, `<name>.call` runs an action, and
-//! `xs.stopping` stops every service.
+//! processor, a `term` stops it, `<name>.call` runs an action. At
+//! shutdown the server asks it to stop every service (`Processors::shut_down`).
 
 // Scripts hand back Nushell values, whose accessors return the large
 // `ShellError`.
@@ -104,13 +104,17 @@ impl Running {
 
 /// The dispatcher, as seen from the server.
 pub struct Processors {
+    shutdown: Sender<()>,
     stopped: Receiver<()>,
 }
 
 impl Processors {
-    /// Waits (at most `timeout`) until the dispatcher has handled
-    /// `xs.stopping` and stopped every service (each within its grace).
-    pub fn wait_stopped(&self, timeout: Duration) {
+    /// Stops every service (all at once, each within its grace) and waits
+    /// for that, at most `timeout`. Asked directly rather than through the
+    /// `xs.stopping` frame, which a dispatcher still booting would count as
+    /// history.
+    pub fn shut_down(&self, timeout: Duration) {
+        let _ = self.shutdown.send(());
         let _ = self.stopped.recv_timeout(timeout);
     }
 }
@@ -120,11 +124,13 @@ impl Processors {
 pub fn start(store: Store, table: ProcessTable) -> Result<Processors, String> {
     supervise::start(store.dir())?;
     let (stopped_tx, stopped_rx) = crossbeam_channel::bounded(1);
+    let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded(1);
     let mut dispatcher = Dispatcher {
         store,
         running: HashMap::new(),
         actions: HashMap::new(),
         stopped: Some(stopped_tx),
+        shutdown: shutdown_rx,
         table: table.clone(),
     };
     std::thread::Builder::new()
@@ -132,6 +138,7 @@ pub fn start(store: Store, table: ProcessTable) -> Result<Processors, String> {
         .spawn(move || dispatcher.run())
         .map_err(|e| format!("cannot start the processor dispatcher: {e}"))?;
     Ok(Processors {
+        shutdown: shutdown_tx,
         stopped: stopped_rx,
     })
 }
@@ -142,6 +149,7 @@ struct Dispatcher {
     running: HashMap<(Kind, String), (Id, Running)>,
     actions: HashMap<String, Action>,
     stopped: Option<Sender<()>>,
+    shutdown: Receiver<()>,
     table: ProcessTable,
 }
 
@@ -156,7 +164,11 @@ impl Dispatcher {
         };
         let mut reader = Reader::new(self.store.clone(), options);
         loop {
-            let frames = match reader.next_event(Duration::from_secs(1)) {
+            if self.shutdown.try_recv().is_ok() {
+                self.stop_services();
+                break;
+            }
+            let frames = match reader.next_event(Duration::from_millis(200)) {
                 Ok(ReadEvent::History(frames)) => frames,
                 Ok(ReadEvent::Live(frame)) => vec![frame],
                 Ok(ReadEvent::Idle) => {
@@ -227,10 +239,6 @@ impl Dispatcher {
     }
 
     fn live(&mut self, frame: Frame) {
-        if frame.topic == "xs.stopping" {
-            self.stop_services();
-            return;
-        }
         if let Some(topic) = lifecycle::parse_topic(&frame.topic) {
             match topic.event {
                 Event::Create => self.create(topic, &frame),
@@ -384,8 +392,8 @@ impl Dispatcher {
         let _ = lifecycle::emit(&self.store, kind, &name, Event::FinTerm, meta);
     }
 
-    /// `xs.stopping`: every service stops (all at once, each within its
-    /// grace) and says `stopped`; actors stop quietly.
+    /// Shutdown: every service stops (all at once, each within its grace)
+    /// and says `stopped`; actors, actions and views stop quietly.
     fn stop_services(&mut self) {
         self.reap();
         let running: Vec<((Kind, String), (Id, Running))> = self.running.drain().collect();
