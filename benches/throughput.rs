@@ -1,5 +1,6 @@
 //! End-to-end benchmark of `xs serve`: appends, replay, follow latency,
-//! start-up, idle memory and the one-shot CLI.
+//! start-up, idle memory, the one-shot CLI, the Nushell processors (actors,
+//! views), the k/v store, seek cost against store size, and export/import.
 //!
 //! Usage (always with the shared bench target dir):
 //!
@@ -10,7 +11,9 @@
 //!
 //! Names after `--` select dimensions (default: all, in this order):
 //! `append-16-always`, `append-1-always`, `append-1-never`, `replay`,
-//! `follow-rtt`, `startup`, `idle-rss`, `oneshot-append`.
+//! `follow-rtt`, `startup`, `idle-rss`, `oneshot-append`, `actor-state`,
+//! `actor-emit`, `view-fold`, `kv-set-16`, `seek-cost`,
+//! `export-import-100k`.
 //!
 //! The `xs` binary: `cargo bench` builds the package's `xs` binary in the
 //! bench profile (which inherits `[profile.release]`) and hands its path to
@@ -54,16 +57,70 @@
 //!   server, stdin a pipe holding 64 bytes, wall time from spawn to exit;
 //!   median of 30. If the command exits non-zero it is reported as skipped.
 //!
-//! Output: one line per dimension, `<name> <key>=<value> ... status=<ok|MISS>
-//! target=<target>`, then a summary. The figures are wall-clock: on a
-//! shared machine they move with its load, so `/proc/loadavg` is printed
-//! before and after. The exit status is non-zero when a
+//! Processors. The stores below are filled the way `replay`'s is (16
+//! clients, distinct 64-byte payloads, then up to `SETTLE_LIMIT` for the
+//! server to go idle), but with topic `ev`. Then the processor's script is
+//! appended as the payload of its `create` frame, and the clock runs from
+//! sending that append until the processor's result is seen, polled every
+//! `POLL_EVERY` (20 ms, so a figure is late by up to that much) on a
+//! keep-alive connection; a `fin.*` or `invalid` lifecycle frame of the
+//! processor fails the dimension, and so does `PROCESSOR_LIMIT` (300 s).
+//! The server's CPU time over that window (polls included: a few dozen
+//! small GETs a second) divided by the frames gives `server_cpu_us_per_frame`.
+//! `load_ms` is the create frame's id time to the `active` frame's (SCRU128
+//! ids carry milliseconds): loading the script, before any frame is read.
+//!
+//! - `actor-state`: 20,000 `ev` frames (`--fsync never`), then an actor
+//!   with `start: "first"` counting the `ev` frames in its state; on the
+//!   last one it `.append`s `bench.done` (buffered: written after the
+//!   closure returns). Done when `GET /last/bench.done` answers 200;
+//!   frames/s = 20,000 / elapsed. `server_ms` is the create frame's id time
+//!   to `bench.done`'s, free of the polling interval.
+//! - `actor-emit`: the same with `--fsync always`, 5,000 frames, and each
+//!   counted frame also `.append`s `bench.out` with the count as payload
+//!   (`$"($n)"`); the number of `bench.out` frames is checked afterwards.
+//! - `view-fold`: 100,000 `ev` frames (`--fsync never`), then a view
+//!   counting them; done when `GET /kv/view.bench` holds
+//!   `{"state":100000,...}`.
+//! - `kv-set-16`: as `append-16-always`, but each request is
+//!   `PUT /kv/k<client>` with a small JSON body (answered 204).
+//! - `seek-cost`: two servers at once (`--fsync never`), one holding
+//!   10,000 frames and one 1,000,000, both filled by the NDJSON form of
+//!   `POST /import` (batches of `IMPORT_BATCH` frames with increasing
+//!   SCRU128 ids made here, all sharing one 64-byte payload posted to
+//!   `/cas` first, so the frames are the size of appended ones; 10 of them,
+//!   evenly spread, on topic `rare`). After both go idle (`SEEK_SETTLE`),
+//!   each query is timed from sending it to the end of its answer, 200
+//!   times per store on one keep-alive connection each, in rounds of 10
+//!   alternating between the stores so both see the same machine load;
+//!   medians side by side (`<10k>/<1M>`, microseconds), the ratio, and
+//!   each server's CPU per request. The queries: `GET /?rev&limit=1`,
+//!   `GET /first`, `GET /last`, `GET /<mid>/next`, `GET /<mid>/prev`,
+//!   `GET /?from=<mid>&limit=10`, `GET /?rev&topic=rare&limit=1` (`<mid>`
+//!   the middle imported frame). Met when no 1M median is over twice its
+//!   10k one.
+//! - `export-import-100k`: a `--fsync never` store of 100,000 `ev` frames
+//!   whose payloads cycle through 1,000 distinct ones (posted to `/cas`,
+//!   frames imported as for `seek-cost`); `xs export <store> <folder>` is
+//!   timed, then `xs import <fresh store> <folder>` against a fresh server
+//!   (`--fsync always`, the default); the fresh store must gain exactly the
+//!   frames export reported, and export must report every frame of the
+//!   source (counted by `GET /`). The CLI runs are bounded by
+//!   `CLI_LIMIT`.
+//!
+//! Output: one line per dimension, `<name> <key>=<value> ... load=<a>..<b>
+//! status=<ok|MISS> target=<target>`, then a summary. The figures are
+//! wall-clock: on a shared machine they move with its load, so each line
+//! carries the 1-minute load average at the dimension's start and end, and
+//! `/proc/loadavg` is printed before and after the run. A `report` target
+//! has no threshold (always `ok`). The exit status is non-zero when a
 //! dimension fails to run (a missed target is not a failure). Every wait is
-//! bounded: sockets have 30 s timeouts, the replay fill stops after 300 s
-//! (the replay then reads what is there, and `filled=` shows the shortfall),
-//! follow-rtt stops sampling after 120 s, child processes are waited with
-//! deadlines, and servers are stopped (SIGTERM, then SIGKILL after 5 s) by a
-//! drop guard, so also when a dimension panics.
+//! bounded: sockets have 30 s timeouts, a fill by appends stops after 300 s
+//! (the replay then reads what is there, and `filled=` shows the shortfall;
+//! the processor dimensions fail), follow-rtt stops sampling after 120 s,
+//! processors get 300 s, child processes are waited with deadlines (killed
+//! after them), and servers are stopped (SIGTERM, then SIGKILL after 5 s) by
+//! a drop guard, so also when a dimension panics.
 //!
 //! Run without `--bench` (as `cargo test --all-targets` does) the binary
 //! only prints a note and exits, so test runs stay fast.
@@ -88,8 +145,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 const APPEND_WINDOW: Duration = Duration::from_secs(3);
 const APPEND_WARMUP: Duration = Duration::from_millis(300);
 const REPLAY_FRAMES: u64 = 100_000;
-/// The replay fill stops here even if short of `REPLAY_FRAMES`.
-const REPLAY_FILL_LIMIT: Duration = Duration::from_secs(300);
+/// A fill by appends stops here even if short of its goal.
+const FILL_LIMIT: Duration = Duration::from_secs(300);
+/// Clients filling a store by appends.
+const FILL_CLIENTS: usize = 16;
 const FOLLOW_SAMPLES: usize = 2_000;
 /// The most the replay waits for the server to go idle after the fill.
 const SETTLE_LIMIT: Duration = Duration::from_secs(10);
@@ -97,6 +156,27 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(10);
 const FOLLOW_LIMIT: Duration = Duration::from_secs(120);
 const STARTUP_RUNS: usize = 10;
 const ONESHOT_RUNS: usize = 30;
+/// How often a processor's result is polled for.
+const POLL_EVERY: Duration = Duration::from_millis(20);
+/// The most a processor may take to produce its result.
+const PROCESSOR_LIMIT: Duration = Duration::from_secs(300);
+const ACTOR_STATE_FRAMES: u64 = 20_000;
+const ACTOR_EMIT_FRAMES: u64 = 5_000;
+const VIEW_FRAMES: u64 = 100_000;
+/// Frames per `POST /import` request of a bulk fill.
+const IMPORT_BATCH: u64 = 50_000;
+const SEEK_SMALL: u64 = 10_000;
+const SEEK_LARGE: u64 = 1_000_000;
+/// Timed requests per query and store, and how many in a row per store.
+const SEEK_SAMPLES: usize = 200;
+const SEEK_ROUND: usize = 10;
+/// The most `seek-cost` waits for a freshly imported store to go idle
+/// (fjall flushes and compacts after a bulk import).
+const SEEK_SETTLE: Duration = Duration::from_secs(60);
+const EXPORT_FRAMES: u64 = 100_000;
+const EXPORT_PAYLOADS: u64 = 1_000;
+/// The most one `xs export` / `xs import` run may take.
+const CLI_LIMIT: Duration = Duration::from_secs(600);
 
 type Res<T> = Result<T, String>;
 
@@ -109,6 +189,12 @@ const DIMENSIONS: &[&str] = &[
     "startup",
     "idle-rss",
     "oneshot-append",
+    "actor-state",
+    "actor-emit",
+    "view-fold",
+    "kv-set-16",
+    "seek-cost",
+    "export-import-100k",
 ];
 
 /// The outcome of one dimension.
@@ -161,7 +247,9 @@ fn main() {
     let mut summary = Vec::new();
     let mut failed = false;
     for name in selected {
+        let load_from = load_1min();
         let run = std::panic::catch_unwind(|| run_dimension(name, &bin));
+        let load = format!("{load_from}..{}", load_1min());
         let result = match run {
             Ok(result) => result,
             Err(panic) => Err(format!("panicked: {}", panic_text(&panic))),
@@ -178,17 +266,17 @@ fn main() {
                     line.push_str(&format!(" {key}={value}"));
                 }
                 let status = if met { "ok" } else { "MISS" };
-                println!("{line} status={status} target={target}");
-                format!("{name:<17} {headline:<24} {status:<8} target {target}")
+                println!("{line} load={load} status={status} target={target}");
+                format!("{name:<18} {headline:<28} {status:<5} load {load:<11} target {target}")
             }
             Ok(Outcome::Skipped(reason)) => {
                 println!("{name} skipped: {reason}");
-                format!("{name:<17} {:<24} skipped", "-")
+                format!("{name:<18} {:<28} skipped", "-")
             }
             Err(e) => {
                 failed = true;
                 println!("{name} failed: {e}");
-                format!("{name:<17} {:<24} FAILED", "-")
+                format!("{name:<18} {:<28} FAILED", "-")
             }
         };
         summary.push(row);
@@ -208,6 +296,14 @@ fn print_load(when: &str) {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("load {when}: {} (cpus {cpus})", load.trim());
+}
+
+/// The 1-minute load average, as `/proc/loadavg` prints it.
+fn load_1min() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
@@ -237,6 +333,19 @@ fn run_dimension(name: &str, bin: &Path) -> Res<Outcome> {
         "startup" => startup(bin),
         "idle-rss" => idle_rss(bin),
         "oneshot-append" => oneshot_append(bin),
+        "actor-state" => actor(
+            bin,
+            "never",
+            ACTOR_STATE_FRAMES,
+            false,
+            100_000.0,
+            ">=100000/s",
+        ),
+        "actor-emit" => actor(bin, "always", ACTOR_EMIT_FRAMES, true, 5_000.0, ">=5000/s"),
+        "view-fold" => view_fold(bin),
+        "kv-set-16" => kv_set(bin),
+        "seek-cost" => seek_cost(bin),
+        "export-import-100k" => export_import(bin),
         other => Err(format!("no such dimension {other}")),
     }
 }
@@ -410,6 +519,25 @@ impl Conn {
         self.stream.write_all(&out)
     }
 
+    /// Sends one request with a `Content-Type`.
+    fn send_typed(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> io::Result<()> {
+        let mut out = Vec::with_capacity(160);
+        write!(
+            out,
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        )?;
+        self.stream.write_all(&out)?;
+        self.stream.write_all(body)
+    }
+
     /// One request and its whole (non-streamed) response.
     fn request(&mut self, method: &str, path: &str, body: &[u8]) -> io::Result<(u16, Vec<u8>)> {
         self.send(method, path, body)?;
@@ -420,11 +548,11 @@ impl Conn {
                 body.extend_from_slice(data);
                 true
             })?;
-        } else {
-            let n = head
-                .content_length
-                .ok_or_else(|| other("response without Content-Length"))?;
+        } else if let Some(n) = head.content_length {
             self.read_body(n, &mut body)?;
+        } else if head.status != 204 && head.status != 304 {
+            // 204 and 304 have no body, with or without Content-Length.
+            return Err(other("response without Content-Length"));
         }
         Ok((head.status, body))
     }
@@ -554,18 +682,84 @@ fn payload(client: usize, seq: u64) -> [u8; PAYLOAD] {
     p
 }
 
-/// One append; the frame JSON on success.
+/// One append to topic `bench`; the frame JSON on success.
 fn append_one(conn: &mut Conn, client: usize, seq: u64) -> Res<Vec<u8>> {
-    let (status, body) = conn
-        .request("POST", "/append/bench", &payload(client, seq))
-        .map_err(|e| format!("append: {e}"))?;
+    append_to(conn, "bench", &payload(client, seq))
+}
+
+/// One append of `body` to `topic`; the frame JSON on success.
+fn append_to(conn: &mut Conn, topic: &str, body: &[u8]) -> Res<Vec<u8>> {
+    expect_200(conn, "POST", &format!("/append/{topic}"), body)
+}
+
+/// A request that must answer 200; its body.
+fn expect_200(conn: &mut Conn, method: &str, path: &str, body: &[u8]) -> Res<Vec<u8>> {
+    let (status, answer) = conn
+        .request(method, path, body)
+        .map_err(|e| format!("{method} {path}: {e}"))?;
     if status != 200 {
         return Err(format!(
-            "append answered {status}: {}",
-            String::from_utf8_lossy(&body)
+            "{method} {path} answered {status}: {}",
+            String::from_utf8_lossy(&answer).trim()
         ));
     }
-    Ok(body)
+    Ok(answer)
+}
+
+/// `GET path` answering 200 (`Some(body)`) or 404 (`None`).
+fn get_optional(conn: &mut Conn, path: &str) -> Res<Option<Vec<u8>>> {
+    let (status, body) = conn
+        .request("GET", path, &[])
+        .map_err(|e| format!("GET {path}: {e}"))?;
+    match status {
+        200 => Ok(Some(body)),
+        404 => Ok(None),
+        other => Err(format!(
+            "GET {path} answered {other}: {}",
+            String::from_utf8_lossy(&body).trim()
+        )),
+    }
+}
+
+/// The NDJSON lines of a `GET` (a finite read).
+fn count_lines(conn: &mut Conn, path: &str) -> Res<u64> {
+    let body = expect_200(conn, "GET", path, &[])?;
+    Ok(body.iter().filter(|&&b| b == b'\n').count() as u64)
+}
+
+/// A JSON body parsed.
+fn json(body: &[u8]) -> Res<serde_json::Value> {
+    serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "not JSON ({e}): {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        )
+    })
+}
+
+/// The millisecond time inside a frame JSON's SCRU128 id.
+fn id_ms(frame: &[u8]) -> Res<u64> {
+    let id = frame_id(frame).ok_or("frame without id")?;
+    let id: scru128::Id = std::str::from_utf8(id)
+        .map_err(|_| "id is not UTF-8".to_string())?
+        .parse()
+        .map_err(|e| format!("bad id: {e}"))?;
+    Ok(id.timestamp())
+}
+
+/// Calls `check` every `every` until it yields a value; an error after
+/// `limit` (or as soon as `check` fails).
+fn poll<T>(limit: Duration, every: Duration, mut check: impl FnMut() -> Res<Option<T>>) -> Res<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check()? {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("gave up after {limit:?}"));
+        }
+        std::thread::sleep(every);
+    }
 }
 
 /// The `"id"` of a frame JSON line.
@@ -634,15 +828,20 @@ fn ms(d: Duration) -> String {
 
 // ---------------------------------------------------------------- dimensions
 
-/// `clients` threads append back to back; counted over `APPEND_WINDOW`.
-fn append(
-    bin: &Path,
+/// What `hammer` measured: each counted request's latency, and the
+/// server's CPU time over the counted window.
+struct Hammered {
+    latencies: Vec<Duration>,
+    cpu_used: Duration,
+}
+
+/// `clients` threads send requests back to back (`op(conn, client, seq)`);
+/// counted over `APPEND_WINDOW` after `APPEND_WARMUP`.
+fn hammer(
+    server: &Server,
     clients: usize,
-    fsync: &str,
-    target: f64,
-    target_text: &'static str,
-) -> Res<Outcome> {
-    let server = Server::start(bin, fsync)?;
+    op: fn(&mut Conn, usize, u64) -> Res<()>,
+) -> Res<Hammered> {
     let conns = server.connect_served(clients)?;
     let barrier = Arc::new(Barrier::new(clients + 1));
     let start = Arc::new(std::sync::OnceLock::<Instant>::new());
@@ -662,7 +861,7 @@ fn append(
                 if sent >= until {
                     break;
                 }
-                append_one(&mut conn, client, seq)?;
+                op(&mut conn, client, seq)?;
                 seq += 1;
                 let done = Instant::now();
                 if sent >= from && done <= until {
@@ -689,11 +888,32 @@ fn append(
             Err(p) => errors.push(format!("client panicked: {}", panic_text(&p))),
         }
     }
-    drop(server);
     if let Some(e) = errors.into_iter().next() {
         return Err(e);
     }
     latencies.sort();
+    Ok(Hammered {
+        latencies,
+        cpu_used,
+    })
+}
+
+/// `clients` threads append back to back; counted over `APPEND_WINDOW`.
+fn append(
+    bin: &Path,
+    clients: usize,
+    fsync: &str,
+    target: f64,
+    target_text: &'static str,
+) -> Res<Outcome> {
+    let server = Server::start(bin, fsync)?;
+    let Hammered {
+        latencies,
+        cpu_used,
+    } = hammer(&server, clients, |conn, client, seq| {
+        append_one(conn, client, seq).map(drop)
+    })?;
+    drop(server);
     let rate = latencies.len() as f64 / APPEND_WINDOW.as_secs_f64();
     let cpu_per_append = cpu_used.as_secs_f64() * 1e6 / latencies.len().max(1) as f64;
     Ok(Outcome::Measured {
@@ -712,28 +932,43 @@ fn append(
     })
 }
 
-/// Fills a store with `REPLAY_FRAMES` appends (16 clients, fsync never),
-/// then times one `GET /`.
-fn replay(bin: &Path) -> Res<Outcome> {
-    let server = Server::start(bin, "never")?;
+/// What a fill by appends did.
+struct Fill {
+    /// Appends answered (short of the goal only at `FILL_LIMIT`).
+    filled: u64,
+    elapsed: Duration,
+    /// The slowest single append.
+    slowest: Duration,
+}
+
+impl Fill {
+    fn rate(&self) -> f64 {
+        self.filled as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// `FILL_CLIENTS` clients append `frames` distinct 64-byte payloads to
+/// `topic` between them; stops at `FILL_LIMIT`.
+fn fill(server: &Server, topic: &str, frames: u64) -> Res<Fill> {
     let next = Arc::new(AtomicU64::new(0));
     let filled = Arc::new(AtomicU64::new(0));
-    let conns = server.connect_served(16)?;
+    let conns = server.connect_served(FILL_CLIENTS)?;
     let fill_start = Instant::now();
-    let fill_deadline = fill_start + REPLAY_FILL_LIMIT;
+    let fill_deadline = fill_start + FILL_LIMIT;
     let mut handles = Vec::new();
     for (client, mut conn) in conns.into_iter().enumerate() {
         let next = next.clone();
         let filled = filled.clone();
+        let topic = topic.to_string();
         handles.push(std::thread::spawn(move || -> Res<Duration> {
             let mut slowest = Duration::ZERO;
             while Instant::now() < fill_deadline {
                 let seq = next.fetch_add(1, Ordering::Relaxed);
-                if seq >= REPLAY_FRAMES {
+                if seq >= frames {
                     break;
                 }
                 let sent = Instant::now();
-                append_one(&mut conn, client, seq)?;
+                append_to(&mut conn, &topic, &payload(client, seq))?;
                 slowest = slowest.max(sent.elapsed());
                 filled.fetch_add(1, Ordering::Relaxed);
             }
@@ -747,10 +982,21 @@ fn replay(bin: &Path) -> Res<Outcome> {
             .map_err(|p| format!("filler panicked: {}", panic_text(&p)))??;
         fill_max = fill_max.max(slowest);
     }
-    let fill = fill_start.elapsed();
+    Ok(Fill {
+        filled: filled.load(Ordering::Relaxed),
+        elapsed: fill_start.elapsed(),
+        slowest: fill_max,
+    })
+}
+
+/// Fills a store with `REPLAY_FRAMES` appends (16 clients, fsync never),
+/// then times one `GET /`.
+fn replay(bin: &Path) -> Res<Outcome> {
+    let server = Server::start(bin, "never")?;
+    let fill = fill(&server, "bench", REPLAY_FRAMES)?;
     // Short of the goal only when the fill hit its time limit: the replay
     // is then measured on what is there, and `filled` says so.
-    let filled = filled.load(Ordering::Relaxed);
+    let filled = fill.filled;
     // Let the housekeeper work off the fill (pending payloads: syncfs,
     // then forgetting their journaled copies) so the replay is timed alone.
     let (settle, settled) = wait_idle(server.pid(), SETTLE_LIMIT);
@@ -796,12 +1042,9 @@ fn replay(bin: &Path) -> Res<Outcome> {
             ("mb", format!("{:.1}", bytes as f64 / 1e6)),
             ("server_cpu_ms", ms(cpu_used)),
             ("filled", filled.to_string()),
-            ("fill_s", format!("{:.1}", fill.as_secs_f64())),
-            (
-                "fill_appends_per_s",
-                format!("{:.0}", filled as f64 / fill.as_secs_f64()),
-            ),
-            ("fill_max_ms", ms(fill_max)),
+            ("fill_s", format!("{:.1}", fill.elapsed.as_secs_f64())),
+            ("fill_appends_per_s", format!("{:.0}", fill.rate())),
+            ("fill_max_ms", ms(fill.slowest)),
             ("settle_s", format!("{:.1}", settle.as_secs_f64())),
             ("settled", settled.to_string()),
             ("bg_cpu_pct", format!("{:.0}", bg_cpu.as_secs_f64() * 100.0)),
@@ -980,27 +1223,31 @@ fn idle_rss(bin: &Path) -> Res<Outcome> {
     })
 }
 
-/// Runs `xs append <dir> bench` with 64 bytes on stdin; its wall time.
-fn oneshot_once(bin: &Path, store: &Path, seq: u64) -> Res<Result<Duration, String>> {
+/// Runs `xs <args>` with `input` on stdin, killing it after `limit`; its
+/// wall time from spawn to exit, and its output.
+fn run_cli(
+    bin: &Path,
+    args: &[&std::ffi::OsStr],
+    input: &[u8],
+    limit: Duration,
+) -> Res<(Duration, std::process::Output)> {
     let started = Instant::now();
     let mut child = Command::new(bin)
-        .arg("append")
-        .arg(store)
-        .arg("bench")
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("spawning xs append: {e}"))?;
+        .map_err(|e| format!("spawning xs {:?}: {e}", args.first()))?;
     let pid = child.id();
     let mut stdin = child.stdin.take().ok_or("no stdin pipe")?;
     // A CLI that never reads stdin must not block us: ignore EPIPE.
-    let _ = stdin.write_all(&payload(0, seq));
+    let _ = stdin.write_all(input);
     drop(stdin);
     // Bound the wait: kill the child if it hangs.
     let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
     let watchdog = std::thread::spawn(move || {
-        if done_rx.recv_timeout(Duration::from_secs(10)).is_err() {
+        if done_rx.recv_timeout(limit).is_err() {
             // SAFETY: signalling our own child by pid.
             unsafe {
                 libc::kill(pid as libc::pid_t, libc::SIGKILL);
@@ -1011,17 +1258,30 @@ fn oneshot_once(bin: &Path, store: &Path, seq: u64) -> Res<Result<Duration, Stri
     let elapsed = started.elapsed();
     let _ = done_tx.send(());
     let _ = watchdog.join();
-    let output = output.map_err(|e| format!("waiting for xs append: {e}"))?;
-    if output.status.success() {
-        return Ok(Ok(elapsed));
-    }
+    let output = output.map_err(|e| format!("waiting for xs: {e}"))?;
+    Ok((elapsed, output))
+}
+
+/// The first line of a failed CLI run's stderr, for the report.
+fn cli_failure(what: &str, output: &std::process::Output) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr);
     let first = stderr.lines().next().unwrap_or("").trim();
     let detail = if first.is_empty() { "no stderr" } else { first };
-    Ok(Err(format!(
-        "`xs append` exited with {} ({detail})",
-        output.status
-    )))
+    format!("`{what}` exited with {} ({detail})", output.status)
+}
+
+/// Runs `xs append <dir> bench` with 64 bytes on stdin; its wall time.
+fn oneshot_once(bin: &Path, store: &Path, seq: u64) -> Res<Result<Duration, String>> {
+    let (elapsed, output) = run_cli(
+        bin,
+        &["append".as_ref(), store.as_os_str(), "bench".as_ref()],
+        &payload(0, seq),
+        Duration::from_secs(10),
+    )?;
+    if output.status.success() {
+        return Ok(Ok(elapsed));
+    }
+    Ok(Err(cli_failure("xs append", &output)))
 }
 
 fn oneshot_append(bin: &Path) -> Res<Outcome> {
@@ -1047,4 +1307,593 @@ fn oneshot_append(bin: &Path) -> Res<Outcome> {
         met: median <= Duration::from_millis(3),
         target: "median<=3ms",
     })
+}
+
+// ---------------------------------------------------------------- processors
+
+/// What one processor run took.
+struct ProcessorRun {
+    /// From sending the create append until the result was seen.
+    elapsed: Duration,
+    /// The server's CPU time over `elapsed`.
+    cpu: Duration,
+    /// The create frame's JSON.
+    create: Vec<u8>,
+    /// The create frame's id time to the `active` frame's.
+    load_ms: u64,
+}
+
+/// Appends `script` as `xs.<kind>.bench.create` and polls every
+/// `POLL_EVERY` until `done` yields; a `fin.*` or `invalid` frame of the
+/// processor, or `PROCESSOR_LIMIT`, is an error.
+fn run_processor(
+    server: &Server,
+    kind: &str,
+    script: &str,
+    mut done: impl FnMut(&mut Conn) -> Res<bool>,
+) -> Res<ProcessorRun> {
+    let mut conn = server.connect_served(1)?.remove(0);
+    let prefix = format!("xs.{kind}.bench");
+    let failures = format!("/last/{prefix}.fin.*,{prefix}.invalid");
+    let cpu_from = cpu_time(server.pid());
+    let started = Instant::now();
+    let create = append_to(&mut conn, &format!("{prefix}.create"), script.as_bytes())?;
+    let seen = poll(PROCESSOR_LIMIT, POLL_EVERY, || {
+        if done(&mut conn)? {
+            return Ok(Some(Instant::now()));
+        }
+        match get_optional(&mut conn, &failures)? {
+            Some(frame) => Err(format!(
+                "the {kind} stopped: {}",
+                String::from_utf8_lossy(&frame).trim()
+            )),
+            None => Ok(None),
+        }
+    })
+    .map_err(|e| format!("waiting for the {kind}: {e}"))?;
+    let elapsed = seen - started;
+    let cpu = cpu_time(server.pid()).saturating_sub(cpu_from);
+    let active = get_optional(&mut conn, &format!("/last/{prefix}.active"))?
+        .ok_or_else(|| format!("no {prefix}.active frame"))?;
+    let load_ms = id_ms(&active)?.saturating_sub(id_ms(&create)?);
+    Ok(ProcessorRun {
+        elapsed,
+        cpu,
+        create,
+        load_ms,
+    })
+}
+
+/// Fills `topic` with `frames` appends and waits for the server to go
+/// idle; an error when the fill fell short.
+fn fill_and_settle(server: &Server, topic: &str, frames: u64) -> Res<(Fill, Duration, bool)> {
+    let fill = fill(server, topic, frames)?;
+    if fill.filled < frames {
+        return Err(format!(
+            "the fill stored {} of {frames} frames within {FILL_LIMIT:?}",
+            fill.filled
+        ));
+    }
+    let (settle, settled) = wait_idle(server.pid(), SETTLE_LIMIT);
+    Ok((fill, settle, settled))
+}
+
+/// An actor counting `ev` frames from the first; on the `frames`th it
+/// appends `bench.done`, and with `emit` each count also goes to
+/// `bench.out` as the payload.
+fn actor_script(frames: u64, emit: bool) -> String {
+    let emit = if emit {
+        r#"$"($n)" | .append bench.out; "#
+    } else {
+        ""
+    };
+    format!(
+        r#"{{initial: 0, start: "first", run: {{|frame, state| if $frame.topic == "ev" {{ let n = $state + 1; {emit}if $n == {frames} {{ .append bench.done }}; {{next: $n}} }} else {{ {{next: $state}} }} }}}}"#
+    )
+}
+
+/// An actor folding `frames` pre-appended frames; see the header.
+fn actor(
+    bin: &Path,
+    fsync: &str,
+    frames: u64,
+    emit: bool,
+    target: f64,
+    target_text: &'static str,
+) -> Res<Outcome> {
+    let server = Server::start(bin, fsync)?;
+    let (fill, settle, settled) = fill_and_settle(&server, "ev", frames)?;
+    let mut done_frame = Vec::new();
+    let run =
+        run_processor(
+            &server,
+            "actor",
+            &actor_script(frames, emit),
+            |conn| match get_optional(conn, "/last/bench.done")? {
+                Some(frame) => {
+                    done_frame = frame;
+                    Ok(true)
+                }
+                None => Ok(false),
+            },
+        )?;
+    let server_ms = id_ms(&done_frame)?.saturating_sub(id_ms(&run.create)?);
+    let mut conn = server.connect()?;
+    let outs = if emit {
+        let outs = count_lines(&mut conn, "/?topic=bench.out")?;
+        if outs != frames {
+            return Err(format!("{outs} bench.out frames, expected {frames}"));
+        }
+        Some(outs)
+    } else {
+        None
+    };
+    drop(conn);
+    drop(server);
+    let rate = frames as f64 / run.elapsed.as_secs_f64();
+    let mut keys = vec![
+        ("frames_per_s", format!("{rate:.0}")),
+        ("frames", frames.to_string()),
+        ("fsync", fsync.to_string()),
+        ("ms", ms(run.elapsed)),
+        ("server_ms", server_ms.to_string()),
+        ("load_ms", run.load_ms.to_string()),
+        (
+            "server_cpu_us_per_frame",
+            format!("{:.1}", run.cpu.as_secs_f64() * 1e6 / frames as f64),
+        ),
+    ];
+    if let Some(outs) = outs {
+        keys.push(("out_frames", outs.to_string()));
+    }
+    keys.extend([
+        ("fill_s", format!("{:.1}", fill.elapsed.as_secs_f64())),
+        ("settle_s", format!("{:.1}", settle.as_secs_f64())),
+        ("settled", settled.to_string()),
+    ]);
+    Ok(Outcome::Measured {
+        keys,
+        headline: format!("{rate:.0} frames/s"),
+        met: rate >= target,
+        target: target_text,
+    })
+}
+
+/// A view counting `VIEW_FRAMES` pre-appended frames.
+fn view_fold(bin: &Path) -> Res<Outcome> {
+    let server = Server::start(bin, "never")?;
+    let (fill, settle, settled) = fill_and_settle(&server, "ev", VIEW_FRAMES)?;
+    let script = r#"{initial: 0, topics: ["ev"], run: {|frame, state| $state + 1}}"#;
+    let mut saves_seen = 0u64;
+    let run = run_processor(&server, "view", script, |conn| {
+        let Some(body) = get_optional(conn, "/kv/view.bench")? else {
+            return Ok(false);
+        };
+        saves_seen += 1;
+        let state = json(&body)?;
+        Ok(state.get("state").and_then(|s| s.as_u64()) == Some(VIEW_FRAMES))
+    })?;
+    drop(server);
+    let rate = VIEW_FRAMES as f64 / run.elapsed.as_secs_f64();
+    Ok(Outcome::Measured {
+        keys: vec![
+            ("frames_per_s", format!("{rate:.0}")),
+            ("frames", VIEW_FRAMES.to_string()),
+            ("ms", ms(run.elapsed)),
+            ("load_ms", run.load_ms.to_string()),
+            (
+                "server_cpu_us_per_frame",
+                format!("{:.1}", run.cpu.as_secs_f64() * 1e6 / VIEW_FRAMES as f64),
+            ),
+            ("saves_seen", saves_seen.to_string()),
+            ("fill_s", format!("{:.1}", fill.elapsed.as_secs_f64())),
+            ("settle_s", format!("{:.1}", settle.as_secs_f64())),
+            ("settled", settled.to_string()),
+        ],
+        headline: format!("{rate:.0} frames/s"),
+        met: rate >= 100_000.0,
+        target: ">=100000/s",
+    })
+}
+
+// ---------------------------------------------------------------- k/v
+
+/// 16 clients `PUT /kv/k<client>` back to back under `--fsync always`.
+fn kv_set(bin: &Path) -> Res<Outcome> {
+    let clients = 16;
+    let server = Server::start(bin, "always")?;
+    let Hammered {
+        latencies,
+        cpu_used,
+    } = hammer(&server, clients, |conn, client, seq| {
+        let path = format!("/kv/k{client}");
+        let body = format!("{{\"client\":{client},\"seq\":{seq},\"note\":\"bench\"}}");
+        let (status, answer) = conn
+            .request("PUT", &path, body.as_bytes())
+            .map_err(|e| format!("PUT {path}: {e}"))?;
+        if status != 204 {
+            return Err(format!(
+                "PUT {path} answered {status}: {}",
+                String::from_utf8_lossy(&answer).trim()
+            ));
+        }
+        Ok(())
+    })?;
+    // The last value written is readable.
+    let mut conn = server.connect()?;
+    let value = json(&expect_200(&mut conn, "GET", "/kv/k0", &[])?)?;
+    if value.get("client").and_then(|c| c.as_u64()) != Some(0) {
+        return Err(format!("GET /kv/k0 answered {value}"));
+    }
+    drop(conn);
+    drop(server);
+    let rate = latencies.len() as f64 / APPEND_WINDOW.as_secs_f64();
+    let cpu_per_set = cpu_used.as_secs_f64() * 1e6 / latencies.len().max(1) as f64;
+    Ok(Outcome::Measured {
+        keys: vec![
+            ("sets_per_s", format!("{rate:.0}")),
+            ("sets", latencies.len().to_string()),
+            ("clients", clients.to_string()),
+            ("secs", format!("{:.1}", APPEND_WINDOW.as_secs_f64())),
+            ("p50_ms", ms(percentile(&latencies, 0.50))),
+            ("p99_ms", ms(percentile(&latencies, 0.99))),
+            ("server_cpu_us_per_set", format!("{cpu_per_set:.0}")),
+        ],
+        headline: format!("{rate:.0} sets/s"),
+        met: true,
+        target: "report",
+    })
+}
+
+// ---------------------------------------------------------------- bulk stores
+
+/// Posts `count` distinct small payloads to `/cas`; their SRIs.
+fn post_payloads(conn: &mut Conn, count: u64) -> Res<Vec<String>> {
+    (0..count)
+        .map(|seq| {
+            let sri = expect_200(conn, "POST", "/cas", &payload(9999, seq))?;
+            Ok(String::from_utf8_lossy(&sri).trim().to_string())
+        })
+        .collect()
+}
+
+/// What a bulk import did.
+struct Imported {
+    elapsed: Duration,
+    /// The id of frame `frames / 2`.
+    mid: String,
+}
+
+/// Imports `frames` frames with increasing fresh ids by NDJSON
+/// `POST /import` in batches of `IMPORT_BATCH`; frame `i` gets
+/// `topic(i)` and `hashes[i % hashes.len()]`.
+fn import_frames(
+    conn: &mut Conn,
+    frames: u64,
+    topic: impl Fn(u64) -> &'static str,
+    hashes: &[String],
+) -> Res<Imported> {
+    let started = Instant::now();
+    let mut mid = String::new();
+    let mut at = 0;
+    while at < frames {
+        let end = (at + IMPORT_BATCH).min(frames);
+        let mut body = Vec::with_capacity(((end - at) * 160) as usize);
+        for i in at..end {
+            let id = scru128::new().to_string();
+            if i == frames / 2 {
+                mid = id.clone();
+            }
+            let hash = &hashes[(i % hashes.len() as u64) as usize];
+            writeln!(
+                body,
+                r#"{{"topic":"{}","id":"{id}","hash":"{hash}","meta":null,"ttl":"forever"}}"#,
+                topic(i)
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        conn.send_typed("POST", "/import", "application/x-ndjson", &body)
+            .map_err(|e| format!("POST /import: {e}"))?;
+        let head = conn.read_head().map_err(|e| format!("POST /import: {e}"))?;
+        let mut answer = Vec::new();
+        conn.read_body(head.content_length.unwrap_or(0), &mut answer)
+            .map_err(|e| format!("POST /import: {e}"))?;
+        let expected = format!("{{\"imported\":{}}}", end - at);
+        if head.status != 200 || String::from_utf8_lossy(&answer).trim() != expected {
+            return Err(format!(
+                "POST /import answered {}: {}",
+                head.status,
+                String::from_utf8_lossy(&answer).trim()
+            ));
+        }
+        at = end;
+    }
+    Ok(Imported {
+        elapsed: started.elapsed(),
+        mid,
+    })
+}
+
+/// One store of `seek-cost`.
+struct SeekStore {
+    server: Server,
+    conn: Conn,
+    frames: u64,
+    imported: Imported,
+    settle: Duration,
+    settled: bool,
+}
+
+/// The topic of frame `i` of `frames`: `rare` for 10 evenly spread ones,
+/// else `ev`.
+fn rare_topic(frames: u64) -> impl Fn(u64) -> &'static str {
+    let every = frames / 10;
+    move |i| if i % every == every / 2 { "rare" } else { "ev" }
+}
+
+fn seek_store(bin: &Path, frames: u64) -> Res<SeekStore> {
+    let server = Server::start(bin, "never")?;
+    let mut conn = server.connect_served(1)?.remove(0);
+    let hashes = post_payloads(&mut conn, 1)?;
+    let imported = import_frames(&mut conn, frames, rare_topic(frames), &hashes)?;
+    Ok(SeekStore {
+        server,
+        conn,
+        frames,
+        imported,
+        settle: Duration::ZERO,
+        settled: false,
+    })
+}
+
+/// Seek latency on a 10k and a 1M store, side by side.
+fn seek_cost(bin: &Path) -> Res<Outcome> {
+    let mut stores = [seek_store(bin, SEEK_SMALL)?, seek_store(bin, SEEK_LARGE)?];
+    for store in stores.iter_mut() {
+        (store.settle, store.settled) = wait_idle(store.server.pid(), SEEK_SETTLE);
+    }
+    // (key, path on each store, lines the answer must hold)
+    let queries: Vec<(&str, [String; 2], u64)> = {
+        let per =
+            |f: &dyn Fn(&str) -> String| [f(&stores[0].imported.mid), f(&stores[1].imported.mid)];
+        vec![
+            ("rev1", per(&|_| "/?rev&limit=1".into()), 1),
+            ("first", per(&|_| "/first".into()), 1),
+            ("last", per(&|_| "/last".into()), 1),
+            ("next", per(&|mid| format!("/{mid}/next")), 1),
+            ("prev", per(&|mid| format!("/{mid}/prev")), 1),
+            ("from10", per(&|mid| format!("/?from={mid}&limit=10")), 10),
+            ("rare_rev1", per(&|_| "/?rev&topic=rare&limit=1".into()), 1),
+        ]
+    };
+    // Check every answer once (and warm up).
+    for (key, paths, lines) in &queries {
+        for (store, path) in stores.iter_mut().zip(paths) {
+            let body = expect_200(&mut store.conn, "GET", path, &[])?;
+            let got = body.iter().filter(|&&b| b == b'\n').count() as u64;
+            // Single frames come without a trailing newline.
+            let got = if *lines == 1 && got == 0 && !body.is_empty() {
+                1
+            } else {
+                got
+            };
+            if got != *lines {
+                return Err(format!(
+                    "{key}: GET {path} on the {}-frame store gave {got} lines, expected {lines}",
+                    store.frames
+                ));
+            }
+            if *key == "rare_rev1" && !body.windows(14).any(|w| w == b"\"topic\":\"rare\"") {
+                return Err(format!("GET {path} did not answer a rare frame"));
+            }
+        }
+    }
+    let cpu_from = [
+        cpu_time(stores[0].server.pid()),
+        cpu_time(stores[1].server.pid()),
+    ];
+    let mut medians = Vec::new();
+    for (key, paths, _) in &queries {
+        let mut samples = [Vec::new(), Vec::new()];
+        while samples[1].len() < SEEK_SAMPLES {
+            for (at, store) in stores.iter_mut().enumerate() {
+                for _ in 0..SEEK_ROUND {
+                    let sent = Instant::now();
+                    expect_200(&mut store.conn, "GET", &paths[at], &[])?;
+                    samples[at].push(sent.elapsed());
+                }
+            }
+        }
+        for s in samples.iter_mut() {
+            s.sort();
+        }
+        medians.push((
+            *key,
+            percentile(&samples[0], 0.5),
+            percentile(&samples[1], 0.5),
+        ));
+    }
+    let requests = (queries.len() * SEEK_SAMPLES) as f64;
+    let cpu_per_request: Vec<f64> = stores
+        .iter()
+        .zip(cpu_from)
+        .map(|(store, from)| {
+            cpu_time(store.server.pid())
+                .saturating_sub(from)
+                .as_secs_f64()
+                * 1e6
+                / requests
+        })
+        .collect();
+    let us = |d: Duration| format!("{:.0}", d.as_secs_f64() * 1e6);
+    let mut keys = vec![(
+        "frames",
+        format!("{}/{}", stores[0].frames, stores[1].frames),
+    )];
+    let mut worst: f64 = 0.0;
+    let mut worst_key = "";
+    for (key, small, large) in &medians {
+        let ratio = large.as_secs_f64() / small.as_secs_f64().max(1e-9);
+        if ratio > worst {
+            worst = ratio;
+            worst_key = key;
+        }
+        keys.push((key, format!("{}/{}us", us(*small), us(*large))));
+    }
+    keys.extend([
+        ("worst_ratio", format!("{worst:.2}({worst_key})")),
+        (
+            "server_cpu_us_per_req",
+            format!("{:.0}/{:.0}", cpu_per_request[0], cpu_per_request[1]),
+        ),
+        (
+            "import_s",
+            format!(
+                "{:.1}/{:.1}",
+                stores[0].imported.elapsed.as_secs_f64(),
+                stores[1].imported.elapsed.as_secs_f64()
+            ),
+        ),
+        (
+            "settle_s",
+            format!(
+                "{:.1}/{:.1}",
+                stores[0].settle.as_secs_f64(),
+                stores[1].settle.as_secs_f64()
+            ),
+        ),
+        (
+            "settled",
+            format!("{}/{}", stores[0].settled, stores[1].settled),
+        ),
+    ]);
+    drop(stores);
+    Ok(Outcome::Measured {
+        keys,
+        headline: format!("worst 1M/10k {worst:.2}x"),
+        met: worst <= 2.0,
+        target: "1M<=2x10k",
+    })
+}
+
+/// `xs export` of a 100k-frame store, `xs import` into a fresh one.
+fn export_import(bin: &Path) -> Res<Outcome> {
+    let source = Server::start(bin, "never")?;
+    let mut conn = source.connect_served(1)?.remove(0);
+    let hashes = post_payloads(&mut conn, EXPORT_PAYLOADS)?;
+    let imported = import_frames(&mut conn, EXPORT_FRAMES, |_| "ev", &hashes)?;
+    let source_frames = count_lines(&mut conn, "/")?;
+    drop(conn);
+    let (settle, settled) = wait_idle(source.pid(), SEEK_SETTLE);
+
+    let dump_tmp = tempfile::Builder::new()
+        .prefix("xs-bench-dump")
+        .tempdir()
+        .map_err(|e| format!("tempdir: {e}"))?;
+    let dump = dump_tmp.path().join("dump");
+    let cpu_from = cpu_time(source.pid());
+    let (export_time, output) = run_cli(
+        bin,
+        &[
+            "export".as_ref(),
+            source.store.as_os_str(),
+            dump.as_os_str(),
+        ],
+        &[],
+        CLI_LIMIT,
+    )?;
+    let export_cpu = cpu_time(source.pid()).saturating_sub(cpu_from);
+    if !output.status.success() {
+        return Err(cli_failure("xs export", &output));
+    }
+    let said = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    // "exported <n> frames and <m> payloads to <folder>"
+    let words: Vec<&str> = said.split_whitespace().collect();
+    let number = |at: usize| -> Res<u64> {
+        words
+            .get(at)
+            .and_then(|w| w.parse().ok())
+            .ok_or_else(|| format!("unexpected xs export output: {said}"))
+    };
+    let (exported, payloads) = (number(1)?, number(4)?);
+    if exported != source_frames {
+        return Err(format!(
+            "xs export wrote {exported} frames; the store holds {source_frames}"
+        ));
+    }
+    let dump_bytes = dir_bytes(&dump);
+    drop(source);
+
+    let target = Server::start(bin, "always")?;
+    let mut conn = target.connect_served(1)?.remove(0);
+    let before = count_lines(&mut conn, "/")?;
+    let cpu_from = cpu_time(target.pid());
+    let (import_time, output) = run_cli(
+        bin,
+        &[
+            "import".as_ref(),
+            target.store.as_os_str(),
+            dump.as_os_str(),
+        ],
+        &[],
+        CLI_LIMIT,
+    )?;
+    let import_cpu = cpu_time(target.pid()).saturating_sub(cpu_from);
+    if !output.status.success() {
+        return Err(cli_failure("xs import", &output));
+    }
+    let after = count_lines(&mut conn, "/")?;
+    if after - before != exported {
+        return Err(format!(
+            "the fresh store gained {} frames; export wrote {exported}",
+            after - before
+        ));
+    }
+    drop(conn);
+    drop(target);
+    let per_frame = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1e6 / exported as f64);
+    Ok(Outcome::Measured {
+        keys: vec![
+            ("frames", exported.to_string()),
+            ("payloads", payloads.to_string()),
+            ("export_s", format!("{:.2}", export_time.as_secs_f64())),
+            ("import_s", format!("{:.2}", import_time.as_secs_f64())),
+            (
+                "export_frames_per_s",
+                format!("{:.0}", exported as f64 / export_time.as_secs_f64()),
+            ),
+            (
+                "import_frames_per_s",
+                format!("{:.0}", exported as f64 / import_time.as_secs_f64()),
+            ),
+            ("export_server_cpu_us_per_frame", per_frame(export_cpu)),
+            ("import_server_cpu_us_per_frame", per_frame(import_cpu)),
+            ("import_fsync", "always".into()),
+            ("dump_mb", format!("{:.1}", dump_bytes as f64 / 1e6)),
+            ("fill_s", format!("{:.1}", imported.elapsed.as_secs_f64())),
+            ("settle_s", format!("{:.1}", settle.as_secs_f64())),
+            ("settled", settled.to_string()),
+        ],
+        headline: format!(
+            "export {:.1} s, import {:.1} s",
+            export_time.as_secs_f64(),
+            import_time.as_secs_f64()
+        ),
+        met: true,
+        target: "report",
+    })
+}
+
+/// The bytes of the files under `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&entry.path()),
+            _ => entry.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
 }

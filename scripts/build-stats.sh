@@ -7,10 +7,11 @@
 #   scripts/build-stats.sh --clean   also times a clean `cargo build --release`
 #                                    in a scratch CARGO_TARGET_DIR (removed after)
 #
-# The binary is ${CARGO_TARGET_DIR:-target}/release/xs; it is built with
-# `cargo build --release` first when missing. The size is measured on a
-# stripped copy (`strip` when available; the release profile already sets
-# strip = true, so both usually agree).
+# The binary is ${CARGO_TARGET_DIR:-target}/release/xs; `cargo build
+# --release` runs first (a no-op when it is up to date), so the size is never
+# that of a stale build. The size is measured on a stripped copy (`strip`
+# when available; the release profile already sets strip = true, so both
+# usually agree).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -19,17 +20,15 @@ clean=0
 for arg in "$@"; do
     case "$arg" in
         --clean) clean=1 ;;
-        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
 
 target_dir="${CARGO_TARGET_DIR:-target}"
 bin="$target_dir/release/xs"
-if [ ! -x "$bin" ]; then
-    echo "building $bin (missing)..." >&2
-    cargo build --release --quiet
-fi
+echo "cargo build --release (up to date unless the sources changed)..." >&2
+cargo build --release --quiet
 
 stripped="$(mktemp)"
 trap 'rm -f "$stripped"' EXIT
