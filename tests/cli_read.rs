@@ -7,143 +7,14 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::cli::*;
 use common::*;
 use serde_json::Value;
-
-// ---------------------------------------------------------------------------
-// Running the binary
-
-/// How long one CLI command may take before the test fails.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// How long a follower may take to print its next line.
-const LINE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// `xs <args>` with stdin closed.
-fn xs(args: &[&str]) -> Output {
-    run(cmd(args), None)
-}
-
-/// `xs <args>` with `input` on stdin.
-fn xs_stdin(args: &[&str], input: &[u8]) -> Output {
-    run(cmd(args), Some(input))
-}
-
-fn cmd(args: &[&str]) -> Command {
-    let mut cmd = Command::new(XS);
-    cmd.args(args);
-    cmd
-}
-
-/// Runs a command to its end (killed after `COMMAND_TIMEOUT`).
-fn run(mut cmd: Command, input: Option<&[u8]>) -> Output {
-    cmd.stdin(if input.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn xs");
-    let writer = input.map(|bytes| {
-        let mut stdin = child.stdin.take().unwrap();
-        let bytes = bytes.to_vec();
-        std::thread::spawn(move || {
-            let _ = stdin.write_all(&bytes);
-        })
-    });
-    let stdout = drain(child.stdout.take().unwrap());
-    let stderr = drain(child.stderr.take().unwrap());
-    let status = wait_for(&mut child, COMMAND_TIMEOUT)
-        .unwrap_or_else(|| panic!("{cmd:?} did not finish within {COMMAND_TIMEOUT:?}"));
-    if let Some(writer) = writer {
-        writer.join().unwrap();
-    }
-    Output {
-        status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    }
-}
-
-fn drain(mut from: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = from.read_to_end(&mut bytes);
-        bytes
-    })
-}
-
-/// Waits for `child` to exit; kills it and answers `None` after `timeout`.
-fn wait_for(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Asserts exit 0 and returns stdout.
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "expected success, got {:?}; stderr: {}",
-        out.status,
-        stderr(out)
-    );
-    stdout(out)
-}
-
-/// Asserts exit 1 with nothing on stdout or stderr ("not found").
-fn not_found(out: &Output) {
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "expected exit 1; stdout: {:?}; stderr: {:?}",
-        stdout(out),
-        stderr(out)
-    );
-    assert_eq!(stdout(out), "", "no output expected");
-    assert_eq!(stderr(out), "", "nothing on stderr expected");
-}
-
-/// The NDJSON lines of some output, parsed.
-fn lines(text: &str) -> Vec<Value> {
-    text.lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
-        .collect()
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
-}
-
-/// The store folder as a command-line address.
-fn addr(server: &Server) -> String {
-    server.dir().to_str().expect("UTF-8 path").to_string()
-}
 
 /// `xs append <dir> <topic>` with an empty stdin; the printed frame.
 fn append(server: &Server, topic: &str) -> Value {
