@@ -1,6 +1,7 @@
 //! End-to-end benchmark of `xs serve`: appends, replay, follow latency,
 //! start-up, idle memory, the one-shot CLI, the Nushell processors (actors,
-//! views), the k/v store, seek cost against store size, and export/import.
+//! views), the k/v store, seek cost against store size, export/import, and
+//! the HTTP gateway answered by a Nushell actor.
 //!
 //! Usage (always with the shared bench target dir):
 //!
@@ -13,7 +14,7 @@
 //! `append-16-always`, `append-1-always`, `append-1-never`, `replay`,
 //! `follow-rtt`, `startup`, `idle-rss`, `oneshot-append`, `actor-state`,
 //! `actor-emit`, `view-fold`, `kv-set-16`, `seek-cost`,
-//! `export-import-100k`.
+//! `export-import-100k`, `gateway`.
 //!
 //! The `xs` binary: `cargo bench` builds the package's `xs` binary in the
 //! bench profile (which inherits `[profile.release]`) and hands its path to
@@ -108,6 +109,24 @@
 //!   source (counted by `GET /`). The CLI runs are bounded by
 //!   `CLI_LIMIT`.
 //!
+//! - `gateway`: `xs serve <fresh store> --http 127.0.0.1:<free port>`,
+//!   otherwise default settings (`--fsync always`, requests and answers
+//!   `ephemeral`). An actor (`GATEWAY_ACTOR`, registered as
+//!   `xs.actor.bench.create` like the processors above, waited for until
+//!   its `active` frame) answers each `http.request` with an ephemeral
+//!   `http.response` whose body is the request's path. One request is
+//!   retried until the gateway answers it (`first_ms`), then
+//!   `GATEWAY_CLIENTS` (16) keep-alive TCP connections (`TCP_NODELAY`) are
+//!   opened one at a time, each answered once before the next opens, and
+//!   send `GET /c<client>/<seq>` back to back for `GATEWAY_WINDOW` (5 s)
+//!   after a `GATEWAY_WARMUP` (1 s) that is not counted. requests/s counts
+//!   the 200 answers carrying the right path sent and received inside the
+//!   window; `errors` counts any other answer and broken connections over
+//!   the whole run (a broken connection stops its client; `first_error`
+//!   shows one). Latency p50/p99/max per request, the server's CPU per
+//!   request and its thread count at the end of the window. Met at
+//!   3,000 requests/s with no errors; the actor must still be running.
+//!
 //! Output: one line per dimension, `<name> <key>=<value> ... load=<a>..<b>
 //! status=<ok|MISS> target=<target>`, then a summary. The figures are
 //! wall-clock: on a shared machine they move with its load, so each line
@@ -126,6 +145,7 @@
 //! only prints a note and exits, so test runs stay fast.
 
 use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -177,6 +197,10 @@ const EXPORT_FRAMES: u64 = 100_000;
 const EXPORT_PAYLOADS: u64 = 1_000;
 /// The most one `xs export` / `xs import` run may take.
 const CLI_LIMIT: Duration = Duration::from_secs(600);
+/// Keep-alive TCP clients of the gateway, its counted window and warm-up.
+const GATEWAY_CLIENTS: usize = 16;
+const GATEWAY_WINDOW: Duration = Duration::from_secs(5);
+const GATEWAY_WARMUP: Duration = Duration::from_secs(1);
 
 type Res<T> = Result<T, String>;
 
@@ -195,6 +219,7 @@ const DIMENSIONS: &[&str] = &[
     "kv-set-16",
     "seek-cost",
     "export-import-100k",
+    "gateway",
 ];
 
 /// The outcome of one dimension.
@@ -346,6 +371,7 @@ fn run_dimension(name: &str, bin: &Path) -> Res<Outcome> {
         "kv-set-16" => kv_set(bin),
         "seek-cost" => seek_cost(bin),
         "export-import-100k" => export_import(bin),
+        "gateway" => gateway(bin),
         other => Err(format!("no such dimension {other}")),
     }
 }
@@ -373,6 +399,11 @@ impl Server {
 
     /// Spawns a server without waiting for it.
     fn spawn(bin: &Path, fsync: &str) -> Res<Server> {
+        Server::spawn_with(bin, &["--fsync", fsync])
+    }
+
+    /// Spawns `xs serve <fresh store> <args>` without waiting for it.
+    fn spawn_with(bin: &Path, args: &[&str]) -> Res<Server> {
         let tmp = tempfile::Builder::new()
             .prefix("xs-bench")
             .tempdir()
@@ -382,8 +413,7 @@ impl Server {
         let child = Command::new(bin)
             .arg("serve")
             .arg(&store)
-            .arg("--fsync")
-            .arg(fsync)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -479,9 +509,10 @@ impl Drop for Server {
 
 // ---------------------------------------------------------------- client
 
-/// A keep-alive HTTP/1.1 connection over the Unix socket.
-struct Conn {
-    stream: UnixStream,
+/// A keep-alive HTTP/1.1 connection: over the Unix socket, or over TCP to
+/// the gateway (`Conn<TcpStream>`).
+struct Conn<S = UnixStream> {
+    stream: S,
     buf: Vec<u8>,
     pos: usize,
     len: usize,
@@ -499,12 +530,29 @@ impl Conn {
         let stream = UnixStream::connect(path)?;
         stream.set_read_timeout(Some(IO_TIMEOUT))?;
         stream.set_write_timeout(Some(IO_TIMEOUT))?;
-        Ok(Conn {
+        Ok(Conn::over(stream))
+    }
+}
+
+impl Conn<TcpStream> {
+    /// A TCP connection (`TCP_NODELAY`: each request goes out at once).
+    fn connect_tcp(addr: SocketAddr) -> io::Result<Conn<TcpStream>> {
+        let stream = TcpStream::connect_timeout(&addr, HANDSHAKE_TIMEOUT)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        Ok(Conn::over(stream))
+    }
+}
+
+impl<S: Read + Write> Conn<S> {
+    fn over(stream: S) -> Conn<S> {
+        Conn {
             stream,
             buf: vec![0; 256 * 1024],
             pos: 0,
             len: 0,
-        })
+        }
     }
 
     /// Sends one request (with `Content-Length` when it has a body).
@@ -1542,6 +1590,207 @@ fn kv_set(bin: &Path) -> Res<Outcome> {
         headline: format!("{rate:.0} sets/s"),
         met: true,
         target: "report",
+    })
+}
+
+// ---------------------------------------------------------------- gateway
+
+/// The actor answering every gateway request with its path as the body.
+const GATEWAY_ACTOR: &str = r#"{topics: ["http.request"], run: {|frame, state| $frame.meta.path | .append http.response --ttl ephemeral --meta {request_id: $frame.id}; {next: $state}}}"#;
+
+/// What one gateway client saw.
+#[derive(Default)]
+struct GatewayClient {
+    /// Latencies of the requests answered right within the counted window.
+    latencies: Vec<Duration>,
+    /// Wrong answers (status, body) or broken connections, whole run.
+    errors: u64,
+    first_error: Option<String>,
+    /// Whether the connection broke (the client then stopped).
+    broken: bool,
+}
+
+impl GatewayClient {
+    fn error(&mut self, text: String) {
+        self.errors += 1;
+        self.first_error.get_or_insert(text);
+    }
+}
+
+/// One gateway request for `path`: `Ok(None)` when answered 200 with the
+/// path as the body, `Ok(Some(reason))` for a wrong answer, `Err` when the
+/// connection failed.
+fn gateway_get(conn: &mut Conn<TcpStream>, path: &str) -> io::Result<Option<String>> {
+    let (status, body) = conn.request("GET", path, &[])?;
+    if status == 200 && body == path.as_bytes() {
+        return Ok(None);
+    }
+    let body = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+    Ok(Some(format!(
+        "GET {path} answered {status}: {:?}",
+        body.trim()
+    )))
+}
+
+/// A loopback port free a moment ago.
+fn free_port() -> Res<u16> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+/// Requests per second through the gateway (`--http`, default settings
+/// otherwise) with `GATEWAY_ACTOR` answering; see the header.
+fn gateway(bin: &Path) -> Res<Outcome> {
+    let port = free_port()?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}")
+        .parse()
+        .map_err(|e| format!("address: {e}"))?;
+    let server = Server::spawn_with(bin, &["--http", &addr.to_string()])?;
+    server.wait_ready(START_TIMEOUT)?;
+    let mut conn = server.connect()?;
+    let run = run_processor(&server, "actor", GATEWAY_ACTOR, |conn| {
+        Ok(get_optional(conn, "/last/xs.actor.bench.active")?.is_some())
+    })?;
+
+    // The first request through the gateway, retried until it listens.
+    let deadline = Instant::now() + START_TIMEOUT;
+    let first_started = Instant::now();
+    loop {
+        let answered = Conn::connect_tcp(addr).and_then(|mut c| gateway_get(&mut c, "/first"));
+        match answered {
+            Ok(None) => break,
+            Ok(Some(wrong)) => return Err(format!("the first request: {wrong}")),
+            Err(e) if Instant::now() > deadline => {
+                return Err(format!("the gateway on {addr} did not answer: {e}"))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    let first_ms = first_started.elapsed();
+
+    // Connections opened one at a time, each answered once before the next.
+    let mut conns = Vec::with_capacity(GATEWAY_CLIENTS);
+    for client in 0..GATEWAY_CLIENTS {
+        let mut c = Conn::connect_tcp(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+        let _ = c.stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
+        match gateway_get(&mut c, &format!("/c{client}/hello")) {
+            Ok(None) => {}
+            Ok(Some(wrong)) => return Err(wrong),
+            Err(e) => {
+                return Err(format!(
+                    "gateway connection {} of {GATEWAY_CLIENTS} was not served within \
+                     {HANDSHAKE_TIMEOUT:?}: {e}",
+                    client + 1
+                ))
+            }
+        }
+        let _ = c.stream.set_read_timeout(Some(IO_TIMEOUT));
+        conns.push(c);
+    }
+
+    let barrier = Arc::new(Barrier::new(GATEWAY_CLIENTS + 1));
+    let start = Arc::new(std::sync::OnceLock::<Instant>::new());
+    let mut handles = Vec::new();
+    for (client, mut c) in conns.into_iter().enumerate() {
+        let barrier = barrier.clone();
+        let start = start.clone();
+        handles.push(std::thread::spawn(move || {
+            barrier.wait();
+            let begin = *start.get().expect("start set before the barrier");
+            let from = begin + GATEWAY_WARMUP;
+            let until = from + GATEWAY_WINDOW;
+            let mut seen = GatewayClient::default();
+            for seq in 0u64.. {
+                let sent = Instant::now();
+                if sent >= until {
+                    break;
+                }
+                let path = format!("/c{client}/{seq}");
+                match gateway_get(&mut c, &path) {
+                    Ok(None) => {
+                        let done = Instant::now();
+                        if sent >= from && done <= until {
+                            seen.latencies.push(done - sent);
+                        }
+                    }
+                    Ok(Some(wrong)) => seen.error(wrong),
+                    Err(e) => {
+                        seen.error(format!("GET {path}: {e}"));
+                        seen.broken = true;
+                        break;
+                    }
+                }
+            }
+            seen
+        }));
+    }
+    let begin = Instant::now();
+    start.set(begin).expect("set once");
+    barrier.wait();
+    sleep_until(begin + GATEWAY_WARMUP);
+    let cpu_from = cpu_time(server.pid());
+    sleep_until(begin + GATEWAY_WARMUP + GATEWAY_WINDOW);
+    let cpu_used = cpu_time(server.pid()).saturating_sub(cpu_from);
+    let threads = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Threads:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        })
+        .unwrap_or_else(|| "?".into());
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    let mut broken = 0;
+    let mut first_error = None;
+    for handle in handles {
+        let seen = handle
+            .join()
+            .map_err(|p| format!("client panicked: {}", panic_text(&p)))?;
+        latencies.extend(seen.latencies);
+        errors += seen.errors;
+        broken += u64::from(seen.broken);
+        if first_error.is_none() {
+            first_error = seen.first_error;
+        }
+    }
+    // The actor must still be running.
+    if let Some(frame) = get_optional(&mut conn, "/last/xs.actor.bench.fin.*")? {
+        return Err(format!(
+            "the actor stopped: {}",
+            String::from_utf8_lossy(&frame).trim()
+        ));
+    }
+    drop(conn);
+    drop(server);
+    latencies.sort();
+    let rate = latencies.len() as f64 / GATEWAY_WINDOW.as_secs_f64();
+    let cpu_per_request = cpu_used.as_secs_f64() * 1e6 / latencies.len().max(1) as f64;
+    let mut keys = vec![
+        ("requests_per_s", format!("{rate:.0}")),
+        ("requests", latencies.len().to_string()),
+        ("clients", GATEWAY_CLIENTS.to_string()),
+        ("secs", format!("{:.1}", GATEWAY_WINDOW.as_secs_f64())),
+        ("p50_ms", ms(percentile(&latencies, 0.50))),
+        ("p99_ms", ms(percentile(&latencies, 0.99))),
+        ("max_ms", ms(*latencies.last().unwrap_or(&Duration::ZERO))),
+        ("errors", errors.to_string()),
+        ("broken", broken.to_string()),
+        ("server_cpu_us_per_request", format!("{cpu_per_request:.0}")),
+        ("server_threads", threads),
+        ("load_ms", run.load_ms.to_string()),
+        ("first_ms", ms(first_ms)),
+    ];
+    if let Some(first_error) = first_error {
+        keys.push(("first_error", format!("{first_error:?}")));
+    }
+    Ok(Outcome::Measured {
+        keys,
+        headline: format!("{rate:.0} req/s, {errors} errors"),
+        met: rate >= 3_000.0 && errors == 0,
+        target: ">=3000/s,0 errors",
     })
 }
 
