@@ -114,7 +114,18 @@ impl Head {
         }
         for frame in ephemeral {
             state.ephemeral_frame_bytes += frame.frame.json.len();
-            state.ephemeral_frames.push_back(frame);
+            // Kept in id order (followers binary-search it): a frame from
+            // another node may arrive after a newer one of ours.
+            let frames = &mut state.ephemeral_frames;
+            if frames
+                .back()
+                .is_none_or(|last| last.frame.id <= frame.frame.id)
+            {
+                frames.push_back(frame);
+            } else {
+                let at = frames.partition_point(|e| e.frame.id <= frame.frame.id);
+                frames.insert(at, frame);
+            }
         }
         while state.ephemeral_frames.len() > self.limits.max_frames
             || state.ephemeral_frame_bytes > self.limits.max_bytes
@@ -157,10 +168,16 @@ impl Head {
         keep: impl Fn(&str) -> bool,
     ) -> Vec<RawFrame> {
         let state = self.lock();
-        state
-            .ephemeral_frames
-            .iter()
-            .filter(|e| after.is_none_or(|a| e.frame.id > a) && e.frame.id <= upto)
+        // The window is in id order: start at the first frame after
+        // `after` rather than walking up to 10,000 frames on every wake-up.
+        let frames = &state.ephemeral_frames;
+        let from = match after {
+            Some(after) => frames.partition_point(|e| e.frame.id <= after),
+            None => 0,
+        };
+        frames
+            .range(from..)
+            .take_while(|e| e.frame.id <= upto)
             .filter(|e| keep(&e.topic))
             .map(|e| e.frame.clone())
             .collect()
@@ -200,5 +217,49 @@ impl Head {
     /// An ephemeral payload still in the window.
     pub fn ephemeral_payload(&self, hash: &str) -> Option<Vec<u8>> {
         self.lock().ephemeral_payloads.get(hash).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(n: u128, topic: &str) -> EphemeralFrame {
+        EphemeralFrame {
+            topic: topic.into(),
+            frame: RawFrame {
+                id: Id::from_u128(n),
+                json: format!("{{\"n\":{n}}}").into_bytes(),
+            },
+        }
+    }
+
+    fn ids(frames: Vec<RawFrame>) -> Vec<u128> {
+        frames.iter().map(|f| f.id.to_u128()).collect()
+    }
+
+    #[test]
+    fn ephemeral_window_is_read_in_id_order_from_a_position() {
+        let head = Head::new(None, EphemeralLimits::default());
+        head.publish(None, vec![frame(10, "a"), frame(20, "b")], &[]);
+        // A late frame from another node lands in its place.
+        head.publish(None, vec![frame(30, "a"), frame(15, "a")], &[]);
+        let all = |_: &str| true;
+        assert_eq!(
+            ids(head.ephemeral_between(None, Id::from_u128(99), all)),
+            [10, 15, 20, 30]
+        );
+        assert_eq!(
+            ids(head.ephemeral_between(Some(Id::from_u128(10)), Id::from_u128(20), all)),
+            [15, 20]
+        );
+        let only_a = |t: &str| t == "a";
+        assert_eq!(
+            ids(head.ephemeral_between(Some(Id::from_u128(12)), Id::from_u128(99), only_a)),
+            [15, 30]
+        );
+        assert!(head
+            .ephemeral_between(Some(Id::from_u128(30)), Id::from_u128(99), all)
+            .is_empty());
     }
 }
