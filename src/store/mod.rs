@@ -208,9 +208,9 @@ struct Inner {
     /// Writers of payload files share it; the garbage collector takes it
     /// alone, so it never deletes a file between its write and its pin.
     gc_lock: RwLock<()>,
-    /// Held while the server runs on Redis: the folder's lock (the local
-    /// backend's lock is fjall's).
-    _folder_lock: Option<std::fs::File>,
+    /// `<dir>/lock`, held while the store is open: one server per folder,
+    /// whichever backend it runs on.
+    _folder_lock: std::fs::File,
 }
 
 enum Backend {
@@ -222,15 +222,9 @@ impl Store {
     /// Opens the store at `dir`, creating it (mode 0700) when missing, and
     /// starts its writer and housekeeping threads.
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
-        if !dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| StoreError::io("creating the store folder", e))?;
-        }
+        let folder_lock = lock_folder(dir)?;
         if let Some(address) = &options.redis {
-            return Store::open_redis(dir, address.clone(), options);
+            return Store::open_redis(dir, address.clone(), options, folder_lock);
         }
         let local = Local::open(dir).map_err(|e| match e {
             StoreError::Locked(_) => StoreError::Locked(dir.display().to_string()),
@@ -268,7 +262,7 @@ impl Store {
                 options,
                 pins: Mutex::new(HashMap::new()),
                 gc_lock: RwLock::new(()),
-                _folder_lock: None,
+                _folder_lock: folder_lock,
             }),
         };
         housekeeping::start(store.clone(), chores_rx, after_rx)?;
@@ -280,8 +274,8 @@ impl Store {
         dir: &Path,
         address: redis::RedisAddress,
         options: StoreOptions,
+        folder_lock: std::fs::File,
     ) -> Result<Store, StoreError> {
-        let folder_lock = lock_folder(dir)?;
         let redis = Arc::new(redis::Redis::open(address, options.redis_replicas)?);
         let head = Arc::new(Head::new(redis.last_id()?, options.ephemeral));
         let kv_signal = Arc::new(KvSignal::default());
@@ -307,7 +301,7 @@ impl Store {
                 options,
                 pins: Mutex::new(HashMap::new()),
                 gc_lock: RwLock::new(()),
-                _folder_lock: Some(folder_lock),
+                _folder_lock: folder_lock,
             }),
         })
     }
@@ -712,8 +706,9 @@ impl Store {
     }
 }
 
-/// Takes `<dir>/lock` exclusively, so a second server on the same folder
-/// is refused as it is on the local backend.
+/// Creates the folder (0700) when missing and takes `<dir>/lock`
+/// exclusively: a second server on the same folder is refused, on either
+/// backend (fjall's own lock covers only its keyspaces).
 fn lock_folder(dir: &Path) -> Result<std::fs::File, StoreError> {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;

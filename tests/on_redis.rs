@@ -1,0 +1,21 @@
+//! The core black-box suites again, every server on `--backend redis://`
+//! (see tests/common/backend.rs): the same tests, not a copy.
+
+#[path = "api_badinput.rs"]
+mod api_badinput;
+#[path = "api_concurrency.rs"]
+mod api_concurrency;
+#[path = "api_read.rs"]
+mod api_read;
+#[path = "api_store.rs"]
+mod api_store;
+#[path = "api_write.rs"]
+mod api_write;
+#[path = "cli_expose.rs"]
+mod cli_expose;
+#[path = "cli_kv.rs"]
+mod cli_kv;
+#[path = "cli_read.rs"]
+mod cli_read;
+#[path = "cli_write.rs"]
+mod cli_write;
