@@ -298,7 +298,9 @@ fn delete_and_invalid_ids() {
 
 #[test]
 fn import_stores_verbatim_and_is_not_live() {
-    if backend::local_only("imports below the last id, which Redis refuses (409; tests/redis_nodes.rs)") {
+    if backend::local_only(
+        "imports below the last id, which Redis refuses (409; tests/redis_nodes.rs)",
+    ) {
         return;
     }
     let server = Server::start(&[]);

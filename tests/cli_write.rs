@@ -166,7 +166,9 @@ fn remove_then_get_finds_nothing() {
 
 #[test]
 fn import_stores_a_frame_verbatim() {
-    if backend::local_only("imports below the last id, which Redis refuses (409; tests/redis_nodes.rs)") {
+    if backend::local_only(
+        "imports below the last id, which Redis refuses (409; tests/redis_nodes.rs)",
+    ) {
         return;
     }
     let server = Server::start(&[]);

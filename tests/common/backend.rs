@@ -96,13 +96,16 @@ fn start_redis() -> String {
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not come up on port {port}");
+        assert!(
+            Instant::now() < deadline,
+            "redis-server did not come up on port {port}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     format!("redis://127.0.0.1:{port}/0")
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod redis;
 
 use std::fs;
 use std::io::{self, Read, Write};
