@@ -1,6 +1,10 @@
 //! The core black-box suites again, every server on `--backend redis://`
 //! (see tests/common/backend.rs): the same tests, not a copy.
 
+// Each suite declares `mod common;` as it does in its own test binary, so
+// the helpers are compiled once per suite here: intended.
+#![allow(clippy::duplicate_mod)]
+
 #[path = "api_badinput.rs"]
 mod api_badinput;
 #[path = "api_concurrency.rs"]
