@@ -10,6 +10,8 @@
 //! The Redis: `XS_TEST_REDIS` (e.g. `redis://127.0.0.1:6390/0`, as
 //! `.ci/run` starts it), else a `redis-server` from PATH started here on a
 //! free loopback port for this test binary, gone when the binary exits.
+//! A machine without redis-server gets Debian's on first use
+//! (scripts/install-redis.sh), as tests/xs_nu.rs does for Nushell.
 
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -67,6 +69,7 @@ fn fresh_namespace() -> String {
 /// as the test binary: the server gets SIGKILL when that thread's process
 /// ends (parent-death signal).
 fn start_redis() -> String {
+    ensure_redis_server();
     let port = free_port();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -103,6 +106,24 @@ fn start_redis() -> String {
         std::thread::sleep(Duration::from_millis(20));
     }
     format!("redis://127.0.0.1:{port}/0")
+}
+
+/// Installs redis-server when it is missing (once per test binary).
+pub fn ensure_redis_server() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let found = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if found {
+            return;
+        }
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/install-redis.sh");
+        let status = Command::new(script).status().expect("run scripts/install-redis.sh");
+        assert!(status.success(), "scripts/install-redis.sh failed: install redis-server");
+    });
 }
 
 pub fn free_port() -> u16 {

@@ -16,6 +16,7 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts one with `args` added (e.g. `--appendonly yes`).
     pub fn start(args: &[&str]) -> RedisServer {
+        super::backend::ensure_redis_server();
         let mut server = RedisServer {
             port: super::backend::free_port(),
             dir: tempfile::tempdir().expect("tempdir"),
