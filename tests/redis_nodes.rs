@@ -233,3 +233,100 @@ fn serve_refuses_an_unreachable_redis_and_bad_addresses() {
         assert!(stderr.contains(expect), "{args:?}: {stderr}");
     }
 }
+
+/// Whether the node's process table lists `name` (it runs there).
+fn runs_here(server: &Server, name: &str) -> bool {
+    let r = server.get("/ps");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.frames()
+        .iter()
+        .any(|row| row["name"] == name && row["state"] != "stopped")
+}
+
+fn count(server: &Server, topic: &str) -> usize {
+    server.frames(&format!("/?topic={topic}")).len()
+}
+
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn an_actor_runs_on_one_node_and_moves_when_its_node_dies() {
+    let redis = RedisServer::start(&[]);
+    let url = redis.url("actors");
+    let mut nodes = vec![node(&url), node(&url)];
+    let script = r#"{run: {|frame, state = null|
+        if $frame.topic == "ping" { {out: {seen: $frame.id}, next: $state} } else { {next: $state} }
+    }}"#;
+    nodes[0].append("xs.actor.pong.create", script.as_bytes());
+    wait_until("the actor to start", T, || {
+        count(&nodes[1], "xs.actor.pong.active") == 1
+    });
+
+    // Pings through either node are answered once each, by one node.
+    for i in 0..10 {
+        nodes[i % 2].append("ping", b"");
+    }
+    wait_until("10 answers", T, || count(&nodes[0], "pong.out") >= 10);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(count(&nodes[0], "pong.out"), 10, "every ping answered once");
+    assert_eq!(count(&nodes[0], "xs.actor.pong.active"), 1, "started once");
+    let owners: Vec<usize> = (0..2).filter(|n| runs_here(&nodes[*n], "pong")).collect();
+    assert_eq!(owners.len(), 1, "runs on exactly one node: {owners:?}");
+
+    // The owner dies; the other node takes the actor over within the
+    // lease time and answers what comes next, once.
+    let owner = owners[0];
+    nodes[owner].kill();
+    let survivor = nodes.remove(1 - owner);
+    let killed_at = Instant::now();
+    wait_until("the take-over", Duration::from_secs(10), || {
+        runs_here(&survivor, "pong")
+    });
+    let took = killed_at.elapsed();
+    assert!(took < Duration::from_secs(6), "took over after {took:?}");
+    for _ in 0..5 {
+        survivor.append("ping", b"");
+    }
+    wait_until("15 answers", T, || count(&survivor, "pong.out") >= 15);
+    std::thread::sleep(Duration::from_millis(500));
+    let outs = survivor.frames("/?topic=pong.out");
+    let pings = survivor.frames("/?topic=ping");
+    let mut seen: Vec<&str> = outs
+        .iter()
+        .map(|f| f["meta"]["seen"].as_str().unwrap())
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), outs.len(), "no ping answered twice");
+    assert_eq!(pings.len(), 15);
+}
+
+#[test]
+fn a_service_stops_where_it_ran_and_terms_reach_every_node() {
+    let redis = RedisServer::start(&[]);
+    let url = redis.url("services");
+    let nodes = [node(&url), node(&url)];
+    nodes[1].append(
+        "xs.service.ticker.create",
+        br#"{run: {|| loop { .append tick; .sleep 50ms } }}"#,
+    );
+    wait_until("ticks", T, || count(&nodes[0], "tick") >= 3);
+    let owners: Vec<usize> = (0..2).filter(|n| runs_here(&nodes[*n], "ticker")).collect();
+    assert_eq!(owners.len(), 1, "runs on exactly one node: {owners:?}");
+    nodes[0].append("xs.service.ticker.term", b"");
+    wait_until("fin.term", T, || {
+        count(&nodes[1], "xs.service.ticker.fin.term") == 1
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let ticks = count(&nodes[0], "tick");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(count(&nodes[0], "tick"), ticks, "stopped everywhere");
+    assert_eq!(count(&nodes[0], "xs.service.ticker.fin.term"), 1);
+    assert!(!runs_here(&nodes[0], "ticker") && !runs_here(&nodes[1], "ticker"));
+}

@@ -121,8 +121,13 @@ pub fn ensure_redis_server() {
             return;
         }
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/install-redis.sh");
-        let status = Command::new(script).status().expect("run scripts/install-redis.sh");
-        assert!(status.success(), "scripts/install-redis.sh failed: install redis-server");
+        let status = Command::new(script)
+            .status()
+            .expect("run scripts/install-redis.sh");
+        assert!(
+            status.success(),
+            "scripts/install-redis.sh failed: install redis-server"
+        );
     });
 }
 

@@ -261,6 +261,27 @@ impl Redis {
         })
     }
 
+    // ------------------------------------------------------------- leases
+
+    /// Takes the lease on `processor` for `ms`, or renews ours; whether
+    /// this node holds it now.
+    pub fn lease(&self, processor: &str, ms: u64) -> Result<bool, StoreError> {
+        let ms = ms.to_string();
+        let held = self.run_script(&[
+            b"lease",
+            processor.as_bytes(),
+            self.node.as_bytes(),
+            ms.as_bytes(),
+        ])?;
+        Ok(matches!(held, Value::Int(1)))
+    }
+
+    /// Lets go of our lease on `processor` (another node may take it).
+    pub fn unlease(&self, processor: &str) -> Result<(), StoreError> {
+        self.run_script(&[b"unlease", processor.as_bytes(), self.node.as_bytes()])
+            .map(|_| ())
+    }
+
     // ---------------------------------------------------------------- k/v
 
     pub fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -15,6 +15,7 @@
 --   P.cas:<hash>   a payload
 --   P.e            ephemeral frames (j, t, b = payload), trimmed
 --   P.kv, P.kvlog  k/v hash and its change stream (trimmed)
+--   P.lease:<kind>:<name>  the node running that processor (expires)
 --
 -- Entry point: ARGV[2] names the operation; its arguments follow.
 
@@ -158,6 +159,24 @@ end
 if op == 'kvdel' then
   redis.call('HDEL', P .. 'kv', ARGV[3])
   redis.call('XADD', P .. 'kvlog', 'MAXLEN', '~', KVLOG_KEEP, '*', 'k', ARGV[3])
+  return 1
+end
+
+-- lease: ARGV[3] = processor (kind:name), ARGV[4] = node, ARGV[5] = ms.
+-- Takes a free lease or renews our own; 1 when we hold it now.
+if op == 'lease' then
+  local key = P .. 'lease:' .. ARGV[3]
+  local holder = redis.call('GET', key)
+  if holder == false or holder == ARGV[4] then
+    redis.call('SET', key, ARGV[4], 'PX', ARGV[5])
+    return 1
+  end
+  return 0
+end
+-- unlease: ARGV[3] = processor, ARGV[4] = node. Lets go of our own lease.
+if op == 'unlease' then
+  local key = P .. 'lease:' .. ARGV[3]
+  if redis.call('GET', key) == ARGV[4] then redis.call('DEL', key) end
   return 1
 end
 
