@@ -1,4 +1,5 @@
-//! The core black-box suites again, every server on `--backend redis://`
+//! The black-box suites again — core API and CLI, Nushell, processors,
+//! views, supervision, the gateway — every server on `--backend redis://`
 //! (see tests/common/backend.rs): the same tests, not a copy.
 
 // Each suite declares `mod common;` as it does in its own test binary, so
@@ -23,3 +24,13 @@ mod cli_kv;
 mod cli_read;
 #[path = "cli_write.rs"]
 mod cli_write;
+#[path = "nu_eval.rs"]
+mod nu_eval;
+#[path = "nu_processors.rs"]
+mod nu_processors;
+#[path = "views.rs"]
+mod views;
+#[path = "gateway.rs"]
+mod gateway;
+#[path = "supervise.rs"]
+mod supervise;
