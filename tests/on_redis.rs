@@ -24,13 +24,13 @@ mod cli_kv;
 mod cli_read;
 #[path = "cli_write.rs"]
 mod cli_write;
+#[path = "gateway.rs"]
+mod gateway;
 #[path = "nu_eval.rs"]
 mod nu_eval;
 #[path = "nu_processors.rs"]
 mod nu_processors;
-#[path = "views.rs"]
-mod views;
-#[path = "gateway.rs"]
-mod gateway;
 #[path = "supervise.rs"]
 mod supervise;
+#[path = "views.rs"]
+mod views;

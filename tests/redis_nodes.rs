@@ -330,3 +330,35 @@ fn a_service_stops_where_it_ran_and_terms_reach_every_node() {
     assert_eq!(count(&nodes[0], "xs.service.ticker.fin.term"), 1);
     assert!(!runs_here(&nodes[0], "ticker") && !runs_here(&nodes[1], "ticker"));
 }
+
+#[test]
+fn redis_replicas_waits_for_a_replica() {
+    let primary = RedisServer::start(&[]);
+    let port = primary.port.to_string();
+    let replica = RedisServer::start(&["--replicaof", "127.0.0.1", &port]);
+    let ns = "replicated";
+    let server = {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("node");
+        Server::start_in(
+            tmp,
+            dir,
+            &["--backend", &primary.url(ns), "--redis-replicas", "1"],
+        )
+    };
+    let frame = server.append("durable", b"on two machines");
+    // Acknowledged means the replica has it too: look there at once.
+    let client = ::redis::Client::open(format!("redis://127.0.0.1:{}/0", replica.port)).unwrap();
+    let mut con = client.get_connection().unwrap();
+    let entries: Vec<(String, Vec<String>)> = ::redis::cmd("XRANGE")
+        .arg(format!("{{{ns}}}:t:durable"))
+        .arg("-")
+        .arg("+")
+        .query(&mut con)
+        .unwrap();
+    let fields: Vec<&String> = entries.iter().flat_map(|(_, f)| f).collect();
+    assert!(
+        fields.iter().any(|f| f.contains(id(&frame))),
+        "the replica lacks the frame: {entries:?}"
+    );
+}

@@ -492,9 +492,7 @@ impl Store {
         let small = size_hint.is_some_and(|s| s <= JOURNALED_PAYLOAD_MAX as u64);
         let local = match &self.inner.backend {
             Backend::Local(local) => local,
-            Backend::Redis(redis) => {
-                return self.put_redis_payload(redis, body, max_bytes, ephemeral)
-            }
+            Backend::Redis(_) => return self.put_redis_payload(body, max_bytes, ephemeral),
         };
         if ephemeral {
             let bytes = read_bounded(body, max_bytes)?;
@@ -530,11 +528,11 @@ impl Store {
         })
     }
 
-    /// A payload on Redis: one string keyed by its hash. An ephemeral one
-    /// stays in memory here and travels with its frame to other nodes.
+    /// A payload on Redis: one string keyed by its hash, written by the
+    /// writer with its frame. An ephemeral one also stays in memory here
+    /// and travels with its frame to other nodes.
     fn put_redis_payload(
         &self,
-        redis: &redis::Redis,
         body: &mut dyn Read,
         max_bytes: u64,
         ephemeral: bool,
@@ -553,12 +551,12 @@ impl Store {
                 pin: None,
             });
         }
-        redis.put_payload(&hash.to_string(), &bytes)?;
+        // The writer SETs it with its frame (or alone: `sync_payload`).
         metrics::Metrics::add(&self.inner.metrics.payload_bytes_appended, size);
         Ok(StoredPayload {
             hash,
             size,
-            journal_bytes: None,
+            journal_bytes: Some(bytes),
             pin: None,
         })
     }

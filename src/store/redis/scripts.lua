@@ -91,8 +91,10 @@ local function prune(topic, keep)
   end
 end
 
--- append: ARGV[3] = the writing node, ARGV[4] = count, then per frame 8 values:
---   hex id, stream id, json, topic, hash, ttl kind (f|t|l|e), ttl arg, payload (ephemeral only)
+-- append: ARGV[3] = the writing node, ARGV[4] = count, then per frame 9 values:
+--   hex id, stream id, json, topic, hash, ttl kind (f|t|l|e), ttl arg,
+--   "1" when the payload's bytes follow (else ""), the payload's bytes
+-- A stored frame's payload is SET here, with its frame: one round trip.
 -- The ids are the caller's; they must be above P.last, else nothing is
 -- written and the answer is {"retry", last}: the caller takes new ids.
 if op == 'append' then
@@ -101,14 +103,17 @@ if op == 'append' then
   if last and ARGV[5] <= last then return {'retry', last} end
   local newest = ARGV[5]
   for k = 0, n - 1 do
-    local a = 5 + k * 8
+    local a = 5 + k * 9
     local hex, sid, json, topic, hash = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
-    local kind, arg, payload = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
+    local kind, arg, has_payload, payload = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8]
     newest = hex
     if kind == 'e' then
       redis.call('XADD', P .. 'e', 'MAXLEN', '~', EPHEMERAL_KEEP, '*',
         'x', hex, 'n', node, 'j', json, 't', topic, 'h', hash, 'b', payload)
     else
+      if has_payload == '1' and hash ~= '' then
+        redis.call('SET', P .. 'cas:' .. hash, payload)
+      end
       store(sid, json, topic, hash, '')
       if kind == 't' then
         redis.call('ZADD', P .. 'exp', arg, sid)

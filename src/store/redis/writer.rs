@@ -9,8 +9,11 @@
 //! ids above it and tries again. So ids strictly increase in stream order
 //! across nodes, and a node's own frames keep the order they were sent in.
 //!
-//! An append is acknowledged once Redis acknowledged the script (and, with
-//! `--redis-replicas N`, once N replicas did: WAIT).
+//! A stored frame's payload travels with it (the connection thread hands
+//! the bytes over in the draft) and is SET by the same script: frame and
+//! payload in one round trip, one AOF write. An append is acknowledged once
+//! Redis acknowledged the script (and, with `--redis-replicas N`, once N
+//! replicas did: WAIT).
 
 use std::sync::Arc;
 
@@ -99,8 +102,12 @@ impl RedisWriter {
                 .redis
                 .run_script(&[b"kvdel", key.as_bytes()])
                 .map(|_| WriteOutcome::Done),
-            // Payloads are Redis strings, durable when SET answered.
-            WriteOp::JournalPayload(..) | WriteOp::ForgetPending(_) => Ok(WriteOutcome::Done),
+            // A payload without a frame (`POST /cas`).
+            WriteOp::JournalPayload(hash, bytes) => self
+                .redis
+                .put_payload(hash, bytes)
+                .map(|_| WriteOutcome::Done),
+            WriteOp::ForgetPending(_) => Ok(WriteOutcome::Done),
         }
     }
 
@@ -240,9 +247,9 @@ impl RedisWriter {
                 Some(Ttl::Ephemeral) => ("e", String::new()),
                 Some(Ttl::Forever) | None => ("f", String::new()),
             };
-            let payload = match frame.ttl {
-                Some(Ttl::Ephemeral) => draft.journal_payload.clone().unwrap_or_default(),
-                _ => Vec::new(),
+            let (has_payload, payload) = match &draft.journal_payload {
+                Some(bytes) => (&b"1"[..], bytes.clone()),
+                None => (&b""[..], Vec::new()),
             };
             owned.push(hex_id(frame.id).into_bytes());
             owned.push(stream_id(frame.id).into_bytes());
@@ -251,6 +258,7 @@ impl RedisWriter {
             owned.push(frame.hash.clone().unwrap_or_default().into_bytes());
             owned.push(kind.as_bytes().to_vec());
             owned.push(arg.into_bytes());
+            owned.push(has_payload.to_vec());
             owned.push(payload);
         }
         let args: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
