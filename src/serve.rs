@@ -13,11 +13,13 @@ use crate::api::write::WriteLimits;
 use crate::signals::ShutdownSignals;
 use crate::store::head::EphemeralLimits;
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
+use crate::store::redis::RedisAddress;
 use crate::store::{Draft, FsyncPolicy, Store, StoreError, StoreOptions, Ttl};
 
 const USAGE: &str = "usage: xs serve <dir> [--fsync always|interval:<ms>|never] [--expose <addr>] \
 [--auth-file <file>] [--http <addr>] [--http-timeout <ms>] [--http-ttl <ttl>] [--max-payload <bytes>] \
-[--ephemeral-frames <n>] [--ephemeral-bytes <bytes>]";
+[--ephemeral-frames <n>] [--ephemeral-bytes <bytes>] [--backend redis://host:port/db?ns=<name>] \
+[--redis-replicas <n>]";
 
 const HELP: &str = "Run the store in <dir>: its API listens on <dir>/sock.
 
@@ -37,7 +39,12 @@ Options:
                             forever, time:<ms> or last:<n>
   --max-payload <bytes>     largest payload accepted (default 1073741824)
   --ephemeral-frames <n>    ephemeral frames kept in memory (default 10000)
-  --ephemeral-bytes <bytes> memory for ephemeral frames and payloads (default 67108864)";
+  --ephemeral-bytes <bytes> memory for ephemeral frames and payloads (default 67108864)
+  --backend <url>           keep frames, payloads and k/v in Redis (or Valkey):
+                            redis://host:port/db?ns=<name> (ns default: xs);
+                            several servers on one Redis share one stream
+  --redis-replicas <n>      with --backend: an append is answered once <n>
+                            replicas also have it (WAIT)";
 
 /// The longest the server waits for services to stop at shutdown: they
 /// are stopped together, each within its own grace (5 s by default).
@@ -52,6 +59,8 @@ struct ServeArgs {
     http: Option<HttpArgs>,
     max_payload: u64,
     ephemeral: EphemeralLimits,
+    backend: Option<RedisAddress>,
+    redis_replicas: u32,
 }
 
 /// The gateway flags, as given.
@@ -85,10 +94,16 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
     let mut http_ttl = None;
     let mut max_payload: u64 = 1 << 30;
     let mut ephemeral = EphemeralLimits::default();
+    let mut fsync_given = false;
+    let mut backend = None;
+    let mut redis_replicas = None;
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Short('h') | Long("help") => return Ok(None),
-            Long("fsync") => fsync = FsyncPolicy::parse(&string(&mut parser)?)?,
+            Long("fsync") => {
+                fsync = FsyncPolicy::parse(&string(&mut parser)?)?;
+                fsync_given = true;
+            }
             Long("expose") => expose = Some(string(&mut parser)?),
             Long("auth-file") => auth_file = Some(PathBuf::from(string(&mut parser)?)),
             Long("max-payload") => max_payload = number(&mut parser, "--max-payload")?,
@@ -109,14 +124,24 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
                     .map_err(|e| format!("invalid value '{text}' for --http-ttl: {e}"))?;
                 http_ttl = Some(ttl);
             }
-            Long(flag @ "backend") => {
-                return Err(format!("--{flag} is not available in this build yet"))
+            Long("backend") => backend = Some(RedisAddress::parse(&string(&mut parser)?)?),
+            Long("redis-replicas") => {
+                let n = number(&mut parser, "--redis-replicas")?;
+                let n = u32::try_from(n)
+                    .map_err(|_| format!("invalid value '{n}' for --redis-replicas: too large"))?;
+                redis_replicas = Some(n);
             }
             Value(value) if dir.is_none() => dir = Some(PathBuf::from(value)),
             other => return Err(other.unexpected().to_string()),
         }
     }
     let dir = dir.ok_or("missing <dir>")?;
+    if backend.is_some() && fsync_given {
+        return Err("--fsync applies to the local backend; on Redis, durability is Redis's appendfsync setting (and --redis-replicas)".into());
+    }
+    if backend.is_none() && redis_replicas.is_some() {
+        return Err("--redis-replicas needs --backend redis://...".into());
+    }
     let http = match http {
         Some(addr) => Some(HttpArgs {
             addr,
@@ -136,6 +161,8 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
         http,
         max_payload,
         ephemeral,
+        backend,
+        redis_replicas: redis_replicas.unwrap_or(0),
     }))
 }
 
@@ -229,6 +256,8 @@ fn run(args: ServeArgs) -> Result<(), String> {
     let options = StoreOptions {
         fsync: args.fsync,
         ephemeral: args.ephemeral,
+        redis: args.backend.clone(),
+        redis_replicas: args.redis_replicas,
     };
     let store = Store::open(&args.dir, options).map_err(|e| match e {
         StoreError::Locked(_) => locked_message(&args.dir),

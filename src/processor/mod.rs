@@ -7,6 +7,10 @@
 //! frames. Then it follows the stream live: a `create` starts or replaces a
 //! processor, a `term` stops it, `<name>.call` runs an action. At
 //! shutdown the server asks it to stop every service (`Processors::shut_down`).
+//!
+//! When several nodes share the stream (Redis), a node runs a processor
+//! only while it holds its lease (`lease.rs`); the others keep it in
+//! standby and take it over, as a restart would, when its node dies.
 
 // Scripts hand back Nushell values, whose accessors return the large
 // `ShellError`.
@@ -14,6 +18,7 @@
 
 pub mod action;
 pub mod actor;
+pub mod lease;
 pub mod lifecycle;
 pub mod output;
 pub mod ps;
@@ -34,6 +39,7 @@ use serde_json::Value as Json;
 
 use action::Action;
 use actor::Actor;
+use lease::Leases;
 use lifecycle::{Event, Kind, LifecycleTopic, Slots};
 use ps::{ProcessTable, State};
 use service::Service;
@@ -126,12 +132,13 @@ pub fn start(store: Store, table: ProcessTable) -> Result<Processors, String> {
     let (stopped_tx, stopped_rx) = crossbeam_channel::bounded(1);
     let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded(1);
     let mut dispatcher = Dispatcher {
-        store,
+        store: store.clone(),
         running: HashMap::new(),
         actions: HashMap::new(),
         stopped: Some(stopped_tx),
         shutdown: shutdown_rx,
         table: table.clone(),
+        leases: Leases::new(store.clone()),
     };
     std::thread::Builder::new()
         .name("processors".into())
@@ -151,12 +158,13 @@ struct Dispatcher {
     stopped: Option<Sender<()>>,
     shutdown: Receiver<()>,
     table: ProcessTable,
+    leases: Leases,
 }
 
 impl Dispatcher {
     fn run(&mut self) {
         let head = self.store.head().view().last_id;
-        self.boot(head);
+        self.boot(head, None);
         let options = ReadOptions {
             follow: Follow::On,
             after: head,
@@ -167,6 +175,9 @@ impl Dispatcher {
             if self.shutdown.try_recv().is_ok() {
                 self.stop_services();
                 break;
+            }
+            if self.leases.due() {
+                self.tend_leases();
             }
             let frames = match reader.next_event(Duration::from_millis(200)) {
                 Ok(ReadEvent::History(frames)) => frames,
@@ -186,12 +197,16 @@ impl Dispatcher {
         self.stop_all();
     }
 
-    /// Boot compaction over the lifecycle history up to `head`.
-    fn boot(&mut self, head: Option<Id>) {
+    /// Boot compaction over the lifecycle history up to `head`: of every
+    /// processor, or only of `only` (one taken over from another node).
+    fn boot(&mut self, head: Option<Id>, only: Option<(Kind, &str)>) {
         let Some(head) = head else { return };
         let mut slots: BTreeMap<(Kind, String), Slots> = BTreeMap::new();
         let mut invalid: std::collections::HashSet<Id> = Default::default();
-        let filter = TopicFilter::parse("xs.*");
+        let filter = match only {
+            Some((kind, name)) => TopicFilter::parse(&format!("xs.{}.{name}.*", kind.word())),
+            None => TopicFilter::parse("xs.*"),
+        };
         for raw in self
             .store
             .scan(&filter, Bound::Unbounded, Bound::Included(head), false)
@@ -219,10 +234,17 @@ impl Dispatcher {
             .collect();
         picks.sort();
         for (id, kind, name, fallback) in picks {
+            if !self.leases.acquire(kind, &name) {
+                continue;
+            }
             let Ok(Some(raw)) = self.store.get(id) else {
+                self.leases.release(kind, &name);
                 continue;
             };
-            let Ok(create) = raw.parse() else { continue };
+            let Ok(create) = raw.parse() else {
+                self.leases.release(kind, &name);
+                continue;
+            };
             let started = self.start(kind, &name, &create);
             // An actor whose pending script fails falls back to the one
             // that last ran.
@@ -234,6 +256,42 @@ impl Dispatcher {
                         }
                     }
                 }
+            }
+            if !self.is_running(kind, &name) {
+                self.leases.release(kind, &name);
+            }
+        }
+    }
+
+    /// Whether this node runs the processor (an action: has it registered).
+    fn is_running(&self, kind: Kind, name: &str) -> bool {
+        match kind {
+            Kind::Action => self.actions.contains_key(name),
+            _ => self.running.contains_key(&(kind, name.to_string())),
+        }
+    }
+
+    /// Renews this node's leases, stops what it lost, and takes over
+    /// processors whose node went away.
+    fn tend_leases(&mut self) {
+        for (kind, name) in self.leases.renew() {
+            eprintln!(
+                "xs: lost the lease on {} {name}: stopping it here",
+                kind.word()
+            );
+            if let Some((_, running)) = self.running.remove(&(kind, name.clone())) {
+                running.stop();
+            }
+            if kind == Kind::Action {
+                self.actions.remove(&name);
+            }
+            self.table.set_state(kind, &name, State::Stopped);
+        }
+        let head = self.store.head().view().last_id;
+        for (kind, name) in self.leases.adoptable() {
+            self.boot(head, Some((kind, &name)));
+            if !self.is_running(kind, &name) {
+                self.leases.release(kind, &name);
             }
         }
     }
@@ -320,12 +378,19 @@ impl Dispatcher {
     /// script that fails leaves the running one alone.
     fn create(&mut self, topic: LifecycleTopic, create: &Frame) {
         let LifecycleTopic { kind, name, .. } = topic;
+        // Another node runs it: that node replaces it.
+        if !self.leases.acquire(kind, &name) {
+            return;
+        }
         let loaded = match self.load(kind, &name, create) {
             Ok(loaded) => loaded,
             Err(error) => {
                 self.invalid(kind, &name, create.id, error);
                 if kind == Kind::Actor {
                     self.respawn(&name);
+                }
+                if !self.is_running(kind, &name) {
+                    self.leases.release(kind, &name);
                 }
                 return;
             }
@@ -361,8 +426,15 @@ impl Dispatcher {
         }
     }
 
-    /// A live `term`: stop it and say so.
+    /// A live `term`: stop it (where it runs) and say so; every node
+    /// forgets it.
     fn term(&mut self, topic: LifecycleTopic, term: &Frame) {
+        let (kind, name) = (topic.kind, topic.name.clone());
+        self.stop_termed(topic, term);
+        self.leases.release(kind, &name);
+    }
+
+    fn stop_termed(&mut self, topic: LifecycleTopic, term: &Frame) {
         self.reap();
         let LifecycleTopic { kind, name, .. } = topic;
         self.table.set_state(kind, &name, State::Stopped);
@@ -410,6 +482,8 @@ impl Dispatcher {
             }
             self.table.set_state(kind, &name, State::Stopped);
         }
+        // What this node ran, another may run now.
+        self.leases.release_all();
         if let Some(stopped) = self.stopped.take() {
             let _ = stopped.send(());
         }
@@ -417,7 +491,16 @@ impl Dispatcher {
 
     /// Forgets processors whose threads ended on their own (fin.*).
     fn reap(&mut self) {
-        self.running.retain(|_, (_, running)| !running.finished());
+        let ended: Vec<(Kind, String)> = self
+            .running
+            .iter()
+            .filter(|(_, (_, running))| running.finished())
+            .map(|(key, _)| key.clone())
+            .collect();
+        for (kind, name) in ended {
+            self.running.remove(&(kind, name.clone()));
+            self.leases.release(kind, &name);
+        }
     }
 
     fn stop_all(&mut self) {

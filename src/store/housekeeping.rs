@@ -96,9 +96,9 @@ fn collect(store: &Store, hash: String, deferred: &mut HashSet<String>) {
 
 /// Removes all but the newest `keep` frames of exactly `topic`.
 fn prune(store: &Store, topic: &str, keep: usize) {
+    let Some(local) = store.local() else { return };
     let filter = TopicFilter::parse(topic);
-    let doomed = store
-        .local()
+    let doomed = local
         .scan(&filter, Bound::Unbounded, Bound::Unbounded, true)
         .skip(keep)
         .filter_map(Result::ok)
@@ -110,7 +110,7 @@ fn prune(store: &Store, topic: &str, keep: usize) {
 
 /// Removes frames whose `time:` ttl ran out.
 fn sweep_expired(store: &Store) {
-    let local = store.local();
+    let Some(local) = store.local() else { return };
     let now = now_ms().to_be_bytes();
     for entry in local.ttl_time.range(..now.to_vec()) {
         let Ok(key) = entry.key() else { continue };
@@ -127,7 +127,8 @@ fn flush_pending_payloads(store: &Store, keys: Vec<Vec<u8>>) {
     if keys.is_empty() {
         return;
     }
-    match store.local().cas.sync_all() {
+    let Some(local) = store.local() else { return };
+    match local.cas.sync_all() {
         Ok(()) => drop(store.submit(WriteOp::ForgetPending(keys))),
         Err(e) => eprintln!("xs: syncing payloads failed: {e}"),
     }

@@ -1,6 +1,8 @@
 //! The stream store: frames, topics, ids, and the storage interface every
-//! caller uses. `Store` is that interface; `local/` is the backend behind it
-//! (fjall for frames, cacache for payloads), with its single writer thread.
+//! caller uses. `Store` is that interface; behind it is one of two
+//! backends: `local/` (fjall for frames, cacache for payloads, the default)
+//! or `redis/` (one namespace of a Redis shared by several nodes). Each has
+//! its single writer thread fed by the same channel of `WriteRequest`s.
 //! Nothing here knows about HTTP, the CLI or Nushell.
 
 pub mod error;
@@ -10,8 +12,10 @@ pub mod housekeeping;
 pub mod id;
 pub mod kv;
 pub mod local;
+pub mod merge;
 pub mod metrics;
 pub mod read;
+pub mod redis;
 pub mod topic;
 pub mod ttl;
 
@@ -19,7 +23,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::ops::Bound;
 use std::os::unix::fs::DirBuilderExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -131,6 +135,11 @@ impl FsyncPolicy {
 pub struct StoreOptions {
     pub fsync: FsyncPolicy,
     pub ephemeral: EphemeralLimits,
+    /// `--backend redis://...`: frames, payloads and k/v live there; the
+    /// folder only holds the socket.
+    pub redis: Option<redis::RedisAddress>,
+    /// `--redis-replicas N`: replicas that must acknowledge each write.
+    pub redis_replicas: u32,
 }
 
 impl Default for StoreOptions {
@@ -138,6 +147,8 @@ impl Default for StoreOptions {
         StoreOptions {
             fsync: FsyncPolicy::Always,
             ephemeral: EphemeralLimits::default(),
+            redis: None,
+            redis_replicas: 0,
         }
     }
 }
@@ -184,7 +195,8 @@ pub struct Store {
 }
 
 struct Inner {
-    local: Local,
+    dir: PathBuf,
+    backend: Backend,
     head: Arc<Head>,
     kv_signal: Arc<KvSignal>,
     metrics: Arc<metrics::Metrics>,
@@ -196,18 +208,23 @@ struct Inner {
     /// Writers of payload files share it; the garbage collector takes it
     /// alone, so it never deletes a file between its write and its pin.
     gc_lock: RwLock<()>,
+    /// `<dir>/lock`, held while the store is open: one server per folder,
+    /// whichever backend it runs on.
+    _folder_lock: std::fs::File,
+}
+
+enum Backend {
+    Local(Local),
+    Redis(Arc<redis::Redis>),
 }
 
 impl Store {
     /// Opens the store at `dir`, creating it (mode 0700) when missing, and
     /// starts its writer and housekeeping threads.
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
-        if !dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| StoreError::io("creating the store folder", e))?;
+        let folder_lock = lock_folder(dir)?;
+        if let Some(address) = &options.redis {
+            return Store::open_redis(dir, address.clone(), options, folder_lock);
         }
         let local = Local::open(dir).map_err(|e| match e {
             StoreError::Locked(_) => StoreError::Locked(dir.display().to_string()),
@@ -235,7 +252,8 @@ impl Store {
             .map_err(|e| StoreError::io("starting the writer thread", e))?;
         let store = Store {
             inner: Arc::new(Inner {
-                local,
+                dir: dir.to_path_buf(),
+                backend: Backend::Local(local),
                 head,
                 kv_signal,
                 metrics,
@@ -244,14 +262,60 @@ impl Store {
                 options,
                 pins: Mutex::new(HashMap::new()),
                 gc_lock: RwLock::new(()),
+                _folder_lock: folder_lock,
             }),
         };
         housekeeping::start(store.clone(), chores_rx, after_rx)?;
         Ok(store)
     }
 
+    /// Opens a namespace of a Redis: its writer, watcher and sweeper.
+    fn open_redis(
+        dir: &Path,
+        address: redis::RedisAddress,
+        options: StoreOptions,
+        folder_lock: std::fs::File,
+    ) -> Result<Store, StoreError> {
+        let redis = Arc::new(redis::Redis::open(address, options.redis_replicas)?);
+        let head = Arc::new(Head::new(redis.last_id()?, options.ephemeral));
+        let kv_signal = Arc::new(KvSignal::default());
+        let metrics = Arc::new(metrics::Metrics::default());
+        let (writer_tx, writer_rx) = crossbeam_channel::unbounded();
+        let (chores_tx, chores_rx) = crossbeam_channel::unbounded();
+        let writer = redis::writer::RedisWriter::new(redis.clone(), head.clone(), metrics.clone());
+        std::thread::Builder::new()
+            .name("writer".into())
+            .spawn(move || writer.run(writer_rx))
+            .map_err(|e| StoreError::io("starting the writer thread", e))?;
+        redis::watcher::start(redis.clone(), head.clone(), kv_signal.clone())?;
+        redis::sweeper::start(redis.clone(), chores_rx)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                backend: Backend::Redis(redis),
+                head,
+                kv_signal,
+                metrics,
+                writer: writer_tx,
+                chores: chores_tx,
+                options,
+                pins: Mutex::new(HashMap::new()),
+                gc_lock: RwLock::new(()),
+                _folder_lock: folder_lock,
+            }),
+        })
+    }
+
     pub fn dir(&self) -> &Path {
-        &self.inner.local.dir
+        &self.inner.dir
+    }
+
+    /// The Redis behind this store, when it runs on one.
+    pub fn redis(&self) -> Option<&redis::Redis> {
+        match &self.inner.backend {
+            Backend::Redis(redis) => Some(redis),
+            Backend::Local(_) => None,
+        }
     }
 
     pub fn options(&self) -> &StoreOptions {
@@ -275,6 +339,9 @@ impl Store {
     /// sparse file).
     pub fn disk_usage(&self) -> u64 {
         use std::os::unix::fs::MetadataExt;
+        let Backend::Local(local) = &self.inner.backend else {
+            return 0;
+        };
         fn walk(path: &Path) -> u64 {
             let Ok(entries) = std::fs::read_dir(path) else {
                 return 0;
@@ -288,11 +355,15 @@ impl Store {
                 })
                 .sum()
         }
-        walk(&self.inner.local.dir.join("fjall")) + walk(self.inner.local.cas.dir())
+        walk(&local.dir.join("fjall")) + walk(local.cas.dir())
     }
 
-    pub(crate) fn local(&self) -> &Local {
-        &self.inner.local
+    /// The local backend, unless the store runs on Redis.
+    pub(crate) fn local(&self) -> Option<&Local> {
+        match &self.inner.backend {
+            Backend::Local(local) => Some(local),
+            Backend::Redis(_) => None,
+        }
     }
 
     /// Sends a change to the writer; the reply arrives once it is durable
@@ -339,7 +410,10 @@ impl Store {
 
     /// One stored frame by id (expired and ephemeral frames are absent).
     pub fn get(&self, id: Id) -> Result<Option<RawFrame>, StoreError> {
-        let frame = self.inner.local.get(id)?;
+        let frame = match &self.inner.backend {
+            Backend::Local(local) => local.get(id)?,
+            Backend::Redis(redis) => redis.get(id)?,
+        };
         match frame {
             Some(frame) if frame.is_expired(id::now_ms()) => {
                 self.report_expired(frame.id);
@@ -360,18 +434,17 @@ impl Store {
     ) -> FrameIter {
         let store = self.clone();
         let now = id::now_ms();
-        Box::new(
-            self.inner
-                .local
-                .scan(filter, lower, upper, reverse)
-                .filter(move |frame| match frame {
-                    Ok(frame) if frame.is_expired(now) => {
-                        store.report_expired(frame.id);
-                        false
-                    }
-                    _ => true,
-                }),
-        )
+        let frames = match &self.inner.backend {
+            Backend::Local(local) => local.scan(filter, lower, upper, reverse),
+            Backend::Redis(redis) => redis.scan(filter, lower, upper, reverse),
+        };
+        Box::new(frames.filter(move |frame| match frame {
+            Ok(frame) if frame.is_expired(now) => {
+                store.report_expired(frame.id);
+                false
+            }
+            _ => true,
+        }))
     }
 
     /// The `n` newest frames matching `filter` up to `upper`, oldest first.
@@ -417,6 +490,10 @@ impl Store {
             }
         }
         let small = size_hint.is_some_and(|s| s <= JOURNALED_PAYLOAD_MAX as u64);
+        let local = match &self.inner.backend {
+            Backend::Local(local) => local,
+            Backend::Redis(_) => return self.put_redis_payload(body, max_bytes, ephemeral),
+        };
         if ephemeral {
             let bytes = read_bounded(body, max_bytes)?;
             let hash = Integrity::from(&bytes);
@@ -434,11 +511,11 @@ impl Store {
         let _writing = self.inner.gc_lock.read().unwrap_or_else(|e| e.into_inner());
         let (hash, size, journal_bytes) = if small {
             let bytes = read_bounded(body, max_bytes)?;
-            let hash = self.inner.local.cas.write_bytes(&bytes)?;
+            let hash = local.cas.write_bytes(&bytes)?;
             (hash, bytes.len() as u64, Some(bytes))
         } else {
             let sync = self.inner.options.fsync == FsyncPolicy::Always;
-            let (hash, size) = self.inner.local.cas.write_stream(body, max_bytes, sync)?;
+            let (hash, size) = local.cas.write_stream(body, max_bytes, sync)?;
             (hash, size, None)
         };
         metrics::Metrics::add(&self.inner.metrics.payload_bytes_appended, size);
@@ -448,6 +525,39 @@ impl Store {
             size,
             journal_bytes,
             pin: Some(pin),
+        })
+    }
+
+    /// A payload on Redis: one string keyed by its hash, written by the
+    /// writer with its frame. An ephemeral one also stays in memory here
+    /// and travels with its frame to other nodes.
+    fn put_redis_payload(
+        &self,
+        body: &mut dyn Read,
+        max_bytes: u64,
+        ephemeral: bool,
+    ) -> Result<StoredPayload, StoreError> {
+        let bytes = read_bounded(body, max_bytes.min(redis::MAX_PAYLOAD))?;
+        let hash = Integrity::from(&bytes);
+        let size = bytes.len() as u64;
+        if ephemeral {
+            self.inner
+                .head
+                .keep_ephemeral_payload(hash.to_string(), bytes.clone());
+            return Ok(StoredPayload {
+                hash,
+                size,
+                journal_bytes: Some(bytes),
+                pin: None,
+            });
+        }
+        // The writer SETs it with its frame (or alone: `sync_payload`).
+        metrics::Metrics::add(&self.inner.metrics.payload_bytes_appended, size);
+        Ok(StoredPayload {
+            hash,
+            size,
+            journal_bytes: Some(bytes),
+            pin: None,
         })
     }
 
@@ -464,6 +574,9 @@ impl Store {
     /// append is about to. Returns whether it is settled (deleted, or
     /// referenced again); `false` means "pinned, try later".
     pub(crate) fn collect_payload(&self, hash: &str) -> Result<bool, StoreError> {
+        let Backend::Local(local) = &self.inner.backend else {
+            return Ok(true);
+        };
         let _alone = self
             .inner
             .gc_lock
@@ -478,11 +591,11 @@ impl Store {
         {
             return Ok(false);
         }
-        if self.inner.local.refs(hash)? > 0 {
+        if local.refs(hash)? > 0 {
             return Ok(true);
         }
         if let Ok(sri) = hash.parse::<Integrity>() {
-            self.inner.local.cas.remove(&sri)?;
+            local.cas.remove(&sri)?;
         }
         // A journaled copy must not bring the file back after a crash.
         drop(self.submit(WriteOp::ForgetPending(vec![hash.as_bytes().to_vec()])));
@@ -512,12 +625,15 @@ impl Store {
         if let Some(bytes) = self.inner.head.ephemeral_payload(&sri.to_string()) {
             return Ok(Some(Box::new(std::io::Cursor::new(bytes))));
         }
-        Ok(self
-            .inner
-            .local
-            .cas
-            .open(sri)?
-            .map(|f| Box::new(f) as Box<dyn Read + Send>))
+        match &self.inner.backend {
+            Backend::Local(local) => Ok(local
+                .cas
+                .open(sri)?
+                .map(|f| Box::new(f) as Box<dyn Read + Send>)),
+            Backend::Redis(redis) => Ok(redis
+                .read_payload(&sri.to_string())?
+                .map(|bytes| Box::new(std::io::Cursor::new(bytes)) as Box<dyn Read + Send>)),
+        }
     }
 
     /// Reads a whole payload into memory.
@@ -534,9 +650,11 @@ impl Store {
 
     /// A k/v value, as stored JSON bytes.
     pub fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .inner
-            .local
+        let local = match &self.inner.backend {
+            Backend::Local(local) => local,
+            Backend::Redis(redis) => return redis.kv_get(key),
+        };
+        Ok(local
             .kv
             .get(key.as_bytes())
             .map_err(StoreError::fjall)?
@@ -560,8 +678,11 @@ impl Store {
 
     /// Keys starting with `prefix` and their values, in key order.
     pub fn kv_list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.inner
-            .local
+        let local = match &self.inner.backend {
+            Backend::Local(local) => local,
+            Backend::Redis(redis) => return redis.kv_list(prefix),
+        };
+        local
             .kv
             .prefix(prefix.as_bytes())
             .map(|guard| {
@@ -577,8 +698,38 @@ impl Store {
         self.inner.head.close();
         let _ = self.inner.chores.send(Chore::Stop);
         let _ = self.write(WriteOp::ForgetPending(Vec::new()));
-        let _ = self.inner.local.db.persist(fjall::PersistMode::SyncAll);
+        if let Backend::Local(local) = &self.inner.backend {
+            let _ = local.db.persist(fjall::PersistMode::SyncAll);
+        }
     }
+}
+
+/// Creates the folder (0700) when missing and takes `<dir>/lock`
+/// exclusively: a second server on the same folder is refused, on either
+/// backend (fjall's own lock covers only its keyspaces).
+fn lock_folder(dir: &Path) -> Result<std::fs::File, StoreError> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| StoreError::io("creating the store folder", e))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(dir.join("lock"))
+        .map_err(|e| StoreError::io("opening the folder lock", e))?;
+    // SAFETY: flock on a descriptor we own.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(StoreError::Locked(dir.display().to_string()));
+    }
+    Ok(file)
 }
 
 fn kv_key_error(topic_error: String) -> String {

@@ -320,8 +320,16 @@ impl Reader {
             // Even when closing, what was committed (`xs.stopping`) goes out.
             if view.last_id > self.last_seen {
                 self.head_version = view.version;
-                self.fill_live_queue(view.last_id)?;
-                continue;
+                match self.fill_live_queue(view.last_id) {
+                    Ok(()) => continue,
+                    // The store is out of reach (Redis went away): wait
+                    // and read again from the same place, losing nothing.
+                    Err(StoreError::Unavailable(_)) => {
+                        std::thread::sleep(UNAVAILABLE_RETRY.min(idle));
+                        return Ok(ReadEvent::Idle);
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             if view.closed {
                 self.phase = Phase::Done;
@@ -376,6 +384,9 @@ impl Reader {
         Ok(())
     }
 }
+
+/// How long a follower waits before reading an unreachable store again.
+const UNAVAILABLE_RETRY: Duration = Duration::from_millis(200);
 
 fn history_event(chunk: Vec<RawFrame>) -> ReadEvent {
     if chunk.is_empty() {

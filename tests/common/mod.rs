@@ -4,7 +4,9 @@
 //! Each test binary compiles this module on its own and uses a part of it.
 #![allow(dead_code)]
 
+pub mod backend;
 pub mod cli;
+pub mod redis;
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -46,19 +48,40 @@ impl Server {
         Server::start_in(tmp, dir, args)
     }
 
+    /// Starts a server on the local backend, whatever the suite runs on.
+    pub fn start_local(args: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("store");
+        let mut server = Server::new(tmp, dir, args);
+        server.spawn();
+        server
+    }
+
     /// Starts a server on `dir`, which lives somewhere inside `tmp` (kept
     /// alive as long as the server).
+    /// On the Redis suite the server gets a namespace of its own, kept
+    /// across restarts.
     pub fn start_in(tmp: tempfile::TempDir, dir: PathBuf, args: &[&str]) -> Server {
+        let mut server = Server::new(tmp, dir, args);
+        server.args.extend(backend::serve_args());
+        server.spawn();
+        server
+    }
+
+    fn new(tmp: tempfile::TempDir, dir: PathBuf, args: &[&str]) -> Server {
         let stderr_path = tmp.path().join("server.stderr");
-        let mut server = Server {
+        Server {
             _tmp: tmp,
             dir,
             args: args.iter().map(|a| a.to_string()).collect(),
             stderr_path,
             child: None,
-        };
-        server.spawn();
-        server
+        }
+    }
+
+    /// The `xs serve` arguments (with the backend's).
+    pub fn args(&self) -> &[String] {
+        &self.args
     }
 
     /// The store folder.

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
 use super::id::Id;
+use super::merge::MergeIds;
 use super::topic::{TopicFilter, TopicPattern};
 use super::{RawFrame, StoreError};
 use cas::Cas;
@@ -243,54 +244,4 @@ fn map_bound(bound: Bound<Id>, prefix: &[u8]) -> Bound<Vec<u8>> {
 pub fn id_from_key(key: &[u8]) -> Option<Id> {
     let bytes: [u8; 16] = key.try_into().ok()?;
     Some(Id::from_bytes(bytes))
-}
-
-/// Merges several id-ordered iterators into one, dropping duplicates (a
-/// frame matched by two patterns is delivered once).
-struct MergeIds {
-    sources: Vec<std::iter::Peekable<IdIter>>,
-    reverse: bool,
-    last: Option<Id>,
-}
-
-impl MergeIds {
-    fn new(sources: Vec<IdIter>, reverse: bool) -> MergeIds {
-        MergeIds {
-            sources: sources.into_iter().map(Iterator::peekable).collect(),
-            reverse,
-            last: None,
-        }
-    }
-}
-
-impl Iterator for MergeIds {
-    type Item = Result<Id, StoreError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            let mut best: Option<(usize, Id)> = None;
-            for (at, source) in self.sources.iter_mut().enumerate() {
-                match source.peek() {
-                    Some(Ok(id)) => {
-                        let better = match best {
-                            None => true,
-                            Some((_, b)) => (*id < b) != self.reverse && *id != b,
-                        };
-                        if better {
-                            best = Some((at, *id));
-                        }
-                    }
-                    Some(Err(_)) => return source.next(),
-                    None => {}
-                }
-            }
-            let (at, id) = best?;
-            self.sources[at].next();
-            if self.last == Some(id) {
-                continue;
-            }
-            self.last = Some(id);
-            return Some(Ok(id));
-        }
-    }
 }

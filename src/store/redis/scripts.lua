@@ -1,0 +1,188 @@
+-- xs on Redis: every change to a namespace's stream goes through here, so
+-- that it is atomic (one script runs at a time) and stays on one Cluster
+-- slot (every key starts with the namespace prefix `{<ns>}:`, passed as
+-- ARGV[1]; KEYS[1] is the main stream, named for Cluster routing).
+--
+-- Keys under the prefix P:
+--   P.s            the stream: entry id = the frame's SCRU128 id split in
+--                  two u64 halves, fields j (frame JSON), t (topic),
+--                  h (payload hash or ""), i ("1" when imported)
+--   P.t:<topic>    per-topic index stream (same ids, field j)
+--   P.p:<prefix.>  per-prefix index stream, one per dot of the topic
+--   P.last         the newest id handed out, as 32 hex digits
+--   P.exp          sorted set: `time:` frames by expiry (ms)
+--   P.refs         hash: payload hash -> frames referencing it
+--   P.cas:<hash>   a payload
+--   P.e            ephemeral frames (j, t, b = payload), trimmed
+--   P.kv, P.kvlog  k/v hash and its change stream (trimmed)
+--   P.lease:<kind>:<name>  the node running that processor (expires)
+--
+-- Entry point: ARGV[2] names the operation; its arguments follow.
+
+local P = ARGV[1]
+local op = ARGV[2]
+
+-- How long an unreferenced payload survives: an append that stored the
+-- same bytes a moment ago takes it back (PERSIST) before then.
+local PAYLOAD_GRACE_MS = 60000
+local EPHEMERAL_KEEP = 10000
+local KVLOG_KEEP = 10000
+
+local function prefixes(topic)
+  local out = {}
+  for i = 1, #topic do
+    if string.sub(topic, i, i) == '.' then
+      out[#out + 1] = string.sub(topic, 1, i)
+    end
+  end
+  return out
+end
+
+local function field(fields, name)
+  for i = 1, #fields, 2 do
+    if fields[i] == name then return fields[i + 1] end
+  end
+  return nil
+end
+
+local function unref(hash)
+  if hash == nil or hash == '' then return end
+  local left = redis.call('HINCRBY', P .. 'refs', hash, -1)
+  if left <= 0 then
+    redis.call('HDEL', P .. 'refs', hash)
+    redis.call('PEXPIRE', P .. 'cas:' .. hash, PAYLOAD_GRACE_MS)
+  end
+end
+
+local function remove(sid)
+  local found = redis.call('XRANGE', P .. 's', sid, sid)
+  if #found == 0 then return 0 end
+  local fields = found[1][2]
+  local topic = field(fields, 't') or ''
+  redis.call('XDEL', P .. 's', sid)
+  redis.call('XDEL', P .. 't:' .. topic, sid)
+  for _, prefix in ipairs(prefixes(topic)) do
+    redis.call('XDEL', P .. 'p:' .. prefix, sid)
+  end
+  redis.call('ZREM', P .. 'exp', sid)
+  unref(field(fields, 'h'))
+  return 1
+end
+
+local function store(sid, json, topic, hash, imported)
+  redis.call('XADD', P .. 's', sid, 'j', json, 't', topic, 'h', hash, 'i', imported)
+  redis.call('XADD', P .. 't:' .. topic, sid, 'j', json)
+  for _, prefix in ipairs(prefixes(topic)) do
+    redis.call('XADD', P .. 'p:' .. prefix, sid, 'j', json)
+  end
+  if hash ~= '' then
+    redis.call('HINCRBY', P .. 'refs', hash, 1)
+    redis.call('PERSIST', P .. 'cas:' .. hash)
+  end
+end
+
+-- Keep the newest `keep` frames of exactly `topic`.
+local function prune(topic, keep)
+  local index = P .. 't:' .. topic
+  local excess = redis.call('XLEN', index) - keep
+  if excess <= 0 then return end
+  for _, entry in ipairs(redis.call('XRANGE', index, '-', '+', 'COUNT', excess)) do
+    remove(entry[1])
+  end
+end
+
+-- append: ARGV[3] = the writing node, ARGV[4] = count, then per frame 9 values:
+--   hex id, stream id, json, topic, hash, ttl kind (f|t|l|e), ttl arg,
+--   "1" when the payload's bytes follow (else ""), the payload's bytes
+-- A stored frame's payload is SET here, with its frame: one round trip.
+-- The ids are the caller's; they must be above P.last, else nothing is
+-- written and the answer is {"retry", last}: the caller takes new ids.
+if op == 'append' then
+  local node, n = ARGV[3], tonumber(ARGV[4])
+  local last = redis.call('GET', P .. 'last')
+  if last and ARGV[5] <= last then return {'retry', last} end
+  local newest = ARGV[5]
+  for k = 0, n - 1 do
+    local a = 5 + k * 9
+    local hex, sid, json, topic, hash = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+    local kind, arg, has_payload, payload = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8]
+    newest = hex
+    if kind == 'e' then
+      redis.call('XADD', P .. 'e', 'MAXLEN', '~', EPHEMERAL_KEEP, '*',
+        'x', hex, 'n', node, 'j', json, 't', topic, 'h', hash, 'b', payload)
+    else
+      if has_payload == '1' and hash ~= '' then
+        redis.call('SET', P .. 'cas:' .. hash, payload)
+      end
+      store(sid, json, topic, hash, '')
+      if kind == 't' then
+        redis.call('ZADD', P .. 'exp', arg, sid)
+      elseif kind == 'l' then
+        prune(topic, tonumber(arg))
+      end
+    end
+  end
+  redis.call('SET', P .. 'last', newest)
+  return {'ok', newest}
+end
+
+-- import: ARGV[3..] = hex id, stream id, json, topic, hash, expiry ms or "".
+-- The same frame again changes nothing; an id not above P.last is refused.
+if op == 'import' then
+  local hex, sid, json, topic, hash, expiry = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+  local found = redis.call('XRANGE', P .. 's', sid, sid)
+  if #found > 0 and field(found[1][2], 'j') == json then return {'same'} end
+  local last = redis.call('GET', P .. 'last')
+  if last and hex <= last then return {'conflict', last} end
+  store(sid, json, topic, hash, '1')
+  if expiry ~= '' then redis.call('ZADD', P .. 'exp', expiry, sid) end
+  redis.call('SET', P .. 'last', hex)
+  return {'ok', hex}
+end
+
+-- remove: ARGV[3] = stream id. Removing an unknown id succeeds.
+if op == 'remove' then
+  return remove(ARGV[3])
+end
+
+-- sweep: ARGV[3] = now (ms). Removes up to 500 expired `time:` frames.
+if op == 'sweep' then
+  local due = redis.call('ZRANGEBYSCORE', P .. 'exp', '-inf', ARGV[3], 'LIMIT', 0, 500)
+  for _, sid in ipairs(due) do
+    remove(sid)
+    redis.call('ZREM', P .. 'exp', sid)
+  end
+  return #due
+end
+
+-- kvset: ARGV[3] = key, ARGV[4] = value; kvdel: ARGV[3] = key.
+if op == 'kvset' then
+  redis.call('HSET', P .. 'kv', ARGV[3], ARGV[4])
+  redis.call('XADD', P .. 'kvlog', 'MAXLEN', '~', KVLOG_KEEP, '*', 'k', ARGV[3], 'v', ARGV[4])
+  return 1
+end
+if op == 'kvdel' then
+  redis.call('HDEL', P .. 'kv', ARGV[3])
+  redis.call('XADD', P .. 'kvlog', 'MAXLEN', '~', KVLOG_KEEP, '*', 'k', ARGV[3])
+  return 1
+end
+
+-- lease: ARGV[3] = processor (kind:name), ARGV[4] = node, ARGV[5] = ms.
+-- Takes a free lease or renews our own; 1 when we hold it now.
+if op == 'lease' then
+  local key = P .. 'lease:' .. ARGV[3]
+  local holder = redis.call('GET', key)
+  if holder == false or holder == ARGV[4] then
+    redis.call('SET', key, ARGV[4], 'PX', ARGV[5])
+    return 1
+  end
+  return 0
+end
+-- unlease: ARGV[3] = processor, ARGV[4] = node. Lets go of our own lease.
+if op == 'unlease' then
+  local key = P .. 'lease:' .. ARGV[3]
+  if redis.call('GET', key) == ARGV[4] then redis.call('DEL', key) end
+  return 1
+end
+
+return redis.error_reply('xs: unknown script operation ' .. tostring(op))
