@@ -362,3 +362,59 @@ fn redis_replicas_waits_for_a_replica() {
         "the replica lacks the frame: {entries:?}"
     );
 }
+
+#[test]
+fn action_calls_are_answered_once_even_when_their_node_dies() {
+    let redis = RedisServer::start(&[]);
+    let url = redis.url("actions");
+    let mut nodes = vec![node(&url), node(&url)];
+    nodes[0].append(
+        "xs.action.slow.create",
+        br#"{run: {|frame| .sleep 1500ms; {n: $frame.meta.n}}}"#,
+    );
+    wait_until("the action", T, || {
+        count(&nodes[1], "xs.action.slow.active") == 1
+    });
+    let owners: Vec<usize> = (0..2).filter(|n| runs_here(&nodes[*n], "slow")).collect();
+    assert_eq!(
+        owners.len(),
+        1,
+        "registered on exactly one node: {owners:?}"
+    );
+    let owner = owners[0];
+    let call = |server: &Server, n: u64| {
+        let r = request(
+            &server.sock(),
+            "POST",
+            "/append/slow.call",
+            &[("xs-meta", &b64(json!({"n": n}).to_string().as_bytes()))],
+            b"",
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    };
+    // Answered while all is well.
+    call(&nodes[1 - owner], 1);
+    wait_until("the first answer", T, || {
+        count(&nodes[0], "slow.response") == 1
+    });
+    // The owner dies mid-call; a second call lands while nobody holds
+    // the action. The survivor answers both, once each.
+    call(&nodes[owner], 2);
+    std::thread::sleep(Duration::from_millis(300));
+    nodes[owner].kill();
+    let survivor = nodes.remove(1 - owner);
+    call(&survivor, 3);
+    wait_until("all answers", Duration::from_secs(15), || {
+        count(&survivor, "slow.response") >= 3
+    });
+    std::thread::sleep(Duration::from_millis(2000));
+    let answers = survivor.frames("/?topic=slow.response");
+    let mut calls: Vec<String> = answers
+        .iter()
+        .map(|f| f["meta"]["frame_id"].as_str().unwrap().to_string())
+        .collect();
+    calls.sort();
+    calls.dedup();
+    assert_eq!(calls.len(), 3, "each call answered once: {answers:?}");
+}

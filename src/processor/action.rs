@@ -37,6 +37,14 @@ impl Action {
         self.create_id
     }
 
+    /// The topics that answer a call: the response and the error.
+    pub fn answer_topics(&self) -> [String; 2] {
+        [
+            format!("{}{}", self.name, self.returns.suffix),
+            format!("{}.error", self.name),
+        ]
+    }
+
     /// Handles one call on a new thread.
     pub fn call(&self, store: &Store, call: Frame) {
         let mut engine = self.loaded.engine.fork();

@@ -139,6 +139,7 @@ pub fn start(store: Store, table: ProcessTable) -> Result<Processors, String> {
         shutdown: shutdown_rx,
         table: table.clone(),
         leases: Leases::new(store.clone()),
+        seen: None,
     };
     std::thread::Builder::new()
         .name("processors".into())
@@ -159,11 +160,18 @@ struct Dispatcher {
     shutdown: Receiver<()>,
     table: ProcessTable,
     leases: Leases,
+    /// The newest frame the dispatcher has acted on (or booted up to).
+    seen: Option<Id>,
 }
+
+/// How far back a node that takes an action over looks for calls nobody
+/// answered (its previous node died with them).
+const ORPHAN_CALLS_WINDOW_MS: u64 = 30_000;
 
 impl Dispatcher {
     fn run(&mut self) {
         let head = self.store.head().view().last_id;
+        self.seen = head;
         self.boot(head, None);
         let options = ReadOptions {
             follow: Follow::On,
@@ -189,6 +197,7 @@ impl Dispatcher {
                 Ok(ReadEvent::End) | Err(_) => break,
             };
             for raw in frames {
+                self.seen = Some(raw.id);
                 if let Ok(frame) = raw.parse() {
                     self.live(frame);
                 }
@@ -287,11 +296,58 @@ impl Dispatcher {
             }
             self.table.set_state(kind, &name, State::Stopped);
         }
-        let head = self.store.head().view().last_id;
         for (kind, name) in self.leases.adoptable() {
-            self.boot(head, Some((kind, &name)));
+            self.boot(self.seen, Some((kind, &name)));
             if !self.is_running(kind, &name) {
                 self.leases.release(kind, &name);
+            } else if kind == Kind::Action {
+                self.answer_orphaned_calls(&name);
+            }
+        }
+    }
+
+    /// A node taking an action over answers the recent calls that have no
+    /// answer yet (its previous node died before answering), as a consumer
+    /// group hands a dead consumer's pending entries to another: each call
+    /// is answered once. Later calls reach it live.
+    fn answer_orphaned_calls(&self, name: &str) {
+        let (Some(action), Some(seen)) = (self.actions.get(name), self.seen) else {
+            return;
+        };
+        let since = crate::store::id::min_id_at(
+            crate::store::id::now_ms().saturating_sub(ORPHAN_CALLS_WINDOW_MS),
+        );
+        let call_topic = format!("{name}.call");
+        let answers = action.answer_topics();
+        let mut calls = Vec::new();
+        let mut answered = std::collections::HashSet::new();
+        let filter = TopicFilter::parse(&format!("{name}.*"));
+        for raw in self
+            .store
+            .scan(
+                &filter,
+                Bound::Included(since),
+                Bound::Included(seen),
+                false,
+            )
+            .flatten()
+        {
+            let Ok(frame) = raw.parse() else { continue };
+            if frame.topic == call_topic {
+                calls.push(frame);
+            } else if answers.contains(&frame.topic) {
+                // A response names its call `frame_id`, some errors `call_id`.
+                let meta = frame.meta.as_ref();
+                for key in ["frame_id", "call_id"] {
+                    if let Some(call) = meta.and_then(|m| m.get(key)).and_then(|c| c.as_str()) {
+                        answered.insert(call.to_string());
+                    }
+                }
+            }
+        }
+        for call in calls {
+            if !answered.contains(&call.id.to_string()) {
+                action.call(&self.store, call);
             }
         }
     }
