@@ -418,3 +418,50 @@ fn action_calls_are_answered_once_even_when_their_node_dies() {
     calls.dedup();
     assert_eq!(calls.len(), 3, "each call answered once: {answers:?}");
 }
+
+#[test]
+fn a_dump_of_a_local_store_imports_into_a_fresh_namespace() {
+    use common::cli::{ok, xs};
+    let local = Server::start_local(&[]);
+    local.append("note", b"first");
+    local.append_q("note", "ttl=last:5", b"second");
+    local.append("other.thing", b"");
+    let history = local.frames("/");
+    let dump = tempfile::tempdir().unwrap();
+    let folder = dump.path().join("dump");
+    let sock = local.sock();
+    ok(&xs(&[
+        "export",
+        sock.to_str().unwrap(),
+        folder.to_str().unwrap(),
+    ]));
+
+    let redis = RedisServer::start(&[]);
+    let url = redis.url("migrated");
+    let out = ok(&xs(&["import", &url, folder.to_str().unwrap()]));
+    assert!(out.starts_with("imported 4 frames and 2 payloads"), "{out}");
+    let node = node(&url);
+    let served = node.frames("/");
+    assert_eq!(
+        served[..4],
+        history[..],
+        "the dump, then this node's xs.start"
+    );
+    assert_eq!(topic(&served[4]), "xs.start");
+    let hash = history[1]["hash"].as_str().unwrap();
+    assert_eq!(node.get(&format!("/cas/{hash}")).body, b"first");
+
+    // The same dump again changes nothing.
+    ok(&xs(&["import", &url, folder.to_str().unwrap()]));
+    assert_eq!(node.frames("/"), served);
+    // Into a namespace in use, other old ids are refused with the reason.
+    let old = scru128::Scru128Id::try_from_fields(now_ms() - 3_600_000, 1, 2, 3).unwrap();
+    let stale = dump.path().join("stale");
+    std::fs::create_dir(&stale).unwrap();
+    let line = json!({"topic": "late", "id": old.to_string()}).to_string();
+    std::fs::write(stale.join("frames.jsonl"), line + "\n").unwrap();
+    let out = xs(&["import", &url, stale.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("above the stream's last id"), "{text}");
+}

@@ -149,6 +149,9 @@ fn save_payload(address: &Address, cas: &Path, hash: &str) -> Result<bool, Stop>
 /// `xs import <addr> <folder>`: payloads first (checked against their
 /// names), then every frame in one streamed request.
 pub fn import_folder(addr: &str, folder: &Path) -> Result<(), Stop> {
+    if addr.starts_with("redis://") || addr.starts_with("valkey://") {
+        return import_into_namespace(addr, folder);
+    }
     let address = Address::parse(addr)?;
     let cas = folder.join("cas");
     let mut files: Vec<PathBuf> = match fs::read_dir(&cas) {
@@ -210,6 +213,93 @@ pub fn import_folder(addr: &str, folder: &Path) -> Result<(), Stop> {
         format!(
             "imported {frames} frames and {} payloads from {}\n",
             files.len(),
+            folder.display()
+        )
+        .as_bytes(),
+    )
+}
+
+/// `xs import redis://…?ns=<name> <folder>`: straight into a namespace of
+/// a Redis, no server in between. On Redis an imported id must be above
+/// the namespace's last one, and a server appends `xs.start` as it starts,
+/// so a dump goes into a fresh namespace this way, before any node serves
+/// it (`POST /import` would answer 409).
+fn import_into_namespace(addr: &str, folder: &Path) -> Result<(), Stop> {
+    use crate::store::redis::RedisAddress;
+    use crate::store::{Frame, Store, StoreOptions, WriteOp};
+    let address = RedisAddress::parse(addr).map_err(Stop::Usage)?;
+    // The store wants a folder (for its lock): a private one, removed after.
+    let scratch = std::env::temp_dir().join(format!("xs-import-{}", std::process::id()));
+    let options = StoreOptions {
+        redis: Some(address),
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&scratch, options).map_err(|e| Stop::Failed(e.to_string()))?;
+    let result = (|| {
+        let cas = folder.join("cas");
+        let mut payloads = 0;
+        if let Ok(entries) = fs::read_dir(&cas) {
+            for path in entries.flatten().map(|e| e.path()) {
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                let expected = sri_of_file_name(name).ok_or_else(|| {
+                    Stop::Failed(format!(
+                        "{}: the name is not the base64 of a hash",
+                        path.display()
+                    ))
+                })?;
+                let mut file = File::open(&path).map_err(|e| failed("opening", &path, e))?;
+                let stored = store
+                    .put_payload(&mut file, None, u64::MAX, false)
+                    .and_then(|stored| store.sync_payload(&stored).map(|_| stored))
+                    .map_err(|e| Stop::Failed(format!("{}: {e}", path.display())))?;
+                if stored.hash.to_string() != expected {
+                    return Err(Stop::Failed(format!(
+                        "{} holds content hashing to {}, not {expected}",
+                        path.display(),
+                        stored.hash
+                    )));
+                }
+                payloads += 1;
+            }
+        }
+        let frames_path = folder.join("frames.jsonl");
+        let file = File::open(&frames_path).map_err(|e| failed("opening", &frames_path, e))?;
+        let mut pending = std::collections::VecDeque::new();
+        let mut frames = 0u64;
+        let settle = |reply: crossbeam_channel::Receiver<crate::store::WriteReply>| {
+            reply
+                .recv()
+                .unwrap_or(Err(crate::store::StoreError::Closed))
+                .map(drop)
+                .map_err(|e| Stop::Failed(e.to_string()))
+        };
+        for (number, line) in BufReader::new(file).split(b'\n').enumerate() {
+            let line = line.map_err(|e| failed("reading", &frames_path, e))?;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let frame = Frame::from_json(&line).map_err(|e| {
+                Stop::Failed(format!("{}:{}: {e}", frames_path.display(), number + 1))
+            })?;
+            pending.push_back(store.submit(WriteOp::Import(frame, None)));
+            if pending.len() >= 1024 {
+                if let Some(reply) = pending.pop_front() {
+                    settle(reply)?;
+                }
+            }
+            frames += 1;
+        }
+        for reply in pending {
+            settle(reply)?;
+        }
+        Ok((frames, payloads))
+    })();
+    store.close();
+    let _ = fs::remove_dir_all(&scratch);
+    let (frames, payloads) = result?;
+    to_stdout(
+        format!(
+            "imported {frames} frames and {payloads} payloads from {} into {addr}\n",
             folder.display()
         )
         .as_bytes(),

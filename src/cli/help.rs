@@ -263,7 +263,10 @@ usage: xs import <addr> < frame.json
 Store one frame (JSON on stdin) exactly as given, id and hash included; or
 a whole folder written by `xs export` (or xs.nu's .export): its payloads,
 each checked against its name, then its frames. Importing twice adds
-nothing.
+nothing. With a Redis address (redis://host:port/db?ns=<name>) the folder
+goes straight into that namespace, no server needed: on Redis imported ids
+must be above the namespace's last, so a dump goes into a fresh namespace
+before any node serves it.
 
 options:
   -h, --help              print this help
