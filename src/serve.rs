@@ -319,6 +319,9 @@ fn run(args: ServeArgs) -> Result<(), String> {
         gateway.stop();
     }
     store.close();
+    // Followers write what they have left (`xs.stopping`) and end their
+    // streams before the process does.
+    store.head().wait_readers_done(Duration::from_secs(2));
     let _ = std::fs::remove_file(&socket);
     if let Some(Expose::Unix(path)) = &expose {
         let _ = std::fs::remove_file(path);

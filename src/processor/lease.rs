@@ -64,6 +64,9 @@ impl Leases {
                 self.held.insert(processor);
                 true
             }
+            // Redis did not answer: a lease we hold stays ours until
+            // `renew` gives up on it; one we do not hold waits in standby.
+            Err(_) if self.held.contains(&processor) => true,
             Ok(false) | Err(_) => {
                 self.held.remove(&processor);
                 self.standby.insert(processor);

@@ -194,6 +194,11 @@ impl Dispatcher {
                     self.reap();
                     continue;
                 }
+                // The store is out of reach for now (Redis away): wait.
+                Err(crate::store::StoreError::Unavailable(_)) => {
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
                 Ok(ReadEvent::End) | Err(_) => break,
             };
             for raw in frames {
@@ -322,19 +327,18 @@ impl Dispatcher {
         let mut calls = Vec::new();
         let mut answered = std::collections::HashSet::new();
         let filter = TopicFilter::parse(&format!("{name}.*"));
+        // Answers are looked for up to the newest frame, calls only up to
+        // what the dispatcher has passed (later ones reach it live).
         for raw in self
             .store
-            .scan(
-                &filter,
-                Bound::Included(since),
-                Bound::Included(seen),
-                false,
-            )
+            .scan(&filter, Bound::Included(since), Bound::Unbounded, false)
             .flatten()
         {
             let Ok(frame) = raw.parse() else { continue };
             if frame.topic == call_topic {
-                calls.push(frame);
+                if frame.id <= seen {
+                    calls.push(frame);
+                }
             } else if answers.contains(&frame.topic) {
                 // A response names its call `frame_id`, some errors `call_id`.
                 let meta = frame.meta.as_ref();
@@ -423,8 +427,11 @@ impl Dispatcher {
         };
         match running {
             Ok(running) => {
-                self.running
-                    .insert((kind, name.to_string()), (create_id, running));
+                let key = (kind, name.to_string());
+                // Never two of one processor on this node either.
+                if let Some((_, old)) = self.running.insert(key, (create_id, running)) {
+                    old.stop();
+                }
             }
             Err(e) => eprintln!("xs: cannot start {} {name}: {e}", kind.word()),
         }

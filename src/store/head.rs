@@ -64,6 +64,9 @@ pub struct Head {
     state: Mutex<HeadState>,
     moved: Condvar,
     limits: EphemeralLimits,
+    /// Readers alive (`Reader` counts itself in and out): shutdown lets
+    /// them write their last frames before the process ends.
+    readers: std::sync::atomic::AtomicUsize,
 }
 
 /// What a follower sees when it looks at the head.
@@ -83,6 +86,7 @@ impl Head {
             }),
             moved: Condvar::new(),
             limits,
+            readers: Default::default(),
         }
     }
 
@@ -90,6 +94,26 @@ impl Head {
         // A panicking holder cannot leave the state half-written in a way
         // that matters to readers, so a poisoned lock is still usable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn reader_started(&self) {
+        self.readers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn reader_ended(&self) {
+        self.readers
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// After `close`: waits (at most `limit`) until every reader is done.
+    pub fn wait_readers_done(&self, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        while self.readers.load(std::sync::atomic::Ordering::Relaxed) > 0
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     pub fn view(&self) -> HeadView {
@@ -113,19 +137,25 @@ impl Head {
             state.last_id = last_id;
         }
         for frame in ephemeral {
-            state.ephemeral_frame_bytes += frame.frame.json.len();
             // Kept in id order (followers binary-search it): a frame from
-            // another node may arrive after a newer one of ours.
+            // another node may arrive after a newer one of ours. One kept
+            // already (the Redis backend's writer and watcher may both
+            // bring this node's own) is not kept twice.
+            let bytes = frame.frame.json.len();
             let frames = &mut state.ephemeral_frames;
             if frames
                 .back()
-                .is_none_or(|last| last.frame.id <= frame.frame.id)
+                .is_none_or(|last| last.frame.id < frame.frame.id)
             {
                 frames.push_back(frame);
             } else {
-                let at = frames.partition_point(|e| e.frame.id <= frame.frame.id);
+                let at = frames.partition_point(|e| e.frame.id < frame.frame.id);
+                if frames.get(at).is_some_and(|e| e.frame.id == frame.frame.id) {
+                    continue;
+                }
                 frames.insert(at, frame);
             }
+            state.ephemeral_frame_bytes += bytes;
         }
         while state.ephemeral_frames.len() > self.limits.max_frames
             || state.ephemeral_frame_bytes > self.limits.max_bytes
@@ -242,8 +272,13 @@ mod tests {
     fn ephemeral_window_is_read_in_id_order_from_a_position() {
         let head = Head::new(None, EphemeralLimits::default());
         head.publish(None, vec![frame(10, "a"), frame(20, "b")], &[]);
-        // A late frame from another node lands in its place.
-        head.publish(None, vec![frame(30, "a"), frame(15, "a")], &[]);
+        // A late frame from another node lands in its place; a repeat
+        // is dropped.
+        head.publish(
+            None,
+            vec![frame(30, "a"), frame(15, "a"), frame(20, "b")],
+            &[],
+        );
         let all = |_: &str| true;
         assert_eq!(
             ids(head.ephemeral_between(None, Id::from_u128(99), all)),

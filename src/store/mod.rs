@@ -277,6 +277,7 @@ impl Store {
         folder_lock: std::fs::File,
     ) -> Result<Store, StoreError> {
         let redis = Arc::new(redis::Redis::open(address, options.redis_replicas)?);
+        let cursors = redis::watcher::start_cursors(&redis)?;
         let head = Arc::new(Head::new(redis.last_id()?, options.ephemeral));
         let kv_signal = Arc::new(KvSignal::default());
         let metrics = Arc::new(metrics::Metrics::default());
@@ -287,7 +288,7 @@ impl Store {
             .name("writer".into())
             .spawn(move || writer.run(writer_rx))
             .map_err(|e| StoreError::io("starting the writer thread", e))?;
-        redis::watcher::start(redis.clone(), head.clone(), kv_signal.clone())?;
+        redis::watcher::start(redis.clone(), head.clone(), kv_signal.clone(), cursors)?;
         redis::sweeper::start(redis.clone(), chores_rx)?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -695,6 +696,21 @@ impl Store {
     /// Stops taking writes, ends follow streams, and waits for the writer
     /// to make everything durable.
     pub fn close(&self) {
+        if let Backend::Redis(redis) = &self.inner.backend {
+            // Followers get what was written up to now (`xs.stopping`)
+            // before their streams end: let the watcher bring it.
+            if let Ok(Some(last)) = redis.last_id() {
+                let deadline = std::time::Instant::now() + Duration::from_secs(1);
+                loop {
+                    let view = self.inner.head.view();
+                    let now = std::time::Instant::now();
+                    if view.last_id >= Some(last) || now >= deadline {
+                        break;
+                    }
+                    self.inner.head.wait_past(view.version, deadline - now);
+                }
+            }
+        }
         self.inner.head.close();
         let _ = self.inner.chores.send(Chore::Stop);
         let _ = self.write(WriteOp::ForgetPending(Vec::new()));

@@ -143,6 +143,7 @@ impl Reader {
             Follow::Pulse(ms) => Some(Instant::now() + Duration::from_millis(ms)),
             _ => None,
         };
+        store.head().reader_started();
         Reader {
             store,
             options,
@@ -387,6 +388,12 @@ impl Reader {
 
 /// How long a follower waits before reading an unreachable store again.
 const UNAVAILABLE_RETRY: Duration = Duration::from_millis(200);
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.store.head().reader_ended();
+    }
+}
 
 fn history_event(chunk: Vec<RawFrame>) -> ReadEvent {
     if chunk.is_empty() {

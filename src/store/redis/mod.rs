@@ -40,6 +40,20 @@ use super::{RawFrame, StoreError};
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 /// How long one command may take (a blocking read sets its own).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `--redis-replicas` waits for replicas: well inside the
+/// connection's read timeout, so the answer always arrives.
+const REPLICA_WAIT: Duration = Duration::from_secs(5);
+/// Server errors that mean "not now" rather than "never": a busy or
+/// loading Redis, a replica during failover, a cluster in flux.
+const TRANSIENT: &[&str] = &[
+    "LOADING",
+    "BUSY",
+    "READONLY",
+    "MASTERDOWN",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "NOREPLICAS",
+];
 /// Idle connections kept for reuse.
 const POOL_KEEP: usize = 16;
 /// Frames fetched per XRANGE page.
@@ -124,7 +138,14 @@ impl Redis {
                 }
                 Ok(value)
             }
-            Err(e) => Err(self.error(&e)),
+            Err(e) => {
+                // A broken connection means the others are likely broken
+                // too (Redis restarted): dial afresh next time.
+                if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                    self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                }
+                Err(self.error(&e))
+            }
         }
     }
 
@@ -135,7 +156,7 @@ impl Redis {
             || e.is_timeout()
             || e.is_connection_dropped()
             || e.is_connection_refusal()
-            || e.code() == Some("LOADING")
+            || e.code().is_some_and(|code| TRANSIENT.contains(&code))
         {
             self.unavailable(e)
         } else {
@@ -151,26 +172,31 @@ impl Redis {
     pub fn run_script(&self, args: &[&[u8]]) -> Result<Value, StoreError> {
         let stream = self.key("s");
         let prefix = self.prefix.as_bytes();
-        let value = self.with(|con| self.script.run(con, &stream, prefix, args))?;
-        self.wait_replicas()?;
+        let (value, replicas) = self.with(|con| {
+            let value = self.script.run(con, &stream, prefix, args)?;
+            Ok((value, self.wait_replicas(con)?))
+        })?;
+        self.check_replicas(replicas)?;
         Ok(value)
     }
 
-    /// With `--redis-replicas N`: waits until N replicas have the writes
-    /// so far (WAIT), or fails the write.
-    pub fn wait_replicas(&self) -> Result<(), StoreError> {
+    /// With `--redis-replicas N`: how many replicas have this connection's
+    /// writes so far (WAIT covers the writes of the connection it runs on,
+    /// so it runs on the writing one).
+    fn wait_replicas(&self, con: &mut redis::Connection) -> redis::RedisResult<i64> {
         if self.replicas == 0 {
-            return Ok(());
+            return Ok(0);
         }
-        let got: i64 = self.with(|con| {
-            redis::cmd("WAIT")
-                .arg(self.replicas)
-                .arg(COMMAND_TIMEOUT.as_millis() as u64)
-                .query(con)
-        })?;
-        if got < self.replicas as i64 {
+        redis::cmd("WAIT")
+            .arg(self.replicas)
+            .arg(REPLICA_WAIT.as_millis() as u64)
+            .query(con)
+    }
+
+    fn check_replicas(&self, got: i64) -> Result<(), StoreError> {
+        if self.replicas > 0 && got < self.replicas as i64 {
             return Err(StoreError::Unavailable(format!(
-                "only {got} of {} replicas acknowledged the write in {COMMAND_TIMEOUT:?}",
+                "only {got} of {} replicas acknowledged the write in {REPLICA_WAIT:?}",
                 self.replicas
             )));
         }
@@ -244,13 +270,14 @@ impl Redis {
     /// Stores a payload under its hash. Plain SET (not NX): it also lifts
     /// the grace expiry of a payload whose last frame just went.
     pub fn put_payload(&self, hash: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        self.with(|con| {
+        let replicas = self.with(|con| {
             redis::cmd("SET")
                 .arg(self.key(&format!("cas:{hash}")))
                 .arg(bytes)
-                .query::<Value>(con)
+                .query::<Value>(con)?;
+            self.wait_replicas(con)
         })?;
-        self.wait_replicas()
+        self.check_replicas(replicas)
     }
 
     pub fn read_payload(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {

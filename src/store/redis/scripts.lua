@@ -81,10 +81,14 @@ local function store(sid, json, topic, hash, imported)
   end
 end
 
--- Keep the newest `keep` frames of exactly `topic`.
+-- Keep the newest `keep` frames of exactly `topic`, removing at most
+-- PRUNE_MAX per call (Redis runs one script at a time: a `last:1` append
+-- on a topic of a million frames must not stall it; the next appends go
+-- on pruning).
+local PRUNE_MAX = 1000
 local function prune(topic, keep)
   local index = P .. 't:' .. topic
-  local excess = redis.call('XLEN', index) - keep
+  local excess = math.min(redis.call('XLEN', index) - keep, PRUNE_MAX)
   if excess <= 0 then return end
   for _, entry in ipairs(redis.call('XRANGE', index, '-', '+', 'COUNT', excess)) do
     remove(entry[1])
@@ -97,6 +101,7 @@ end
 -- A stored frame's payload is SET here, with its frame: one round trip.
 -- The ids are the caller's; they must be above P.last, else nothing is
 -- written and the answer is {"retry", last}: the caller takes new ids.
+-- Stored, the answer is {"ok", newest, the last before ("" if none)}.
 if op == 'append' then
   local node, n = ARGV[3], tonumber(ARGV[4])
   local last = redis.call('GET', P .. 'last')
@@ -123,21 +128,30 @@ if op == 'append' then
     end
   end
   redis.call('SET', P .. 'last', newest)
-  return {'ok', newest}
+  return {'ok', newest, last or ''}
 end
 
--- import: ARGV[3..] = hex id, stream id, json, topic, hash, expiry ms or "".
--- The same frame again changes nothing; an id not above P.last is refused.
+-- import: ARGV[3] = count, then per frame 6 values:
+--   hex id, stream id, json, topic, hash, expiry ms or ""
+-- Frames are stored verbatim, in order. The same frame again changes
+-- nothing; an id not above P.last stops the call there with
+-- {"conflict", last, index of that frame} (the ones before it are in).
+-- Else {"ok"}.
 if op == 'import' then
-  local hex, sid, json, topic, hash, expiry = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-  local found = redis.call('XRANGE', P .. 's', sid, sid)
-  if #found > 0 and field(found[1][2], 'j') == json then return {'same'} end
-  local last = redis.call('GET', P .. 'last')
-  if last and hex <= last then return {'conflict', last} end
-  store(sid, json, topic, hash, '1')
-  if expiry ~= '' then redis.call('ZADD', P .. 'exp', expiry, sid) end
-  redis.call('SET', P .. 'last', hex)
-  return {'ok', hex}
+  local n = tonumber(ARGV[3])
+  for k = 0, n - 1 do
+    local a = 4 + k * 6
+    local hex, sid, json, topic, hash, expiry = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
+    local found = redis.call('XRANGE', P .. 's', sid, sid)
+    if not (#found > 0 and field(found[1][2], 'j') == json) then
+      local last = redis.call('GET', P .. 'last')
+      if last and hex <= last then return {'conflict', last, k} end
+      store(sid, json, topic, hash, '1')
+      if expiry ~= '' then redis.call('ZADD', P .. 'exp', expiry, sid) end
+      redis.call('SET', P .. 'last', hex)
+    end
+  end
+  return {'ok'}
 end
 
 -- remove: ARGV[3] = stream id. Removing an unknown id succeeds.

@@ -19,10 +19,31 @@ use crate::store::{RawFrame, StoreError};
 
 /// How long one XREAD blocks; also how soon a closing head is noticed.
 const BLOCK: Duration = Duration::from_millis(500);
+/// Entries one XREAD takes from each stream.
+const READ_COUNT: usize = 1000;
 /// Pause before dialing again after Redis failed.
 const RETRY: Duration = Duration::from_millis(200);
 
-pub fn start(redis: Arc<Redis>, head: Arc<Head>, kv: Arc<KvSignal>) -> Result<(), StoreError> {
+/// Where the side streams end now: read before the namespace's last id
+/// (which the head starts from), so nothing lands in between unseen.
+pub struct StartCursors {
+    ephemeral: String,
+    kvlog: String,
+}
+
+pub fn start_cursors(redis: &Redis) -> Result<StartCursors, StoreError> {
+    Ok(StartCursors {
+        ephemeral: top(redis, "e")?,
+        kvlog: top(redis, "kvlog")?,
+    })
+}
+
+pub fn start(
+    redis: Arc<Redis>,
+    head: Arc<Head>,
+    kv: Arc<KvSignal>,
+    from: StartCursors,
+) -> Result<(), StoreError> {
     let mut cursors = vec![
         (
             "s",
@@ -31,8 +52,8 @@ pub fn start(redis: Arc<Redis>, head: Arc<Head>, kv: Arc<KvSignal>) -> Result<()
                 .map(stream_id)
                 .unwrap_or_else(|| "0-0".into()),
         ),
-        ("e", top(&redis, "e")?),
-        ("kvlog", top(&redis, "kvlog")?),
+        ("e", from.ephemeral),
+        ("kvlog", from.kvlog),
     ];
     std::thread::Builder::new()
         .name("redis-watch".into())
@@ -50,7 +71,7 @@ pub fn start(redis: Arc<Redis>, head: Arc<Head>, kv: Arc<KvSignal>) -> Result<()
                 }
                 let Some(c) = con.as_mut() else { continue };
                 match read(&redis, c, &cursors) {
-                    Ok(news) => deliver(redis.node(), &head, &kv, news, &mut cursors),
+                    Ok(news) => deliver(&head, &kv, news, &mut cursors),
                     Err(_) => {
                         con = None;
                         std::thread::sleep(RETRY);
@@ -90,7 +111,7 @@ fn read(
 ) -> redis::RedisResult<News> {
     let mut cmd = redis::cmd("XREAD");
     cmd.arg("COUNT")
-        .arg(1000)
+        .arg(READ_COUNT)
         .arg("BLOCK")
         .arg(BLOCK.as_millis() as u64);
     cmd.arg("STREAMS");
@@ -128,61 +149,80 @@ fn read(
     Ok(news)
 }
 
+/// The frame id an entry of `s` or `e` carries.
+fn frame_id_of(stream: &str, sid: &str, fields: &Fields) -> Option<Id> {
+    match stream {
+        "s" => id_from_stream_id(sid),
+        "e" => field(fields, "x")
+            .and_then(|hex| String::from_utf8(hex).ok())
+            .and_then(|hex| u128::from_str_radix(&hex, 16).ok())
+            .map(Id::from_u128),
+        _ => None,
+    }
+}
+
 /// Publishes one XREAD answer as one head move, so that an ephemeral
 /// frame and a stored one appended after it arrive together, in order.
-fn deliver(node: &str, head: &Head, kv: &KvSignal, news: News, cursors: &mut [(&str, String)]) {
+/// (XREAD reads every stream at one instant, and one script writes both
+/// streams in id order, so the answer is a consistent cut, except where a
+/// stream filled its COUNT: there may be more of it below the others'
+/// newest. Everything above the lowest such stream's last frame waits for
+/// the next read, cursors included.)
+fn deliver(head: &Head, kv: &KvSignal, news: News, cursors: &mut [(&str, String)]) {
+    let cap = news
+        .iter()
+        .filter(|(name, found)| name != "kvlog" && found.len() >= READ_COUNT)
+        .filter_map(|(name, found)| {
+            let (sid, fields) = found.last()?;
+            frame_id_of(name, sid, fields)
+        })
+        .min();
     let mut last: Option<Id> = None;
     let mut imported = Vec::new();
     let mut ephemeral = Vec::new();
     let mut kv_changes = Vec::new();
     for (name, found) in news {
-        if let (Some((sid, _)), Some(cursor)) =
-            (found.last(), cursors.iter_mut().find(|(n, _)| *n == name))
-        {
-            cursor.1 = sid.clone();
-        }
+        let Some(cursor) = cursors.iter_mut().find(|(n, _)| *n == name) else {
+            continue;
+        };
         for (sid, fields) in found {
-            match name.as_str() {
-                "s" => {
-                    let Some(id) = id_from_stream_id(&sid) else {
-                        continue;
-                    };
-                    if field(&fields, "i").as_deref() == Some(b"1") {
-                        imported.push(id);
-                    } else {
-                        last = last.max(Some(id));
-                    }
+            if name == "kvlog" {
+                if let Some(key) = field(&fields, "k") {
+                    kv_changes.push((String::from_utf8_lossy(&key).into(), field(&fields, "v")));
                 }
-                // This node's own ephemeral frames are in its head already.
-                "e" if field(&fields, "n").as_deref() == Some(node.as_bytes()) => {}
-                "e" => {
-                    let id = field(&fields, "x")
-                        .and_then(|hex| String::from_utf8(hex).ok())
-                        .and_then(|hex| u128::from_str_radix(&hex, 16).ok())
-                        .map(Id::from_u128);
-                    let (Some(id), Some(json), Some(topic)) =
-                        (id, field(&fields, "j"), field(&fields, "t"))
-                    else {
-                        continue;
-                    };
-                    let hash = field(&fields, "h").unwrap_or_default();
-                    if !hash.is_empty() {
-                        let bytes = field(&fields, "b").unwrap_or_default();
-                        head.keep_ephemeral_payload(String::from_utf8_lossy(&hash).into(), bytes);
-                    }
-                    last = last.max(Some(id));
-                    ephemeral.push(EphemeralFrame {
-                        topic: String::from_utf8_lossy(&topic).into(),
-                        frame: RawFrame { id, json },
-                    });
-                }
-                _ => {
-                    if let Some(key) = field(&fields, "k") {
-                        kv_changes
-                            .push((String::from_utf8_lossy(&key).into(), field(&fields, "v")));
-                    }
-                }
+                cursor.1 = sid;
+                continue;
             }
+            let Some(id) = frame_id_of(&name, &sid, &fields) else {
+                cursor.1 = sid;
+                continue;
+            };
+            if cap.is_some_and(|cap| id > cap) {
+                break;
+            }
+            cursor.1 = sid;
+            last = last.max(Some(id));
+            if name == "s" {
+                // An imported frame is history, not news, but the head
+                // still covers it: reads on this node must find it.
+                if field(&fields, "i").as_deref() == Some(b"1") {
+                    imported.push(id);
+                }
+                continue;
+            }
+            // Ephemeral (this node's own too: the head drops repeats).
+            let (Some(json), Some(topic)) = (field(&fields, "j"), field(&fields, "t")) else {
+                continue;
+            };
+            let hash = field(&fields, "h").unwrap_or_default();
+            if !hash.is_empty() {
+                let bytes = field(&fields, "b").unwrap_or_default();
+                head.keep_ephemeral_payload(String::from_utf8_lossy(&hash).into(), bytes);
+            }
+            ephemeral.push(EphemeralFrame {
+                topic: String::from_utf8_lossy(&topic).into(),
+                frame: RawFrame { id, json },
+            });
         }
     }
     if last.is_some() || !ephemeral.is_empty() || !imported.is_empty() {

@@ -30,6 +30,9 @@ use crate::store::{Draft, RawFrame, StoreError, WriteOp, WriteOutcome, WriteRepl
 
 /// The most requests folded into one batch.
 const MAX_BATCH: usize = 512;
+/// How long a batch waits for the watcher before it leaves moving the
+/// head to it.
+const HEAD_CATCH_UP: std::time::Duration = std::time::Duration::from_millis(50);
 /// Tries before an append gives up racing other nodes for ids.
 const MAX_RETRIES: usize = 64;
 
@@ -64,30 +67,42 @@ impl RedisWriter {
         }
     }
 
+    /// Consecutive appends go as one script call, and so do consecutive
+    /// imports; anything else one by one, in order.
     fn apply(&mut self, batch: Vec<WriteRequest>) {
         let mut run: Vec<WriteRequest> = Vec::new();
         for request in batch {
-            if matches!(request.op, WriteOp::Append(_)) {
+            let same_kind = run.first().is_none_or(|first| {
+                std::mem::discriminant(&first.op) == std::mem::discriminant(&request.op)
+            });
+            if !same_kind {
+                self.flush_run(std::mem::take(&mut run));
+            }
+            if matches!(request.op, WriteOp::Append(_) | WriteOp::Import(..)) {
                 run.push(request);
                 continue;
-            }
-            if !run.is_empty() {
-                self.append_run(std::mem::take(&mut run));
             }
             let outcome = self.apply_one(&request.op);
             if let Some(reply) = request.reply {
                 let _ = reply.send(outcome);
             }
         }
-        if !run.is_empty() {
-            self.append_run(run);
+        self.flush_run(run);
+    }
+
+    fn flush_run(&mut self, run: Vec<WriteRequest>) {
+        match run.first().map(|r| &r.op) {
+            Some(WriteOp::Append(_)) => self.append_run(run),
+            Some(WriteOp::Import(..)) => self.import_run(run),
+            _ => {}
         }
     }
 
     fn apply_one(&mut self, op: &WriteOp) -> WriteReply {
         match op {
-            WriteOp::Append(_) => Err(StoreError::Storage("append outside a run".into())),
-            WriteOp::Import(frame, _) => self.import(frame),
+            WriteOp::Append(_) | WriteOp::Import(..) => {
+                Err(StoreError::Storage("append or import outside a run".into()))
+            }
             WriteOp::Remove(id) => {
                 let sid = stream_id(*id);
                 self.redis
@@ -111,40 +126,104 @@ impl RedisWriter {
         }
     }
 
-    fn import(&mut self, frame: &Frame) -> WriteReply {
-        let expiry = match frame.ttl {
-            Some(Ttl::Time(ms)) => frame.id.timestamp().saturating_add(ms).to_string(),
-            _ => String::new(),
-        };
-        let hex = hex_id(frame.id);
-        let sid = stream_id(frame.id);
-        let json = frame.to_json();
-        let hash = frame.hash.clone().unwrap_or_default();
-        let answer = self.redis.run_script(&[
-            b"import",
-            hex.as_bytes(),
-            sid.as_bytes(),
-            json.as_bytes(),
-            frame.topic.as_bytes(),
-            hash.as_bytes(),
-            expiry.as_bytes(),
-        ])?;
-        match status(answer) {
-            (status, _) if status == "same" => Ok(WriteOutcome::Frame(frame.clone())),
-            (status, _) if status == "ok" => {
-                if self.last_id.is_none_or(|last| frame.id > last) {
-                    self.last_id = Some(frame.id);
+    /// Imports consecutive frames with as few script calls as the
+    /// conflicts allow: each call stores frames until one is refused.
+    fn import_run(&mut self, run: Vec<WriteRequest>) {
+        let frames: Vec<&Frame> = run
+            .iter()
+            .filter_map(|r| match &r.op {
+                WriteOp::Import(frame, _) => Some(frame),
+                _ => None,
+            })
+            .collect();
+        let mut outcomes: Vec<WriteReply> = Vec::with_capacity(frames.len());
+        while outcomes.len() < frames.len() {
+            let rest = &frames[outcomes.len()..];
+            match self.import_some(rest) {
+                Ok(ImportAnswer::All) => {
+                    outcomes.extend(rest.iter().map(|f| Ok(WriteOutcome::Frame((*f).clone()))));
                 }
-                self.head.publish(Some(frame.id), Vec::new(), &[frame.id]);
-                Ok(WriteOutcome::Frame(frame.clone()))
+                Ok(ImportAnswer::Refused { at, last }) => {
+                    let at = at.min(rest.len() - 1);
+                    outcomes.extend(
+                        rest[..at]
+                            .iter()
+                            .map(|f| Ok(WriteOutcome::Frame((*f).clone()))),
+                    );
+                    outcomes.push(Err(StoreError::Conflict(format!(
+                        "cannot import {}: on the redis backend an imported id must be above the stream's last id {}",
+                        rest[at].id,
+                        last.map(|l| l.to_string()).unwrap_or_default()
+                    ))));
+                }
+                Err(e) => {
+                    let text = e.to_string();
+                    let status = e.status();
+                    outcomes.extend(rest.iter().map(|_| {
+                        Err(StoreError::Relayed {
+                            status,
+                            text: text.clone(),
+                        })
+                    }));
+                }
             }
-            (status, last) if status == "conflict" => Err(StoreError::Conflict(format!(
-                "cannot import {}: on the redis backend an imported id must be above the stream's last id {}",
-                frame.id,
-                last.map(|l| l.to_string()).unwrap_or_default()
-            ))),
-            (status, _) => Err(StoreError::Storage(format!(
-                "unexpected answer from the import script: {status}"
+        }
+        let stored: Vec<Id> = frames
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, outcome)| outcome.is_ok())
+            .map(|(frame, _)| frame.id)
+            .collect();
+        if let Some(newest) = stored.iter().max().copied() {
+            if self.last_id.is_none_or(|last| newest > last) {
+                self.last_id = Some(newest);
+            }
+            self.head.publish(Some(newest), Vec::new(), &stored);
+        }
+        for (request, outcome) in run.into_iter().zip(outcomes) {
+            if let Some(reply) = request.reply {
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    fn import_some(&self, frames: &[&Frame]) -> Result<ImportAnswer, StoreError> {
+        let mut owned: Vec<Vec<u8>> = vec![b"import".to_vec(), frames.len().to_string().into()];
+        for frame in frames {
+            let expiry = match frame.ttl {
+                Some(Ttl::Time(ms)) => frame.id.timestamp().saturating_add(ms).to_string(),
+                _ => String::new(),
+            };
+            owned.push(hex_id(frame.id).into_bytes());
+            owned.push(stream_id(frame.id).into_bytes());
+            owned.push(frame.to_json().into_bytes());
+            owned.push(frame.topic.clone().into_bytes());
+            owned.push(frame.hash.clone().unwrap_or_default().into_bytes());
+            owned.push(expiry.into_bytes());
+        }
+        let args: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+        let Value::Array(items) = self.redis.run_script(&args)? else {
+            return Err(StoreError::Storage(
+                "unexpected answer from the import script".into(),
+            ));
+        };
+        let mut items = items.into_iter();
+        match items.next().and_then(text).as_deref() {
+            Some("ok") => Ok(ImportAnswer::All),
+            Some("conflict") => {
+                let last = items
+                    .next()
+                    .and_then(text)
+                    .and_then(|hex| u128::from_str_radix(&hex, 16).ok())
+                    .map(Id::from_u128);
+                let at = match items.next() {
+                    Some(Value::Int(at)) => usize::try_from(at).unwrap_or(0),
+                    _ => 0,
+                };
+                Ok(ImportAnswer::Refused { at, last })
+            }
+            other => Err(StoreError::Storage(format!(
+                "unexpected answer from the import script: {other:?}"
             ))),
         }
     }
@@ -161,14 +240,16 @@ impl RedisWriter {
             .collect();
         let count = drafts.len() as u64;
         let mut outcome = Err(StoreError::Storage("appends were not attempted".into()));
+        let mut before = None;
         for _ in 0..MAX_RETRIES {
             let frames = self.frames_for(&drafts);
             match self.send(&drafts, &frames) {
-                Ok(None) => {
+                Ok(Sent::Stored { last_before }) => {
+                    before = last_before;
                     outcome = Ok(frames);
                     break;
                 }
-                Ok(Some(ahead)) => {
+                Ok(Sent::Ahead(ahead)) => {
                     self.last_id = Some(ahead);
                 }
                 Err(e) => {
@@ -207,11 +288,35 @@ impl RedisWriter {
                 },
             })
             .collect();
-        self.head.publish(self.last_id, ephemeral, &[]);
+        // Move the head at once (an appender reads its own frames back
+        // right away) only when it already covers everything below this
+        // batch: else a follower here could pass another node's ephemeral
+        // frame the watcher has not brought yet. Then the watcher moves it.
+        if self.head_reaches(before) {
+            self.head.publish(self.last_id, ephemeral, &[]);
+        }
         for (request, frame) in run.into_iter().zip(frames) {
             if let Some(reply) = request.reply {
                 let _ = reply.send(Ok(WriteOutcome::Frame(frame)));
             }
+        }
+    }
+
+    /// Whether this node's head covers `id`, waiting a little for the
+    /// watcher to bring it.
+    fn head_reaches(&self, id: Option<Id>) -> bool {
+        let Some(id) = id else { return true };
+        let deadline = std::time::Instant::now() + HEAD_CATCH_UP;
+        loop {
+            let view = self.head.view();
+            if view.last_id >= Some(id) {
+                return true;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            self.head.wait_past(view.version, deadline - now);
         }
     }
 
@@ -233,8 +338,8 @@ impl RedisWriter {
             .collect()
     }
 
-    /// One script call; `Some(last)` when another node is ahead.
-    fn send(&self, drafts: &[&Draft], frames: &[Frame]) -> Result<Option<Id>, StoreError> {
+    /// One script call.
+    fn send(&self, drafts: &[&Draft], frames: &[Frame]) -> Result<Sent, StoreError> {
         let mut owned: Vec<Vec<u8>> = vec![
             b"append".to_vec(),
             self.redis.node().as_bytes().to_vec(),
@@ -264,27 +369,46 @@ impl RedisWriter {
         let args: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
         let answer = self.redis.run_script(&args)?;
         match status(answer) {
-            (status, _) if status == "ok" => Ok(None),
-            (status, Some(last)) if status == "retry" => Ok(Some(last)),
-            (status, _) => Err(StoreError::Storage(format!(
+            (status, _, last_before) if status == "ok" => Ok(Sent::Stored { last_before }),
+            (status, Some(last), _) if status == "retry" => Ok(Sent::Ahead(last)),
+            (status, ..) => Err(StoreError::Storage(format!(
                 "unexpected answer from the append script: {status}"
             ))),
         }
     }
 }
 
-/// A script's `{status, hex id}` answer.
-fn status(answer: Value) -> (String, Option<Id>) {
-    let Value::Array(mut items) = answer else {
-        return (format!("{answer:?}"), None);
+/// What became of one import script call.
+enum ImportAnswer {
+    /// Every frame is in (or was already).
+    All,
+    /// The frame at this index was refused (those before it are in).
+    Refused { at: usize, last: Option<Id> },
+}
+
+/// What became of one append script call.
+enum Sent {
+    /// Stored; the namespace's newest id before it.
+    Stored { last_before: Option<Id> },
+    /// Another node is ahead: its newest id.
+    Ahead(Id),
+}
+
+/// A script's `{status, hex id, hex id}` answer (the ids optional).
+fn status(answer: Value) -> (String, Option<Id>, Option<Id>) {
+    let Value::Array(items) = answer else {
+        return (format!("{answer:?}"), None, None);
     };
-    let last = if items.len() > 1 {
-        text(items.remove(1))
+    let mut items = items.into_iter();
+    let status = items.next().and_then(text).unwrap_or_default();
+    let mut id = || {
+        items
+            .next()
+            .and_then(text)
             .and_then(|hex| u128::from_str_radix(&hex, 16).ok())
             .map(Id::from_u128)
-    } else {
-        None
     };
-    let status = items.into_iter().next().and_then(text).unwrap_or_default();
-    (status, last)
+    let first = id();
+    let second = id();
+    (status, first, second)
 }
