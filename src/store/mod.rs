@@ -37,7 +37,7 @@ use head::{EphemeralLimits, Head};
 use housekeeping::Chore;
 use kv::KvSignal;
 use local::cas::JOURNALED_PAYLOAD_MAX;
-use local::writer::{WriteRequest, Writer};
+use local::writer::{Answer, ReplyTo, Waiter, WriteRequest, Writer};
 use local::{FrameIter, Local};
 
 /// A frame as read from the store: its id and its JSON, exactly the stored
@@ -301,11 +301,11 @@ impl Store {
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
         let request = WriteRequest {
             op,
-            reply: Some(reply_tx),
+            reply: Some(ReplyTo::Channel(reply_tx)),
         };
         if let Err(failed) = self.inner.writer.send(request) {
             if let Some(reply) = failed.0.reply {
-                let _ = reply.send(Err(StoreError::Closed));
+                reply.send(Err(StoreError::Closed));
             }
         }
         reply_rx
@@ -313,7 +313,14 @@ impl Store {
 
     /// Sends a change and waits for its outcome.
     pub fn write(&self, op: WriteOp) -> WriteReply {
-        self.submit(op).recv().unwrap_or(Err(StoreError::Closed))
+        let waiter = Arc::new(Waiter::default());
+        let request = WriteRequest {
+            op,
+            reply: Some(ReplyTo::Waiter(Answer::new(waiter.clone()))),
+        };
+        // A failed send drops the request, whose `Answer` then says Closed.
+        let _ = self.inner.writer.send(request);
+        waiter.wait()
     }
 
     /// Appends a frame; returns it with its id once acknowledged.

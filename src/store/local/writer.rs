@@ -89,7 +89,78 @@ pub type WriteReply = Result<WriteOutcome, StoreError>;
 
 pub struct WriteRequest {
     pub op: WriteOp,
-    pub reply: Option<Sender<WriteReply>>,
+    pub reply: Option<ReplyTo>,
+}
+
+/// Where the writer answers a request.
+pub enum ReplyTo {
+    /// A channel the requester may wait on later (`Store::submit`).
+    Channel(Sender<WriteReply>),
+    /// A requester blocked right now (`Store::write`): one condvar wake,
+    /// no spinning (a crossbeam receiver spins and `sched_yield`s before
+    /// it sleeps, CPU a busy 2-core machine lacks).
+    Waiter(Answer),
+}
+
+impl ReplyTo {
+    pub fn send(self, reply: WriteReply) {
+        match self {
+            ReplyTo::Channel(sender) => {
+                let _ = sender.send(reply);
+            }
+            ReplyTo::Waiter(mut answer) => answer.put(reply),
+        }
+    }
+}
+
+/// A one-shot slot for one reply.
+#[derive(Default)]
+pub struct Waiter {
+    slot: std::sync::Mutex<Option<WriteReply>>,
+    ready: std::sync::Condvar,
+}
+
+impl Waiter {
+    /// Blocks until the reply is there.
+    pub fn wait(&self) -> WriteReply {
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(reply) = slot.take() {
+                return reply;
+            }
+            slot = self.ready.wait(slot).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// The writer's end of a `Waiter`. Dropped unanswered (the writer gone,
+/// or a panic), it answers `Closed`, so no requester waits forever.
+pub struct Answer {
+    waiter: std::sync::Arc<Waiter>,
+    answered: bool,
+}
+
+impl Answer {
+    pub fn new(waiter: std::sync::Arc<Waiter>) -> Answer {
+        Answer {
+            waiter,
+            answered: false,
+        }
+    }
+
+    fn put(&mut self, reply: WriteReply) {
+        self.answered = true;
+        *self.waiter.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(reply);
+        self.waiter.ready.notify_one();
+    }
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.put(Err(StoreError::Closed));
+        }
+    }
 }
 
 /// Work the writer hands to the housekeeper after a commit.
@@ -325,7 +396,7 @@ impl Writer {
         }
         for (request, outcome) in batch.into_iter().zip(outcomes) {
             if let Some(reply) = request.reply {
-                let _ = reply.send(outcome);
+                reply.send(outcome);
             }
         }
         for (topic, n) in prune {
@@ -353,7 +424,7 @@ impl Writer {
         let status = error.status();
         for request in batch {
             if let Some(reply) = request.reply {
-                let _ = reply.send(Err(StoreError::Relayed {
+                reply.send(Err(StoreError::Relayed {
                     status,
                     text: text.clone(),
                 }));
