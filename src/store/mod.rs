@@ -221,11 +221,13 @@ impl Store {
         let (writer_tx, writer_rx) = crossbeam_channel::unbounded();
         let (chores_tx, chores_rx) = crossbeam_channel::unbounded();
         let (after_tx, after_rx) = crossbeam_channel::unbounded();
+        let journaled = housekeeping::JournaledKeys::default();
         let writer = Writer::new(
             local.clone(),
             head.clone(),
             options.fsync,
             after_tx,
+            journaled.clone(),
             kv_signal.clone(),
             metrics.clone(),
         )?;
@@ -246,7 +248,7 @@ impl Store {
                 gc_lock: RwLock::new(()),
             }),
         };
-        housekeeping::start(store.clone(), chores_rx, after_rx)?;
+        housekeeping::start(store.clone(), chores_rx, after_rx, journaled)?;
         Ok(store)
     }
 
