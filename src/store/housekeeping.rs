@@ -27,6 +27,10 @@ use super::{Store, StoreError, WriteOp};
 /// How often the timer chores run.
 const TICK: Duration = Duration::from_millis(250);
 
+/// Journaled payload keys after which their files are synced even while
+/// appends go on (about 6 MB of keys).
+const PENDING_FLUSH_AT: usize = 100_000;
+
 /// Work sent to the housekeeper by readers and by `Store::close`.
 #[derive(Debug)]
 pub enum Chore {
@@ -59,6 +63,8 @@ fn run(
     // A clock of its own: the timer chores run every TICK even while
     // messages keep coming (a `default` arm would starve under load).
     let ticks = crossbeam_channel::tick(TICK);
+    // Journaled keys seen at the last tick: unchanged means appends paused.
+    let mut journaled_seen = 0;
     loop {
         crossbeam_channel::select! {
             recv(chores) -> chore => match chore {
@@ -82,7 +88,17 @@ fn run(
                 for hash in std::mem::take(&mut deferred) {
                     collect(&store, hash, &mut deferred);
                 }
-                flush_pending_payloads(&store, take_journaled(&journaled));
+                // `syncfs` flushes the whole file system, other programs'
+                // dirty data included, and slows the writer's own syncs
+                // while it runs: wait for a pause in appends, unless the
+                // list grows large (then its memory matters more).
+                let now = journaled.lock().unwrap_or_else(|e| e.into_inner()).len();
+                if now == journaled_seen || now >= PENDING_FLUSH_AT {
+                    flush_pending_payloads(&store, take_journaled(&journaled));
+                    journaled_seen = 0;
+                } else {
+                    journaled_seen = now;
+                }
                 sweep_expired(&store);
             }
         }
