@@ -36,8 +36,9 @@
 //! requester is answered through a one-shot condvar (`Waiter`), which
 //! wakes exactly that thread without the spinning and `sched_yield` of a
 //! channel receiver. After a commit nothing else is woken per batch: the
-//! journaled payload keys go into a shared list the housekeeper takes on
-//! its timer (`JournaledKeys`), not in a message. What remains is mostly
+//! journaled payload keys go into a shared list (`JournaledKeys`), not in
+//! a message; the housekeeper syncs their files (`syncfs`) and forgets
+//! them once appends pause, so that sync does not slow the writer's. What remains is mostly
 //! the kernel's: allocating the payload file's inode and, in a young
 //! store, its fan-out folder's (`mkdir`), and the journal sync.
 //!
