@@ -25,7 +25,15 @@
 //! Method. Every dimension runs `xs serve` on a fresh temporary store
 //! (`tempfile`, so `TMPDIR` picks the file system — keep it on a real disk,
 //! not tmpfs, or `--fsync always` measures nothing) with its stdout and
-//! stderr sent to /dev/null. Clients are plain threads speaking HTTP/1.1
+//! stderr sent to /dev/null. A dimension's store is kept until the whole
+//! run ends and all are deleted at exit (`KEPT`), so no dimension measures
+//! the previous one's cleanup: on an ext4 file system without a journal
+//! (these machines' root), creating a file skips every free inode of its
+//! block group deleted in the last minutes, one lookup each, so right after
+//! a store of thousands of payload files is deleted every file created
+//! near it costs about a millisecond of CPU instead of tens of
+//! microseconds. Deletions by other programs (test suites, builds) still
+//! show, as they would for a user. Clients are plain threads speaking HTTP/1.1
 //! keep-alive over `<dir>/sock`: one connection per client thread, a request
 //! with `Content-Length`, the response head parsed with `httparse`, the body
 //! read by `Content-Length` (or de-chunked for streams). Client connections
@@ -319,6 +327,7 @@ fn main() {
         summary.push(row);
     }
     print_load("after");
+    delete_kept();
     println!("\nsummary");
     for row in summary {
         println!("  {row}");
@@ -400,8 +409,18 @@ struct Server {
     store: PathBuf,
     /// Just before the process was spawned.
     spawned_at: Instant,
-    // Dropped after `Drop::drop` has stopped the child.
-    _tmp: tempfile::TempDir,
+    /// Moved to `KEPT` once `Drop::drop` has stopped the child.
+    tmp: Option<tempfile::TempDir>,
+}
+
+/// Stores of finished dimensions, deleted when the run ends (see the
+/// header: deleting them between dimensions would slow the next one).
+static KEPT: std::sync::Mutex<Vec<tempfile::TempDir>> = std::sync::Mutex::new(Vec::new());
+
+/// Deletes the kept stores.
+fn delete_kept() {
+    let kept = std::mem::take(&mut *KEPT.lock().unwrap_or_else(|e| e.into_inner()));
+    drop(kept);
 }
 
 impl Server {
@@ -446,7 +465,7 @@ impl Server {
             sock: store.join("sock"),
             store,
             spawned_at,
-            _tmp: tmp,
+            tmp: Some(tmp),
         })
     }
 
@@ -506,6 +525,16 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        self.stop();
+        if let Some(tmp) = self.tmp.take() {
+            KEPT.lock().unwrap_or_else(|e| e.into_inner()).push(tmp);
+        }
+    }
+}
+
+impl Server {
+    /// SIGTERM, then SIGKILL after 5 s.
+    fn stop(&mut self) {
         if let Ok(Some(_)) = self.child.try_wait() {
             return;
         }

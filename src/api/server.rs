@@ -1,7 +1,7 @@
 //! Listeners and connection threads.
 //!
 //! Each listener (the store's Unix socket, `--expose` addresses) is a
-//! tiny_http server whose requests are handed to a thread of their own, so
+//! tiny_http server; each connection's thread answers its own requests, so
 //! a long follow never holds up anyone else.
 
 use std::net::{SocketAddr, TcpListener};
@@ -78,23 +78,27 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Threads answering short requests on each listener.
-const WORKERS: usize = 8;
-
 /// Serves a listener. tiny_http reads each connection on a thread of its
-/// own and queues complete requests; a few workers take them and answer
-/// the short ones in place (no thread to start per request), while a
-/// request that can last (a follow, a watch, an eval) gets a thread of its
-/// own so it never holds a worker.
+/// own; that thread now answers the connection's requests itself, a
+/// follow or a script included (it blocks only its own connection, whose
+/// next request waits for this answer anyway). Handing each request to a
+/// worker thread cost a futex wake and a context switch per request, a
+/// good part of an append's server CPU. One worker remains for requests
+/// read before the handler was installed.
 pub fn spawn(listener: Arc<Listener>, context: Context) -> Result<(), String> {
-    for _ in 0..WORKERS {
-        let listener = listener.clone();
+    {
+        let listener_in_handler = listener.clone();
         let context = context.clone();
-        std::thread::Builder::new()
-            .name("worker".into())
-            .spawn(move || work(&listener, &context))
-            .map_err(|e| format!("cannot start a worker thread: {e}"))?;
+        listener
+            .server
+            .set_handler(Arc::new(move |request: Request| {
+                routes::handle(&context, &listener_in_handler, request)
+            }));
     }
+    std::thread::Builder::new()
+        .name("worker".into())
+        .spawn(move || work(&listener, &context))
+        .map_err(|e| format!("cannot start a worker thread: {e}"))?;
     Ok(())
 }
 

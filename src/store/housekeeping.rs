@@ -27,6 +27,10 @@ use super::{Store, StoreError, WriteOp};
 /// How often the timer chores run.
 const TICK: Duration = Duration::from_millis(250);
 
+/// Journaled payload keys after which their files are synced even while
+/// appends go on (about 6 MB of keys).
+const PENDING_FLUSH_AT: usize = 100_000;
+
 /// Work sent to the housekeeper by readers and by `Store::close`.
 #[derive(Debug)]
 pub enum Chore {
@@ -38,20 +42,29 @@ pub fn start(
     store: Store,
     chores: Receiver<Chore>,
     after_commit: Receiver<AfterCommit>,
+    journaled: JournaledKeys,
 ) -> Result<(), StoreError> {
     std::thread::Builder::new()
         .name("housekeeping".into())
-        .spawn(move || run(store, chores, after_commit))
+        .spawn(move || run(store, chores, after_commit, journaled))
         .map(|_| ())
         .map_err(|e| StoreError::io("starting the housekeeping thread", e))
 }
 
-fn run(store: Store, chores: Receiver<Chore>, after_commit: Receiver<AfterCommit>) {
+fn run(
+    store: Store,
+    chores: Receiver<Chore>,
+    after_commit: Receiver<AfterCommit>,
+    journaled: JournaledKeys,
+) {
     let mut removing: HashSet<Id> = HashSet::new();
     // Unreferenced payloads still pinned by an append in flight.
     let mut deferred: HashSet<String> = HashSet::new();
-    // Journaled payload copies whose files are not yet known synced.
-    let mut journaled: Vec<Vec<u8>> = Vec::new();
+    // A clock of its own: the timer chores run every TICK even while
+    // messages keep coming (a `default` arm would starve under load).
+    let ticks = crossbeam_channel::tick(TICK);
+    // Journaled keys seen at the last tick: unchanged means appends paused.
+    let mut journaled_seen = 0;
     loop {
         crossbeam_channel::select! {
             recv(chores) -> chore => match chore {
@@ -61,26 +74,45 @@ fn run(store: Store, chores: Receiver<Chore>, after_commit: Receiver<AfterCommit
                     }
                 }
                 Ok(Chore::Stop) | Err(_) => {
-                    flush_pending_payloads(&store, std::mem::take(&mut journaled));
+                    flush_pending_payloads(&store, take_journaled(&journaled));
                     return;
                 }
             },
             recv(after_commit) -> done => match done {
                 Ok(AfterCommit::Prune(topic, keep)) => prune(&store, &topic, keep as usize),
                 Ok(AfterCommit::Unreferenced(hash)) => collect(&store, hash, &mut deferred),
-                Ok(AfterCommit::Journaled(hashes)) => journaled.extend(hashes),
                 Err(_) => return,
             },
-            default(TICK) => {
+            recv(ticks) -> _ => {
                 removing.clear();
                 for hash in std::mem::take(&mut deferred) {
                     collect(&store, hash, &mut deferred);
                 }
-                flush_pending_payloads(&store, std::mem::take(&mut journaled));
+                // `syncfs` flushes the whole file system, other programs'
+                // dirty data included, and slows the writer's own syncs
+                // while it runs: wait for a pause in appends, unless the
+                // list grows large (then its memory matters more).
+                let now = journaled.lock().unwrap_or_else(|e| e.into_inner()).len();
+                if now == journaled_seen || now >= PENDING_FLUSH_AT {
+                    flush_pending_payloads(&store, take_journaled(&journaled));
+                    journaled_seen = 0;
+                } else {
+                    journaled_seen = now;
+                }
                 sweep_expired(&store);
             }
         }
     }
+}
+
+/// Journaled payload copies whose files are not yet known synced: the
+/// writer adds each batch's, the housekeeper takes them every tick. A
+/// shared list rather than a message per batch, so an append does not
+/// also wake this thread.
+pub type JournaledKeys = std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
+
+fn take_journaled(journaled: &JournaledKeys) -> Vec<Vec<u8>> {
+    std::mem::take(&mut *journaled.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// Deletes an unreferenced payload, or defers it while an append pins it.

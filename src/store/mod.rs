@@ -41,7 +41,7 @@ use head::{EphemeralLimits, Head};
 use housekeeping::Chore;
 use kv::KvSignal;
 use local::cas::JOURNALED_PAYLOAD_MAX;
-use local::writer::{WriteRequest, Writer};
+use local::writer::{Answer, ReplyTo, Waiter, WriteRequest, Writer};
 use local::{FrameIter, Local};
 
 /// A frame as read from the store: its id and its JSON, exactly the stored
@@ -238,11 +238,13 @@ impl Store {
         let (writer_tx, writer_rx) = crossbeam_channel::unbounded();
         let (chores_tx, chores_rx) = crossbeam_channel::unbounded();
         let (after_tx, after_rx) = crossbeam_channel::unbounded();
+        let journaled = housekeeping::JournaledKeys::default();
         let writer = Writer::new(
             local.clone(),
             head.clone(),
             options.fsync,
             after_tx,
+            journaled.clone(),
             kv_signal.clone(),
             metrics.clone(),
         )?;
@@ -265,7 +267,7 @@ impl Store {
                 _folder_lock: folder_lock,
             }),
         };
-        housekeeping::start(store.clone(), chores_rx, after_rx)?;
+        housekeeping::start(store.clone(), chores_rx, after_rx, journaled)?;
         Ok(store)
     }
 
@@ -373,11 +375,11 @@ impl Store {
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
         let request = WriteRequest {
             op,
-            reply: Some(reply_tx),
+            reply: Some(ReplyTo::Channel(reply_tx)),
         };
         if let Err(failed) = self.inner.writer.send(request) {
             if let Some(reply) = failed.0.reply {
-                let _ = reply.send(Err(StoreError::Closed));
+                reply.send(Err(StoreError::Closed));
             }
         }
         reply_rx
@@ -385,7 +387,14 @@ impl Store {
 
     /// Sends a change and waits for its outcome.
     pub fn write(&self, op: WriteOp) -> WriteReply {
-        self.submit(op).recv().unwrap_or(Err(StoreError::Closed))
+        let waiter = Arc::new(Waiter::default());
+        let request = WriteRequest {
+            op,
+            reply: Some(ReplyTo::Waiter(Answer::new(waiter.clone()))),
+        };
+        // A failed send drops the request, whose `Answer` then says Closed.
+        let _ = self.inner.writer.send(request);
+        waiter.wait()
     }
 
     /// Appends a frame; returns it with its id once acknowledged.

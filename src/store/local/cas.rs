@@ -7,8 +7,11 @@
 //! in the writer's journal batch and are synced there (see `writer.rs`),
 //! large ones are synced by the connection that wrote them.
 
+use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -24,10 +27,17 @@ pub const JOURNALED_PAYLOAD_MAX: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct Cas {
     dir: PathBuf,
-    /// Content folders (`sha256/xx/yy`) known to exist, so a small write
-    /// does not ask the file system again.
-    known_dirs: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<PathBuf>>>,
+    /// Content folders (`xx/yy` under `sha256/`) known to exist, so a
+    /// small write does not ask the file system again.
+    known_dirs: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<[u8; 4]>>>,
+    /// `content-v2/sha256`, opened once: small writes name their files
+    /// relative to it (`xx/yy/<rest>`), so the kernel walks three path
+    /// components per call instead of the whole store path.
+    sha256_dir: std::sync::Arc<std::sync::OnceLock<Option<OwnedFd>>>,
 }
+
+/// ext4's "top of a directory hierarchy" hint (`chattr +T`, not in libc).
+const FS_TOPDIR_FL: libc::c_long = 0x0002_0000;
 
 /// Names temporary files uniquely within this process.
 static TEMP_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -56,7 +66,53 @@ impl Cas {
         Cas {
             dir,
             known_dirs: Default::default(),
+            sha256_dir: Default::default(),
         }
+    }
+
+    /// The `content-v2/sha256` folder, created when missing and opened
+    /// once; `None` if that fails (writes then take the path-based way).
+    ///
+    /// It is marked as a top of hierarchy for ext4's Orlov allocator
+    /// (`chattr +T`; ignored elsewhere), so its 256 fan-out folders, and
+    /// with them the payload files, spread over block groups instead of
+    /// crowding the store's own. Measured here: on a journal-less ext4,
+    /// creating a file skips every recently deleted free inode of its
+    /// group one lookup at a time, and a group shared with busy temp
+    /// folders (test suites, builds) made each payload file cost about a
+    /// millisecond; spread out, about 50 µs.
+    fn sha256_dir(&self) -> Option<&OwnedFd> {
+        self.sha256_dir
+            .get_or_init(|| {
+                let path = self.dir.join("content-v2").join("sha256");
+                std::fs::create_dir_all(&path).ok()?;
+                let cpath = CString::new(path.as_os_str().as_bytes()).ok()?;
+                // SAFETY: a valid C string; the descriptor is owned below.
+                let fd = unsafe {
+                    libc::open(
+                        cpath.as_ptr(),
+                        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                    )
+                };
+                if fd < 0 {
+                    return None;
+                }
+                // SAFETY: `fd` was just opened and nothing else owns it.
+                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                let mut flags: libc::c_long = 0;
+                // SAFETY: FS_IOC_{GET,SET}FLAGS read/write one integer at
+                // the pointer, a valid local; failure (not ext4) is fine.
+                unsafe {
+                    if libc::ioctl(fd.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) == 0
+                        && flags & FS_TOPDIR_FL == 0
+                    {
+                        flags |= FS_TOPDIR_FL;
+                        libc::ioctl(fd.as_raw_fd(), libc::FS_IOC_SETFLAGS, &flags);
+                    }
+                }
+                Some(fd)
+            })
+            .as_ref()
     }
 
     /// The store's cacache folder.
@@ -113,9 +169,103 @@ impl Cas {
     /// cacache's writer instead (`write_stream`).
     pub fn write_bytes(&self, bytes: &[u8]) -> Result<Integrity, StoreError> {
         let sri = Integrity::from(bytes);
-        let path = self.path_of(&sri);
+        let (algo, hex) = sri.to_hex();
+        match self.sha256_dir() {
+            Some(dir) if algo == cacache::Algorithm::Sha256 && hex.len() > 4 => {
+                self.write_relative(dir, &hex, bytes)?
+            }
+            _ => self.write_by_path(&sri, bytes)?,
+        }
+        Ok(sri)
+    }
+
+    /// `write_bytes` relative to the open `sha256` folder.
+    fn write_relative(&self, dir: &OwnedFd, hex: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let io_error = |what: &'static str| StoreError::io(what, io::Error::last_os_error());
+        let c = |text: String| {
+            CString::new(text).map_err(|_| StoreError::Storage("content path holds NUL".into()))
+        };
+        let fd = dir.as_raw_fd();
+        let key: [u8; 4] = hex.as_bytes()[..4].try_into().unwrap_or([b'0'; 4]);
+        let final_path = c(format!("{}/{}/{}", &hex[0..2], &hex[2..4], &hex[4..]))?;
+        let known = self
+            .known_dirs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&key);
+        // A folder made just now cannot hold the file: no need to look.
+        let mut fresh_folder = false;
+        if !known {
+            for folder in [
+                hex[0..2].to_string(),
+                format!("{}/{}", &hex[0..2], &hex[2..4]),
+            ] {
+                let folder = c(folder)?;
+                // SAFETY: valid descriptor and C string.
+                if unsafe { libc::mkdirat(fd, folder.as_ptr(), 0o777) } == 0 {
+                    fresh_folder = true;
+                } else if io::Error::last_os_error().kind() != io::ErrorKind::AlreadyExists {
+                    return Err(io_error("creating a content folder"));
+                } else {
+                    fresh_folder = false;
+                }
+            }
+            self.known_dirs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key);
+        }
+        if !fresh_folder {
+            // SAFETY: a plain C struct, all zeroes is a valid value.
+            let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: valid descriptor, C string and out-pointer.
+            if unsafe { libc::fstatat(fd, final_path.as_ptr(), &mut stat, 0) } == 0 {
+                return Ok(());
+            }
+        }
+        let n = TEMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temp = c(format!(
+            "{}/{}/.tmp-{}-{n}",
+            &hex[0..2],
+            &hex[2..4],
+            std::process::id()
+        ))?;
+        // SAFETY: valid descriptor and C string; the result is owned below.
+        let file_fd = unsafe {
+            libc::openat(
+                fd,
+                temp.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+                0o666,
+            )
+        };
+        if file_fd < 0 {
+            return Err(io_error("creating a payload file"));
+        }
+        // SAFETY: just opened, owned by nobody else.
+        let mut file = unsafe { File::from_raw_fd(file_fd) };
+        let written = file.write_all(bytes);
+        drop(file);
+        // SAFETY: valid descriptor and C strings.
+        let renamed = written.is_ok()
+            && unsafe { libc::renameat(fd, temp.as_ptr(), fd, final_path.as_ptr()) } == 0;
+        if !renamed {
+            let error = match written {
+                Err(e) => e,
+                Ok(()) => io::Error::last_os_error(),
+            };
+            // SAFETY: valid descriptor and C string.
+            unsafe { libc::unlinkat(fd, temp.as_ptr(), 0) };
+            return Err(StoreError::io("writing payload", error));
+        }
+        Ok(())
+    }
+
+    /// `write_bytes` by full paths (another algorithm, or no open folder).
+    fn write_by_path(&self, sri: &Integrity, bytes: &[u8]) -> Result<(), StoreError> {
+        let path = self.path_of(sri);
         if path.exists() {
-            return Ok(sri);
+            return Ok(());
         }
         let Some(folder) = path.parent() else {
             return Err(StoreError::Storage(format!(
@@ -123,19 +273,8 @@ impl Cas {
                 path.display()
             )));
         };
-        let known = self
-            .known_dirs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(folder);
-        if !known {
-            std::fs::create_dir_all(folder)
-                .map_err(|e| StoreError::io("creating a content folder", e))?;
-            self.known_dirs
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(folder.to_path_buf());
-        }
+        std::fs::create_dir_all(folder)
+            .map_err(|e| StoreError::io("creating a content folder", e))?;
         let n = TEMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let temp = folder.join(format!(".tmp-{}-{n}", std::process::id()));
         let written = std::fs::write(&temp, bytes).and_then(|()| std::fs::rename(&temp, &path));
@@ -143,7 +282,7 @@ impl Cas {
             let _ = std::fs::remove_file(&temp);
             return Err(StoreError::io("writing payload", e));
         }
-        Ok(sri)
+        Ok(())
     }
 
     /// Streams a payload from `body` into the store, refusing more than
@@ -246,6 +385,48 @@ mod tests {
                 "/s/cacache/content-v2/sha256/e3/b0/c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
             )
         );
+    }
+
+    /// Every file under `dir`, relative.
+    fn files(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(at) = todo.pop() {
+            for entry in std::fs::read_dir(&at).unwrap().flatten() {
+                if entry.file_type().unwrap().is_dir() {
+                    todo.push(entry.path());
+                } else {
+                    let rel = entry.path().strip_prefix(dir).unwrap().to_path_buf();
+                    out.push(rel.display().to_string());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn small_writes_land_in_the_layout_and_leave_no_temp_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cas = Cas::new(tmp.path().join("cacache"));
+        let a = cas.write_bytes(b"one").unwrap();
+        let b = cas.write_bytes(b"two").unwrap();
+        // Same bytes again: nothing changes.
+        assert_eq!(cas.write_bytes(b"one").unwrap(), a);
+        assert_eq!(cas.read(&a).unwrap().unwrap(), b"one");
+        assert_eq!(cas.read(&b).unwrap().unwrap(), b"two");
+        // A second instance (a restart) finds the folders already there.
+        let again = Cas::new(tmp.path().join("cacache"));
+        let c = again.write_bytes(b"three").unwrap();
+        assert!(again.verify(&c).unwrap());
+        assert_eq!(again.write_bytes(b"two").unwrap(), b);
+        let found = files(cas.dir());
+        assert_eq!(found.len(), 3, "{found:?}");
+        for sri in [&a, &b, &c] {
+            let rel = cas.path_of(sri);
+            let rel = rel.strip_prefix(cas.dir()).unwrap().display().to_string();
+            assert!(found.contains(&rel), "{rel} not in {found:?}");
+        }
     }
 
     #[test]

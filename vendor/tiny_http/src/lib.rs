@@ -141,7 +141,14 @@ pub struct Server {
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
+
+    // xs patch: once set, connection threads answer their requests in
+    // place through it instead of queueing them for `recv()`.
+    handler: Arc<std::sync::OnceLock<Handler>>,
 }
+
+/// xs patch: answers one request on the thread that read it.
+pub type Handler = Arc<dyn Fn(Request) + Send + Sync>;
 
 enum Message {
     Error(IoError),
@@ -286,6 +293,8 @@ impl Server {
 
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
+        let handler: Arc<std::sync::OnceLock<Handler>> = Arc::new(std::sync::OnceLock::new());
+        let inside_handler = handler.clone();
         thread::spawn(move || {
             // a tasks pool is used to dispatch the connections into threads
             let tasks_pool = util::TaskPool::new();
@@ -320,6 +329,7 @@ impl Server {
                 match new_client {
                     Ok(client) => {
                         let messages = inside_messages.clone();
+                        let handler = inside_handler.clone();
                         let mut client = Some(client);
                         tasks_pool.spawn(Box::new(move || {
                             if let Some(client) = client.take() {
@@ -332,7 +342,10 @@ impl Server {
                                     }
                                 } else {
                                     for rq in client {
-                                        messages.push(rq.into());
+                                        match handler.get() {
+                                            Some(handle) => handle(rq),
+                                            None => messages.push(rq.into()),
+                                        }
                                     }
                                 }
                             }
@@ -354,7 +367,16 @@ impl Server {
             messages,
             close: close_trigger,
             listening_addr: local_addr,
+            handler,
         })
+    }
+
+    /// xs patch: from now on, each request is answered by `handler` on the
+    /// connection thread that read it (no hand-off to a `recv()` caller).
+    /// Requests queued before this still wait for `recv()`. Only the
+    /// first call has an effect; returns whether it was that one.
+    pub fn set_handler(&self, handler: Handler) -> bool {
+        self.handler.set(handler).is_ok()
     }
 
     /// Returns an iterator for all the incoming requests.
