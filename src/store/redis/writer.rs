@@ -84,7 +84,7 @@ impl RedisWriter {
             }
             let outcome = self.apply_one(&request.op);
             if let Some(reply) = request.reply {
-                let _ = reply.send(outcome);
+                reply.send(outcome);
             }
         }
         self.flush_run(run);
@@ -182,7 +182,7 @@ impl RedisWriter {
         }
         for (request, outcome) in run.into_iter().zip(outcomes) {
             if let Some(reply) = request.reply {
-                let _ = reply.send(outcome);
+                reply.send(outcome);
             }
         }
     }
@@ -266,7 +266,7 @@ impl RedisWriter {
                 let status = error.status();
                 for request in run {
                     if let Some(reply) = request.reply {
-                        let _ = reply.send(Err(StoreError::Relayed {
+                        reply.send(Err(StoreError::Relayed {
                             status,
                             text: text.clone(),
                         }));
@@ -297,7 +297,7 @@ impl RedisWriter {
         }
         for (request, frame) in run.into_iter().zip(frames) {
             if let Some(reply) = request.reply {
-                let _ = reply.send(Ok(WriteOutcome::Frame(frame)));
+                reply.send(Ok(WriteOutcome::Frame(frame)));
             }
         }
     }
