@@ -285,11 +285,11 @@ fn an_actor_runs_on_one_node_and_moves_when_its_node_dies() {
     nodes[owner].kill();
     let survivor = nodes.remove(1 - owner);
     let killed_at = Instant::now();
-    wait_until("the take-over", Duration::from_secs(10), || {
+    wait_until("the take-over", Duration::from_secs(15), || {
         runs_here(&survivor, "pong")
     });
     let took = killed_at.elapsed();
-    assert!(took < Duration::from_secs(6), "took over after {took:?}");
+    assert!(took < Duration::from_secs(10), "took over after {took:?}");
     for _ in 0..5 {
         survivor.append("ping", b"");
     }
@@ -333,9 +333,18 @@ fn a_service_stops_where_it_ran_and_terms_reach_every_node() {
 
 #[test]
 fn redis_replicas_waits_for_a_replica() {
-    let primary = RedisServer::start(&[]);
+    let primary = RedisServer::start(&["--repl-diskless-sync-delay", "0"]);
     let port = primary.port.to_string();
     let replica = RedisServer::start(&["--replicaof", "127.0.0.1", &port]);
+    let client = ::redis::Client::open(format!("redis://127.0.0.1:{}/0", replica.port)).unwrap();
+    let mut con = client.get_connection().unwrap();
+    wait_until("the replica to sync", Duration::from_secs(20), || {
+        let info: String = ::redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut con)
+            .unwrap();
+        info.contains("master_link_status:up")
+    });
     let ns = "replicated";
     let server = {
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -348,8 +357,6 @@ fn redis_replicas_waits_for_a_replica() {
     };
     let frame = server.append("durable", b"on two machines");
     // Acknowledged means the replica has it too: look there at once.
-    let client = ::redis::Client::open(format!("redis://127.0.0.1:{}/0", replica.port)).unwrap();
-    let mut con = client.get_connection().unwrap();
     let entries: Vec<(String, Vec<String>)> = ::redis::cmd("XRANGE")
         .arg(format!("{{{ns}}}:t:durable"))
         .arg("-")

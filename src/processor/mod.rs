@@ -83,9 +83,16 @@ impl Running {
     /// Asks the thread to stop: its script is interrupted and its programs
     /// get SIGTERM.
     fn signal_stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.interrupt.store(true, Ordering::Relaxed);
-        self.groups.terminate();
+        self.stop_handle().signal_stop();
+    }
+
+    /// How to stop it from another thread (the lease renewer).
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle {
+            stop: self.stop.clone(),
+            interrupt: self.interrupt.clone(),
+            groups: self.groups.clone(),
+        }
     }
 
     /// Waits until `deadline` for the thread, SIGKILLs what is left, joins.
@@ -105,6 +112,27 @@ impl Running {
 
     fn finished(&self) -> bool {
         self.handle.is_finished()
+    }
+}
+
+/// Stops a processor from outside its dispatcher: the flags its thread
+/// watches, and its programs' process groups.
+#[derive(Clone)]
+pub struct StopHandle {
+    stop: Arc<AtomicBool>,
+    interrupt: Arc<AtomicBool>,
+    groups: ChildGroups,
+}
+
+impl StopHandle {
+    pub fn signal_stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.interrupt.store(true, Ordering::Relaxed);
+        self.groups.terminate();
+    }
+
+    pub fn kill(&self) {
+        self.groups.kill();
     }
 }
 
@@ -288,11 +316,8 @@ impl Dispatcher {
     /// Renews this node's leases, stops what it lost, and takes over
     /// processors whose node went away.
     fn tend_leases(&mut self) {
-        for (kind, name) in self.leases.renew() {
-            eprintln!(
-                "xs: lost the lease on {} {name}: stopping it here",
-                kind.word()
-            );
+        // The renewer has stopped these already: forget them here.
+        for (kind, name) in self.leases.take_lost() {
             if let Some((_, running)) = self.running.remove(&(kind, name.clone())) {
                 running.stop();
             }
@@ -428,6 +453,7 @@ impl Dispatcher {
         match running {
             Ok(running) => {
                 let key = (kind, name.to_string());
+                self.leases.attach(kind, name, running.stop_handle());
                 // Never two of one processor on this node either.
                 if let Some((_, old)) = self.running.insert(key, (create_id, running)) {
                     old.stop();

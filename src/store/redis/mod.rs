@@ -109,12 +109,21 @@ impl Redis {
 
     /// A fresh connection (for a thread that blocks on it).
     pub fn connect(&self) -> Result<redis::Connection, StoreError> {
+        self.connect_within(CONNECT_TIMEOUT, COMMAND_TIMEOUT)
+    }
+
+    /// A fresh connection whose dialing and commands time out as given.
+    pub fn connect_within(
+        &self,
+        dial: Duration,
+        command: Duration,
+    ) -> Result<redis::Connection, StoreError> {
         let con = self
             .client
-            .get_connection_with_timeout(CONNECT_TIMEOUT)
+            .get_connection_with_timeout(dial)
             .map_err(|e| self.unavailable(&e))?;
-        con.set_read_timeout(Some(COMMAND_TIMEOUT))
-            .and_then(|_| con.set_write_timeout(Some(COMMAND_TIMEOUT)))
+        con.set_read_timeout(Some(command))
+            .and_then(|_| con.set_write_timeout(Some(command)))
             .map_err(|e| self.unavailable(&e))?;
         Ok(con)
     }
@@ -300,6 +309,28 @@ impl Redis {
             self.node.as_bytes(),
             ms.as_bytes(),
         ])?;
+        Ok(matches!(held, Value::Int(1)))
+    }
+
+    /// Renews (or takes) a lease on the caller's own connection: the
+    /// renewer's, with short timeouts, never waiting behind other work.
+    pub fn lease_on(
+        &self,
+        con: &mut redis::Connection,
+        processor: &str,
+        ms: u64,
+    ) -> redis::RedisResult<bool> {
+        let ms = ms.to_string();
+        let stream = self.key("s");
+        let args: [&[u8]; 4] = [
+            b"lease",
+            processor.as_bytes(),
+            self.node.as_bytes(),
+            ms.as_bytes(),
+        ];
+        let held = self
+            .script
+            .run(con, &stream, self.prefix.as_bytes(), &args)?;
         Ok(matches!(held, Value::Int(1)))
     }
 
