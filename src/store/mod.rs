@@ -361,6 +361,17 @@ impl Store {
         walk(&local.dir.join("fjall")) + walk(local.cas.dir())
     }
 
+    /// The newest id a read starting now must cover, given the head's:
+    /// on Redis, also what other nodes appended that this node's watcher
+    /// has not brought yet (an append acknowledged on one node is in the
+    /// next read on any node).
+    pub fn newest_id(&self, head: Option<Id>) -> Option<Id> {
+        match &self.inner.backend {
+            Backend::Local(_) => head,
+            Backend::Redis(redis) => head.max(redis.last_id().ok().flatten()),
+        }
+    }
+
     /// The local backend, unless the store runs on Redis.
     pub(crate) fn local(&self) -> Option<&Local> {
         match &self.inner.backend {

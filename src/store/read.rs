@@ -224,7 +224,8 @@ impl Reader {
     fn start(&mut self) -> Result<(), StoreError> {
         let view = self.store.head().view();
         self.head_version = view.version;
-        let upper = match view.last_id {
+        let newest = self.store.newest_id(view.last_id);
+        let upper = match newest {
             Some(id) => Bound::Included(id),
             None => Bound::Excluded(Id::from_u128(0)),
         };
@@ -240,7 +241,7 @@ impl Reader {
             self.phase = Phase::History(iter);
             return Ok(());
         }
-        self.last_seen = view.last_id;
+        self.last_seen = newest;
         if options.new {
             self.phase = if options.follow.is_on() {
                 Phase::Live
