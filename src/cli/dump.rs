@@ -240,13 +240,7 @@ fn import_into_namespace(addr: &str, folder: &Path) -> Result<(), Stop> {
         let mut payloads = 0;
         if let Ok(entries) = fs::read_dir(&cas) {
             for path in entries.flatten().map(|e| e.path()) {
-                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                let expected = sri_of_file_name(name).ok_or_else(|| {
-                    Stop::Failed(format!(
-                        "{}: the name is not the base64 of a hash",
-                        path.display()
-                    ))
-                })?;
+                let expected = named_hash(&path)?;
                 let mut file = File::open(&path).map_err(|e| failed("opening", &path, e))?;
                 let stored = store
                     .put_payload(&mut file, None, u64::MAX, false)
@@ -306,15 +300,20 @@ fn import_into_namespace(addr: &str, folder: &Path) -> Result<(), Stop> {
     )
 }
 
-/// Posts one payload file and checks the server computed its name's hash.
-fn upload(address: &Address, path: &Path) -> Result<(), Stop> {
+/// The hash a payload file of a dump is named after.
+fn named_hash(path: &Path) -> Result<String, Stop> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    let expected = sri_of_file_name(name).ok_or_else(|| {
+    sri_of_file_name(name).ok_or_else(|| {
         Stop::Failed(format!(
             "{}: the name is not the base64 of a hash",
             path.display()
         ))
-    })?;
+    })
+}
+
+/// Posts one payload file and checks the server computed its name's hash.
+fn upload(address: &Address, path: &Path) -> Result<(), Stop> {
+    let expected = named_hash(path)?;
     let file = File::open(path).map_err(|e| failed("opening", path, e))?;
     let len = file
         .metadata()

@@ -218,6 +218,34 @@ enum Backend {
     Redis(Arc<redis::Redis>),
 }
 
+/// What both backends hand every part of the store: the head followers
+/// wait on, the k/v change signal, the counters, and the channels to the
+/// writer and the housekeeper.
+struct Shared {
+    head: Arc<Head>,
+    kv_signal: Arc<KvSignal>,
+    metrics: Arc<metrics::Metrics>,
+    writer: Sender<WriteRequest>,
+    chores: Sender<Chore>,
+}
+
+impl Shared {
+    /// The parts around `head`, with the receiving ends of the writer's
+    /// and the housekeeper's channels.
+    fn new(head: Arc<Head>) -> (Shared, Receiver<WriteRequest>, Receiver<Chore>) {
+        let (writer, writer_rx) = crossbeam_channel::unbounded();
+        let (chores, chores_rx) = crossbeam_channel::unbounded();
+        let shared = Shared {
+            head,
+            kv_signal: Arc::new(KvSignal::default()),
+            metrics: Arc::new(metrics::Metrics::default()),
+            writer,
+            chores,
+        };
+        (shared, writer_rx, chores_rx)
+    }
+}
+
 impl Store {
     /// Opens the store at `dir`, creating it (mode 0700) when missing, and
     /// starts its writer and housekeeping threads.
@@ -233,40 +261,23 @@ impl Store {
         housekeeping::recover_pending_payloads(&local)?;
         local.ensure_refs()?;
         let head = Arc::new(Head::new(local.last_id()?, options.ephemeral));
-        let kv_signal = Arc::new(KvSignal::default());
-        let metrics = Arc::new(metrics::Metrics::default());
-        let (writer_tx, writer_rx) = crossbeam_channel::unbounded();
-        let (chores_tx, chores_rx) = crossbeam_channel::unbounded();
+        let (shared, writer_rx, chores_rx) = Shared::new(head);
         let (after_tx, after_rx) = crossbeam_channel::unbounded();
         let journaled = housekeeping::JournaledKeys::default();
         let writer = Writer::new(
             local.clone(),
-            head.clone(),
+            shared.head.clone(),
             options.fsync,
             after_tx,
             journaled.clone(),
-            kv_signal.clone(),
-            metrics.clone(),
+            shared.kv_signal.clone(),
+            shared.metrics.clone(),
         )?;
         std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || writer.run(writer_rx))
             .map_err(|e| StoreError::io("starting the writer thread", e))?;
-        let store = Store {
-            inner: Arc::new(Inner {
-                dir: dir.to_path_buf(),
-                backend: Backend::Local(local),
-                head,
-                kv_signal,
-                metrics,
-                writer: writer_tx,
-                chores: chores_tx,
-                options,
-                pins: Mutex::new(HashMap::new()),
-                gc_lock: RwLock::new(()),
-                _folder_lock: folder_lock,
-            }),
-        };
+        let store = Store::assemble(dir, Backend::Local(local), shared, options, folder_lock);
         housekeeping::start(store.clone(), chores_rx, after_rx, journaled)?;
         Ok(store)
     }
@@ -281,32 +292,54 @@ impl Store {
         let redis = Arc::new(redis::Redis::open(address, options.redis_replicas)?);
         let cursors = redis::watcher::start_cursors(&redis)?;
         let head = Arc::new(Head::new(redis.last_id()?, options.ephemeral));
-        let kv_signal = Arc::new(KvSignal::default());
-        let metrics = Arc::new(metrics::Metrics::default());
-        let (writer_tx, writer_rx) = crossbeam_channel::unbounded();
-        let (chores_tx, chores_rx) = crossbeam_channel::unbounded();
-        let writer = redis::writer::RedisWriter::new(redis.clone(), head.clone(), metrics.clone());
+        let (shared, writer_rx, chores_rx) = Shared::new(head);
+        let writer = redis::writer::RedisWriter::new(
+            redis.clone(),
+            shared.head.clone(),
+            shared.metrics.clone(),
+        );
         std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || writer.run(writer_rx))
             .map_err(|e| StoreError::io("starting the writer thread", e))?;
-        redis::watcher::start(redis.clone(), head.clone(), kv_signal.clone(), cursors)?;
+        redis::watcher::start(
+            redis.clone(),
+            shared.head.clone(),
+            shared.kv_signal.clone(),
+            cursors,
+        )?;
         redis::sweeper::start(redis.clone(), chores_rx)?;
-        Ok(Store {
+        Ok(Store::assemble(
+            dir,
+            Backend::Redis(redis),
+            shared,
+            options,
+            folder_lock,
+        ))
+    }
+
+    fn assemble(
+        dir: &Path,
+        backend: Backend,
+        shared: Shared,
+        options: StoreOptions,
+        folder_lock: std::fs::File,
+    ) -> Store {
+        Store {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
-                backend: Backend::Redis(redis),
-                head,
-                kv_signal,
-                metrics,
-                writer: writer_tx,
-                chores: chores_tx,
+                backend,
+                head: shared.head,
+                kv_signal: shared.kv_signal,
+                metrics: shared.metrics,
+                writer: shared.writer,
+                chores: shared.chores,
                 options,
                 pins: Mutex::new(HashMap::new()),
                 gc_lock: RwLock::new(()),
                 _folder_lock: folder_lock,
             }),
-        })
+        }
     }
 
     pub fn dir(&self) -> &Path {

@@ -15,7 +15,6 @@
 
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 /// True in the test binary that runs the suites on Redis.
 pub const ON_REDIS: bool = matches!(env!("CARGO_CRATE_NAME").as_bytes(), b"on_redis");
@@ -65,47 +64,13 @@ fn fresh_namespace() -> String {
     )
 }
 
-/// Starts `redis-server` on a free port from a thread that lives as long
-/// as the test binary: the server gets SIGKILL when that thread's process
-/// ends (parent-death signal).
+/// A `redis-server` for this test binary's suites, on a free port; it
+/// lives until the binary exits.
 fn start_redis() -> String {
-    ensure_redis_server();
-    let port = free_port();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::os::unix::process::CommandExt;
-        let mut command = Command::new("redis-server");
-        command
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // SAFETY: prctl is async-signal-safe; it runs in the child only.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = command.spawn();
-        let _ = ready_tx.send(child.is_ok());
-        let Ok(mut child) = child else { return };
-        let _ = child.wait();
-    });
-    let spawned = ready_rx.recv().unwrap_or(false);
-    assert!(
-        spawned,
-        "the Redis suite needs redis-server on PATH (Debian: apt-get install redis-server) or XS_TEST_REDIS=redis://host:port/db"
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "redis-server did not come up on port {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    format!("redis://127.0.0.1:{port}/0")
+    static SHARED: OnceLock<super::redis::RedisServer> = OnceLock::new();
+    SHARED
+        .get_or_init(|| super::redis::RedisServer::start(&["--appendonly", "no"]))
+        .base_url()
 }
 
 /// Installs redis-server when it is missing (once per test binary).

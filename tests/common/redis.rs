@@ -1,16 +1,19 @@
-//! A private `redis-server` for one test: its own port and data folder,
-//! stopped, killed and restarted at will (the shared one of
-//! `backend.rs` is for the suites that only need *a* Redis).
+//! `redis-server` processes for the tests: a private one per test that
+//! needs to stop, kill or restart it, and the shared one of `backend.rs`.
+//!
+//! Each runs with a parent-death signal, so none outlives the test binary;
+//! that signal follows the *thread* that spawned it, so the spawn happens
+//! on a thread of its own that lives as long as the server.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct RedisServer {
     pub port: u16,
     dir: tempfile::TempDir,
     args: Vec<String>,
-    child: Option<Child>,
+    /// The running server's pid, and the thread waiting on it.
+    running: Option<(u32, std::thread::JoinHandle<()>)>,
 }
 
 impl RedisServer {
@@ -21,7 +24,7 @@ impl RedisServer {
             port: super::backend::free_port(),
             dir: tempfile::tempdir().expect("tempdir"),
             args: args.iter().map(|a| a.to_string()).collect(),
-            child: None,
+            running: None,
         };
         server.spawn();
         server
@@ -29,11 +32,12 @@ impl RedisServer {
 
     /// `redis://127.0.0.1:<port>/0?ns=<ns>`.
     pub fn url(&self, ns: &str) -> String {
-        format!("redis://127.0.0.1:{}/0?ns={ns}", self.port)
+        format!("{}?ns={ns}", self.base_url())
     }
 
-    pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().to_path_buf()
+    /// `redis://127.0.0.1:<port>/0`.
+    pub fn base_url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
     }
 
     fn spawn(&mut self) {
@@ -54,15 +58,24 @@ impl RedisServer {
                 Ok(())
             });
         }
-        let child = command
-            .spawn()
-            .expect("redis-server on PATH (Debian: apt-get install redis-server)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if redis_ping(self.port) {
-                return;
+        let (pid_tx, pid_rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || match command.spawn() {
+            Ok(mut child) => {
+                let _ = pid_tx.send(Some(child.id()));
+                let _ = child.wait();
             }
+            Err(_) => {
+                let _ = pid_tx.send(None);
+            }
+        });
+        let pid = pid_rx
+            .recv()
+            .ok()
+            .flatten()
+            .expect("redis-server on PATH (Debian: apt-get install redis-server)");
+        self.running = Some((pid, waiter));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !redis_ping(self.port) {
             assert!(Instant::now() < deadline, "redis-server did not come up");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -70,9 +83,12 @@ impl RedisServer {
 
     /// SIGKILL: Redis dies as in a crash.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some((pid, waiter)) = self.running.take() {
+            // SAFETY: signalling the server this value started.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+            let _ = waiter.join();
         }
     }
 
