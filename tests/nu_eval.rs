@@ -10,77 +10,23 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::cli::{addr, cmd, run};
 use common::*;
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------
 // Running `xs eval`
 
-/// How long one CLI command may take before the test fails.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
-
 /// How long a streamed line may take to arrive.
 const LINE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The store folder as a command-line address.
-fn addr(server: &Server) -> String {
-    server.dir().to_str().expect("UTF-8 path").to_string()
-}
-
 /// `xs <args>`, `input` on stdin (closed when `None`), to its end.
 fn xs(args: &[&str], input: Option<&[u8]>) -> Output {
-    let mut child = Command::new(XS)
-        .args(args)
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn xs");
-    if let Some(input) = input {
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(input).expect("write stdin");
-    }
-    let stdout = drain(child.stdout.take().unwrap());
-    let stderr = drain(child.stderr.take().unwrap());
-    let status = wait_for(&mut child, COMMAND_TIMEOUT)
-        .unwrap_or_else(|| panic!("xs {args:?} did not finish within {COMMAND_TIMEOUT:?}"));
-    Output {
-        status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    }
-}
-
-fn drain(mut from: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = from.read_to_end(&mut bytes);
-        bytes
-    })
-}
-
-fn wait_for(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    run(cmd(args), input)
 }
 
 /// `xs eval <dir> -c <script>`.

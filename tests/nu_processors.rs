@@ -7,17 +7,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::waits::*;
 use common::*;
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------
 // Helpers
-
-/// How long to wait for something that should happen.
-const WAIT: Duration = Duration::from_secs(10);
-
-/// How long to watch for something that should not happen.
-const QUIET: Duration = Duration::from_millis(300);
 
 /// Appends `script` as `xs.<kind>.<name>.create`; the create frame.
 fn create(server: &Server, kind: &str, name: &str, script: &str) -> Value {
@@ -35,75 +30,6 @@ fn append_meta(server: &Server, topic: &str, meta: Value, body: &[u8]) -> Value 
     );
     assert_eq!(r.status, 200, "append {topic}: {}", r.text());
     r.json()
-}
-
-/// Every frame in the store.
-fn all(server: &Server) -> Vec<Value> {
-    server.frames("/")
-}
-
-/// Polls the whole stream until `find` answers, or fails after `WAIT`
-/// showing the topics seen.
-fn wait_for<T>(server: &Server, what: &str, mut find: impl FnMut(&[Value]) -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let frames = all(server);
-        if let Some(found) = find(&frames) {
-            return found;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "timed out waiting for {what}; stream:\n{}",
-                frames
-                    .iter()
-                    .map(|f| format!("  {} {}", topic(f), f["meta"]))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Frames of `topic`.
-fn of<'a>(frames: &'a [Value], t: &str) -> Vec<&'a Value> {
-    frames.iter().filter(|f| topic(f) == t).collect()
-}
-
-/// Frames after the frame with id `after` (ids sort by time).
-fn after<'a>(frames: &'a [Value], after: &Value) -> Vec<&'a Value> {
-    let after = id(after);
-    frames.iter().filter(|f| id(f) > after).collect()
-}
-
-/// The first frame of `topic`.
-fn wait_topic(server: &Server, t: &str) -> Value {
-    wait_for(server, t, |frames| {
-        of(frames, t).first().map(|f| (*f).clone())
-    })
-}
-
-/// The first frame of `topic` after the frame `since`.
-fn wait_topic_after(server: &Server, t: &str, since: &Value) -> Value {
-    wait_for(server, &format!("{t} after {}", id(since)), |frames| {
-        after(frames, since)
-            .into_iter()
-            .find(|f| topic(f) == t)
-            .cloned()
-    })
-}
-
-/// At least `n` frames of `topic`; returns all of them.
-fn wait_count(server: &Server, t: &str, n: usize) -> Vec<Value> {
-    wait_for(server, &format!("{n} × {t}"), |frames| {
-        let found = of(frames, t);
-        (found.len() >= n).then(|| found.into_iter().cloned().collect())
-    })
-}
-
-/// The frames of `topic` now.
-fn now_of(server: &Server, t: &str) -> Vec<Value> {
-    of(&all(server), t).into_iter().cloned().collect()
 }
 
 /// A payload's bytes.

@@ -16,92 +16,16 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
+use common::waits::*;
 use common::*;
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------
 // Stream helpers
 
-/// How long to wait for something that should happen.
-const WAIT: Duration = Duration::from_secs(10);
-
-/// How long to watch for something that should not happen.
-const QUIET: Duration = Duration::from_millis(300);
-
 /// Appends `script` as the payload of `xs.service.<name>.create`.
 fn create(server: &Server, name: &str, script: &str) -> Value {
     server.append(&format!("xs.service.{name}.create"), script.as_bytes())
-}
-
-/// Every frame in the store.
-fn all(server: &Server) -> Vec<Value> {
-    server.frames("/")
-}
-
-/// Polls the whole stream until `find` answers, or fails after `WAIT`
-/// showing the stream.
-fn wait_for<T>(server: &Server, what: &str, mut find: impl FnMut(&[Value]) -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let frames = all(server);
-        if let Some(found) = find(&frames) {
-            return found;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out waiting for {what}; stream:\n{}", dump(&frames));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// The stream, one frame a line, for failure messages.
-fn dump(frames: &[Value]) -> String {
-    frames
-        .iter()
-        .map(|f| format!("  {} {} {}", id(f), topic(f), f["meta"]))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Frames of `topic`.
-fn of<'a>(frames: &'a [Value], t: &str) -> Vec<&'a Value> {
-    frames.iter().filter(|f| topic(f) == t).collect()
-}
-
-/// Frames after the frame `since`.
-fn after<'a>(frames: &'a [Value], since: &Value) -> Vec<&'a Value> {
-    let since = id(since);
-    frames.iter().filter(|f| id(f) > since).collect()
-}
-
-/// The first frame of `topic`.
-fn wait_topic(server: &Server, t: &str) -> Value {
-    wait_for(server, t, |frames| {
-        of(frames, t).first().map(|f| (*f).clone())
-    })
-}
-
-/// The first frame of `topic` after the frame `since`.
-fn wait_topic_after(server: &Server, t: &str, since: &Value) -> Value {
-    wait_for(server, &format!("{t} after {}", id(since)), |frames| {
-        after(frames, since)
-            .into_iter()
-            .find(|f| topic(f) == t)
-            .cloned()
-    })
-}
-
-/// At least `n` frames of `topic`; returns all of them.
-fn wait_count(server: &Server, t: &str, n: usize) -> Vec<Value> {
-    wait_for(server, &format!("{n} × {t}"), |frames| {
-        let found = of(frames, t);
-        (found.len() >= n).then(|| found.into_iter().cloned().collect())
-    })
-}
-
-/// The frames of `topic` now.
-fn now_of(server: &Server, t: &str) -> Vec<Value> {
-    of(&all(server), t).into_iter().cloned().collect()
 }
 
 /// A payload as text.

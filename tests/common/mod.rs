@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod cli;
 pub mod redis;
+pub mod waits;
 
 use std::fs;
 use std::io::{self, Read, Write};
