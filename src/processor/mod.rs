@@ -231,6 +231,9 @@ impl Dispatcher {
             };
             for raw in frames {
                 self.seen = Some(raw.id);
+                if raw.quick_topic().is_some_and(|t| !self.concerns(t)) {
+                    continue;
+                }
                 if let Ok(frame) = raw.parse() {
                     self.live(frame);
                 }
@@ -379,6 +382,15 @@ impl Dispatcher {
                 action.call(&self.store, call);
             }
         }
+    }
+
+    /// Whether a frame on `topic` may matter to `live`: the dispatcher
+    /// sees every frame and parses only these.
+    fn concerns(&self, topic: &str) -> bool {
+        topic.starts_with("xs.")
+            || topic
+                .strip_suffix(".call")
+                .is_some_and(|name| self.actions.contains_key(name))
     }
 
     fn live(&mut self, frame: Frame) {

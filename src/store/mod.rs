@@ -14,6 +14,7 @@ pub mod kv;
 pub mod local;
 pub mod merge;
 pub mod metrics;
+pub mod queue;
 pub mod read;
 pub mod redis;
 pub mod topic;
@@ -43,6 +44,7 @@ use kv::KvSignal;
 use local::cas::JOURNALED_PAYLOAD_MAX;
 use local::writer::{Answer, ReplyTo, Waiter, WriteRequest, Writer};
 use local::{FrameIter, Local};
+use queue::{QueueReceiver, QueueSender};
 
 /// A frame as read from the store: its id and its JSON, exactly the stored
 /// bytes (so a store written by cross.stream is served byte for byte).
@@ -58,6 +60,19 @@ impl RawFrame {
         Frame::from_json(&self.json).map_err(|e| {
             StoreError::Storage(format!("stored frame {} is unreadable: {e}", self.id))
         })
+    }
+
+    /// The topic, read off the front of the JSON without parsing the rest
+    /// (every frame's JSON starts with it); `None` when it is not there
+    /// plainly, without escapes: then parse.
+    pub fn quick_topic(&self) -> Option<&str> {
+        const MARK: &[u8] = b"{\"topic\":\"";
+        let rest = self.json.strip_prefix(MARK)?;
+        let end = rest.iter().position(|b| *b == b'"' || *b == b'\\')?;
+        if rest[end] != b'"' {
+            return None;
+        }
+        std::str::from_utf8(&rest[..end]).ok()
     }
 
     /// Whether a `time:` ttl has run out. Cheap for every other frame: the
@@ -200,7 +215,7 @@ struct Inner {
     head: Arc<Head>,
     kv_signal: Arc<KvSignal>,
     metrics: Arc<metrics::Metrics>,
-    writer: Sender<WriteRequest>,
+    writer: QueueSender<WriteRequest>,
     chores: Sender<Chore>,
     options: StoreOptions,
     /// Payloads being written whose frames are not yet stored.
@@ -225,15 +240,15 @@ struct Shared {
     head: Arc<Head>,
     kv_signal: Arc<KvSignal>,
     metrics: Arc<metrics::Metrics>,
-    writer: Sender<WriteRequest>,
+    writer: QueueSender<WriteRequest>,
     chores: Sender<Chore>,
 }
 
 impl Shared {
     /// The parts around `head`, with the receiving ends of the writer's
     /// and the housekeeper's channels.
-    fn new(head: Arc<Head>) -> (Shared, Receiver<WriteRequest>, Receiver<Chore>) {
-        let (writer, writer_rx) = crossbeam_channel::unbounded();
+    fn new(head: Arc<Head>) -> (Shared, QueueReceiver<WriteRequest>, Receiver<Chore>) {
+        let (writer, writer_rx) = queue::queue();
         let (chores, chores_rx) = crossbeam_channel::unbounded();
         let shared = Shared {
             head,
@@ -261,6 +276,9 @@ impl Store {
         housekeeping::recover_pending_payloads(&local)?;
         local.ensure_refs()?;
         let head = Arc::new(Head::new(local.last_id()?, options.ephemeral));
+        // Only this process writes a local store: every stored frame
+        // passes through its head.
+        head.keep_recent();
         let (shared, writer_rx, chores_rx) = Shared::new(head);
         let (after_tx, after_rx) = crossbeam_channel::unbounded();
         let journaled = housekeeping::JournaledKeys::default();
@@ -422,7 +440,7 @@ impl Store {
             reply: Some(ReplyTo::Channel(reply_tx)),
         };
         if let Err(failed) = self.inner.writer.send(request) {
-            if let Some(reply) = failed.0.reply {
+            if let Some(reply) = failed.reply {
                 reply.send(Err(StoreError::Closed));
             }
         }

@@ -160,6 +160,12 @@ impl Reader {
         &self.options
     }
 
+    /// Live frames already read and waiting: `next_event` returns them
+    /// without waiting (a consumer may gather its output until none is).
+    pub fn queued(&self) -> usize {
+        self.live_queue.len()
+    }
+
     fn limit_reached(&self) -> bool {
         self.options
             .limit
@@ -358,18 +364,28 @@ impl Reader {
             Some(id) => Bound::Excluded(id),
             None => Bound::Unbounded,
         };
-        let stored: Vec<RawFrame> = self
+        let filter = &self.options.topic;
+        let recent = self
             .store
-            .scan(&self.options.topic, lower, Bound::Included(upto), false)
-            .take(CHUNK)
-            .collect::<Result<_, _>>()?;
+            .head()
+            .recent_between(self.last_seen, upto, CHUNK, |topic| filter.matches(topic));
+        let mut stored: Vec<RawFrame> = match recent {
+            Some(frames) => frames,
+            None => self
+                .store
+                .scan(filter, lower, Bound::Included(upto), false)
+                .take(CHUNK)
+                .collect::<Result<_, _>>()?,
+        };
         // When the chunk is full, read the rest next time, from its end.
         let bound = if stored.len() == CHUNK {
             stored.last().map(|f| f.id).unwrap_or(upto)
         } else {
             upto
         };
-        let filter = &self.options.topic;
+        // The scan leaves out `time:` frames that ran out; so does memory.
+        let now = crate::store::id::now_ms();
+        stored.retain(|f| !f.is_expired(now));
         let ephemeral = self
             .store
             .head()

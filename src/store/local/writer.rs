@@ -54,16 +54,17 @@ use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::Sender;
 use fjall::{OwnedWriteBatch, PersistMode};
 use serde_json::Value;
 
 use super::Local;
 use crate::store::frame::Frame;
-use crate::store::head::{EphemeralFrame, Head};
+use crate::store::head::{EphemeralFrame, Head, Published};
 use crate::store::housekeeping::JournaledKeys;
 use crate::store::id::{next_id_after, Id};
 use crate::store::metrics::Metrics;
+use crate::store::queue::{Empty, QueueReceiver};
 use crate::store::topic::index_prefixes;
 use crate::store::ttl::Ttl;
 use crate::store::{FsyncPolicy, RawFrame, StoreError};
@@ -238,34 +239,27 @@ impl Writer {
     }
 
     /// Runs until every sender is gone, then makes everything durable.
-    pub fn run(mut self, requests: Receiver<WriteRequest>) {
+    pub fn run(mut self, requests: QueueReceiver<WriteRequest>) {
         let mut unsynced_since: Option<Instant> = None;
         loop {
-            let first = match (self.fsync, unsynced_since) {
+            let batch = match (self.fsync, unsynced_since) {
                 (FsyncPolicy::Interval(every), Some(since)) => {
                     let wait = every.saturating_sub(since.elapsed());
-                    match requests.recv_timeout(wait) {
-                        Ok(request) => request,
-                        Err(RecvTimeoutError::Timeout) => {
+                    match requests.recv_batch_timeout(MAX_BATCH, wait) {
+                        Ok(batch) => batch,
+                        Err(Empty::Timeout) => {
                             self.sync_journal();
                             unsynced_since = None;
                             continue;
                         }
-                        Err(RecvTimeoutError::Disconnected) => break,
+                        Err(Empty::Closed) => break,
                     }
                 }
-                _ => match requests.recv() {
-                    Ok(request) => request,
-                    Err(_) => break,
+                _ => match requests.recv_batch(MAX_BATCH) {
+                    Some(batch) => batch,
+                    None => break,
                 },
             };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match requests.try_recv() {
-                    Ok(request) => batch.push(request),
-                    Err(_) => break,
-                }
-            }
             if self.apply(batch) && unsynced_since.is_none() {
                 if let FsyncPolicy::Interval(_) = self.fsync {
                     unsynced_since = Some(Instant::now());
@@ -295,6 +289,8 @@ impl Writer {
         let mut write = self.local.db.batch();
         let mut outcomes: Vec<WriteReply> = Vec::with_capacity(batch.len());
         let mut ephemeral = Vec::new();
+        let mut stored = Vec::new();
+        let mut removed = Vec::new();
         let mut imported = Vec::new();
         let mut prune = BTreeSet::new();
         let mut bytes_to_disk: u64 = 0;
@@ -323,8 +319,17 @@ impl Writer {
                             },
                         });
                     } else {
-                        bytes_to_disk +=
-                            self.stage_frame(&mut write, &frame, draft.journal_payload.as_deref());
+                        let json = frame.to_json().into_bytes();
+                        bytes_to_disk += self.stage_frame(
+                            &mut write,
+                            &frame,
+                            &json,
+                            draft.journal_payload.as_deref(),
+                        );
+                        stored.push(EphemeralFrame {
+                            topic: frame.topic.clone(),
+                            frame: RawFrame { id, json },
+                        });
                         if let (Some(hash), Some(_)) = (&frame.hash, &draft.journal_payload) {
                             journaled.push(hash.as_bytes().to_vec());
                         }
@@ -358,7 +363,8 @@ impl Writer {
                             }
                         }
                     }
-                    bytes_to_disk += self.stage_frame(&mut write, frame, payload.as_deref());
+                    let json = frame.to_json().into_bytes();
+                    bytes_to_disk += self.stage_frame(&mut write, frame, &json, payload.as_deref());
                     count_ref(&mut ref_deltas, &frame.hash, 1);
                     if self.last_id.is_none_or(|last| frame.id > last) {
                         self.last_id = Some(frame.id);
@@ -366,10 +372,12 @@ impl Writer {
                     imported.push(frame.id);
                     Ok(WriteOutcome::Frame(frame.clone()))
                 }
-                WriteOp::Remove(id) => self
-                    .stage_remove(&mut write, *id)
-                    .map(|hash| count_ref(&mut ref_deltas, &hash, -1))
-                    .map(|_| WriteOutcome::Done),
+                WriteOp::Remove(id) => {
+                    removed.push(*id);
+                    self.stage_remove(&mut write, *id)
+                        .map(|hash| count_ref(&mut ref_deltas, &hash, -1))
+                        .map(|_| WriteOutcome::Done)
+                }
                 WriteOp::JournalPayload(hash, bytes) => {
                     bytes_to_disk += bytes.len() as u64;
                     write.insert(&self.local.cas_pending, hash.as_bytes(), bytes.clone());
@@ -416,7 +424,13 @@ impl Writer {
             .count() as u64;
         Metrics::add(&self.metrics.appends_ok, appended);
         Metrics::add(&self.metrics.frames_appended, appended);
-        self.head.publish(self.last_id, ephemeral, &imported);
+        self.head.publish_batch(Published {
+            last_id: self.last_id,
+            ephemeral,
+            stored,
+            imported,
+            removed,
+        });
         if !kv_changes.is_empty() {
             self.kv_changed.publish(kv_changes);
         }
@@ -468,12 +482,12 @@ impl Writer {
         &self,
         write: &mut OwnedWriteBatch,
         frame: &Frame,
+        json: &[u8],
         payload: Option<&[u8]>,
     ) -> u64 {
         let key = frame.id.to_bytes();
-        let json = frame.to_json();
         let mut bytes = (json.len() + 16) as u64;
-        write.insert(&self.local.stream, key, json.into_bytes());
+        write.insert(&self.local.stream, key, json);
         for mut index_key in index_prefixes(&frame.topic) {
             index_key.extend_from_slice(&key);
             bytes += index_key.len() as u64;

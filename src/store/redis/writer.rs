@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use crossbeam_channel::Receiver;
+use crate::store::queue::QueueReceiver;
 use redis::Value;
 
 use super::{hex_id, stream_id, text, Redis};
@@ -54,15 +54,8 @@ impl RedisWriter {
         }
     }
 
-    pub fn run(mut self, requests: Receiver<WriteRequest>) {
-        while let Ok(first) = requests.recv() {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match requests.try_recv() {
-                    Ok(request) => batch.push(request),
-                    Err(_) => break,
-                }
-            }
+    pub fn run(mut self, requests: QueueReceiver<WriteRequest>) {
+        while let Some(batch) = requests.recv_batch(MAX_BATCH) {
             self.apply(batch);
         }
     }
