@@ -273,8 +273,12 @@ impl Store {
             StoreError::Locked(_) => StoreError::Locked(dir.display().to_string()),
             other => other,
         })?;
-        housekeeping::recover_pending_payloads(&local)?;
-        local.ensure_refs()?;
+        // A new store's own keyspaces are made by the writer, off the
+        // start-up path; one that has them is checked here.
+        if local.ours_if_made().is_some() {
+            housekeeping::recover_pending_payloads(&local)?;
+            local.ensure_refs()?;
+        }
         let head = Arc::new(Head::new(local.last_id()?, options.ephemeral));
         // Only this process writes a local store: every stored frame
         // passes through its head.
@@ -726,7 +730,10 @@ impl Store {
             Backend::Local(local) => local,
             Backend::Redis(redis) => return redis.kv_get(key),
         };
-        Ok(local
+        let Some(ours) = local.ours_if_made() else {
+            return Ok(None);
+        };
+        Ok(ours
             .kv
             .get(key.as_bytes())
             .map_err(StoreError::fjall)?
@@ -754,8 +761,10 @@ impl Store {
             Backend::Local(local) => local,
             Backend::Redis(redis) => return redis.kv_list(prefix),
         };
-        local
-            .kv
+        let Some(ours) = local.ours_if_made() else {
+            return Ok(Vec::new());
+        };
+        ours.kv
             .prefix(prefix.as_bytes())
             .map(|guard| {
                 let (key, value) = guard.into_inner().map_err(StoreError::fjall)?;

@@ -12,12 +12,15 @@
 //!   `housekeeping.rs`); built once by scanning when a store written by
 //!   cross.stream is first opened;
 //! - `kv`: the k/v store, key → JSON.
+//!
+//! The last four are ours, made when first needed (`Ours`).
 
 pub mod cas;
 pub mod writer;
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
@@ -33,13 +36,26 @@ pub struct Local {
     pub db: Database,
     pub stream: Keyspace,
     pub idx_topic: Keyspace,
+    /// Our own keyspaces, once they exist (see `Ours`).
+    ours: Arc<OnceLock<Ours>>,
+    pub cas: Cas,
+    pub dir: PathBuf,
+}
+
+/// The keyspaces xs adds to cross.stream's two. A new store starts
+/// without them and the writer makes them before its first batch: fjall
+/// spends about fifteen fsyncs on each keyspace it creates, and making
+/// these four at start-up tripled the time a new store took to open its
+/// socket. Until they exist they are empty, and readers treat them so.
+#[derive(Clone)]
+pub struct Ours {
     pub cas_pending: Keyspace,
     pub ttl_time: Keyspace,
     pub cas_refs: Keyspace,
     pub kv: Keyspace,
-    pub cas: Cas,
-    pub dir: PathBuf,
 }
+
+const OUR_KEYSPACES: [&str; 4] = ["cas_pending", "ttl_time", "cas_refs", "kv"];
 
 /// A boxed iterator over frames, oldest first or newest first.
 pub type FrameIter = Box<dyn Iterator<Item = Result<RawFrame, StoreError>> + Send>;
@@ -56,22 +72,52 @@ impl Local {
             db.keyspace(name, KeyspaceCreateOptions::default)
                 .map_err(StoreError::fjall)
         };
-        Ok(Local {
+        let local = Local {
             stream: keyspace("stream")?,
             idx_topic: keyspace("idx_topic")?,
-            cas_pending: keyspace("cas_pending")?,
-            ttl_time: keyspace("ttl_time")?,
-            cas_refs: keyspace("cas_refs")?,
-            kv: keyspace("kv")?,
-            db,
+            db: db.clone(),
+            ours: Default::default(),
             cas: Cas::new(dir.join("cacache")),
             dir: dir.to_path_buf(),
-        })
+        };
+        // Only a store without frames may wait for the writer to make them.
+        let all_ours = OUR_KEYSPACES.iter().all(|name| db.keyspace_exists(name));
+        if all_ours || !local.stream.is_empty().map_err(StoreError::fjall)? {
+            local.ours()?;
+        }
+        Ok(local)
+    }
+
+    /// Our keyspaces if they exist yet; `None` means all are empty.
+    pub fn ours_if_made(&self) -> Option<&Ours> {
+        self.ours.get()
+    }
+
+    /// Our keyspaces, made now when missing.
+    pub fn ours(&self) -> Result<&Ours, StoreError> {
+        if let Some(ours) = self.ours.get() {
+            return Ok(ours);
+        }
+        let keyspace = |name: &str| {
+            self.db
+                .keyspace(name, KeyspaceCreateOptions::default)
+                .map_err(StoreError::fjall)
+        };
+        let made = Ours {
+            cas_pending: keyspace(OUR_KEYSPACES[0])?,
+            ttl_time: keyspace(OUR_KEYSPACES[1])?,
+            cas_refs: keyspace(OUR_KEYSPACES[2])?,
+            kv: keyspace(OUR_KEYSPACES[3])?,
+        };
+        Ok(self.ours.get_or_init(|| made))
     }
 
     /// How many stored frames reference `hash`.
     pub fn refs(&self, hash: &str) -> Result<u64, StoreError> {
-        Ok(self
+        let Some(ours) = self.ours_if_made() else {
+            return Ok(0);
+        };
+        Ok(ours
             .cas_refs
             .get(hash.as_bytes())
             .map_err(StoreError::fjall)?
@@ -81,9 +127,11 @@ impl Local {
     }
 
     /// Counts payload references once, for a store that has no counts yet
-    /// (one written by cross.stream, or before counting existed).
+    /// (one written by cross.stream, or before counting existed). Makes
+    /// our keyspaces if they are missing.
     pub fn ensure_refs(&self) -> Result<(), StoreError> {
-        if self
+        let ours = self.ours()?;
+        if ours
             .cas_refs
             .contains_key(REFS_MARKER)
             .map_err(StoreError::fjall)?
@@ -101,9 +149,9 @@ impl Local {
         }
         let mut batch = self.db.batch();
         for (hash, count) in counts {
-            batch.insert(&self.cas_refs, hash.into_bytes(), count.to_be_bytes());
+            batch.insert(&ours.cas_refs, hash.into_bytes(), count.to_be_bytes());
         }
-        batch.insert(&self.cas_refs, REFS_MARKER, []);
+        batch.insert(&ours.cas_refs, REFS_MARKER, []);
         batch.commit().map_err(StoreError::fjall)?;
         self.db
             .persist(fjall::PersistMode::SyncData)
@@ -244,4 +292,43 @@ fn map_bound(bound: Bound<Id>, prefix: &[u8]) -> Bound<Vec<u8>> {
 pub fn id_from_key(key: &[u8]) -> Option<Id> {
     let bytes: [u8; 16] = key.try_into().ok()?;
     Some(Id::from_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_store_makes_our_keyspaces_later_and_a_used_one_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = Local::open(dir.path()).unwrap();
+        assert!(local.ours_if_made().is_none(), "made at open");
+        assert!(!local.db.keyspace_exists("kv"));
+        assert_eq!(local.refs("sha256-x").unwrap(), 0);
+        // What the writer does before its first batch.
+        local.ensure_refs().unwrap();
+        let ours = local.ours_if_made().expect("made by ensure_refs");
+        assert!(ours.cas_refs.contains_key(REFS_MARKER).unwrap());
+        drop(local);
+
+        let local = Local::open(dir.path()).unwrap();
+        assert!(
+            local.ours_if_made().is_some(),
+            "an existing set opens at once"
+        );
+    }
+
+    #[test]
+    fn a_store_with_frames_but_not_our_keyspaces_counts_its_references_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = Local::open(dir.path()).unwrap();
+        let frame = r#"{"topic":"a","id":"03d4q1qhbiv09ovtuhokw5yxv","hash":"sha256-abc","meta":null,"ttl":null}"#;
+        local.stream.insert([1u8; 16], frame).unwrap();
+        drop(local);
+        // As cross.stream leaves a folder: frames, none of our keyspaces.
+        let local = Local::open(dir.path()).unwrap();
+        assert!(local.ours_if_made().is_some());
+        local.ensure_refs().unwrap();
+        assert_eq!(local.refs("sha256-abc").unwrap(), 1);
+    }
 }

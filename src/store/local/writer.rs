@@ -58,7 +58,7 @@ use crossbeam_channel::Sender;
 use fjall::{OwnedWriteBatch, PersistMode};
 use serde_json::Value;
 
-use super::Local;
+use super::{Local, Ours};
 use crate::store::frame::Frame;
 use crate::store::head::{EphemeralFrame, Head, Published};
 use crate::store::housekeeping::JournaledKeys;
@@ -240,6 +240,12 @@ impl Writer {
 
     /// Runs until every sender is gone, then makes everything durable.
     pub fn run(mut self, requests: QueueReceiver<WriteRequest>) {
+        // A new store's own keyspaces are made here, before the first
+        // batch, rather than before the socket opens (see `local::Ours`).
+        // On failure each batch tries again, and fails with the reason.
+        if let Err(e) = self.local.ensure_refs() {
+            eprintln!("xs: {e}");
+        }
         let mut unsynced_since: Option<Instant> = None;
         loop {
             let batch = match (self.fsync, unsynced_since) {
@@ -286,6 +292,13 @@ impl Writer {
     /// Applies one batch; returns whether anything was written to disk.
     fn apply(&mut self, batch: Vec<WriteRequest>) -> bool {
         let last_before = self.last_id;
+        let ours = match self.local.ours() {
+            Ok(ours) => ours.clone(),
+            Err(error) => {
+                self.fail(batch, last_before, &error);
+                return false;
+            }
+        };
         let mut write = self.local.db.batch();
         let mut outcomes: Vec<WriteReply> = Vec::with_capacity(batch.len());
         let mut ephemeral = Vec::new();
@@ -322,6 +335,7 @@ impl Writer {
                         let json = frame.to_json().into_bytes();
                         bytes_to_disk += self.stage_frame(
                             &mut write,
+                            &ours,
                             &frame,
                             &json,
                             draft.journal_payload.as_deref(),
@@ -355,7 +369,7 @@ impl Writer {
                             outcomes.push(Ok(WriteOutcome::Frame(frame.clone())));
                             continue;
                         }
-                        match self.stage_remove(&mut write, frame.id) {
+                        match self.stage_remove(&mut write, &ours, frame.id) {
                             Ok(hash) => count_ref(&mut ref_deltas, &hash, -1),
                             Err(e) => {
                                 outcomes.push(Err(e));
@@ -364,7 +378,8 @@ impl Writer {
                         }
                     }
                     let json = frame.to_json().into_bytes();
-                    bytes_to_disk += self.stage_frame(&mut write, frame, &json, payload.as_deref());
+                    bytes_to_disk +=
+                        self.stage_frame(&mut write, &ours, frame, &json, payload.as_deref());
                     count_ref(&mut ref_deltas, &frame.hash, 1);
                     if self.last_id.is_none_or(|last| frame.id > last) {
                         self.last_id = Some(frame.id);
@@ -374,30 +389,30 @@ impl Writer {
                 }
                 WriteOp::Remove(id) => {
                     removed.push(*id);
-                    self.stage_remove(&mut write, *id)
+                    self.stage_remove(&mut write, &ours, *id)
                         .map(|hash| count_ref(&mut ref_deltas, &hash, -1))
                         .map(|_| WriteOutcome::Done)
                 }
                 WriteOp::JournalPayload(hash, bytes) => {
                     bytes_to_disk += bytes.len() as u64;
-                    write.insert(&self.local.cas_pending, hash.as_bytes(), bytes.clone());
+                    write.insert(&ours.cas_pending, hash.as_bytes(), bytes.clone());
                     journaled.push(hash.as_bytes().to_vec());
                     Ok(WriteOutcome::Done)
                 }
                 WriteOp::ForgetPending(keys) => {
                     for key in keys {
-                        write.remove(&self.local.cas_pending, key.clone());
+                        write.remove(&ours.cas_pending, key.clone());
                     }
                     Ok(WriteOutcome::Done)
                 }
                 WriteOp::KvSet(key, value) => {
                     bytes_to_disk += (key.len() + value.len()) as u64;
-                    write.insert(&self.local.kv, key.as_bytes(), value.clone());
+                    write.insert(&ours.kv, key.as_bytes(), value.clone());
                     kv_changes.push((key.clone(), Some(value.clone())));
                     Ok(WriteOutcome::Done)
                 }
                 WriteOp::KvDelete(key) => {
-                    write.remove(&self.local.kv, key.as_bytes());
+                    write.remove(&ours.kv, key.as_bytes());
                     kv_changes.push((key.clone(), None));
                     Ok(WriteOutcome::Done)
                 }
@@ -405,7 +420,7 @@ impl Writer {
             outcomes.push(outcome);
         }
 
-        let unreferenced = match self.stage_ref_counts(&mut write, ref_deltas) {
+        let unreferenced = match self.stage_ref_counts(&mut write, &ours, ref_deltas) {
             Ok(unreferenced) => unreferenced,
             Err(error) => {
                 self.fail(batch, last_before, &error);
@@ -481,6 +496,7 @@ impl Writer {
     fn stage_frame(
         &self,
         write: &mut OwnedWriteBatch,
+        ours: &Ours,
         frame: &Frame,
         json: &[u8],
         payload: Option<&[u8]>,
@@ -494,11 +510,11 @@ impl Writer {
             write.insert(&self.local.idx_topic, index_key, []);
         }
         if let Some(Ttl::Time(ms)) = frame.ttl {
-            write.insert(&self.local.ttl_time, expiry_key(frame.id, ms), []);
+            write.insert(&ours.ttl_time, expiry_key(frame.id, ms), []);
         }
         if let (Some(hash), Some(payload)) = (&frame.hash, payload) {
             bytes += payload.len() as u64;
-            write.insert(&self.local.cas_pending, hash.as_bytes(), payload);
+            write.insert(&ours.cas_pending, hash.as_bytes(), payload);
         }
         bytes
     }
@@ -507,6 +523,7 @@ impl Writer {
     fn stage_remove(
         &self,
         write: &mut OwnedWriteBatch,
+        ours: &Ours,
         id: Id,
     ) -> Result<Option<String>, StoreError> {
         let Some(raw) = self.local.get(id)? else {
@@ -522,7 +539,7 @@ impl Writer {
                 write.remove(&self.local.idx_topic, index_key);
             }
             if let Some(Ttl::Time(ms)) = frame.ttl {
-                write.remove(&self.local.ttl_time, expiry_key(id, ms));
+                write.remove(&ours.ttl_time, expiry_key(id, ms));
             }
             return Ok(frame.hash);
         }
@@ -534,6 +551,7 @@ impl Writer {
     fn stage_ref_counts(
         &self,
         write: &mut OwnedWriteBatch,
+        ours: &Ours,
         deltas: HashMap<String, i64>,
     ) -> Result<Vec<String>, StoreError> {
         let mut unreferenced = Vec::new();
@@ -543,11 +561,11 @@ impl Writer {
             }
             let count = self.local.refs(&hash)? as i64 + delta;
             if count <= 0 {
-                write.remove(&self.local.cas_refs, hash.as_bytes());
+                write.remove(&ours.cas_refs, hash.as_bytes());
                 unreferenced.push(hash);
             } else {
                 write.insert(
-                    &self.local.cas_refs,
+                    &ours.cas_refs,
                     hash.as_bytes(),
                     (count as u64).to_be_bytes(),
                 );
