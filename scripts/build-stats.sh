@@ -6,6 +6,9 @@
 #                                    dependency graph
 #   scripts/build-stats.sh --clean   also times a clean `cargo build --release`
 #                                    in a scratch CARGO_TARGET_DIR (removed after)
+#   scripts/build-stats.sh --core    the same for the build without Nushell
+#                                    (`--no-default-features`), in its own
+#                                    target folder (target/core)
 #
 # The binary is ${CARGO_TARGET_DIR:-target}/release/xs; `cargo build
 # --release` runs first (a no-op when it is up to date), so the size is never
@@ -17,18 +20,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 clean=0
+features=()
 for arg in "$@"; do
     case "$arg" in
         --clean) clean=1 ;;
-        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --core) features=(--no-default-features) ;;
+        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
 
 target_dir="${CARGO_TARGET_DIR:-target}"
+if [ ${#features[@]} -gt 0 ]; then
+    # Its own folder: switching features back and forth rebuilds xs.
+    target_dir="$target_dir/core"
+fi
 bin="$target_dir/release/xs"
-echo "cargo build --release (up to date unless the sources changed)..." >&2
-cargo build --release --quiet
+echo "cargo build --release ${features[*]} (up to date unless the sources changed)..." >&2
+cargo build --release --quiet --target-dir "$target_dir" "${features[@]}"
 
 stripped="$(mktemp)"
 trap 'rm -f "$stripped"' EXIT
@@ -40,7 +49,7 @@ bytes=$(stat -c %s "$stripped")
 mb=$(awk -v b="$bytes" 'BEGIN { printf "%.2f", b / 1048576 }')
 echo "binary $bin (built $(date -r "$bin" '+%F %T')) stripped_bytes=$bytes stripped_mb=$mb"
 
-tree="$(cargo tree --prefix none -e normal)"
+tree="$(cargo tree --prefix none -e normal "${features[@]}")"
 crates=$(printf '%s\n' "$tree" | sort -u | wc -l)
 # cargo tree marks a crate's repeat appearances with " (*)": folded, each
 # crate (the package itself included) counts once.
@@ -52,7 +61,7 @@ if [ "$clean" = 1 ]; then
     trap 'rm -f "$stripped"; rm -rf "$scratch"' EXIT
     echo "clean release build in $scratch ..." >&2
     start=$(date +%s.%N)
-    CARGO_TARGET_DIR="$scratch" cargo build --release --quiet
+    cargo build --release --quiet --target-dir "$scratch" "${features[@]}"
     end=$(date +%s.%N)
     secs=$(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.1f", e - s }')
     echo "clean_release_build_secs=$secs jobs=$(nproc) (other builds on the machine skew this)"

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod check;
 pub mod cli;
+#[cfg(feature = "nushell")]
 pub mod nu;
 pub mod processor;
 pub mod serve;

@@ -49,6 +49,7 @@ Options:
 
 /// The longest the server waits for services to stop at shutdown: they
 /// are stopped together, each within its own grace (5 s by default).
+#[cfg(feature = "nushell")]
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(35);
 
 /// What `xs serve` was asked to do.
@@ -270,6 +271,7 @@ fn run(args: ServeArgs) -> Result<(), String> {
         limits: WriteLimits {
             max_payload: args.max_payload,
         },
+        #[cfg(feature = "nushell")]
         engine: crate::nu::Engine::new(&store),
         processes: processes.clone(),
     };
@@ -307,11 +309,13 @@ fn run(args: ServeArgs) -> Result<(), String> {
         .map(|addr| serde_json::json!({ "expose": addr }));
     system_frame(&store, "xs.start", start_meta)?;
     // Processors start after `xs.start`, so what they emit at boot follows it.
+    #[cfg(feature = "nushell")]
     let processors = crate::processor::start(store.clone(), processes)?;
 
     signals.wait();
 
     let _ = system_frame(&store, "xs.stopping", None);
+    #[cfg(feature = "nushell")]
     processors.shut_down(SHUTDOWN_WAIT);
     for listener in &listeners {
         listener.unblock();

@@ -1,6 +1,7 @@
 //! The HTTP/1.1 API: listeners, the route table, one file per route group.
 
 pub mod cas;
+#[cfg(feature = "nushell")]
 pub mod eval;
 pub mod gateway;
 pub mod kv;

@@ -15,6 +15,7 @@ pub struct Context {
     pub store: Store,
     pub limits: WriteLimits,
     /// The base Nushell engine `/eval` forks from.
+    #[cfg(feature = "nushell")]
     pub engine: crate::nu::Engine,
     /// The processors' status, for `/ps`.
     pub processes: crate::processor::ps::ProcessTable,
@@ -60,7 +61,14 @@ pub fn handle(context: &Context, listener: &Listener, request: Request) {
         (Method::Get, ["cas", sri]) => cas::get(store, request, sri),
         (Method::Post, ["cas"]) => cas::post(store, request, context.limits),
         (Method::Post, ["import"]) => write::import(store, request, context.limits),
+        #[cfg(feature = "nushell")]
         (Method::Post, ["eval"]) => super::eval::eval(&context.engine, store, request),
+        #[cfg(not(feature = "nushell"))]
+        (Method::Post, ["eval"]) => Reply::error(
+            501,
+            "this xs was built without Nushell (cargo feature `nushell`)",
+        )
+        .send(request),
         (Method::Get, ["kv"]) => kv::list(store, request, &pairs),
         (Method::Get, ["kv", key]) => kv::get(store, request, key, &pairs),
         (Method::Put, ["kv", key]) => kv::put(store, request, key),
