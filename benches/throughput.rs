@@ -2154,7 +2154,12 @@ fn export_import(bin: &Path) -> Res<Outcome> {
 
     let target = Server::start(bin, "always")?;
     let mut conn = target.connect_served(1)?.remove(0);
-    let before = count_lines(&mut conn, "/")?;
+    // The server appends `xs.start` just after its socket opens (on a new
+    // store once the writer has made its keyspaces): count from there.
+    let before = poll(START_TIMEOUT, Duration::from_millis(2), || {
+        let frames = count_lines(&mut conn, "/")?;
+        Ok((frames > 0).then_some(frames))
+    })?;
     let cpu_from = cpu_time(target.pid());
     let (import_time, output) = run_cli(
         bin,

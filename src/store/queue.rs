@@ -153,8 +153,15 @@ impl<T> QueueReceiver<T> {
 
 impl<T> Drop for QueueReceiver<T> {
     fn drop(&mut self) {
-        // Senders learn at once that nobody will answer.
-        self.shared.lock().closed = true;
+        // Senders learn at once that nobody will answer, and what is still
+        // queued is dropped now (a request's reply, dropped, says the
+        // store closed), not when the last sender goes: a requester that
+        // waits holds a sender.
+        let mut state = self.shared.lock();
+        state.closed = true;
+        let left = std::mem::take(&mut state.items);
+        drop(state);
+        drop(left);
     }
 }
 
@@ -190,6 +197,15 @@ mod tests {
         tx2.send(2).unwrap();
         drop(tx2);
         assert_eq!(got.join().unwrap(), vec![1, 2]);
+    }
+
+    #[test]
+    fn what_is_queued_is_dropped_with_the_receiver() {
+        let (tx, rx) = queue();
+        let item = std::sync::Arc::new(());
+        tx.send(item.clone()).unwrap();
+        drop(rx);
+        assert_eq!(std::sync::Arc::strong_count(&item), 1);
     }
 
     #[test]

@@ -80,9 +80,10 @@ impl Local {
             cas: Cas::new(dir.join("cacache")),
             dir: dir.to_path_buf(),
         };
-        // Only a store without frames may wait for the writer to make them.
-        let all_ours = OUR_KEYSPACES.iter().all(|name| db.keyspace_exists(name));
-        if all_ours || !local.stream.is_empty().map_err(StoreError::fjall)? {
+        // Only a new store (no frames, none of ours) waits for the writer
+        // to make them; any other gets all of them now.
+        let any_ours = OUR_KEYSPACES.iter().any(|name| db.keyspace_exists(name));
+        if any_ours || !local.stream.is_empty().map_err(StoreError::fjall)? {
             local.ours()?;
         }
         Ok(local)

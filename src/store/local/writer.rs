@@ -242,7 +242,8 @@ impl Writer {
     pub fn run(mut self, requests: QueueReceiver<WriteRequest>) {
         // A new store's own keyspaces are made here, before the first
         // batch, rather than before the socket opens (see `local::Ours`).
-        // On failure each batch tries again, and fails with the reason.
+        // If making them fails, each batch tries again and fails with the
+        // reason; if only the count marker failed, the next open counts.
         if let Err(e) = self.local.ensure_refs() {
             eprintln!("xs: {e}");
         }
@@ -387,12 +388,11 @@ impl Writer {
                     imported.push(frame.id);
                     Ok(WriteOutcome::Frame(frame.clone()))
                 }
-                WriteOp::Remove(id) => {
+                WriteOp::Remove(id) => self.stage_remove(&mut write, &ours, *id).map(|hash| {
+                    count_ref(&mut ref_deltas, &hash, -1);
                     removed.push(*id);
-                    self.stage_remove(&mut write, &ours, *id)
-                        .map(|hash| count_ref(&mut ref_deltas, &hash, -1))
-                        .map(|_| WriteOutcome::Done)
-                }
+                    WriteOutcome::Done
+                }),
                 WriteOp::JournalPayload(hash, bytes) => {
                     bytes_to_disk += bytes.len() as u64;
                     write.insert(&ours.cas_pending, hash.as_bytes(), bytes.clone());
