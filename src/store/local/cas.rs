@@ -27,8 +27,9 @@ pub const JOURNALED_PAYLOAD_MAX: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct Cas {
     dir: PathBuf,
-    /// Content folders (`xx/yy` under `sha256/`) known to exist, so a
-    /// small write does not ask the file system again.
+    /// Content folders known to exist, so a small write does not ask the
+    /// file system again: `xxyy` for `xx/yy` under `sha256/`, `xx\0\0`
+    /// for `xx`. Folders are never removed while the server runs.
     known_dirs: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<[u8; 4]>>>,
     /// `content-v2/sha256`, opened once: small writes name their files
     /// relative to it (`xx/yy/<rest>`), so the kernel walks three path
@@ -187,19 +188,21 @@ impl Cas {
         };
         let fd = dir.as_raw_fd();
         let key: [u8; 4] = hex.as_bytes()[..4].try_into().unwrap_or([b'0'; 4]);
+        // The first-level folder's key: hex digits are never NUL.
+        let top_key = [key[0], key[1], 0, 0];
         let final_path = c(format!("{}/{}/{}", &hex[0..2], &hex[2..4], &hex[4..]))?;
-        let known = self
-            .known_dirs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&key);
+        let (known, top_known) = {
+            let known = self.known_dirs.lock().unwrap_or_else(|e| e.into_inner());
+            (known.contains(&key), known.contains(&top_key))
+        };
         // A folder made just now cannot hold the file: no need to look.
         let mut fresh_folder = false;
         if !known {
-            for folder in [
-                hex[0..2].to_string(),
-                format!("{}/{}", &hex[0..2], &hex[2..4]),
-            ] {
+            // In a young store most second-level folders are new while
+            // their first-level folder is not: skip that `mkdir`.
+            let top = (!top_known).then(|| hex[0..2].to_string());
+            let second = Some(format!("{}/{}", &hex[0..2], &hex[2..4]));
+            for folder in [top, second].into_iter().flatten() {
                 let folder = c(folder)?;
                 // SAFETY: valid descriptor and C string.
                 if unsafe { libc::mkdirat(fd, folder.as_ptr(), 0o777) } == 0 {
@@ -210,10 +213,9 @@ impl Cas {
                     fresh_folder = false;
                 }
             }
-            self.known_dirs
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(key);
+            let mut known = self.known_dirs.lock().unwrap_or_else(|e| e.into_inner());
+            known.insert(key);
+            known.insert(top_key);
         }
         if !fresh_folder {
             // SAFETY: a plain C struct, all zeroes is a valid value.
