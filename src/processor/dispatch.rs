@@ -22,6 +22,7 @@ use super::view::View;
 use super::{lifecycle, supervise};
 
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
+use crate::store::topic::is_control_topic;
 use crate::store::{Frame, Id, Store, TopicFilter};
 
 /// A processor's running thread and how to stop it.
@@ -179,6 +180,8 @@ impl Dispatcher {
         let options = ReadOptions {
             follow: Follow::On,
             after: head,
+            // Woken only by batches with lifecycle frames or calls.
+            wake_on_control: true,
             ..ReadOptions::default()
         };
         let mut reader = Reader::new(self.store.clone(), options);
@@ -362,10 +365,11 @@ impl Dispatcher {
     /// Whether a frame on `topic` may matter to `live`: the dispatcher
     /// sees every frame and parses only these.
     fn concerns(&self, topic: &str) -> bool {
-        topic.starts_with("xs.")
-            || topic
-                .strip_suffix(".call")
-                .is_some_and(|name| self.actions.contains_key(name))
+        is_control_topic(topic)
+            && (topic.starts_with("xs.")
+                || topic
+                    .strip_suffix(".call")
+                    .is_some_and(|name| self.actions.contains_key(name)))
     }
 
     fn live(&mut self, frame: Frame) {

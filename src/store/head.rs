@@ -20,6 +20,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::id::Id;
+use super::topic::is_control_topic;
 use super::RawFrame;
 
 /// Bounds of the in-memory window of ephemeral frames and payloads.
@@ -51,6 +52,9 @@ struct HeadState {
     last_id: Option<Id>,
     /// Bumped on every publish; followers wait for it to change.
     version: u64,
+    /// Bumped on a publish that may hold a control frame (`xs.*`,
+    /// `*.call`): the processor dispatcher waits for this one.
+    control_version: u64,
     /// Set once the server shuts down: followers end their streams.
     closed: bool,
     /// Recent ephemeral frames, oldest first.
@@ -96,6 +100,9 @@ pub struct Published {
 pub struct Head {
     state: Mutex<HeadState>,
     moved: Condvar,
+    /// Waited on by `wait_control_past`: a batch of ordinary frames does
+    /// not wake the dispatcher (a wake-up per append was 10% of the CPU).
+    control_moved: Condvar,
     limits: EphemeralLimits,
     /// Readers alive (`Reader` counts itself in and out): shutdown lets
     /// them write their last frames before the process ends.
@@ -118,6 +125,7 @@ impl Head {
                 ..HeadState::default()
             }),
             moved: Condvar::new(),
+            control_moved: Condvar::new(),
             limits,
             readers: Default::default(),
         }
@@ -186,6 +194,13 @@ impl Head {
             removed,
         } = batch;
         let mut state = self.lock();
+        // Without the window (Redis) the frames of other nodes are not
+        // seen here: any batch may hold a control frame.
+        let control = state.recent_covers_after.is_none()
+            || stored
+                .iter()
+                .chain(&ephemeral)
+                .any(|f| is_control_topic(&f.topic));
         Self::remember_recent(&mut state, last_id, stored, &imported, &removed);
         for id in &imported {
             if state.last_id.is_none_or(|last| *id > last) {
@@ -225,8 +240,14 @@ impl Head {
             }
         }
         state.version += 1;
+        if control {
+            state.control_version += 1;
+        }
         drop(state);
         self.moved.notify_all();
+        if control {
+            self.control_moved.notify_all();
+        }
     }
 
     fn remember_recent(
@@ -303,6 +324,23 @@ impl Head {
     pub fn close(&self) {
         self.lock().closed = true;
         self.moved.notify_all();
+        self.control_moved.notify_all();
+    }
+
+    /// The version of control publishes (see `control_version`).
+    pub fn control_version(&self) -> u64 {
+        self.lock().control_version
+    }
+
+    /// Waits until a publish that may hold a control frame, past `seen`,
+    /// or `timeout`; returns the control version then.
+    pub fn wait_control_past(&self, seen: u64, timeout: Duration) -> u64 {
+        let state = self.lock();
+        let (state, _) = self
+            .control_moved
+            .wait_timeout_while(state, timeout, |s| s.control_version == seen && !s.closed)
+            .unwrap_or_else(|e| e.into_inner());
+        state.control_version
     }
 
     /// Waits until the version differs from `seen` or `timeout` passes.

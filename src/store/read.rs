@@ -66,6 +66,10 @@ pub struct ReadOptions {
     pub rev: bool,
     /// With `rev`: start below this id.
     pub before: Option<Id>,
+    /// Live, wake only for batches that may hold a control frame
+    /// (`topic::is_control_topic`); others are read at the next such
+    /// wake-up or idle timeout. The processor dispatcher's reader.
+    pub wake_on_control: bool,
 }
 
 impl ReadOptions {
@@ -133,6 +137,8 @@ pub struct Reader {
     delivered: u64,
     last_seen: Option<Id>,
     head_version: u64,
+    /// The control version last seen (`wake_on_control`).
+    control_version: u64,
     live_queue: VecDeque<RawFrame>,
     next_pulse: Option<Instant>,
 }
@@ -144,6 +150,7 @@ impl Reader {
             _ => None,
         };
         store.head().reader_started();
+        let control_version = store.head().control_version();
         Reader {
             store,
             options,
@@ -151,6 +158,7 @@ impl Reader {
             delivered: 0,
             last_seen: None,
             head_version: 0,
+            control_version,
             live_queue: VecDeque::new(),
             next_pulse,
         }
@@ -352,8 +360,13 @@ impl Reader {
                 return Ok(ReadEvent::Idle);
             }
             let wait = (deadline - now).min(self.until_pulse());
-            let seen = self.head_version;
-            self.head_version = self.store.head().wait_past(seen, wait).version;
+            if self.options.wake_on_control {
+                let seen = self.control_version;
+                self.control_version = self.store.head().wait_control_past(seen, wait);
+            } else {
+                let seen = self.head_version;
+                self.head_version = self.store.head().wait_past(seen, wait).version;
+            }
         }
     }
 

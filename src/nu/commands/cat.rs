@@ -106,6 +106,7 @@ impl Command for Cat {
             with_timestamp: false,
             rev: false,
             before: None,
+            wake_on_control: false,
         };
         let shape = FrameShape {
             ttl: call.has_flag(engine_state, stack, "detail")?,
