@@ -534,4 +534,32 @@ mod tests {
         let got = head.recent_between(Some(Id::from_u128(last)), upto, 10, all);
         assert_eq!(got.map(ids), Some(vec![]));
     }
+
+    #[test]
+    fn only_control_frames_move_the_control_version_when_the_window_is_on() {
+        let head = Head::new(None, EphemeralLimits::default());
+        head.keep_recent();
+        let v0 = head.control_version();
+        head.publish_batch(stored(&[1, 2]));
+        assert_eq!(head.control_version(), v0, "ordinary frames");
+        let wait = Duration::from_millis(5);
+        assert_eq!(head.wait_control_past(v0, wait), v0, "timed out");
+        head.publish_batch(Published {
+            last_id: Some(Id::from_u128(3)),
+            stored: vec![frame(3, "greet.call")],
+            ..Published::default()
+        });
+        assert_eq!(head.wait_control_past(v0, wait), v0 + 1);
+        head.publish(None, vec![frame(4, "xs.actor.a.spawn")], &[]);
+        assert_eq!(
+            head.control_version(),
+            v0 + 2,
+            "an ephemeral one counts too"
+        );
+
+        // Window off (Redis): any batch may hold one.
+        let head = Head::new(None, EphemeralLimits::default());
+        head.publish_batch(stored(&[1]));
+        assert_eq!(head.control_version(), 1);
+    }
 }
