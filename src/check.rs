@@ -112,12 +112,16 @@ pub fn run(dir: &Path, repair: bool) -> Result<Report, StoreError> {
     }
     let local = Local::open(dir)?;
     let mut report = Report::default();
+    // A store whose server never wrote a frame has no keyspaces yet.
+    let Some(spaces) = local.keyspaces_if_made().cloned() else {
+        return Ok(report);
+    };
     let mut expected_index: HashSet<Vec<u8>> = HashSet::new();
     // Each distinct payload is read once; its verdict applies to every
     // frame that references it.
     let mut payload_present: std::collections::HashMap<String, bool> = Default::default();
 
-    for guard in local.stream.iter() {
+    for guard in spaces.stream.iter() {
         let (key, value) = guard.into_inner().map_err(StoreError::fjall)?;
         report.frames += 1;
         let Some(id) = id_from_key(&key) else {
@@ -162,7 +166,7 @@ pub fn run(dir: &Path, repair: bool) -> Result<Report, StoreError> {
     }
 
     let mut seen_index = HashSet::new();
-    for guard in local.idx_topic.iter() {
+    for guard in spaces.idx_topic.iter() {
         let key = guard.key().map_err(StoreError::fjall)?.to_vec();
         report.index_entries += 1;
         if !expected_index.contains(&key) {
@@ -191,7 +195,7 @@ pub fn run(dir: &Path, repair: bool) -> Result<Report, StoreError> {
     }
 
     if repair && !report.problems.is_empty() {
-        rebuild_index(&local, &expected_index)?;
+        rebuild_index(&local, &spaces.idx_topic, &expected_index)?;
     }
     Ok(report)
 }
@@ -224,16 +228,20 @@ fn check_payload(
 }
 
 /// Replaces the whole topic index with the keys the stream implies.
-fn rebuild_index(local: &Local, expected: &HashSet<Vec<u8>>) -> Result<(), StoreError> {
+fn rebuild_index(
+    local: &Local,
+    idx_topic: &fjall::Keyspace,
+    expected: &HashSet<Vec<u8>>,
+) -> Result<(), StoreError> {
     let mut batch = local.db.batch();
-    for guard in local.idx_topic.iter() {
+    for guard in idx_topic.iter() {
         let key = guard.key().map_err(StoreError::fjall)?;
         if !expected.contains(key.as_ref()) {
-            batch.remove(&local.idx_topic, key.to_vec());
+            batch.remove(idx_topic, key.to_vec());
         }
     }
     for key in expected {
-        batch.insert(&local.idx_topic, key.clone(), []);
+        batch.insert(idx_topic, key.clone(), []);
     }
     batch.commit().map_err(StoreError::fjall)?;
     local

@@ -50,14 +50,15 @@ fn check_finds_and_repairs_index_damage() {
     assert_eq!(check(server.dir(), false).0, 0);
     {
         let local = xs::store::local::Local::open(server.dir()).expect("open");
+        let index = &local.keyspaces_if_made().expect("keyspaces").idx_topic;
         // A missing index entry: the first note is no longer filed under `note`.
         let mut missing = b"note\0".to_vec();
         missing.extend_from_slice(&id_bytes(&frames[0]));
-        local.idx_topic.remove(missing).expect("remove");
+        index.remove(missing).expect("remove");
         // A dangling one: an index entry for a frame that does not exist.
         let mut dangling = b"ghost\0".to_vec();
         dangling.extend_from_slice(&[7u8; 16]);
-        local.idx_topic.insert(dangling, []).expect("insert");
+        index.insert(dangling, []).expect("insert");
         local
             .db
             .persist(fjall::PersistMode::SyncAll)

@@ -273,9 +273,9 @@ impl Store {
             StoreError::Locked(_) => StoreError::Locked(dir.display().to_string()),
             other => other,
         })?;
-        // A new store's own keyspaces are made by the writer, off the
+        // A new store's keyspaces are made by the writer, off the
         // start-up path; one that has them is checked here.
-        if local.ours_if_made().is_some() {
+        if local.keyspaces_if_made().is_some() {
             housekeeping::recover_pending_payloads(&local)?;
             local.ensure_refs()?;
         }
@@ -730,10 +730,10 @@ impl Store {
             Backend::Local(local) => local,
             Backend::Redis(redis) => return redis.kv_get(key),
         };
-        let Some(ours) = local.ours_if_made() else {
+        let Some(spaces) = local.keyspaces_if_made() else {
             return Ok(None);
         };
-        Ok(ours
+        Ok(spaces
             .kv
             .get(key.as_bytes())
             .map_err(StoreError::fjall)?
@@ -761,10 +761,11 @@ impl Store {
             Backend::Local(local) => local,
             Backend::Redis(redis) => return redis.kv_list(prefix),
         };
-        let Some(ours) = local.ours_if_made() else {
+        let Some(spaces) = local.keyspaces_if_made() else {
             return Ok(Vec::new());
         };
-        ours.kv
+        spaces
+            .kv
             .prefix(prefix.as_bytes())
             .map(|guard| {
                 let (key, value) = guard.into_inner().map_err(StoreError::fjall)?;

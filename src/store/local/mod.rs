@@ -13,7 +13,8 @@
 //!   cross.stream is first opened;
 //! - `kv`: the k/v store, key → JSON.
 //!
-//! The last four are ours, made when first needed (`Ours`).
+//! A new store gets them from the writer, after its socket opens
+//! (`Keyspaces`).
 
 pub mod cas;
 pub mod writer;
@@ -34,28 +35,39 @@ use cas::Cas;
 #[derive(Clone)]
 pub struct Local {
     pub db: Database,
-    pub stream: Keyspace,
-    pub idx_topic: Keyspace,
-    /// Our own keyspaces, once they exist (see `Ours`).
-    ours: Arc<OnceLock<Ours>>,
+    /// The keyspaces, once they exist (see `Keyspaces`).
+    spaces: Arc<OnceLock<Keyspaces>>,
     pub cas: Cas,
     pub dir: PathBuf,
 }
 
-/// The keyspaces xs adds to cross.stream's two. A new store starts
-/// without them and the writer makes them before its first batch: fjall
-/// spends about fifteen fsyncs on each keyspace it creates, and making
-/// these four at start-up tripled the time a new store took to open its
-/// socket. Until they exist they are empty, and readers treat them so.
+/// The store's keyspaces: cross.stream's two, then ours.
+///
+/// A new store (a database without any of them) opens its socket first
+/// and the writer makes them before its first batch, as sqlite makes its
+/// file on the first write: fjall syncs about fifteen times for each
+/// keyspace it creates, and making all six before the socket opened took
+/// five times as long as opening the database. Until they exist the store
+/// is empty, and readers treat it so. Any other store gets them all when
+/// it opens (a folder written by cross.stream has only the first two).
 #[derive(Clone)]
-pub struct Ours {
+pub struct Keyspaces {
+    pub stream: Keyspace,
+    pub idx_topic: Keyspace,
     pub cas_pending: Keyspace,
     pub ttl_time: Keyspace,
     pub cas_refs: Keyspace,
     pub kv: Keyspace,
 }
 
-const OUR_KEYSPACES: [&str; 4] = ["cas_pending", "ttl_time", "cas_refs", "kv"];
+const KEYSPACES: [&str; 6] = [
+    "stream",
+    "idx_topic",
+    "cas_pending",
+    "ttl_time",
+    "cas_refs",
+    "kv",
+];
 
 /// A boxed iterator over frames, oldest first or newest first.
 pub type FrameIter = Box<dyn Iterator<Item = Result<RawFrame, StoreError>> + Send>;
@@ -68,57 +80,50 @@ impl Local {
             .manual_journal_persist(true)
             .open()
             .map_err(StoreError::fjall)?;
-        let keyspace = |name: &str| {
-            db.keyspace(name, KeyspaceCreateOptions::default)
-                .map_err(StoreError::fjall)
-        };
         let local = Local {
-            stream: keyspace("stream")?,
-            idx_topic: keyspace("idx_topic")?,
             db: db.clone(),
-            ours: Default::default(),
+            spaces: Default::default(),
             cas: Cas::new(dir.join("cacache")),
             dir: dir.to_path_buf(),
         };
-        // Only a new store (no frames, none of ours) waits for the writer
-        // to make them; any other gets all of them now.
-        let any_ours = OUR_KEYSPACES.iter().any(|name| db.keyspace_exists(name));
-        if any_ours || !local.stream.is_empty().map_err(StoreError::fjall)? {
-            local.ours()?;
+        if KEYSPACES.iter().any(|name| db.keyspace_exists(name)) {
+            local.keyspaces()?;
         }
         Ok(local)
     }
 
-    /// Our keyspaces if they exist yet; `None` means all are empty.
-    pub fn ours_if_made(&self) -> Option<&Ours> {
-        self.ours.get()
+    /// The keyspaces if they exist yet; `None`: a new, empty store.
+    pub fn keyspaces_if_made(&self) -> Option<&Keyspaces> {
+        self.spaces.get()
     }
 
-    /// Our keyspaces, made now when missing.
-    pub fn ours(&self) -> Result<&Ours, StoreError> {
-        if let Some(ours) = self.ours.get() {
-            return Ok(ours);
+    /// The keyspaces, made now when missing.
+    pub fn keyspaces(&self) -> Result<&Keyspaces, StoreError> {
+        if let Some(spaces) = self.spaces.get() {
+            return Ok(spaces);
         }
         let keyspace = |name: &str| {
             self.db
                 .keyspace(name, KeyspaceCreateOptions::default)
                 .map_err(StoreError::fjall)
         };
-        let made = Ours {
-            cas_pending: keyspace(OUR_KEYSPACES[0])?,
-            ttl_time: keyspace(OUR_KEYSPACES[1])?,
-            cas_refs: keyspace(OUR_KEYSPACES[2])?,
-            kv: keyspace(OUR_KEYSPACES[3])?,
+        let made = Keyspaces {
+            stream: keyspace(KEYSPACES[0])?,
+            idx_topic: keyspace(KEYSPACES[1])?,
+            cas_pending: keyspace(KEYSPACES[2])?,
+            ttl_time: keyspace(KEYSPACES[3])?,
+            cas_refs: keyspace(KEYSPACES[4])?,
+            kv: keyspace(KEYSPACES[5])?,
         };
-        Ok(self.ours.get_or_init(|| made))
+        Ok(self.spaces.get_or_init(|| made))
     }
 
     /// How many stored frames reference `hash`.
     pub fn refs(&self, hash: &str) -> Result<u64, StoreError> {
-        let Some(ours) = self.ours_if_made() else {
+        let Some(spaces) = self.keyspaces_if_made() else {
             return Ok(0);
         };
-        Ok(ours
+        Ok(spaces
             .cas_refs
             .get(hash.as_bytes())
             .map_err(StoreError::fjall)?
@@ -129,10 +134,10 @@ impl Local {
 
     /// Counts payload references once, for a store that has no counts yet
     /// (one written by cross.stream, or before counting existed). Makes
-    /// our keyspaces if they are missing.
+    /// the keyspaces if they are missing.
     pub fn ensure_refs(&self) -> Result<(), StoreError> {
-        let ours = self.ours()?;
-        if ours
+        let spaces = self.keyspaces()?;
+        if spaces
             .cas_refs
             .contains_key(REFS_MARKER)
             .map_err(StoreError::fjall)?
@@ -140,7 +145,7 @@ impl Local {
             return Ok(());
         }
         let mut counts: std::collections::HashMap<String, u64> = Default::default();
-        for guard in self.stream.iter() {
+        for guard in spaces.stream.iter() {
             let (_, value) = guard.into_inner().map_err(StoreError::fjall)?;
             if let Ok(frame) = super::frame::Frame::from_json(&value) {
                 if let Some(hash) = frame.hash {
@@ -150,9 +155,9 @@ impl Local {
         }
         let mut batch = self.db.batch();
         for (hash, count) in counts {
-            batch.insert(&ours.cas_refs, hash.into_bytes(), count.to_be_bytes());
+            batch.insert(&spaces.cas_refs, hash.into_bytes(), count.to_be_bytes());
         }
-        batch.insert(&ours.cas_refs, REFS_MARKER, []);
+        batch.insert(&spaces.cas_refs, REFS_MARKER, []);
         batch.commit().map_err(StoreError::fjall)?;
         self.db
             .persist(fjall::PersistMode::SyncData)
@@ -161,7 +166,10 @@ impl Local {
 
     /// The newest stored id.
     pub fn last_id(&self) -> Result<Option<Id>, StoreError> {
-        match self.stream.last_key_value() {
+        let Some(spaces) = self.keyspaces_if_made() else {
+            return Ok(None);
+        };
+        match spaces.stream.last_key_value() {
             Some(guard) => {
                 let key = guard.key().map_err(StoreError::fjall)?;
                 Ok(id_from_key(&key))
@@ -172,7 +180,13 @@ impl Local {
 
     /// One frame by id.
     pub fn get(&self, id: Id) -> Result<Option<RawFrame>, StoreError> {
-        let value = self.stream.get(id.to_bytes()).map_err(StoreError::fjall)?;
+        let Some(spaces) = self.keyspaces_if_made() else {
+            return Ok(None);
+        };
+        let value = spaces
+            .stream
+            .get(id.to_bytes())
+            .map_err(StoreError::fjall)?;
         Ok(value.map(|json| RawFrame {
             id,
             json: json.to_vec(),
@@ -189,10 +203,13 @@ impl Local {
         upper: Bound<Id>,
         reverse: bool,
     ) -> FrameIter {
+        let Some(spaces) = self.keyspaces_if_made() else {
+            return Box::new(std::iter::empty());
+        };
         match filter {
             TopicFilter::All => {
                 let range = (map_bound(lower, &[]), map_bound(upper, &[]));
-                let iter = self.stream.range(range);
+                let iter = spaces.stream.range(range);
                 let map = |guard: fjall::Guard| {
                     let (key, value) = guard.into_inner().map_err(StoreError::fjall)?;
                     let id = id_from_key(&key)
@@ -211,9 +228,9 @@ impl Local {
             TopicFilter::Patterns(patterns) => {
                 let sources: Vec<IdIter> = patterns
                     .iter()
-                    .map(|p| self.index_ids(p, lower, upper, reverse))
+                    .map(|p| index_ids(&spaces.idx_topic, p, lower, upper, reverse))
                     .collect();
-                let stream = self.stream.clone();
+                let stream = spaces.stream.clone();
                 let merged = MergeIds::new(sources, reverse);
                 Box::new(merged.filter_map(move |id| {
                     let id = match id {
@@ -234,40 +251,41 @@ impl Local {
             }
         }
     }
+}
 
-    fn index_ids(
-        &self,
-        pattern: &TopicPattern,
-        lower: Bound<Id>,
-        upper: Bound<Id>,
-        reverse: bool,
-    ) -> IdIter {
-        let prefix = pattern.index_prefix();
-        let lower_key = match lower {
-            Bound::Unbounded => Bound::Included(prefix.clone()),
-            other => map_bound(other, &prefix),
-        };
-        let upper_key = match upper {
-            Bound::Unbounded => {
-                let mut end = prefix.clone();
-                end.extend_from_slice(&[0xff; 16]);
-                Bound::Included(end)
-            }
-            other => map_bound(other, &prefix),
-        };
-        let iter = self.idx_topic.range((lower_key, upper_key));
-        let map = |guard: fjall::Guard| {
-            let key = guard.key().map_err(StoreError::fjall)?;
-            key.len()
-                .checked_sub(16)
-                .and_then(|at| id_from_key(&key[at..]))
-                .ok_or_else(|| StoreError::Storage("index key without an id".into()))
-        };
-        if reverse {
-            Box::new(iter.rev().map(map))
-        } else {
-            Box::new(iter.map(map))
+/// Ids filed under `pattern` in `idx_topic`, within the bounds.
+fn index_ids(
+    idx_topic: &Keyspace,
+    pattern: &TopicPattern,
+    lower: Bound<Id>,
+    upper: Bound<Id>,
+    reverse: bool,
+) -> IdIter {
+    let prefix = pattern.index_prefix();
+    let lower_key = match lower {
+        Bound::Unbounded => Bound::Included(prefix.clone()),
+        other => map_bound(other, &prefix),
+    };
+    let upper_key = match upper {
+        Bound::Unbounded => {
+            let mut end = prefix.clone();
+            end.extend_from_slice(&[0xff; 16]);
+            Bound::Included(end)
         }
+        other => map_bound(other, &prefix),
+    };
+    let iter = idx_topic.range((lower_key, upper_key));
+    let map = |guard: fjall::Guard| {
+        let key = guard.key().map_err(StoreError::fjall)?;
+        key.len()
+            .checked_sub(16)
+            .and_then(|at| id_from_key(&key[at..]))
+            .ok_or_else(|| StoreError::Storage("index key without an id".into()))
+    };
+    if reverse {
+        Box::new(iter.rev().map(map))
+    } else {
+        Box::new(iter.map(map))
     }
 }
 
@@ -300,21 +318,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_new_store_makes_our_keyspaces_later_and_a_used_one_at_open() {
+    fn a_new_store_makes_its_keyspaces_later_and_a_used_one_at_open() {
         let dir = tempfile::tempdir().unwrap();
         let local = Local::open(dir.path()).unwrap();
-        assert!(local.ours_if_made().is_none(), "made at open");
-        assert!(!local.db.keyspace_exists("kv"));
+        assert!(local.keyspaces_if_made().is_none(), "made at open");
+        assert!(!local.db.keyspace_exists("stream"));
+        assert_eq!(local.last_id().unwrap(), None);
+        assert!(local
+            .scan(&TopicFilter::All, Bound::Unbounded, Bound::Unbounded, false)
+            .next()
+            .is_none());
         assert_eq!(local.refs("sha256-x").unwrap(), 0);
         // What the writer does before its first batch.
         local.ensure_refs().unwrap();
-        let ours = local.ours_if_made().expect("made by ensure_refs");
-        assert!(ours.cas_refs.contains_key(REFS_MARKER).unwrap());
+        let spaces = local.keyspaces_if_made().expect("made by ensure_refs");
+        assert!(spaces.cas_refs.contains_key(REFS_MARKER).unwrap());
         drop(local);
 
         let local = Local::open(dir.path()).unwrap();
         assert!(
-            local.ours_if_made().is_some(),
+            local.keyspaces_if_made().is_some(),
             "an existing set opens at once"
         );
     }
@@ -323,12 +346,17 @@ mod tests {
     fn a_store_with_frames_but_not_our_keyspaces_counts_its_references_at_open() {
         let dir = tempfile::tempdir().unwrap();
         let local = Local::open(dir.path()).unwrap();
+        let stream = local
+            .db
+            .keyspace("stream", KeyspaceCreateOptions::default)
+            .unwrap();
         let frame = r#"{"topic":"a","id":"03d4q1qhbiv09ovtuhokw5yxv","hash":"sha256-abc","meta":null,"ttl":null}"#;
-        local.stream.insert([1u8; 16], frame).unwrap();
+        stream.insert([1u8; 16], frame).unwrap();
+        drop(stream);
         drop(local);
         // As cross.stream leaves a folder: frames, none of our keyspaces.
         let local = Local::open(dir.path()).unwrap();
-        assert!(local.ours_if_made().is_some());
+        assert!(local.keyspaces_if_made().is_some());
         local.ensure_refs().unwrap();
         assert_eq!(local.refs("sha256-abc").unwrap(), 1);
     }

@@ -58,7 +58,7 @@ use crossbeam_channel::Sender;
 use fjall::{OwnedWriteBatch, PersistMode};
 use serde_json::Value;
 
-use super::{Local, Ours};
+use super::{Keyspaces, Local};
 use crate::store::frame::Frame;
 use crate::store::head::{EphemeralFrame, Head, Published};
 use crate::store::housekeeping::JournaledKeys;
@@ -240,8 +240,8 @@ impl Writer {
 
     /// Runs until every sender is gone, then makes everything durable.
     pub fn run(mut self, requests: QueueReceiver<WriteRequest>) {
-        // A new store's own keyspaces are made here, before the first
-        // batch, rather than before the socket opens (see `local::Ours`).
+        // A new store's keyspaces are made here, before the first
+        // batch, rather than before the socket opens (see `local::Keyspaces`).
         // If making them fails, each batch tries again and fails with the
         // reason; if only the count marker failed, the next open counts.
         if let Err(e) = self.local.ensure_refs() {
@@ -293,8 +293,8 @@ impl Writer {
     /// Applies one batch; returns whether anything was written to disk.
     fn apply(&mut self, batch: Vec<WriteRequest>) -> bool {
         let last_before = self.last_id;
-        let ours = match self.local.ours() {
-            Ok(ours) => ours.clone(),
+        let spaces = match self.local.keyspaces() {
+            Ok(spaces) => spaces.clone(),
             Err(error) => {
                 self.fail(batch, last_before, &error);
                 return false;
@@ -336,7 +336,7 @@ impl Writer {
                         let json = frame.to_json().into_bytes();
                         bytes_to_disk += self.stage_frame(
                             &mut write,
-                            &ours,
+                            &spaces,
                             &frame,
                             &json,
                             draft.journal_payload.as_deref(),
@@ -370,7 +370,7 @@ impl Writer {
                             outcomes.push(Ok(WriteOutcome::Frame(frame.clone())));
                             continue;
                         }
-                        match self.stage_remove(&mut write, &ours, frame.id) {
+                        match self.stage_remove(&mut write, &spaces, frame.id) {
                             Ok(hash) => count_ref(&mut ref_deltas, &hash, -1),
                             Err(e) => {
                                 outcomes.push(Err(e));
@@ -380,7 +380,7 @@ impl Writer {
                     }
                     let json = frame.to_json().into_bytes();
                     bytes_to_disk +=
-                        self.stage_frame(&mut write, &ours, frame, &json, payload.as_deref());
+                        self.stage_frame(&mut write, &spaces, frame, &json, payload.as_deref());
                     count_ref(&mut ref_deltas, &frame.hash, 1);
                     if self.last_id.is_none_or(|last| frame.id > last) {
                         self.last_id = Some(frame.id);
@@ -388,31 +388,31 @@ impl Writer {
                     imported.push(frame.id);
                     Ok(WriteOutcome::Frame(frame.clone()))
                 }
-                WriteOp::Remove(id) => self.stage_remove(&mut write, &ours, *id).map(|hash| {
+                WriteOp::Remove(id) => self.stage_remove(&mut write, &spaces, *id).map(|hash| {
                     count_ref(&mut ref_deltas, &hash, -1);
                     removed.push(*id);
                     WriteOutcome::Done
                 }),
                 WriteOp::JournalPayload(hash, bytes) => {
                     bytes_to_disk += bytes.len() as u64;
-                    write.insert(&ours.cas_pending, hash.as_bytes(), bytes.clone());
+                    write.insert(&spaces.cas_pending, hash.as_bytes(), bytes.clone());
                     journaled.push(hash.as_bytes().to_vec());
                     Ok(WriteOutcome::Done)
                 }
                 WriteOp::ForgetPending(keys) => {
                     for key in keys {
-                        write.remove(&ours.cas_pending, key.clone());
+                        write.remove(&spaces.cas_pending, key.clone());
                     }
                     Ok(WriteOutcome::Done)
                 }
                 WriteOp::KvSet(key, value) => {
                     bytes_to_disk += (key.len() + value.len()) as u64;
-                    write.insert(&ours.kv, key.as_bytes(), value.clone());
+                    write.insert(&spaces.kv, key.as_bytes(), value.clone());
                     kv_changes.push((key.clone(), Some(value.clone())));
                     Ok(WriteOutcome::Done)
                 }
                 WriteOp::KvDelete(key) => {
-                    write.remove(&ours.kv, key.as_bytes());
+                    write.remove(&spaces.kv, key.as_bytes());
                     kv_changes.push((key.clone(), None));
                     Ok(WriteOutcome::Done)
                 }
@@ -420,7 +420,7 @@ impl Writer {
             outcomes.push(outcome);
         }
 
-        let unreferenced = match self.stage_ref_counts(&mut write, &ours, ref_deltas) {
+        let unreferenced = match self.stage_ref_counts(&mut write, &spaces, ref_deltas) {
             Ok(unreferenced) => unreferenced,
             Err(error) => {
                 self.fail(batch, last_before, &error);
@@ -496,25 +496,25 @@ impl Writer {
     fn stage_frame(
         &self,
         write: &mut OwnedWriteBatch,
-        ours: &Ours,
+        spaces: &Keyspaces,
         frame: &Frame,
         json: &[u8],
         payload: Option<&[u8]>,
     ) -> u64 {
         let key = frame.id.to_bytes();
         let mut bytes = (json.len() + 16) as u64;
-        write.insert(&self.local.stream, key, json);
+        write.insert(&spaces.stream, key, json);
         for mut index_key in index_prefixes(&frame.topic) {
             index_key.extend_from_slice(&key);
             bytes += index_key.len() as u64;
-            write.insert(&self.local.idx_topic, index_key, []);
+            write.insert(&spaces.idx_topic, index_key, []);
         }
         if let Some(Ttl::Time(ms)) = frame.ttl {
-            write.insert(&ours.ttl_time, expiry_key(frame.id, ms), []);
+            write.insert(&spaces.ttl_time, expiry_key(frame.id, ms), []);
         }
         if let (Some(hash), Some(payload)) = (&frame.hash, payload) {
             bytes += payload.len() as u64;
-            write.insert(&ours.cas_pending, hash.as_bytes(), payload);
+            write.insert(&spaces.cas_pending, hash.as_bytes(), payload);
         }
         bytes
     }
@@ -523,23 +523,23 @@ impl Writer {
     fn stage_remove(
         &self,
         write: &mut OwnedWriteBatch,
-        ours: &Ours,
+        spaces: &Keyspaces,
         id: Id,
     ) -> Result<Option<String>, StoreError> {
         let Some(raw) = self.local.get(id)? else {
             return Ok(None);
         };
         let key = id.to_bytes();
-        write.remove(&self.local.stream, key);
+        write.remove(&spaces.stream, key);
         // A frame we cannot parse still leaves the stream; its index keys
         // are found by `xs check --repair`.
         if let Ok(frame) = Frame::from_json(&raw.json) {
             for mut index_key in index_prefixes(&frame.topic) {
                 index_key.extend_from_slice(&key);
-                write.remove(&self.local.idx_topic, index_key);
+                write.remove(&spaces.idx_topic, index_key);
             }
             if let Some(Ttl::Time(ms)) = frame.ttl {
-                write.remove(&ours.ttl_time, expiry_key(id, ms));
+                write.remove(&spaces.ttl_time, expiry_key(id, ms));
             }
             return Ok(frame.hash);
         }
@@ -551,7 +551,7 @@ impl Writer {
     fn stage_ref_counts(
         &self,
         write: &mut OwnedWriteBatch,
-        ours: &Ours,
+        spaces: &Keyspaces,
         deltas: HashMap<String, i64>,
     ) -> Result<Vec<String>, StoreError> {
         let mut unreferenced = Vec::new();
@@ -561,11 +561,11 @@ impl Writer {
             }
             let count = self.local.refs(&hash)? as i64 + delta;
             if count <= 0 {
-                write.remove(&ours.cas_refs, hash.as_bytes());
+                write.remove(&spaces.cas_refs, hash.as_bytes());
                 unreferenced.push(hash);
             } else {
                 write.insert(
-                    &ours.cas_refs,
+                    &spaces.cas_refs,
                     hash.as_bytes(),
                     (count as u64).to_be_bytes(),
                 );
