@@ -143,6 +143,11 @@
 //!   servers' plus Redis's. Skipped when `redis-server` is not on PATH.
 //! - `redis-follow-rtt`: as `follow-rtt`, but the follower is on one node
 //!   and the appends go to the other (the cross-node round trip).
+//! - `payload-file-cost`: no server. One thread does, 12,000 times, what
+//!   an append with new content asks of the file system: in cacache's
+//!   two-level fan-out under a fresh temp folder, `mkdir` when the folder
+//!   is new, create a temporary file, write 64 bytes, close, rename. The
+//!   time per file bounds what one client can append here (`report`).
 //!
 //! Output: one line per dimension, `<name> <key>=<value> ... load=<a>..<b>
 //! status=<ok|MISS> target=<target>`, then a summary. The figures are
@@ -240,6 +245,7 @@ const DIMENSIONS: &[&str] = &[
     "redis-append-16",
     "redis-append-16-2nodes",
     "redis-follow-rtt",
+    "payload-file-cost",
 ];
 
 /// The outcome of one dimension.
@@ -396,6 +402,7 @@ fn run_dimension(name: &str, bin: &Path) -> Res<Outcome> {
         "redis-append-16" => redis_append(bin, 1),
         "redis-append-16-2nodes" => redis_append(bin, 2),
         "redis-follow-rtt" => redis_follow_rtt(bin),
+        "payload-file-cost" => payload_file_cost(),
         other => Err(format!("no such dimension {other}")),
     }
 }
@@ -2101,6 +2108,62 @@ fn seek_cost(bin: &Path) -> Res<Outcome> {
         headline: format!("worst 1M/10k {worst:.2}x"),
         met: worst <= 2.0,
         target: "1M<=2x10k",
+    })
+}
+
+/// The file system's price of one new payload file (see the top).
+fn payload_file_cost() -> Res<Outcome> {
+    use std::os::unix::fs::DirBuilderExt;
+    const FILES: usize = 12_000;
+    let tmp = tempfile::Builder::new()
+        .prefix("xs-bench-files")
+        .tempdir()
+        .map_err(|e| format!("tempdir: {e}"))?;
+    let root = tmp.path().join("sha256");
+    let made = |path: &Path| -> Res<()> {
+        match std::fs::DirBuilder::new().mode(0o777).create(path) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                Err(format!("mkdir {}: {e}", path.display()))
+            }
+            _ => Ok(()),
+        }
+    };
+    made(&root)?;
+    let mut known = std::collections::HashSet::new();
+    let mut seed: u64 = 42;
+    let started = Instant::now();
+    for n in 0..FILES {
+        // xorshift: spread over the 65,536 second-level folders.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let (top, second) = (seed as u8, (seed >> 8) as u8);
+        let folder = root
+            .join(format!("{top:02x}"))
+            .join(format!("{second:02x}"));
+        if known.insert((top, second)) {
+            made(folder.parent().unwrap_or(&root))?;
+            made(&folder)?;
+        }
+        let temp = folder.join(format!(".tmp-{n}"));
+        std::fs::write(&temp, [b'x'; 64]).map_err(|e| format!("write: {e}"))?;
+        std::fs::rename(&temp, folder.join(format!("{seed:016x}")))
+            .map_err(|e| format!("rename: {e}"))?;
+    }
+    let per_file = started.elapsed() / FILES as u32;
+    // Kept until the run ends, as the stores are (deleting thousands of
+    // files slows the next dimension's file creation on this ext4).
+    KEPT.lock().unwrap_or_else(|e| e.into_inner()).push(tmp);
+    let us = per_file.as_secs_f64() * 1e6;
+    Ok(Outcome::Measured {
+        keys: vec![
+            ("us_per_file", format!("{us:.1}")),
+            ("files", FILES.to_string()),
+            ("one_client_ceiling_per_s", format!("{:.0}", 1e6 / us)),
+        ],
+        headline: format!("{us:.1} us per payload file"),
+        met: true,
+        target: "report",
     })
 }
 
