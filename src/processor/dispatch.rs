@@ -22,7 +22,6 @@ use super::view::View;
 use super::{lifecycle, supervise};
 
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
-use crate::store::topic::is_control_topic;
 use crate::store::{Frame, Id, Store, TopicFilter};
 
 /// A processor's running thread and how to stop it.
@@ -363,13 +362,13 @@ impl Dispatcher {
     }
 
     /// Whether a frame on `topic` may matter to `live`: the dispatcher
-    /// sees every frame and parses only these.
+    /// sees every frame and parses only these (a narrower test than the
+    /// head's `is_control_topic`, which decides when it wakes).
     fn concerns(&self, topic: &str) -> bool {
-        is_control_topic(topic)
-            && (topic.starts_with("xs.")
-                || topic
-                    .strip_suffix(".call")
-                    .is_some_and(|name| self.actions.contains_key(name)))
+        topic.starts_with("xs.")
+            || topic
+                .strip_suffix(".call")
+                .is_some_and(|name| self.actions.contains_key(name))
     }
 
     fn live(&mut self, frame: Frame) {

@@ -39,9 +39,10 @@ impl Default for EphemeralLimits {
     }
 }
 
-/// An ephemeral frame as followers see it: its id, topic and JSON.
+/// A frame kept in the head (ephemeral, or recently stored) as followers
+/// filter it: its topic beside its id and JSON.
 #[derive(Debug, Clone)]
-pub struct EphemeralFrame {
+pub struct TopicFrame {
     pub topic: String,
     pub frame: RawFrame,
 }
@@ -58,7 +59,7 @@ struct HeadState {
     /// Set once the server shuts down: followers end their streams.
     closed: bool,
     /// Recent ephemeral frames, oldest first.
-    ephemeral_frames: VecDeque<EphemeralFrame>,
+    ephemeral_frames: VecDeque<TopicFrame>,
     ephemeral_frame_bytes: usize,
     /// Recent ephemeral payloads by hash, with their arrival order.
     ephemeral_payloads: HashMap<String, Vec<u8>>,
@@ -68,12 +69,22 @@ struct HeadState {
     /// news, so live readers skip them.
     imported_ahead: HashSet<Id>,
     /// Stored frames of the latest batches, in id order.
-    recent: VecDeque<EphemeralFrame>,
+    recent: VecDeque<TopicFrame>,
     recent_bytes: usize,
     /// `recent` holds every frame stored with an id above this one (zero:
     /// since the first). `None` while the window is off: on the Redis
     /// backend other nodes store frames this node never sees in memory.
     recent_covers_after: Option<Id>,
+}
+
+impl HeadState {
+    fn view(&self) -> HeadView {
+        HeadView {
+            last_id: self.last_id,
+            version: self.version,
+            closed: self.closed,
+        }
+    }
 }
 
 /// Bounds of the window of recently stored frames: enough for followers
@@ -86,9 +97,9 @@ const RECENT_MAX_BYTES: usize = 4 * 1024 * 1024;
 pub struct Published {
     /// The newest id committed so far.
     pub last_id: Option<Id>,
-    pub ephemeral: Vec<EphemeralFrame>,
+    pub ephemeral: Vec<TopicFrame>,
     /// Frames stored by this batch's appends, in id order.
-    pub stored: Vec<EphemeralFrame>,
+    pub stored: Vec<TopicFrame>,
     /// Ids imported by this batch.
     pub imported: Vec<Id>,
     /// Ids removed by this batch.
@@ -158,12 +169,7 @@ impl Head {
     }
 
     pub fn view(&self) -> HeadView {
-        let state = self.lock();
-        HeadView {
-            last_id: state.last_id,
-            version: state.version,
-            closed: state.closed,
-        }
+        self.lock().view()
     }
 
     /// Turns the window of recently stored frames on: from now on every
@@ -174,7 +180,7 @@ impl Head {
     }
 
     /// Publishes a committed batch and wakes every follower.
-    pub fn publish(&self, last_id: Option<Id>, ephemeral: Vec<EphemeralFrame>, imported: &[Id]) {
+    pub fn publish(&self, last_id: Option<Id>, ephemeral: Vec<TopicFrame>, imported: &[Id]) {
         self.publish_batch(Published {
             last_id,
             ephemeral,
@@ -253,7 +259,7 @@ impl Head {
     fn remember_recent(
         state: &mut HeadState,
         last_id: Option<Id>,
-        stored: Vec<EphemeralFrame>,
+        stored: Vec<TopicFrame>,
         imported: &[Id],
         removed: &[Id],
     ) {
@@ -335,26 +341,28 @@ impl Head {
     /// Waits until a publish that may hold a control frame, past `seen`,
     /// or `timeout`; returns the control version then.
     pub fn wait_control_past(&self, seen: u64, timeout: Duration) -> u64 {
-        let state = self.lock();
-        let (state, _) = self
-            .control_moved
-            .wait_timeout_while(state, timeout, |s| s.control_version == seen && !s.closed)
-            .unwrap_or_else(|e| e.into_inner());
-        state.control_version
+        self.wait_on(&self.control_moved, timeout, |s| s.control_version == seen)
+            .control_version
     }
 
     /// Waits until the version differs from `seen` or `timeout` passes.
     pub fn wait_past(&self, seen: u64, timeout: Duration) -> HeadView {
-        let state = self.lock();
-        let (state, _) = self
-            .moved
-            .wait_timeout_while(state, timeout, |s| s.version == seen && !s.closed)
-            .unwrap_or_else(|e| e.into_inner());
-        HeadView {
-            last_id: state.last_id,
-            version: state.version,
-            closed: state.closed,
-        }
+        self.wait_on(&self.moved, timeout, |s| s.version == seen)
+            .view()
+    }
+
+    /// Sleeps on `condvar` while `unchanged` holds, the head is open and
+    /// `timeout` has not passed.
+    fn wait_on(
+        &self,
+        condvar: &Condvar,
+        timeout: Duration,
+        unchanged: impl Fn(&HeadState) -> bool,
+    ) -> MutexGuard<'_, HeadState> {
+        condvar
+            .wait_timeout_while(self.lock(), timeout, |s| unchanged(s) && !s.closed)
+            .unwrap_or_else(|e| e.into_inner())
+            .0
     }
 
     /// Ephemeral frames with `after < id <= upto` whose topic passes `keep`.
@@ -421,8 +429,8 @@ impl Head {
 mod tests {
     use super::*;
 
-    fn frame(n: u128, topic: &str) -> EphemeralFrame {
-        EphemeralFrame {
+    fn frame(n: u128, topic: &str) -> TopicFrame {
+        TopicFrame {
             topic: topic.into(),
             frame: RawFrame {
                 id: Id::from_u128(n),

@@ -382,6 +382,7 @@ impl Reader {
             .store
             .head()
             .recent_between(self.last_seen, upto, CHUNK, |topic| filter.matches(topic));
+        let from_memory = recent.is_some();
         let mut stored: Vec<RawFrame> = match recent {
             Some(frames) => frames,
             None => self
@@ -396,9 +397,11 @@ impl Reader {
         } else {
             upto
         };
-        // The scan leaves out `time:` frames that ran out; so does memory.
-        let now = crate::store::id::now_ms();
-        stored.retain(|f| !f.is_expired(now));
+        if from_memory {
+            // The scan leaves out `time:` frames that ran out; so must memory.
+            let now = crate::store::id::now_ms();
+            stored.retain(|f| !f.is_expired(now));
+        }
         let ephemeral = self
             .store
             .head()

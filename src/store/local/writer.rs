@@ -60,7 +60,7 @@ use serde_json::Value;
 
 use super::{Keyspaces, Local};
 use crate::store::frame::Frame;
-use crate::store::head::{EphemeralFrame, Head, Published};
+use crate::store::head::{Head, Published, TopicFrame};
 use crate::store::housekeeping::JournaledKeys;
 use crate::store::id::{next_id_after, Id};
 use crate::store::metrics::Metrics;
@@ -325,7 +325,7 @@ impl Writer {
                         ttl: draft.ttl,
                     };
                     if draft.ttl == Some(Ttl::Ephemeral) {
-                        ephemeral.push(EphemeralFrame {
+                        ephemeral.push(TopicFrame {
                             topic: frame.topic.clone(),
                             frame: RawFrame {
                                 id,
@@ -341,7 +341,7 @@ impl Writer {
                             &json,
                             draft.journal_payload.as_deref(),
                         );
-                        stored.push(EphemeralFrame {
+                        stored.push(TopicFrame {
                             topic: frame.topic.clone(),
                             frame: RawFrame { id, json },
                         });

@@ -12,7 +12,7 @@ use std::time::Duration;
 use redis::Value;
 
 use super::{entries, field, id_from_stream_id, stream_id, text, Fields, Redis};
-use crate::store::head::{EphemeralFrame, Head};
+use crate::store::head::{Head, TopicFrame};
 use crate::store::id::Id;
 use crate::store::kv::KvSignal;
 use crate::store::{RawFrame, StoreError};
@@ -219,7 +219,7 @@ fn deliver(head: &Head, kv: &KvSignal, news: News, cursors: &mut [(&str, String)
                 let bytes = field(&fields, "b").unwrap_or_default();
                 head.keep_ephemeral_payload(String::from_utf8_lossy(&hash).into(), bytes);
             }
-            ephemeral.push(EphemeralFrame {
+            ephemeral.push(TopicFrame {
                 topic: String::from_utf8_lossy(&topic).into(),
                 frame: RawFrame { id, json },
             });

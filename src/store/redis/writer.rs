@@ -22,7 +22,7 @@ use redis::Value;
 
 use super::{hex_id, stream_id, text, Redis};
 use crate::store::frame::Frame;
-use crate::store::head::{EphemeralFrame, Head};
+use crate::store::head::{Head, TopicFrame};
 use crate::store::id::{next_id_after, Id};
 use crate::store::metrics::Metrics;
 use crate::store::ttl::Ttl;
@@ -273,7 +273,7 @@ impl RedisWriter {
         let ephemeral = frames
             .iter()
             .filter(|f| f.ttl == Some(Ttl::Ephemeral))
-            .map(|f| EphemeralFrame {
+            .map(|f| TopicFrame {
                 topic: f.topic.clone(),
                 frame: RawFrame {
                     id: f.id,
