@@ -1,47 +1,50 @@
-//! The writer's request queue: many senders, one receiver that takes
-//! everything queued at once.
+//! The writer's request queue: a crossbeam channel, as the contract has
+//! it, with a doorbell instead of crossbeam's blocking `recv`.
 //!
-//! Why not a crossbeam channel: its blocking `recv` spins and calls
-//! `sched_yield` several times before it sleeps, on every batch; on a
-//! 2-core machine that is CPU taken from the connection threads whose
-//! requests the writer is waiting for (8% of the server's CPU with one
-//! client appending). Here the writer sleeps on a condvar at once, and a
-//! sender wakes it only when it sleeps. Taking the whole queue in one
-//! lock is also what group commit wants.
+//! Why the doorbell: a crossbeam receiver spins and calls `sched_yield`
+//! several times before it sleeps, on every batch; on a 2-core machine
+//! that is CPU taken from the connection threads whose requests the
+//! writer is waiting for (8% of the server's CPU with one client
+//! appending). Here the writer takes what is queued with `try_recv` and,
+//! when nothing is, sleeps on a condvar at once; a sender rings only when
+//! it sleeps.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-struct State<T> {
-    items: VecDeque<T>,
-    /// The receiver is asleep on the condvar.
-    sleeping: bool,
-    /// Every sender is gone: the receiver drains what is left, then ends.
-    closed: bool,
-}
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
-struct Shared<T> {
-    state: Mutex<State<T>>,
-    ready: Condvar,
+struct Doorbell {
+    /// The receiver is asleep (or about to be) on `ring`.
+    sleeping: Mutex<bool>,
+    ring: Condvar,
     senders: AtomicUsize,
 }
 
-impl<T> Shared<T> {
-    fn lock(&self) -> MutexGuard<'_, State<T>> {
-        // Pushing and draining a VecDeque leaves it whole even if a holder
-        // panicked.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+impl Doorbell {
+    fn lock(&self) -> MutexGuard<'_, bool> {
+        // A bool cannot be left half-written by a panicking holder.
+        self.sleeping.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn ring_if_sleeping(&self) {
+        let mut sleeping = self.lock();
+        if std::mem::take(&mut *sleeping) {
+            drop(sleeping);
+            self.ring.notify_one();
+        }
     }
 }
 
 pub struct QueueSender<T> {
-    shared: Arc<Shared<T>>,
+    tx: Sender<T>,
+    bell: Arc<Doorbell>,
 }
 
 pub struct QueueReceiver<T> {
-    shared: Arc<Shared<T>>,
+    rx: Receiver<T>,
+    bell: Arc<Doorbell>,
 }
 
 /// Why `recv_batch_timeout` returned nothing.
@@ -52,54 +55,49 @@ pub enum Empty {
 }
 
 pub fn queue<T>() -> (QueueSender<T>, QueueReceiver<T>) {
-    let shared = Arc::new(Shared {
-        state: Mutex::new(State {
-            items: VecDeque::new(),
-            sleeping: false,
-            closed: false,
-        }),
-        ready: Condvar::new(),
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let bell = Arc::new(Doorbell {
+        sleeping: Mutex::new(false),
+        ring: Condvar::new(),
         senders: AtomicUsize::new(1),
     });
     (
         QueueSender {
-            shared: shared.clone(),
+            tx,
+            bell: bell.clone(),
         },
-        QueueReceiver { shared },
+        QueueReceiver { rx, bell },
     )
 }
 
 impl<T> QueueSender<T> {
     /// Queues `item`; gives it back when the receiver is gone.
     pub fn send(&self, item: T) -> Result<(), T> {
-        let mut state = self.shared.lock();
-        if state.closed {
-            return Err(item);
-        }
-        state.items.push_back(item);
-        let wake = std::mem::take(&mut state.sleeping);
-        drop(state);
-        if wake {
-            self.shared.ready.notify_one();
-        }
+        self.tx.send(item).map_err(|e| e.0)?;
+        self.bell.ring_if_sleeping();
         Ok(())
     }
 }
 
 impl<T> Clone for QueueSender<T> {
     fn clone(&self) -> Self {
-        self.shared.senders.fetch_add(1, Ordering::Relaxed);
+        self.bell.senders.fetch_add(1, Ordering::Relaxed);
         QueueSender {
-            shared: self.shared.clone(),
+            tx: self.tx.clone(),
+            bell: self.bell.clone(),
         }
     }
 }
 
 impl<T> Drop for QueueSender<T> {
     fn drop(&mut self) {
-        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.shared.lock().closed = true;
-            self.shared.ready.notify_one();
+        // The last sender wakes the receiver, which then finds the channel
+        // disconnected once it is empty.
+        if self.bell.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let mut sleeping = self.bell.lock();
+            *sleeping = false;
+            drop(sleeping);
+            self.bell.ring.notify_one();
         }
     }
 }
@@ -117,51 +115,50 @@ impl<T> QueueReceiver<T> {
     }
 
     fn recv_batch_until(&self, max: usize, deadline: Option<Instant>) -> Result<Vec<T>, Empty> {
-        let mut state = self.shared.lock();
         loop {
-            if !state.items.is_empty() {
-                let take = state.items.len().min(max.max(1));
-                return Ok(state.items.drain(..take).collect());
+            let mut batch = Vec::new();
+            while batch.len() < max.max(1) {
+                match self.rx.try_recv() {
+                    Ok(item) => batch.push(item),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) if batch.is_empty() => {
+                        return Err(Empty::Closed)
+                    }
+                    Err(TryRecvError::Disconnected) => break,
+                }
             }
-            if state.closed {
-                return Err(Empty::Closed);
+            if !batch.is_empty() {
+                return Ok(batch);
             }
-            state.sleeping = true;
-            state = match deadline {
+            let mut sleeping = self.bell.lock();
+            *sleeping = true;
+            // Looked at again under the lock: a sender that queued after
+            // the drain above rings once this thread waits.
+            if !self.rx.is_empty() || self.bell.senders.load(Ordering::Acquire) == 0 {
+                *sleeping = false;
+                continue;
+            }
+            sleeping = match deadline {
                 None => self
-                    .shared
-                    .ready
-                    .wait(state)
+                    .bell
+                    .ring
+                    .wait(sleeping)
                     .unwrap_or_else(|e| e.into_inner()),
                 Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
-                        state.sleeping = false;
+                        *sleeping = false;
                         return Err(Empty::Timeout);
                     }
-                    self.shared
-                        .ready
-                        .wait_timeout(state, deadline - now)
+                    self.bell
+                        .ring
+                        .wait_timeout(sleeping, deadline - now)
                         .unwrap_or_else(|e| e.into_inner())
                         .0
                 }
             };
-            state.sleeping = false;
+            *sleeping = false;
         }
-    }
-}
-
-impl<T> Drop for QueueReceiver<T> {
-    fn drop(&mut self) {
-        // Senders learn at once that nobody will answer, and what is still
-        // queued is dropped now (a request's reply, dropped, says the
-        // store closed), not when the last sender goes: a requester that
-        // waits holds a sender.
-        let mut state = self.shared.lock();
-        state.closed = true;
-        let left = std::mem::take(&mut state.items);
-        drop(state);
-        drop(left);
     }
 }
 
