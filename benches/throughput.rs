@@ -11,7 +11,8 @@
 //! ```
 //!
 //! Names after `--` select dimensions (default: all, in this order):
-//! `append-16-always`, `append-1-always`, `append-1-never`, `replay`,
+//! `append-16-always`, `append-1-always`, `append-1-never`,
+//! `append-16-always-stored`, `append-1-never-stored`, `replay`,
 //! `follow-rtt`, `startup`, `idle-rss`, `oneshot-append`, `actor-state`,
 //! `actor-emit`, `view-fold`, `kv-set-16`, `seek-cost`,
 //! `export-import-100k`, `gateway`, `redis-append-16`,
@@ -47,6 +48,10 @@
 //!   appends/s, plus latency p50/p99 per request and the server's CPU time
 //!   per append (from /proc/<pid>/stat, all threads; 10 ms ticks), which
 //!   says more than the rate when other work shares the CPUs.
+//! - `append-16-always-stored`, `append-1-never-stored`: the same, each
+//!   client sending one fixed payload, so the content is stored once and
+//!   no append makes a payload file: the append path without the file
+//!   system's price of a new file. Diagnostic, no target.
 //! - `replay`: 16 clients fill a `--fsync never` store with 100,000 appends;
 //!   it waits for the server to go idle (2 s with next to no CPU use: its
 //!   housekeeper works off the fill's pending payloads; at most 10 s,
@@ -230,6 +235,8 @@ const DIMENSIONS: &[&str] = &[
     "append-16-always",
     "append-1-always",
     "append-1-never",
+    "append-16-always-stored",
+    "append-1-never-stored",
     "replay",
     "follow-rtt",
     "startup",
@@ -380,6 +387,8 @@ fn run_dimension(name: &str, bin: &Path) -> Res<Outcome> {
         "append-16-always" => append(bin, 16, "always", 8_000.0, ">=8000/s"),
         "append-1-always" => append(bin, 1, "always", 1_200.0, ">=1200/s"),
         "append-1-never" => append(bin, 1, "never", 20_000.0, ">=20000/s"),
+        "append-16-always-stored" => append_stored(bin, 16, "always"),
+        "append-1-never-stored" => append_stored(bin, 1, "never"),
         "replay" => replay(bin),
         "follow-rtt" => follow_rtt(bin),
         "startup" => startup(bin),
@@ -1028,30 +1037,57 @@ fn append(
     target: f64,
     target_text: &'static str,
 ) -> Res<Outcome> {
-    let server = Server::start(bin, fsync)?;
-    let Hammered {
-        latencies,
-        cpu_used,
-    } = hammer(&server, clients, |conn, client, seq| {
+    let (rate, keys) = append_run(bin, clients, fsync, |conn, client, seq| {
         append_one(conn, client, seq).map(drop)
     })?;
-    drop(server);
-    let rate = latencies.len() as f64 / APPEND_WINDOW.as_secs_f64();
-    let cpu_per_append = cpu_used.as_secs_f64() * 1e6 / latencies.len().max(1) as f64;
     Ok(Outcome::Measured {
-        keys: vec![
-            ("appends_per_s", format!("{rate:.0}")),
-            ("appends", latencies.len().to_string()),
-            ("clients", clients.to_string()),
-            ("secs", format!("{:.1}", APPEND_WINDOW.as_secs_f64())),
-            ("p50_ms", ms(percentile(&latencies, 0.50))),
-            ("p99_ms", ms(percentile(&latencies, 0.99))),
-            ("server_cpu_us_per_append", format!("{cpu_per_append:.0}")),
-        ],
+        keys,
         headline: format!("{rate:.0} appends/s"),
         met: rate >= target,
         target: target_text,
     })
+}
+
+/// Appends whose content is already stored (each client sends one fixed
+/// payload), so no payload file is made: the append path without the
+/// file system's price of a new file. Diagnostic, no target.
+fn append_stored(bin: &Path, clients: usize, fsync: &str) -> Res<Outcome> {
+    let (rate, keys) = append_run(bin, clients, fsync, |conn, client, _| {
+        append_one(conn, client, 0).map(drop)
+    })?;
+    Ok(Outcome::Measured {
+        keys,
+        headline: format!("{rate:.0} appends/s"),
+        met: true,
+        target: "diagnostic",
+    })
+}
+
+/// N clients appending with `op`: the rate and the printed keys.
+fn append_run(
+    bin: &Path,
+    clients: usize,
+    fsync: &str,
+    op: fn(&mut Conn, usize, u64) -> Res<()>,
+) -> Res<(f64, Vec<(&'static str, String)>)> {
+    let server = Server::start(bin, fsync)?;
+    let Hammered {
+        latencies,
+        cpu_used,
+    } = hammer(&server, clients, op)?;
+    drop(server);
+    let rate = latencies.len() as f64 / APPEND_WINDOW.as_secs_f64();
+    let cpu_per_append = cpu_used.as_secs_f64() * 1e6 / latencies.len().max(1) as f64;
+    let keys = vec![
+        ("appends_per_s", format!("{rate:.0}")),
+        ("appends", latencies.len().to_string()),
+        ("clients", clients.to_string()),
+        ("secs", format!("{:.1}", APPEND_WINDOW.as_secs_f64())),
+        ("p50_ms", ms(percentile(&latencies, 0.50))),
+        ("p99_ms", ms(percentile(&latencies, 0.99))),
+        ("server_cpu_us_per_append", format!("{cpu_per_append:.0}")),
+    ];
+    Ok((rate, keys))
 }
 
 /// What a fill by appends did.

@@ -233,7 +233,8 @@ fn rebuild_index(
     idx_topic: &fjall::Keyspace,
     expected: &HashSet<Vec<u8>>,
 ) -> Result<(), StoreError> {
-    let mut batch = local.db.batch();
+    let db = &local.keyspaces()?.db;
+    let mut batch = db.batch();
     for guard in idx_topic.iter() {
         let key = guard.key().map_err(StoreError::fjall)?;
         if !expected.contains(key.as_ref()) {
@@ -244,8 +245,6 @@ fn rebuild_index(
         batch.insert(idx_topic, key.clone(), []);
     }
     batch.commit().map_err(StoreError::fjall)?;
-    local
-        .db
-        .persist(fjall::PersistMode::SyncAll)
+    db.persist(fjall::PersistMode::SyncAll)
         .map_err(StoreError::fjall)
 }

@@ -50,7 +50,8 @@ fn check_finds_and_repairs_index_damage() {
     assert_eq!(check(server.dir(), false).0, 0);
     {
         let local = xs::store::local::Local::open(server.dir()).expect("open");
-        let index = &local.keyspaces_if_made().expect("keyspaces").idx_topic;
+        let spaces = local.keyspaces_if_made().expect("keyspaces");
+        let index = &spaces.idx_topic;
         // A missing index entry: the first note is no longer filed under `note`.
         let mut missing = b"note\0".to_vec();
         missing.extend_from_slice(&id_bytes(&frames[0]));
@@ -59,7 +60,7 @@ fn check_finds_and_repairs_index_damage() {
         let mut dangling = b"ghost\0".to_vec();
         dangling.extend_from_slice(&[7u8; 16]);
         index.insert(dangling, []).expect("insert");
-        local
+        spaces
             .db
             .persist(fjall::PersistMode::SyncAll)
             .expect("persist");

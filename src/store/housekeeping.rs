@@ -191,12 +191,12 @@ pub fn recover_pending_payloads(local: &Local) -> Result<(), StoreError> {
         return Ok(());
     }
     local.cas.sync_all()?;
-    let mut batch = local.db.batch();
+    let mut batch = spaces.db.batch();
     for key in recovered {
         batch.remove(&spaces.cas_pending, key);
     }
     batch.commit().map_err(StoreError::fjall)?;
-    local
+    spaces
         .db
         .persist(fjall::PersistMode::SyncData)
         .map_err(StoreError::fjall)

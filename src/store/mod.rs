@@ -796,7 +796,9 @@ impl Store {
         let _ = self.inner.chores.send(Chore::Stop);
         let _ = self.write(WriteOp::ForgetPending(Vec::new()));
         if let Backend::Local(local) = &self.inner.backend {
-            let _ = local.db.persist(fjall::PersistMode::SyncAll);
+            if let Some(spaces) = local.keyspaces_if_made() {
+                let _ = spaces.db.persist(fjall::PersistMode::SyncAll);
+            }
         }
     }
 }

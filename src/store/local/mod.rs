@@ -13,15 +13,15 @@
 //!   cross.stream is first opened;
 //! - `kv`: the k/v store, key → JSON.
 //!
-//! A new store gets them from the writer, after its socket opens
-//! (`Keyspaces`).
+//! A new store gets its database and keyspaces from the writer, after its
+//! socket opens (`Keyspaces`).
 
 pub mod cas;
 pub mod writer;
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
@@ -31,27 +31,31 @@ use super::topic::{TopicFilter, TopicPattern};
 use super::{RawFrame, StoreError};
 use cas::Cas;
 
-/// The open fjall database and its keyspaces.
+/// The store's fjall database and content folder.
 #[derive(Clone)]
 pub struct Local {
-    pub db: Database,
-    /// The keyspaces, once they exist (see `Keyspaces`).
+    /// The database and keyspaces, once they exist (see `Keyspaces`).
     spaces: Arc<OnceLock<Keyspaces>>,
+    /// Held while making them, so they are made once.
+    making: Arc<Mutex<()>>,
     pub cas: Cas,
     pub dir: PathBuf,
 }
 
-/// The store's keyspaces: cross.stream's two, then ours.
+/// The fjall database and the store's keyspaces: cross.stream's two, then
+/// ours.
 ///
-/// A new store (a database without any of them) opens its socket first
-/// and the writer makes them before its first batch, as sqlite makes its
-/// file on the first write: fjall syncs about fifteen times for each
-/// keyspace it creates, and making all six before the socket opened took
-/// five times as long as opening the database. Until they exist the store
-/// is empty, and readers treat it so. Any other store gets them all when
-/// it opens (a folder written by cross.stream has only the first two).
+/// A new store (no `fjall` folder yet) opens its socket first and the
+/// writer makes the database and keyspaces before its first batch, as
+/// sqlite makes its file on the first write: fjall syncs four times to
+/// make a database and about fifteen times for each keyspace, 10 to 30 ms
+/// in all, while the rest of a start takes about 3. Until they exist the
+/// store is empty, and readers treat it so. A store that has a database
+/// opens it and gets all six keyspaces at once (a folder written by
+/// cross.stream has only the first two).
 #[derive(Clone)]
 pub struct Keyspaces {
+    pub db: Database,
     pub stream: Keyspace,
     pub idx_topic: Keyspace,
     pub cas_pending: Keyspace,
@@ -73,38 +77,46 @@ const KEYSPACES: [&str; 6] = [
 pub type FrameIter = Box<dyn Iterator<Item = Result<RawFrame, StoreError>> + Send>;
 
 impl Local {
-    /// Opens (or creates) the store's database and content folder.
+    /// Opens the store's database, if it has one, and content folder.
     pub fn open(dir: &Path) -> Result<Local, StoreError> {
-        let db = Database::builder(dir.join("fjall"))
-            .cache_size(4 * 1024 * 1024)
-            .manual_journal_persist(true)
-            .open()
-            .map_err(StoreError::fjall)?;
         let local = Local {
-            db: db.clone(),
             spaces: Default::default(),
+            making: Default::default(),
             cas: Cas::new(dir.join("cacache")),
             dir: dir.to_path_buf(),
         };
-        if KEYSPACES.iter().any(|name| db.keyspace_exists(name)) {
+        if local.fjall_dir().exists() {
             local.keyspaces()?;
         }
         Ok(local)
     }
 
-    /// The keyspaces if they exist yet; `None`: a new, empty store.
+    fn fjall_dir(&self) -> PathBuf {
+        self.dir.join("fjall")
+    }
+
+    /// The database and keyspaces if they exist yet; `None`: a new, empty
+    /// store.
     pub fn keyspaces_if_made(&self) -> Option<&Keyspaces> {
         self.spaces.get()
     }
 
-    /// The keyspaces, made now when missing.
+    /// The database and keyspaces, made now when missing.
     pub fn keyspaces(&self) -> Result<&Keyspaces, StoreError> {
         if let Some(spaces) = self.spaces.get() {
             return Ok(spaces);
         }
+        let _making = self.making.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(spaces) = self.spaces.get() {
+            return Ok(spaces);
+        }
+        let db = Database::builder(self.fjall_dir())
+            .cache_size(4 * 1024 * 1024)
+            .manual_journal_persist(true)
+            .open()
+            .map_err(StoreError::fjall)?;
         let keyspace = |name: &str| {
-            self.db
-                .keyspace(name, KeyspaceCreateOptions::default)
+            db.keyspace(name, KeyspaceCreateOptions::default)
                 .map_err(StoreError::fjall)
         };
         let made = Keyspaces {
@@ -114,6 +126,7 @@ impl Local {
             ttl_time: keyspace(KEYSPACES[3])?,
             cas_refs: keyspace(KEYSPACES[4])?,
             kv: keyspace(KEYSPACES[5])?,
+            db,
         };
         Ok(self.spaces.get_or_init(|| made))
     }
@@ -153,13 +166,14 @@ impl Local {
                 }
             }
         }
-        let mut batch = self.db.batch();
+        let mut batch = spaces.db.batch();
         for (hash, count) in counts {
             batch.insert(&spaces.cas_refs, hash.into_bytes(), count.to_be_bytes());
         }
         batch.insert(&spaces.cas_refs, REFS_MARKER, []);
         batch.commit().map_err(StoreError::fjall)?;
-        self.db
+        spaces
+            .db
             .persist(fjall::PersistMode::SyncData)
             .map_err(StoreError::fjall)
     }
@@ -322,7 +336,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let local = Local::open(dir.path()).unwrap();
         assert!(local.keyspaces_if_made().is_none(), "made at open");
-        assert!(!local.db.keyspace_exists("stream"));
+        assert!(!dir.path().join("fjall").exists(), "a database at open");
         assert_eq!(local.last_id().unwrap(), None);
         assert!(local
             .scan(&TopicFilter::All, Bound::Unbounded, Bound::Unbounded, false)
@@ -345,15 +359,14 @@ mod tests {
     #[test]
     fn a_store_with_frames_but_not_our_keyspaces_counts_its_references_at_open() {
         let dir = tempfile::tempdir().unwrap();
-        let local = Local::open(dir.path()).unwrap();
-        let stream = local
-            .db
+        let db = Database::builder(dir.path().join("fjall")).open().unwrap();
+        let stream = db
             .keyspace("stream", KeyspaceCreateOptions::default)
             .unwrap();
         let frame = r#"{"topic":"a","id":"03d4q1qhbiv09ovtuhokw5yxv","hash":"sha256-abc","meta":null,"ttl":null}"#;
         stream.insert([1u8; 16], frame).unwrap();
         drop(stream);
-        drop(local);
+        drop(db);
         // As cross.stream leaves a folder: frames, none of our keyspaces.
         let local = Local::open(dir.path()).unwrap();
         assert!(local.keyspaces_if_made().is_some());
