@@ -75,20 +75,27 @@ impl RawFrame {
         std::str::from_utf8(&rest[..end]).ok()
     }
 
-    /// Whether a `time:` ttl has run out. Cheap for every other frame: the
-    /// JSON is only parsed when it holds a `time:` ttl.
+    /// Whether a `time:` ttl has run out. Cheap for every other frame: it
+    /// reads the JSON backwards from its end, where `ttl`, the last key
+    /// (ours and cross.stream's), ends as `"ttl":"time:<digits>"}`; any
+    /// other ending is told apart by its last two bytes. Every replayed
+    /// frame passes here.
     pub fn is_expired(&self, now_ms: u64) -> bool {
         const MARK: &[u8] = b"\"ttl\":\"time:";
-        // `ttl` is the last key (ours and cross.stream's), so only the
-        // tail is searched: `"ttl":"time:<20 digits>"}` at most.
-        let tail_at = self.json.len().saturating_sub(MARK.len() + 24);
-        let tail = &self.json[tail_at..];
-        let Some(at) = tail.windows(MARK.len()).position(|w| w == MARK) else {
+        let json = self.json.trim_ascii_end();
+        let Some(rest) = json.strip_suffix(b"\"}") else {
             return false;
         };
-        let digits: &[u8] = &tail[at + MARK.len()..];
-        let end = digits.iter().position(|b| !b.is_ascii_digit()).unwrap_or(0);
-        let ms = std::str::from_utf8(&digits[..end])
+        let digits = rest
+            .iter()
+            .rev()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        let (rest, digits) = rest.split_at(rest.len() - digits);
+        if digits.is_empty() || !rest.ends_with(MARK) {
+            return false;
+        }
+        let ms = std::str::from_utf8(digits)
             .ok()
             .and_then(|d| d.parse::<u64>().ok());
         match ms {
@@ -871,6 +878,15 @@ mod tests {
             r#"{"topic":"a","id":"03hb7oay5warmpyenes4bmsxk","hash":null,"meta":{"note":"\"ttl\":\"time:1\" is not this frame's ttl, it is a string in meta"},"ttl":"forever"}"#,
         );
         assert!(!decoy.is_expired(u64::MAX));
+        let spaced = raw(
+            r#"{"topic":"a","id":"03hb7oay5warmpyenes4bmsxk","hash":null,"meta":null,"ttl":"time:100"}
+"#,
+        );
+        assert!(spaced.is_expired(at + 100));
+        let last = raw(
+            r#"{"topic":"a","id":"03hb7oay5warmpyenes4bmsxk","hash":null,"meta":null,"ttl":"last:100"}"#,
+        );
+        assert!(!last.is_expired(u64::MAX));
     }
 
     #[test]

@@ -282,7 +282,7 @@ impl Reader {
 
     fn history_step(&mut self, mut iter: FrameIter) -> Result<ReadEvent, StoreError> {
         let counted = self.options.last.is_none();
-        let mut chunk = Vec::new();
+        let mut chunk = Vec::with_capacity(CHUNK);
         while chunk.len() < CHUNK {
             if counted && self.limit_reached() {
                 break;
