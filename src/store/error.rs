@@ -58,7 +58,9 @@ impl StoreError {
     pub fn fjall(error: fjall::Error) -> StoreError {
         match error {
             fjall::Error::Locked => StoreError::Locked("fjall".into()),
-            fjall::Error::Io(e) => StoreError::io("index database", e),
+            fjall::Error::Io(e) | fjall::Error::Storage(fjall::LsmError::Io(e)) => {
+                StoreError::io("index database", e)
+            }
             other => StoreError::Storage(format!("index database: {other}")),
         }
     }
