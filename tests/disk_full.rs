@@ -107,3 +107,43 @@ fn a_full_disk_fails_appends_cleanly_and_recovers() {
         b"after space returned"
     );
 }
+
+#[test]
+fn a_new_store_on_a_full_disk_stops_with_the_reason() {
+    if std::env::var_os("XS_SKIP_MOUNT_TESTS").is_some() {
+        eprintln!("skipped: XS_SKIP_MOUNT_TESTS is set");
+        return;
+    }
+    let tmpfs = Tmpfs::mount("4m");
+    let store = tmpfs.path().join("store");
+    std::fs::create_dir(&store).expect("store folder");
+    fill(tmpfs.path());
+    // The socket opens before the database exists; making it on the first
+    // write (the `xs.start` frame) fails, and the server says why and exits.
+    let mut child = Command::new(common::XS)
+        .arg("serve")
+        .arg(&store)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn xs serve");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("xs serve kept running on a full disk");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("insufficient storage") && stderr.contains("No space left on device"),
+        "{stderr}"
+    );
+}
