@@ -86,11 +86,7 @@ impl RawFrame {
         let Some(rest) = json.strip_suffix(b"\"}") else {
             return false;
         };
-        let digits = rest
-            .iter()
-            .rev()
-            .take_while(|b| b.is_ascii_digit())
-            .count();
+        let digits = rest.iter().rev().take_while(|b| b.is_ascii_digit()).count();
         let (rest, digits) = rest.split_at(rest.len() - digits);
         if digits.is_empty() || !rest.ends_with(MARK) {
             return false;
