@@ -36,8 +36,8 @@
 //! microseconds. Deletions by other programs (test suites, builds) still
 //! show, as they would for a user. Before each dimension the bench calls
 //! `sync` (printed as `presync_ms`), so none runs while the kernel writes
-//! back the files an earlier one left dirty. Clients are plain threads speaking HTTP/1.1
-//! keep-alive over `<dir>/sock`: one connection per client thread, a request
+//! back files an earlier one left dirty. Clients are plain threads speaking
+//! HTTP/1.1 keep-alive over `<dir>/sock`: one connection per client thread, a request
 //! with `Content-Length`, the response head parsed with `httparse`, the body
 //! read by `Content-Length` (or de-chunked for streams). Client connections
 //! are opened one at a time, each answering `GET /version` before the next
@@ -1096,10 +1096,9 @@ fn append_run(
     Ok((rate, keys))
 }
 
-/// Writes back what earlier dimensions left dirty in the page cache (the
-/// replay fill leaves 100,000 payload files, about 400 MB of blocks), so
-/// no dimension runs while the kernel writes back another's files; how
-/// long that took.
+/// Writes back whatever is dirty in the page cache (files an earlier
+/// dimension or another program wrote), so no dimension runs while the
+/// kernel writes them back; how long that took.
 fn write_back_earlier() -> Duration {
     let started = Instant::now();
     // SAFETY: `sync` takes no arguments and cannot fail.

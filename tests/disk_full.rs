@@ -69,10 +69,18 @@ fn free_kib(dir: &Path) -> u64 {
         .expect("df output")
 }
 
+/// Whether XS_SKIP_MOUNT_TESTS asks to skip the tests that mount a tmpfs.
+fn mount_tests_skipped() -> bool {
+    let skipped = std::env::var_os("XS_SKIP_MOUNT_TESTS").is_some();
+    if skipped {
+        eprintln!("skipped: XS_SKIP_MOUNT_TESTS is set");
+    }
+    skipped
+}
+
 #[test]
 fn a_full_disk_fails_appends_cleanly_and_recovers() {
-    if std::env::var_os("XS_SKIP_MOUNT_TESTS").is_some() {
-        eprintln!("skipped: XS_SKIP_MOUNT_TESTS is set");
+    if mount_tests_skipped() {
         return;
     }
     let tmpfs = Tmpfs::mount("16m");
@@ -110,8 +118,7 @@ fn a_full_disk_fails_appends_cleanly_and_recovers() {
 
 #[test]
 fn a_new_store_on_a_full_disk_stops_with_the_reason() {
-    if std::env::var_os("XS_SKIP_MOUNT_TESTS").is_some() {
-        eprintln!("skipped: XS_SKIP_MOUNT_TESTS is set");
+    if mount_tests_skipped() {
         return;
     }
     let tmpfs = Tmpfs::mount("4m");
