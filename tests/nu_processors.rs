@@ -430,7 +430,10 @@ fn actor_return_options_suffix_and_ttl() {
         let kept = of(frames, "echo.warble");
         (kept.len() == 1).then(|| kept.into_iter().cloned().collect::<Vec<_>>())
     });
-    assert_eq!(kept[0]["meta"]["frame_id"], second["id"], "the newest is kept");
+    assert_eq!(
+        kept[0]["meta"]["frame_id"], second["id"],
+        "the newest is kept"
+    );
     assert!(now_of(&server, "echo.out").is_empty());
 }
 
