@@ -672,7 +672,15 @@ fn eval_append_meta_and_ttl() {
     for n in 0..3 {
         eval_ok(&server, &format!(r#""{n}" | .append kv.a --ttl last:1"#));
     }
-    let kept = eval_lines(&server, ".cat --topic kv.a --detail");
+    // Pruning runs off the append path: it lands shortly after.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let kept = loop {
+        let kept = eval_lines(&server, ".cat --topic kv.a --detail");
+        if kept.len() == 1 || std::time::Instant::now() > deadline {
+            break kept;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!(kept[0]["ttl"], "last:1");
     assert_eq!(eval_text(&server, ".cas (.last kv.a).hash"), "2");
