@@ -134,17 +134,8 @@ fn a_new_store_on_a_full_disk_stops_with_the_reason() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn xs serve");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("xs serve kept running on a full disk");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let status = common::cli::wait_for(&mut child, std::time::Duration::from_secs(20))
+        .expect("xs serve kept running on a full disk");
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
         .expect("read stderr");
