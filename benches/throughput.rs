@@ -956,6 +956,31 @@ struct Hammered {
     cpu_used: Duration,
 }
 
+impl Hammered {
+    /// The rate over `APPEND_WINDOW`, and the printed keys: `names` are
+    /// those of the rate, the count and the server's CPU per request.
+    fn report(
+        &self,
+        clients: usize,
+        names: [&'static str; 3],
+    ) -> (f64, Vec<(&'static str, String)>) {
+        let count = self.latencies.len();
+        let rate = count as f64 / APPEND_WINDOW.as_secs_f64();
+        let cpu_per_request = self.cpu_used.as_secs_f64() * 1e6 / count.max(1) as f64;
+        let [rate_name, count_name, cpu_name] = names;
+        let keys = vec![
+            (rate_name, format!("{rate:.0}")),
+            (count_name, count.to_string()),
+            ("clients", clients.to_string()),
+            ("secs", format!("{:.1}", APPEND_WINDOW.as_secs_f64())),
+            ("p50_ms", ms(percentile(&self.latencies, 0.50))),
+            ("p99_ms", ms(percentile(&self.latencies, 0.99))),
+            (cpu_name, format!("{cpu_per_request:.0}")),
+        ];
+        (rate, keys)
+    }
+}
+
 /// `clients` threads send requests back to back (`op(conn, client, seq)`);
 /// counted over `APPEND_WINDOW` after `APPEND_WARMUP`.
 fn hammer(
@@ -1077,23 +1102,12 @@ fn append_run(
     op: fn(&mut Conn, usize, u64) -> Res<()>,
 ) -> Res<(f64, Vec<(&'static str, String)>)> {
     let server = Server::start(bin, fsync)?;
-    let Hammered {
-        latencies,
-        cpu_used,
-    } = hammer(&server, clients, op)?;
+    let hammered = hammer(&server, clients, op)?;
     drop(server);
-    let rate = latencies.len() as f64 / APPEND_WINDOW.as_secs_f64();
-    let cpu_per_append = cpu_used.as_secs_f64() * 1e6 / latencies.len().max(1) as f64;
-    let keys = vec![
-        ("appends_per_s", format!("{rate:.0}")),
-        ("appends", latencies.len().to_string()),
-        ("clients", clients.to_string()),
-        ("secs", format!("{:.1}", APPEND_WINDOW.as_secs_f64())),
-        ("p50_ms", ms(percentile(&latencies, 0.50))),
-        ("p99_ms", ms(percentile(&latencies, 0.99))),
-        ("server_cpu_us_per_append", format!("{cpu_per_append:.0}")),
-    ];
-    Ok((rate, keys))
+    Ok(hammered.report(
+        clients,
+        ["appends_per_s", "appends", "server_cpu_us_per_append"],
+    ))
 }
 
 /// Writes back whatever is dirty in the page cache (files an earlier
@@ -1688,10 +1702,7 @@ fn view_fold(bin: &Path) -> Res<Outcome> {
 fn kv_set(bin: &Path) -> Res<Outcome> {
     let clients = 16;
     let server = Server::start(bin, "always")?;
-    let Hammered {
-        latencies,
-        cpu_used,
-    } = hammer(&server, clients, |conn, client, seq| {
+    let hammered = hammer(&server, clients, |conn, client, seq| {
         let path = format!("/kv/k{client}");
         let body = format!("{{\"client\":{client},\"seq\":{seq},\"note\":\"bench\"}}");
         let (status, answer) = conn
@@ -1713,18 +1724,9 @@ fn kv_set(bin: &Path) -> Res<Outcome> {
     }
     drop(conn);
     drop(server);
-    let rate = latencies.len() as f64 / APPEND_WINDOW.as_secs_f64();
-    let cpu_per_set = cpu_used.as_secs_f64() * 1e6 / latencies.len().max(1) as f64;
+    let (rate, keys) = hammered.report(clients, ["sets_per_s", "sets", "server_cpu_us_per_set"]);
     Ok(Outcome::Measured {
-        keys: vec![
-            ("sets_per_s", format!("{rate:.0}")),
-            ("sets", latencies.len().to_string()),
-            ("clients", clients.to_string()),
-            ("secs", format!("{:.1}", APPEND_WINDOW.as_secs_f64())),
-            ("p50_ms", ms(percentile(&latencies, 0.50))),
-            ("p99_ms", ms(percentile(&latencies, 0.99))),
-            ("server_cpu_us_per_set", format!("{cpu_per_set:.0}")),
-        ],
+        keys,
         headline: format!("{rate:.0} sets/s"),
         met: true,
         target: "report",

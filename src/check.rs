@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::store::frame::Frame;
 use crate::store::local::cas::parse_sri;
-use crate::store::local::{id_from_key, Local};
+use crate::store::local::{id_from_key, Keyspaces, Local};
 use crate::store::topic::index_prefixes;
 use crate::store::StoreError;
 
@@ -112,10 +112,8 @@ pub fn run(dir: &Path, repair: bool) -> Result<Report, StoreError> {
     }
     let local = Local::open(dir)?;
     let mut report = Report::default();
-    // A store whose server never wrote a frame has no keyspaces yet.
-    let Some(spaces) = local.keyspaces_if_made().cloned() else {
-        return Ok(report);
-    };
+    // It has a database (checked above), so `open` made the keyspaces.
+    let spaces = local.keyspaces()?;
     let mut expected_index: HashSet<Vec<u8>> = HashSet::new();
     // Each distinct payload is read once; its verdict applies to every
     // frame that references it.
@@ -195,7 +193,7 @@ pub fn run(dir: &Path, repair: bool) -> Result<Report, StoreError> {
     }
 
     if repair && !report.problems.is_empty() {
-        rebuild_index(&local, &spaces.idx_topic, &expected_index)?;
+        rebuild_index(spaces, &expected_index)?;
     }
     Ok(report)
 }
@@ -228,13 +226,9 @@ fn check_payload(
 }
 
 /// Replaces the whole topic index with the keys the stream implies.
-fn rebuild_index(
-    local: &Local,
-    idx_topic: &fjall::Keyspace,
-    expected: &HashSet<Vec<u8>>,
-) -> Result<(), StoreError> {
-    let db = &local.keyspaces()?.db;
-    let mut batch = db.batch();
+fn rebuild_index(spaces: &Keyspaces, expected: &HashSet<Vec<u8>>) -> Result<(), StoreError> {
+    let idx_topic = &spaces.idx_topic;
+    let mut batch = spaces.db.batch();
     for guard in idx_topic.iter() {
         let key = guard.key().map_err(StoreError::fjall)?;
         if !expected.contains(key.as_ref()) {
@@ -245,6 +239,8 @@ fn rebuild_index(
         batch.insert(idx_topic, key.clone(), []);
     }
     batch.commit().map_err(StoreError::fjall)?;
-    db.persist(fjall::PersistMode::SyncAll)
+    spaces
+        .db
+        .persist(fjall::PersistMode::SyncAll)
         .map_err(StoreError::fjall)
 }

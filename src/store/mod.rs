@@ -276,8 +276,8 @@ impl Store {
             StoreError::Locked(_) => StoreError::Locked(dir.display().to_string()),
             other => other,
         })?;
-        // A new store's keyspaces are made by the writer, off the
-        // start-up path; one that has them is checked here.
+        // A new store's database and keyspaces are made by the writer,
+        // off the start-up path; one that has them is checked here.
         if local.keyspaces_if_made().is_some() {
             housekeeping::recover_pending_payloads(&local)?;
             local.ensure_refs()?;

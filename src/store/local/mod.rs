@@ -64,15 +64,6 @@ pub struct Keyspaces {
     pub kv: Keyspace,
 }
 
-const KEYSPACES: [&str; 6] = [
-    "stream",
-    "idx_topic",
-    "cas_pending",
-    "ttl_time",
-    "cas_refs",
-    "kv",
-];
-
 /// A boxed iterator over frames, oldest first or newest first.
 pub type FrameIter = Box<dyn Iterator<Item = Result<RawFrame, StoreError>> + Send>;
 
@@ -120,12 +111,12 @@ impl Local {
                 .map_err(StoreError::fjall)
         };
         let made = Keyspaces {
-            stream: keyspace(KEYSPACES[0])?,
-            idx_topic: keyspace(KEYSPACES[1])?,
-            cas_pending: keyspace(KEYSPACES[2])?,
-            ttl_time: keyspace(KEYSPACES[3])?,
-            cas_refs: keyspace(KEYSPACES[4])?,
-            kv: keyspace(KEYSPACES[5])?,
+            stream: keyspace("stream")?,
+            idx_topic: keyspace("idx_topic")?,
+            cas_pending: keyspace("cas_pending")?,
+            ttl_time: keyspace("ttl_time")?,
+            cas_refs: keyspace("cas_refs")?,
+            kv: keyspace("kv")?,
             db,
         };
         Ok(self.spaces.get_or_init(|| made))

@@ -251,8 +251,9 @@ impl Writer {
 
     /// Runs until every sender is gone, then makes everything durable.
     pub fn run(mut self, requests: QueueReceiver<WriteRequest>) {
-        // A new store's keyspaces are made here, before the first
-        // batch, rather than before the socket opens (see `local::Keyspaces`).
+        // A new store's database and keyspaces are made here, before the
+        // first batch, rather than before the socket opens (see
+        // `local::Keyspaces`).
         // If making them fails, each batch tries again and fails with the
         // reason; if only the count marker failed, the next open counts.
         if let Err(e) = self.local.ensure_refs() {
