@@ -75,8 +75,14 @@ fn check_finds_and_repairs_index_damage() {
     assert!(out.contains("index entry ghost"), "{out}");
     assert!(out.starts_with("") && out.contains("damaged:"), "{out}");
 
+    assert!(out.contains("xs check <dir> --repair"), "{out}");
+
     let (code, out) = check(server.dir(), true);
     assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("fixed: rebuilt the topic index (2 index problems)"),
+        "{out}"
+    );
     assert!(out.contains("repaired:"), "{out}");
     let (code, out) = check(server.dir(), false);
     assert_eq!(code, 0, "{out}");
@@ -100,16 +106,44 @@ fn check_reports_missing_and_corrupt_payloads() {
     assert_eq!(code, 1, "{out}");
     let one = frames[0]["id"].as_str().unwrap();
     let two = frames[2]["id"].as_str().unwrap();
-    assert!(out.contains(&format!("frame {one} (")), "{out}");
-    assert!(out.contains("payload missing"), "{out}");
+    assert!(
+        out.contains(&format!("frame {one}: payload missing (sha256-")),
+        "{out}"
+    );
     assert!(
         out.contains(&format!("frame {two}: payload does not match")),
         "{out}"
     );
-    // Missing content cannot be repaired: --repair says so and fails.
+    // Each line says what would fix it.
+    assert!(out.contains(&format!("xs remove <addr> {one}")), "{out}");
+    assert!(out.contains("xs cas-post <addr>"), "{out}");
+    assert!(out.contains("damaged: 5 frames, 9 index entries"), "{out}");
+    assert!(out.contains("2 problems"), "{out}");
+    // Missing content cannot be repaired: --repair fixes the index damage it
+    // can, says so, and fails for what is left.
+    {
+        let local = xs::store::local::Local::open(server.dir()).expect("open");
+        let spaces = local.keyspaces_if_made().expect("keyspaces");
+        let mut dangling = b"ghost\0".to_vec();
+        dangling.extend_from_slice(&[7u8; 16]);
+        spaces.idx_topic.insert(dangling, []).expect("insert");
+        spaces
+            .db
+            .persist(fjall::PersistMode::SyncAll)
+            .expect("persist");
+    }
     let (code, out) = check(server.dir(), true);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("cannot be repaired"), "{out}");
+    assert!(
+        out.contains("fixed: rebuilt the topic index (1 index problems)"),
+        "{out}"
+    );
+    assert!(out.contains("damaged:"), "{out}");
+    assert!(out.contains("2 problems left"), "{out}");
+    let (code, out) = check(server.dir(), false);
+    assert_eq!(code, 1, "{out}");
+    assert!(!out.contains("ghost"), "{out}");
+    assert!(out.contains("2 problems"), "{out}");
 }
 
 #[test]

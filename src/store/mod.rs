@@ -42,6 +42,7 @@ use head::{EphemeralLimits, Head};
 use housekeeping::Chore;
 use kv::KvSignal;
 use local::cas::JOURNALED_PAYLOAD_MAX;
+use local::schema::Schema;
 use local::writer::{Answer, ReplyTo, Waiter, WriteRequest, Writer};
 use local::{FrameIter, Local};
 use queue::{QueueReceiver, QueueSender};
@@ -280,7 +281,16 @@ impl Store {
         // off the start-up path; one that has them is checked here.
         if local.keyspaces_if_made().is_some() {
             housekeeping::recover_pending_payloads(&local)?;
-            local.ensure_refs()?;
+            if let Schema::Unmarked { renamable } = local.prepare()? {
+                eprintln!(
+                    "xs: note: {} has no schema version, and newer cross.stream would take topics \
+                     such as {} for its old lifecycle topics and rename them; if they are yours, \
+                     mark the store with `xs check {} --mark-schema` (server stopped)",
+                    dir.display(),
+                    renamable.join(", "),
+                    dir.display()
+                );
+            }
         }
         let head = Arc::new(Head::new(local.last_id()?, options.ephemeral));
         // Only this process writes a local store: every stored frame

@@ -3,7 +3,9 @@
 //! Keyspaces (the first two exactly as cross.stream writes them, so its
 //! store folders open here and ours open there):
 //! - `stream`: 16-byte big-endian id → the frame's JSON;
-//! - `idx_topic`: `topic 0x00 id` and `prefix. 0x00 id` for every dot → empty;
+//! - `idx_topic`: `topic 0x00 id` and `prefix. 0x00 id` for every dot → empty
+//!   (newer cross.stream may store a value: it is never read), plus the
+//!   reserved `\0schema_version` (`schema.rs`);
 //! - `cas_pending`: hash → payload bytes of small payloads whose files are
 //!   not yet known to be synced (see `writer.rs`);
 //! - `ttl_time`: expiry ms (8 bytes BE) + id → empty, for the sweep;
@@ -17,19 +19,21 @@
 //! socket opens (`Keyspaces`).
 
 pub mod cas;
+pub mod schema;
 pub mod writer;
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch as WriteBatch};
 
 use super::id::Id;
 use super::merge::MergeIds;
 use super::topic::{TopicFilter, TopicPattern};
 use super::{RawFrame, StoreError};
 use cas::Cas;
+use schema::Schema;
 
 /// The store's fjall database and content folder.
 #[derive(Clone)]
@@ -136,37 +140,25 @@ impl Local {
             .unwrap_or(0))
     }
 
-    /// Counts payload references once, for a store that has no counts yet
-    /// (one written by cross.stream, or before counting existed). Makes
-    /// the keyspaces if they are missing.
-    pub fn ensure_refs(&self) -> Result<(), StoreError> {
+    /// Readies the database for writing, in one commit and one sync:
+    /// makes the keyspaces if they are missing, counts payload references
+    /// once for a store that has no counts yet (one written by
+    /// cross.stream, or before counting existed) and writes the schema
+    /// version where that is safe (`schema.rs`).
+    pub fn prepare(&self) -> Result<Schema, StoreError> {
         let spaces = self.keyspaces()?;
-        if spaces
-            .cas_refs
-            .contains_key(REFS_MARKER)
-            .map_err(StoreError::fjall)?
-        {
-            return Ok(());
-        }
-        let mut counts: std::collections::HashMap<String, u64> = Default::default();
-        for guard in spaces.stream.iter() {
-            let (_, value) = guard.into_inner().map_err(StoreError::fjall)?;
-            if let Ok(frame) = super::frame::Frame::from_json(&value) {
-                if let Some(hash) = frame.hash {
-                    *counts.entry(hash).or_default() += 1;
-                }
-            }
-        }
         let mut batch = spaces.db.batch();
-        for (hash, count) in counts {
-            batch.insert(&spaces.cas_refs, hash.into_bytes(), count.to_be_bytes());
+        let schema = schema::ensure(&spaces.idx_topic, &mut batch)?;
+        count_refs(spaces, &mut batch)?;
+        if batch.is_empty() {
+            return Ok(schema);
         }
-        batch.insert(&spaces.cas_refs, REFS_MARKER, []);
         batch.commit().map_err(StoreError::fjall)?;
         spaces
             .db
             .persist(fjall::PersistMode::SyncData)
-            .map_err(StoreError::fjall)
+            .map_err(StoreError::fjall)?;
+        Ok(schema)
     }
 
     /// The newest stored id.
@@ -258,6 +250,32 @@ impl Local {
     }
 }
 
+/// Adds the payload reference counts to `batch` unless they were counted
+/// before.
+fn count_refs(spaces: &Keyspaces, batch: &mut WriteBatch) -> Result<(), StoreError> {
+    if spaces
+        .cas_refs
+        .contains_key(REFS_MARKER)
+        .map_err(StoreError::fjall)?
+    {
+        return Ok(());
+    }
+    let mut counts: std::collections::HashMap<String, u64> = Default::default();
+    for guard in spaces.stream.iter() {
+        let (_, value) = guard.into_inner().map_err(StoreError::fjall)?;
+        if let Ok(frame) = super::frame::Frame::from_json(&value) {
+            if let Some(hash) = frame.hash {
+                *counts.entry(hash).or_default() += 1;
+            }
+        }
+    }
+    for (hash, count) in counts {
+        batch.insert(&spaces.cas_refs, hash.into_bytes(), count.to_be_bytes());
+    }
+    batch.insert(&spaces.cas_refs, REFS_MARKER, []);
+    Ok(())
+}
+
 /// Ids filed under `pattern` in `idx_topic`, within the bounds.
 fn index_ids(
     idx_topic: &Keyspace,
@@ -335,8 +353,8 @@ mod tests {
             .is_none());
         assert_eq!(local.refs("sha256-x").unwrap(), 0);
         // What the writer does before its first batch.
-        local.ensure_refs().unwrap();
-        let spaces = local.keyspaces_if_made().expect("made by ensure_refs");
+        local.prepare().unwrap();
+        let spaces = local.keyspaces_if_made().expect("made by prepare");
         assert!(spaces.cas_refs.contains_key(REFS_MARKER).unwrap());
         drop(local);
 
@@ -361,7 +379,7 @@ mod tests {
         // As cross.stream leaves a folder: frames, none of our keyspaces.
         let local = Local::open(dir.path()).unwrap();
         assert!(local.keyspaces_if_made().is_some());
-        local.ensure_refs().unwrap();
+        local.prepare().unwrap();
         assert_eq!(local.refs("sha256-abc").unwrap(), 1);
     }
 }

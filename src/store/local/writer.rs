@@ -255,8 +255,9 @@ impl Writer {
         // first batch, rather than before the socket opens (see
         // `local::Keyspaces`).
         // If making them fails, each batch tries again and fails with the
-        // reason; if only the count marker failed, the next open counts.
-        if let Err(e) = self.local.ensure_refs() {
+        // reason; if only the count marker or the schema version failed,
+        // the next open writes them.
+        if let Err(e) = self.local.prepare() {
             eprintln!("xs: {e}");
         }
         let mut unsynced_since: Option<Instant> = None;
