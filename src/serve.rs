@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::api::auth::Credentials;
 use crate::api::gateway::{self, Gateway, GatewayOptions};
 use crate::api::routes::Context;
 use crate::api::server::{self, Listener};
@@ -29,8 +30,9 @@ Options:
                             interval:<ms>: synced at most <ms> after the answer;
                             never: left to the OS
   --expose <addr>           also serve the API on :port, host:port or a Unix path
-  --auth-file <file>        one user:password line; required for a non-loopback
-                            --expose, whose requests then need Basic auth
+  --auth-file <file>        one user:password line (password 12+ characters,
+                            file mode 600); required for a non-loopback
+                            --expose; the TCP --expose then needs Basic auth
   --http <addr>             also run the HTTP gateway on :port (loopback) or
                             host:port: requests become http.request frames,
                             http.response frames answer them
@@ -204,19 +206,6 @@ fn parse_expose(addr: &str) -> Result<Expose, String> {
         .map(Expose::Tcp)
 }
 
-fn read_auth_file(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read --auth-file {}: {e}", path.display()))?;
-    let line = text.lines().next().unwrap_or("").trim().to_string();
-    if !line.contains(':') {
-        return Err(format!(
-            "--auth-file {}: expected one user:password line",
-            path.display()
-        ));
-    }
-    Ok(line)
-}
-
 /// Runs `xs serve`; returns the exit code.
 pub fn main(args: Vec<OsString>) -> i32 {
     let args = match parse_args(args) {
@@ -238,18 +227,29 @@ pub fn main(args: Vec<OsString>) -> i32 {
 
 fn run(args: ServeArgs) -> Result<(), String> {
     let expose = args.expose.as_deref().map(parse_expose).transpose()?;
-    let credentials = args.auth_file.as_deref().map(read_auth_file).transpose()?;
+    let credentials = args
+        .auth_file
+        .as_deref()
+        .map(Credentials::from_file)
+        .transpose()?;
     let http_addr = args
         .http
         .as_ref()
         .map(|http| gateway::parse_addr(&http.addr))
         .transpose()?;
-    if let Some(Expose::Tcp(addr)) = &expose {
-        if !addr.ip().is_loopback() && credentials.is_none() {
+    match &expose {
+        Some(Expose::Tcp(addr)) if !addr.ip().is_loopback() && credentials.is_none() => {
             return Err(format!(
                 "--expose {addr} is not a loopback address: give --auth-file <file> with a user:password line"
             ));
         }
+        Some(Expose::Tcp(_)) => {}
+        // Only a TCP listener checks credentials: refuse rather than
+        // leave them silently unused.
+        _ if credentials.is_some() => {
+            return Err("--auth-file applies to a TCP --expose address".into())
+        }
+        _ => {}
     }
     // Signals are taken by the main thread alone (sigwait below): block
     // them before any thread starts, so every thread inherits the mask.
@@ -281,7 +281,7 @@ fn run(args: ServeArgs) -> Result<(), String> {
     let mut listeners = vec![main_listener];
     if let Some(expose) = &expose {
         let listener = match expose {
-            Expose::Tcp(addr) => Listener::tcp(*addr, credentials.as_deref())?,
+            Expose::Tcp(addr) => Listener::tcp(*addr, credentials.clone())?,
             Expose::Unix(path) => Listener::unix(path)?,
         };
         let listener = Arc::new(listener);

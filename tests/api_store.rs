@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-const FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/cross-stream-0.13"
-);
+/// In the repository (a clone has nothing beside it); read-only here:
+/// each test copies the store to a temp dir before opening it.
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/cross-stream-0.13");
 
 /// A server on a writable copy of the fixture store.
 fn fixture_server() -> Server {

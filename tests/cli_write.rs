@@ -27,8 +27,8 @@ fn unicode_meta_and_payload_survive_append_get_and_cas() {
         body.as_bytes(),
     ));
     assert!(
-        !out.ends_with('\n'),
-        "append prints the frame as is: {out:?}"
+        out.ends_with("}\n") && out.lines().count() == 1,
+        "append prints the frame as one line: {out:?}"
     );
     let frame = json(&out);
     assert_eq!(topic(&frame), "note");
@@ -133,20 +133,21 @@ fn cas_post_prints_a_hash_that_cas_returns() {
     let bytes: Vec<u8> = (0u8..=255)
         .chain(b"binary \x00 and text".iter().copied())
         .collect();
-    let hash = ok(&xs_stdin(&["cas-post", &dir], &bytes));
-    assert!(!hash.ends_with('\n'), "the hash alone: {hash:?}");
+    let printed = ok(&xs_stdin(&["cas-post", &dir], &bytes));
+    let hash = printed.strip_suffix('\n').expect("the hash is a line");
+    assert!(!hash.contains('\n'), "the hash alone: {printed:?}");
     assert!(hash.starts_with("sha256-"), "{hash}");
-    let back = xs(&["cas", &dir, &hash]);
+    let back = xs(&["cas", &dir, hash]);
     assert!(back.status.success(), "{}", stderr(&back));
     assert_eq!(back.stdout, bytes);
 
     // The same bytes appended have the same hash.
     let frame = json(&ok(&xs_stdin(&["append", &dir, "blob"], &bytes)));
-    assert_eq!(frame["hash"], hash.as_str());
+    assert_eq!(frame["hash"], hash);
 
     // A hash nobody stored: exit 1, nothing printed.
     let other = ok(&xs_stdin(&["cas-post", &dir], b"elsewhere"));
-    assert_ne!(other, hash);
+    assert_ne!(other, printed);
     let absent = "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
     not_found(&xs(&["cas", &dir, absent]));
 }
@@ -174,13 +175,17 @@ fn import_stores_a_frame_verbatim() {
     let server = Server::start(&[]);
     let dir = addr(&server);
     let hash = ok(&xs_stdin(&["cas-post", &dir], b"imported payload"));
+    let hash = hash.trim_end();
     let text = format!(
         r#"{{"topic":"imported","id":"03hb7x0xirhhc9clynoe0k7aa","hash":"{hash}","meta":{{"from":"elsewhere","ü":"✓"}},"ttl":"forever"}}"#
     );
     let out = ok(&xs_stdin(&["import", &dir], text.as_bytes()));
-    assert_eq!(out.trim_end(), text);
-    assert_eq!(ok(&xs(&["get", &dir, "03hb7x0xirhhc9clynoe0k7aa"])), text);
-    let content = xs(&["cas", &dir, &hash]);
+    assert_eq!(out, format!("{text}\n"));
+    assert_eq!(
+        ok(&xs(&["get", &dir, "03hb7x0xirhhc9clynoe0k7aa"])),
+        format!("{text}\n")
+    );
+    let content = xs(&["cas", &dir, hash]);
     assert_eq!(content.stdout, b"imported payload");
     // An older id lands in history, before xs.start.
     let listed = lines(&ok(&xs(&["cat", &dir])));
@@ -195,6 +200,105 @@ fn version_prints_the_server_version() {
     let version = json(&out);
     assert_eq!(keys(&version), ["version"]);
     assert_eq!(version["version"], env!("CARGO_PKG_VERSION"));
+}
+
+// ---------------------------------------------------------------------------
+// every JSON line ends with a newline (SPEC 6); shell loops
+
+/// `out` is exactly one line, `\n`-terminated; its JSON.
+fn one_line(what: &str, out: &str) -> Value {
+    assert!(
+        out.ends_with('\n') && out.lines().count() == 1,
+        "{what}: one line ending in a newline: {out:?}"
+    );
+    json(out)
+}
+
+/// `sh -c <script>` with `$1` the xs binary and `$2`… the `args`.
+fn sh(script: &str, args: &[&str]) -> String {
+    let mut command = std::process::Command::new("sh");
+    command.args(["-c", script, "sh", XS]).args(args);
+    let out = run(command, None);
+    assert!(out.status.success(), "{script}: {}", stderr(&out));
+    stdout(&out)
+}
+
+#[test]
+fn every_single_json_object_ends_with_a_newline() {
+    let server = Server::start(&[]);
+    let dir = addr(&server);
+    let a = one_line("append", &ok(&xs_stdin(&["append", &dir, "note"], b"a")));
+    let b = one_line("append", &ok(&xs(&["append", &dir, "note"])));
+    assert_eq!(one_line("last", &ok(&xs(&["last", &dir, "note"]))), b);
+    assert_eq!(
+        topic(&one_line("first", &ok(&xs(&["first", &dir])))),
+        "xs.start"
+    );
+    assert_eq!(one_line("get", &ok(&xs(&["get", &dir, id(&a)]))), a);
+    assert_eq!(one_line("next", &ok(&xs(&["next", &dir, id(&a)]))), b);
+    assert_eq!(one_line("prev", &ok(&xs(&["prev", &dir, id(&b)]))), a);
+    let hash = ok(&xs_stdin(&["cas-post", &dir], b"a"));
+    assert_eq!(hash, format!("{}\n", a["hash"].as_str().unwrap()));
+    // (`import`'s frame: import_stores_a_frame_verbatim, local backend.)
+    // Raw content stays byte for byte: no newline added.
+    assert_eq!(xs(&["cas", &dir, hash.trim_end()]).stdout, b"a");
+}
+
+#[test]
+fn appends_to_a_log_file_and_while_read_loops_see_whole_lines() {
+    let server = Server::start(&[]);
+    let dir = addr(&server);
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("log.jsonl");
+    let log = log.to_str().unwrap();
+    let script = r#"
+        "$1" append "$2" note --no-stdin >> "$3"
+        "$1" append "$2" note --no-stdin >> "$3"
+        "$1" last "$2" note | while read -r f; do echo "read: $f"; done
+    "#;
+    let out = sh(script, &[&dir, log]);
+    let logged = lines(&fs::read_to_string(log).unwrap());
+    assert_eq!(logged.len(), 2, "two frames, two lines");
+    let read: Vec<&str> = out.lines().collect();
+    assert_eq!(read.len(), 1, "the loop ran once: {out:?}");
+    let frame = json(read[0].strip_prefix("read: ").unwrap());
+    assert_eq!(frame, logged[1]);
+}
+
+#[test]
+fn append_no_stdin_leaves_a_while_read_loop_its_input() {
+    let server = Server::start(&[]);
+    let dir = addr(&server);
+    let script = r#"
+        printf 'a\nb\nc\n' | while read -r t; do "$1" append "$2" "$t" --no-stdin; done
+    "#;
+    let frames = lines(&sh(script, &[&dir]));
+    assert_eq!(topics(&frames), ["a", "b", "c"]);
+    assert!(frames.iter().all(|f| f["hash"].is_null()), "{frames:?}");
+
+    // Without it, the first append takes the rest of the loop's input
+    // as its payload: the pitfall `--no-stdin` is for.
+    let script = r#"
+        printf 'd\ne\n' | while read -r t; do "$1" append "$2" "$t"; done
+    "#;
+    let frames = lines(&sh(script, &[&dir]));
+    assert_eq!(topics(&frames), ["d"]);
+    let hash = frames[0]["hash"].as_str().unwrap();
+    assert_eq!(xs(&["cas", &dir, hash]).stdout, b"e\n");
+}
+
+#[cfg(feature = "nushell")]
+#[test]
+fn eval_ends_a_json_value_with_a_newline_and_leaves_raw_output_alone() {
+    let server = Server::start(&[]);
+    let dir = addr(&server);
+    let eval = |script: &str| ok(&xs(&["eval", &dir, "-c", script]));
+    assert_eq!(eval("{a: 1}"), "{\"a\":1}\n");
+    assert_eq!(eval("[1 2]"), "[1,2]\n");
+    // A string or number is printed as the bare text, byte for byte.
+    assert_eq!(eval("'raw'"), "raw");
+    assert_eq!(eval("\"two\\nlines\""), "two\nlines");
+    assert_eq!(eval("42"), "42");
 }
 
 // ---------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 //! The HTTP/1.1 API: listeners, the route table, one file per route group.
 
+pub mod auth;
 pub mod cas;
 #[cfg(feature = "nushell")]
 pub mod eval;

@@ -10,16 +10,16 @@ use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::sync::Arc;
 
-use base64::Engine;
 use tiny_http::{Request, Server};
 
+use super::auth::Credentials;
 use super::routes::{self, Context};
 
 /// One listening endpoint and its access rule.
 pub struct Listener {
     server: Server,
-    /// `Basic` credentials required on this listener, base64 of `user:pass`.
-    basic_auth: Option<String>,
+    /// The `Basic` credentials required on this listener (`--auth-file`).
+    credentials: Option<Credentials>,
 }
 
 impl Listener {
@@ -37,45 +37,37 @@ impl Listener {
             .map_err(|e| format!("cannot serve {}: {e}", path.display()))?;
         Ok(Listener {
             server,
-            basic_auth: None,
+            credentials: None,
         })
     }
 
-    /// Binds a TCP address; `credentials` (`user:pass`) are then required.
-    pub fn tcp(addr: SocketAddr, credentials: Option<&str>) -> Result<Listener, String> {
+    /// Binds a TCP address; `credentials`, when given, are then required
+    /// on it, loopback or not.
+    pub fn tcp(addr: SocketAddr, credentials: Option<Credentials>) -> Result<Listener, String> {
         let listener = TcpListener::bind(addr).map_err(|e| format!("cannot bind {addr}: {e}"))?;
         let server = Server::from_listener(listener, None)
             .map_err(|e| format!("cannot serve {addr}: {e}"))?;
         Ok(Listener {
             server,
-            basic_auth: credentials.map(|c| base64::engine::general_purpose::STANDARD.encode(c)),
+            credentials,
         })
     }
 
     /// Whether the request carries the credentials this listener needs.
     pub fn authorized(&self, request: &Request) -> bool {
-        let Some(expected) = &self.basic_auth else {
+        let Some(credentials) = &self.credentials else {
             return true;
         };
-        request.headers().iter().any(|h| {
-            h.field.equiv("Authorization")
-                && h.value
-                    .as_str()
-                    .strip_prefix("Basic ")
-                    .is_some_and(|given| {
-                        constant_time_eq(given.trim().as_bytes(), expected.as_bytes())
-                    })
-        })
+        request
+            .headers()
+            .iter()
+            .any(|h| h.field.equiv("Authorization") && credentials.accepts(h.value.as_str()))
     }
 
     /// Stops accepting.
     pub fn unblock(&self) {
         self.server.unblock();
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Serves a listener. tiny_http reads each connection on a thread of its

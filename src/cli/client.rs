@@ -105,6 +105,9 @@ pub struct Response {
     pub status: u16,
     /// The reason phrase, for errors that come without a body.
     pub reason: String,
+    /// The `Content-Type`, lower-cased, without parameters: `xs eval`
+    /// prints a JSON value differently from a raw string.
+    pub content_type: Option<String>,
     pub body: Body<BufReader<Connection>>,
 }
 
@@ -114,10 +117,11 @@ pub fn send(address: &Address, request: Request) -> Result<Response, Stop> {
     let sent = write_request(&mut connection, address, request);
     let mut reader = BufReader::with_capacity(BODY_PIECE, connection);
     match (sent, read_head(&mut reader)) {
-        (_, Ok((status, reason, framing))) => Ok(Response {
-            status,
-            reason,
-            body: Body::new(reader, framing),
+        (_, Ok(head)) => Ok(Response {
+            status: head.status,
+            reason: head.reason,
+            content_type: head.content_type,
+            body: Body::new(reader, head.framing),
         }),
         // A server may answer early (413) and close while we still send:
         // its answer is the better report, so the write error comes second.
@@ -310,9 +314,17 @@ fn send_chunked(out: &mut impl Write, mut reader: Box<dyn Read>) -> io::Result<(
     out.write_all(b"0\r\n\r\n")
 }
 
+/// What the response head says.
+struct Head {
+    status: u16,
+    reason: String,
+    framing: Framing,
+    content_type: Option<String>,
+}
+
 /// Reads the response head with httparse, skipping interim 1xx responses,
 /// and decides how the body is framed.
-fn read_head(reader: &mut impl BufRead) -> io::Result<(u16, String, Framing)> {
+fn read_head(reader: &mut impl BufRead) -> io::Result<Head> {
     loop {
         let head = read_head_bytes(reader)?;
         let mut headers = [httparse::EMPTY_HEADER; 64];
@@ -326,7 +338,21 @@ fn read_head(reader: &mut impl BufRead) -> io::Result<(u16, String, Framing)> {
         }
         let reason = response.reason.unwrap_or_default().to_string();
         let framing = framing(status, response.headers)?;
-        return Ok((status, reason, framing));
+        let content_type = response
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("Content-Type"))
+            .map(|h| {
+                let value = String::from_utf8_lossy(h.value);
+                let bare = value.split(';').next().unwrap_or_default();
+                bare.trim().to_ascii_lowercase()
+            });
+        return Ok(Head {
+            status,
+            reason,
+            framing,
+            content_type,
+        });
     }
 }
 

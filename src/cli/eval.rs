@@ -54,5 +54,36 @@ pub fn eval(args: Vec<OsString>) -> Result<(), Stop> {
         len: Some(len),
     };
     let mut response = call(&address, request)?;
-    body_to_stdout(&mut response.body, Lines::Verbatim)
+    body_to_stdout(
+        &mut response.body,
+        lines_for(response.content_type.as_deref()),
+    )
+}
+
+/// A JSON value (a record, a list) is a line like any JSON we print; a
+/// string, number or bool (`text/plain`), bytes, or NDJSON (its lines
+/// already end) go out byte for byte.
+fn lines_for(content_type: Option<&str>) -> Lines {
+    match content_type {
+        Some("application/json") => Lines::Document,
+        _ => Lines::Verbatim,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_json_value_gets_a_newline() {
+        assert_eq!(lines_for(Some("application/json")), Lines::Document);
+        for raw in [
+            "text/plain",
+            "application/octet-stream",
+            "application/x-ndjson",
+        ] {
+            assert_eq!(lines_for(Some(raw)), Lines::Verbatim, "{raw}");
+        }
+        assert_eq!(lines_for(None), Lines::Verbatim);
+    }
 }

@@ -228,10 +228,11 @@ options:
 pub const APPEND: &str = "\
 usage: xs append <addr> <topic> [options] [< payload]
 
-Append a frame to <topic>; stdin, unless it is a terminal, is its payload.
-Prints the new frame.
+Append a frame to <topic>; stdin, unless it is a terminal or --no-stdin is
+given, is its payload. Prints the new frame and a newline.
 
 options:
+      --no-stdin          no payload: leave stdin alone (inside `while read`)
       --meta <json>       attach this JSON as the frame's meta
       --ttl <ttl>         forever, ephemeral, time:<ms> or last:<n>
       --with-timestamp    add the frame's time as `timestamp`

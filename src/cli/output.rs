@@ -1,19 +1,38 @@
 //! Getting bytes to the user: streaming a response body to stdout as it
 //! arrives, hiding the server's idle keepalives, and treating a closed
 //! stdout (`xs cat -f … | head -1`) as a normal way to finish.
+//!
+//! Every JSON document or line we print ends with `\n`, even where the
+//! server's answer (a single frame, a hash) has none: cross.stream's CLI
+//! leaves it off, which breaks `while read` loops and `>> log.jsonl`.
+//! Raw bytes (`xs cas`, a string from `xs eval`) are never touched.
 
 use std::io::{self, Read, Write};
 
 use super::args::Stop;
 
-/// Whether lone-newline lines are dropped from the output.
+/// What the body is, and so what printing it may change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lines {
-    /// NDJSON: an idle follow stream carries lone `\n` keepalives that JSON
-    /// readers skip; the user never sees them.
+    /// NDJSON (or one JSON document): an idle follow stream carries lone
+    /// `\n` keepalives that JSON readers skip; the user never sees them.
+    /// The output ends with a newline.
     DropBlank,
-    /// Raw bytes (CAS content, SSE, single JSON documents): untouched.
+    /// One JSON document or one line of text (a frame, a hash): as sent,
+    /// then a newline if it did not end with one.
+    Document,
+    /// Raw bytes (CAS content, SSE, a string from eval): untouched.
     Verbatim,
+}
+
+impl Lines {
+    /// Whether non-empty output must end with a newline.
+    fn ends_with_newline(self) -> bool {
+        match self {
+            Lines::DropBlank | Lines::Document => true,
+            Lines::Verbatim => false,
+        }
+    }
 }
 
 /// Drops lines that are only `\n`, at line granularity across any chunk
@@ -65,15 +84,23 @@ pub fn copy_body(
     let mut piece = vec![0u8; 64 * 1024];
     let mut filtered = Vec::new();
     let mut filter = BlankLineFilter::default();
+    // The last byte written, to know whether the output needs its newline.
+    let mut last = None;
     loop {
         let n = match body.read(&mut piece) {
+            Ok(0) if lines.ends_with_newline() && last.is_some_and(|b| b != b'\n') => {
+                return out
+                    .write_all(b"\n")
+                    .and_then(|()| out.flush())
+                    .map_err(write_failure)
+            }
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Stop::Failed(format!("reading response: {e}"))),
         };
         let bytes = match lines {
-            Lines::Verbatim => &piece[..n],
+            Lines::Verbatim | Lines::Document => &piece[..n],
             Lines::DropBlank => {
                 filtered.clear();
                 filter.apply(&piece[..n], &mut filtered);
@@ -89,6 +116,7 @@ pub fn copy_body(
         out.write_all(bytes)
             .and_then(|()| out.flush())
             .map_err(write_failure)?;
+        last = bytes.last().copied();
     }
 }
 
@@ -231,6 +259,26 @@ mod tests {
         let mut body = Pieces(vec![b"\n", b"x\n\n"]);
         copy_body(&mut body, &mut out, Lines::Verbatim, || false).unwrap();
         assert_eq!(out, b"\nx\n\n");
+    }
+
+    #[test]
+    fn json_output_ends_with_a_newline_raw_output_as_sent() {
+        let print = |pieces: Vec<&'static [u8]>, lines| {
+            let mut out = Vec::new();
+            copy_body(&mut Pieces(pieces), &mut out, lines, || false).unwrap();
+            out
+        };
+        assert_eq!(
+            print(vec![b"{\"a\"", b":1}"], Lines::Document),
+            b"{\"a\":1}\n"
+        );
+        assert_eq!(print(vec![b"{}\n"], Lines::Document), b"{}\n");
+        assert_eq!(print(vec![b"{}"], Lines::DropBlank), b"{}\n");
+        assert_eq!(print(vec![b"{}\n", b"\n"], Lines::DropBlank), b"{}\n");
+        // Nothing printed (a 204): nothing added.
+        assert_eq!(print(vec![], Lines::Document), b"");
+        assert_eq!(print(vec![b"\n"], Lines::DropBlank), b"");
+        assert_eq!(print(vec![b"raw"], Lines::Verbatim), b"raw");
     }
 
     #[test]

@@ -190,11 +190,11 @@ pub fn prev(args: Vec<OsString>) -> Result<(), Stop> {
     run_frame(FrameOptions::parse(args, Step::Prev)?)
 }
 
-/// Prints the frame as the server sent it (no trailing newline).
+/// Prints the frame as the server sent it, and a newline.
 fn run_frame(options: FrameOptions) -> Result<(), Stop> {
     let address = Address::parse(&options.addr)?;
     let mut response = call(&address, Request::get(options.target()))?;
-    body_to_stdout(&mut response.body, Lines::Verbatim)
+    body_to_stdout(&mut response.body, Lines::Document)
 }
 
 /// What cross.stream's client prints when a server has no `/version`.

@@ -24,6 +24,9 @@ pub struct AppendOptions {
     pub meta_header: Option<String>,
     pub ttl: Option<String>,
     pub with_timestamp: bool,
+    /// `--no-stdin`: a frame without a payload, stdin left alone (inside a
+    /// `while read` loop, stdin is the loop's input).
+    pub no_stdin: bool,
 }
 
 impl AppendOptions {
@@ -34,11 +37,13 @@ impl AppendOptions {
         let mut meta_header = None;
         let mut ttl = None;
         let mut with_timestamp = false;
+        let mut no_stdin = false;
         let mut positionals = Vec::new();
         let mut p = parser(args);
         while let Some(arg) = p.next()? {
             match arg {
                 Short('h') | Long("help") => return Err(Stop::Help),
+                Long("no-stdin") => no_stdin = true,
                 Long("meta") => meta_header = Some(meta_header_value(&text_value(&mut p)?)?),
                 Long("ttl") => {
                     let value = text_value(&mut p)?;
@@ -58,6 +63,7 @@ impl AppendOptions {
             meta_header,
             ttl,
             with_timestamp,
+            no_stdin,
         })
     }
 
@@ -78,7 +84,7 @@ fn meta_header_value(meta: &str) -> Result<String, Stop> {
     Ok(base64::engine::general_purpose::STANDARD.encode(value.to_string()))
 }
 
-/// `xs append <addr> <topic>`: prints the new frame (no newline).
+/// `xs append <addr> <topic>`: prints the new frame and a newline.
 pub fn append(args: Vec<OsString>) -> Result<(), Stop> {
     let options = AppendOptions::parse(args)?;
     let address = Address::parse(&options.addr)?;
@@ -86,9 +92,11 @@ pub fn append(args: Vec<OsString>) -> Result<(), Stop> {
     if let Some(meta) = &options.meta_header {
         request.headers.push(("xs-meta", meta.clone()));
     }
-    request.body = RequestBody::stdin();
+    if !options.no_stdin {
+        request.body = RequestBody::stdin();
+    }
     let mut response = call(&address, request)?;
-    body_to_stdout(&mut response.body, Lines::Verbatim)
+    body_to_stdout(&mut response.body, Lines::Document)
 }
 
 /// `xs import <addr>`: stdin is one frame, stored as is; prints the frame.
@@ -115,13 +123,14 @@ pub fn remove(args: Vec<OsString>) -> Result<(), Stop> {
     Ok(())
 }
 
-/// POSTs stdin to `path` and prints the answer verbatim.
+/// POSTs stdin to `path` and prints the answer (a frame, a hash) as one
+/// line.
 fn post_stdin(addr: &str, path: &str) -> Result<(), Stop> {
     let address = Address::parse(addr)?;
     let mut request = Request::new("POST", path.to_string());
     request.body = RequestBody::stdin();
     let mut response = call(&address, request)?;
-    body_to_stdout(&mut response.body, Lines::Verbatim)
+    body_to_stdout(&mut response.body, Lines::Document)
 }
 
 #[cfg(test)]
@@ -156,6 +165,10 @@ mod tests {
         let plain = AppendOptions::parse(args(&["s", "note"])).unwrap();
         assert_eq!(plain.target(), "/append/note");
         assert_eq!(plain.meta_header, None);
+        assert!(!plain.no_stdin);
+        let no_stdin = AppendOptions::parse(args(&["s", "note", "--no-stdin"])).unwrap();
+        assert!(no_stdin.no_stdin);
+        assert_eq!(no_stdin.target(), "/append/note");
     }
 
     #[test]
