@@ -3,11 +3,11 @@
 //! views), the k/v store, seek cost against store size, export/import, and
 //! the HTTP gateway answered by a Nushell actor.
 //!
-//! Usage (always with the shared bench target dir):
+//! Usage:
 //!
 //! ```text
-//! CARGO_TARGET_DIR=/work/target-bench cargo bench --bench throughput
-//! CARGO_TARGET_DIR=/work/target-bench cargo bench --bench throughput -- replay follow-rtt
+//! cargo bench --bench throughput
+//! cargo bench --bench throughput -- replay follow-rtt
 //! ```
 //!
 //! Names after `--` select dimensions (default: all, in this order):
