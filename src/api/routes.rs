@@ -1,4 +1,11 @@
 //! The route table, in one place.
+//!
+//! Requests come here already framed by the vendored tiny_http
+//! (vendor/tiny_http/src/util/framing.rs): an absolute-form target
+//! (`GET http://localhost/x`, what cross.stream's client sends) reads as
+//! `/x`, and a head whose body framing is ambiguous (a `Content-Length`
+//! that is no u64, two that differ, one beside `Transfer-Encoding`) never
+//! arrives: it is answered 400 and its connection closed.
 
 use tiny_http::{Method, Request};
 
@@ -28,11 +35,6 @@ pub fn handle(context: &Context, listener: &Listener, request: Request) {
         reply
             .extra_headers
             .push(("WWW-Authenticate", "Basic realm=\"xs\"".into()));
-        return reply.send(request);
-    }
-    if let Err(reason) = check_content_length(&request) {
-        let mut reply = Reply::error(400, reason);
-        reply.extra_headers.push(("Connection", "close".into()));
         return reply.send(request);
     }
     let store = &context.store;
@@ -81,27 +83,5 @@ pub fn handle(context: &Context, listener: &Listener, request: Request) {
         (Method::Get, [id]) => read::get(store, request, id, &pairs),
         (Method::Delete, [id]) => write::remove(store, request, id),
         _ => Reply::not_found().send(request),
-    }
-}
-
-/// tiny_http ignores a `Content-Length` it cannot parse and takes the first
-/// of several: either would let a body be misread (and a second request be
-/// smuggled in after it), so both are refused.
-fn check_content_length(request: &Request) -> Result<(), &'static str> {
-    let mut lengths = request
-        .headers()
-        .iter()
-        .filter(|h| h.field.equiv("Content-Length"));
-    match (lengths.next(), lengths.next()) {
-        (Some(_), Some(_)) => Err("more than one Content-Length header"),
-        (Some(length), None) => {
-            let value = length.value.as_str().trim();
-            if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-                Ok(())
-            } else {
-                Err("invalid Content-Length header")
-            }
-        }
-        (None, _) => Ok(()),
     }
 }

@@ -3,7 +3,10 @@
 //! Keys, in this order: `proto`, `method`, `authority`, `remote_ip`,
 //! `remote_port`, `headers`, `uri`, `path`, `query` — the shape of
 //! cross.stream's old built-in HTTP server (`proto` and `authority` are
-//! its extras over the contract's list).
+//! its extras over the contract's list). tiny_http has already turned an
+//! absolute-form target (`http://host/p?q`) into its origin form (`/p?q`)
+//! and made its host the `Host` header, so `uri` is always the origin form
+//! and `authority` the `Host` header.
 
 use serde_json::{Map, Value};
 use tiny_http::Request;
@@ -15,11 +18,7 @@ pub fn request_meta(request: &Request) -> Value {
     let uri = request.url();
     let (path, query) = split_target(uri);
     let headers = headers_record(request);
-    let authority = headers
-        .get("host")
-        .cloned()
-        .or_else(|| absolute_authority(uri).map(|a| Value::String(a.to_string())))
-        .unwrap_or(Value::Null);
+    let authority = headers.get("host").cloned().unwrap_or(Value::Null);
     let remote = request.remote_addr();
     let mut meta = Map::new();
     meta.insert(
@@ -78,27 +77,9 @@ fn query_record(query: &str) -> Value {
     Value::Object(record)
 }
 
-/// The path (raw, as sent) and the query text of a request target. An
-/// absolute-form target (`http://host/p?q`) gives its path too.
+/// The path (raw, as sent) and the query text of an origin-form target.
 fn split_target(uri: &str) -> (&str, &str) {
-    let origin = match absolute_authority(uri) {
-        Some(authority) => {
-            let after = uri.find("://").map_or(0, |at| at + 3) + authority.len();
-            &uri[after..]
-        }
-        None => uri,
-    };
-    let (path, query) = origin.split_once('?').unwrap_or((origin, ""));
-    (if path.is_empty() { "/" } else { path }, query)
-}
-
-/// The `host[:port]` of an absolute-form target.
-fn absolute_authority(uri: &str) -> Option<&str> {
-    let rest = uri
-        .strip_prefix("http://")
-        .or_else(|| uri.strip_prefix("https://"))?;
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    Some(&rest[..end])
+    uri.split_once('?').unwrap_or((uri, ""))
 }
 
 #[cfg(test)]
@@ -110,11 +91,7 @@ mod tests {
     fn targets() {
         assert_eq!(split_target("/a/b?x=1"), ("/a/b", "x=1"));
         assert_eq!(split_target("/a%20b"), ("/a%20b", ""));
-        assert_eq!(split_target("http://h:8/p?q"), ("/p", "q"));
-        assert_eq!(split_target("http://h:8"), ("/", ""));
         assert_eq!(split_target("*"), ("*", ""));
-        assert_eq!(absolute_authority("http://h:8/p"), Some("h:8"));
-        assert_eq!(absolute_authority("/p"), None);
     }
 
     #[test]

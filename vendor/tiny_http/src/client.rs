@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use crate::common::{HTTPVersion, Method};
+use crate::util::framing::{self, Poison, Refusal};
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
@@ -37,6 +38,10 @@ pub struct ClientConnection {
 
     // xs patch: bytes of the request head read so far
     head_bytes: usize,
+
+    // xs patch: set when a body reader left the stream at an unknown place
+    // (see util/framing.rs); no further request is read then
+    poison: Poison,
 }
 
 /// xs patch: the largest request head accepted (request line and headers).
@@ -53,6 +58,8 @@ enum ReadError {
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
     ReadIoError(IoError),
+    /// xs patch: the head's framing cannot be trusted
+    Refused(HTTPVersion, Refusal),
 }
 
 impl ClientConnection {
@@ -73,6 +80,7 @@ impl ClientConnection {
             remote_addr,
             next_header_source: first_header,
             head_bytes: 0,
+            poison: Poison::default(),
             no_more_requests: false,
             secure,
         }
@@ -120,10 +128,14 @@ impl ClientConnection {
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
         self.head_bytes = 0;
+        self.refuse_if_poisoned()?;
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
                 let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                // A request read concurrently may have poisoned the stream
+                // while this line was awaited.
+                self.refuse_if_poisoned()?;
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
@@ -176,6 +188,7 @@ impl ClientConnection {
             *self.remote_addr.as_ref().unwrap(),
             data_source,
             writer,
+            self.poison.clone(),
         )
         .map_err(|e| {
             use crate::request;
@@ -184,11 +197,25 @@ impl ClientConnection {
                 request::RequestCreationError::ExpectationFailed => {
                     ReadError::ExpectationFailed(version)
                 }
+                request::RequestCreationError::Refused(refusal) => {
+                    ReadError::Refused(version, refusal)
+                }
             }
         })?;
 
         // return the request
         Ok(request)
+    }
+
+    /// xs patch: a poisoned stream reads no further request.
+    fn refuse_if_poisoned(&self) -> Result<(), ReadError> {
+        if self.poison.is_set() {
+            return Err(ReadError::ReadIoError(IoError::new(
+                ErrorKind::InvalidData,
+                "the previous request's body did not end where its head said",
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -241,6 +268,14 @@ impl Iterator for ClientConnection {
                     let response = Response::new_empty(StatusCode(417));
                     response.raw_print(writer, ver, &[], true, None).ok();
                     return None; // TODO: should be recoverable, but needs handling in case of body
+                }
+
+                Err(ReadError::Refused(ver, refusal)) => {
+                    // xs patch: the body's end is unknown, so is the next
+                    // request's start: answer, then close.
+                    let writer = self.sink.next().unwrap();
+                    framing::write_refusal(writer, &ver, &refusal).ok();
+                    return None;
                 }
 
                 Err(ReadError::ReadIoError(_)) => return None,

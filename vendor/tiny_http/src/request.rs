@@ -7,9 +7,9 @@ use std::str::FromStr;
 
 use std::sync::mpsc::Sender;
 
-use crate::util::{EqualReader, FusedReader};
+use crate::util::framing::{self, BodyFraming, Poison, Refusal};
+use crate::util::{ChunkedDecoder, EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
-use chunked_transfer::Decoder;
 
 /// Represents an HTTP request made by a client.
 ///
@@ -108,6 +108,9 @@ pub enum RequestCreationError {
 
     /// Error while reading data from the socket during the creation of the `Request`.
     CreationIoError(IoError),
+
+    /// xs patch: the head's framing cannot be trusted (util/framing.rs).
+    Refused(Refusal),
 }
 
 impl From<IoError> for RequestCreationError {
@@ -126,7 +129,7 @@ impl From<IoError> for RequestCreationError {
 ///
 /// The `Write` object will be used by the `Request` to write the response.
 #[allow(clippy::too_many_arguments)]
-pub fn new_request<R, W>(
+pub(crate) fn new_request<R, W>(
     secure: bool,
     method: Method,
     path: String,
@@ -135,27 +138,24 @@ pub fn new_request<R, W>(
     remote_addr: Option<SocketAddr>,
     mut source_data: R,
     writer: W,
+    poison: Poison,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
     W: Write + Send + 'static,
 {
-    // finding the transfer-encoding header
-    let transfer_encoding = headers
-        .iter()
-        .find(|h: &&Header| h.field.equiv("Transfer-Encoding"))
-        .map(|h| h.value.clone());
-
-    // finding the content-length header
-    let content_length = if transfer_encoding.is_some() {
-        // if transfer-encoding is specified, the Content-Length
-        // header must be ignored (RFC2616 #4.4)
-        None
-    } else {
-        headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Content-Length"))
-            .and_then(|h| FromStr::from_str(h.value.as_str()).ok())
+    // xs patch: the absolute form is read as its origin form, and the body
+    // is framed strictly (see util/framing.rs).
+    let mut headers = headers;
+    let (path, authority) = framing::origin_form(&path).map_err(RequestCreationError::Refused)?;
+    if let Some(authority) = authority {
+        framing::set_host(&mut headers, &authority).map_err(RequestCreationError::Refused)?;
+    }
+    let body = framing::body_framing(&headers).map_err(RequestCreationError::Refused)?;
+    let content_length = match body {
+        BodyFraming::Empty => None,
+        BodyFraming::Length(length) => Some(length),
+        BodyFraming::Chunked => None,
     };
 
     // true if the client sent a `Expect: 100-continue` header
@@ -171,27 +171,13 @@ where
         }
     };
 
-    // true if the client sent a `Connection: upgrade` header
-    let connection_upgrade = {
-        match headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Connection"))
-            .map(|h| h.value.as_str())
-        {
-            Some(v) if v.to_ascii_lowercase().contains("upgrade") => true,
-            _ => false,
-        }
-    };
-
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
     // content-length headers
-    let reader = if connection_upgrade {
-        // if we have a `Connection: upgrade`, always keeping the whole reader
-        Box::new(source_data) as Box<dyn Read + Send + 'static>
-    } else if let Some(content_length) = content_length {
-        if content_length == 0 {
-            Box::new(io::empty()) as Box<dyn Read + Send + 'static>
-        } else if content_length <= 1024 && !expects_continue {
+    // xs patch: upstream gave a `Connection: upgrade` request the rest of
+    // the connection as its body, whatever its framing; xs upgrades nothing.
+    let reader = match body {
+        BodyFraming::Empty => Box::new(io::empty()) as Box<dyn Read + Send + 'static>,
+        BodyFraming::Length(content_length) if content_length <= 1024 && !expects_continue => {
             // if the content-length is small enough, we just read everything into a buffer
 
             let mut buffer = vec![0; content_length];
@@ -211,19 +197,14 @@ where
             }
 
             Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
-        } else {
-            let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
+        }
+        BodyFraming::Length(content_length) => {
+            let (data_reader, _) = EqualReader::new(source_data, content_length, poison);
             Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
         }
-    } else if transfer_encoding.is_some() {
-        // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
-        // over the message (RFC2616 #3.6)
-        Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn Read + Send + 'static>
-    } else {
-        // if we have neither a Content-Length nor a Transfer-Encoding,
-        // assuming that we have no data
-        // TODO: could also be multipart/byteranges
-        Box::new(io::empty()) as Box<dyn Read + Send + 'static>
+        BodyFraming::Chunked => {
+            Box::new(ChunkedDecoder::new(source_data, poison)) as Box<dyn Read + Send + 'static>
+        }
     };
 
     Ok(Request {

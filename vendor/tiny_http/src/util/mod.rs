@@ -1,3 +1,4 @@
+pub use self::chunked_decoder::ChunkedDecoder;
 pub use self::custom_stream::CustomStream;
 pub use self::equal_reader::EqualReader;
 pub use self::fused_reader::FusedReader;
@@ -9,8 +10,10 @@ pub use self::task_pool::TaskPool;
 
 use std::str::FromStr;
 
+mod chunked_decoder;
 mod custom_stream;
 mod equal_reader;
+pub(crate) mod framing;
 mod fused_reader;
 mod messages_queue;
 pub(crate) mod refined_tcp_stream;
