@@ -145,3 +145,104 @@ fn a_new_store_on_a_full_disk_stops_with_the_reason() {
         "{stderr}"
     );
 }
+
+/// Every payload file under the store's content folder.
+fn payload_files(store: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![store.join("cacache").join("content-v2")];
+    while let Some(dir) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn large_payloads_keep_the_reserve_and_the_store_recovers_when_the_disk_grows() {
+    if mount_tests_skipped() {
+        return;
+    }
+    let tmpfs = Tmpfs::mount("12m");
+    let holder = tempfile::tempdir().expect("tempdir");
+    let mut server = Server::start_in(holder, tmpfs.path().join("store"), &[]);
+
+    // Mixed writes until the disk refuses: small and large payloads
+    // (every one different), k/v sets.
+    let mut refused = 0;
+    let mut stored = 0;
+    for i in 0u32..400 {
+        let size = if i % 3 == 0 { 300_000 } else { 2_000 };
+        let mut body = vec![(i % 251) as u8; size];
+        body[..4].copy_from_slice(&i.to_be_bytes());
+        let r = server.post("/append/fill", &body);
+        match r.status {
+            200 => stored += 1,
+            507 => refused += 1,
+            other => panic!("append {i}: {other} {}", r.text()),
+        }
+        let kv = common::request(
+            &server.sock(),
+            "PUT",
+            &format!("/kv/k{i}"),
+            &[],
+            format!("{{\"n\":{i}}}").as_bytes(),
+        );
+        assert!(
+            kv.status == 200 || kv.status == 204 || kv.status == 507,
+            "kv {i}: {} {}",
+            kv.status,
+            kv.text()
+        );
+        if refused > 40 {
+            break;
+        }
+    }
+    assert!(
+        refused > 40 && stored > 0,
+        "stored {stored}, refused {refused}"
+    );
+    // The reserve held: the disk never filled.
+    assert!(
+        free_kib(tmpfs.path()) >= 2048,
+        "{} KiB free",
+        free_kib(tmpfs.path())
+    );
+
+    // Only the payloads of stored frames are on disk.
+    let frames = server.frames("/?topic=fill");
+    assert_eq!(frames.len(), stored);
+    assert_eq!(
+        payload_files(server.dir()).len(),
+        stored,
+        "{}",
+        server.stderr()
+    );
+
+    let status = Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(tmpfs.path())
+        .status()
+        .expect("run mount");
+    assert!(status.success());
+    let after = server.append("fill", &vec![9u8; 300_000]);
+    server.append("fill", b"small after");
+    let kv = common::request(&server.sock(), "PUT", "/kv/after", &[], b"1");
+    assert!(kv.status < 300, "{} {}", kv.status, kv.text());
+    let hash = after["hash"].as_str().expect("hash");
+    assert_eq!(server.get(&format!("/cas/{hash}")).body, vec![9u8; 300_000]);
+
+    // A clean stop writes xs.stopping, and the store reopens.
+    assert!(server.stop().success(), "{}", server.stderr());
+    server.restart();
+    assert_eq!(server.frames("/?topic=xs.stopping").len(), 1);
+    assert_eq!(server.frames("/?topic=fill").len(), stored + 2);
+}

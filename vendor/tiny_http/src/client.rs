@@ -37,6 +37,11 @@ pub struct ClientConnection {
 
     // xs patch: bytes of the request head read so far
     head_bytes: usize,
+
+    // xs patch: set by a request whose response could not be sent whole
+    // (its body failed to read): the connection then ends, so the client
+    // sees a cut response instead of one that looks complete
+    response_failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// xs patch: the largest request head accepted (request line and headers).
@@ -73,6 +78,7 @@ impl ClientConnection {
             remote_addr,
             next_header_source: first_header,
             head_bytes: 0,
+            response_failed: Default::default(),
             no_more_requests: false,
             secure,
         }
@@ -187,6 +193,9 @@ impl ClientConnection {
             }
         })?;
 
+        let mut request = request;
+        request.set_failure_flag(self.response_failed.clone());
+
         // return the request
         Ok(request)
     }
@@ -202,7 +211,11 @@ impl Iterator for ClientConnection {
 
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
-        if self.no_more_requests {
+        if self.no_more_requests
+            || self
+                .response_failed
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
             return None;
         }
 
