@@ -246,3 +246,102 @@ fn large_payloads_keep_the_reserve_and_the_store_recovers_when_the_disk_grows() 
     assert_eq!(server.frames("/?topic=xs.stopping").len(), 1);
     assert_eq!(server.frames("/?topic=fill").len(), stored + 2);
 }
+
+/// Starts `xs serve <store>` and waits until it answers with `xs.start`.
+fn spawn_serve(store: &Path) -> std::process::Child {
+    let child = Command::new(common::XS)
+        .arg("serve")
+        .arg(store)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn xs serve");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let answer = common::try_request(
+            &store.join("sock"),
+            "GET",
+            "/last/xs.start",
+            &[],
+            b"",
+            std::time::Duration::from_secs(2),
+        );
+        if answer.is_ok_and(|r| r.status == 200) {
+            return child;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "xs serve did not come up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_store_whose_index_fails_a_write_stops_with_the_reason() {
+    if mount_tests_skipped() {
+        return;
+    }
+    // Large enough that free space is trusted for a second between checks
+    // (see store/local/space.rs): the disk is filled behind the server's
+    // back inside that second, so the index meets a full disk and fjall
+    // refuses every write from then on. The server must stop, with the
+    // reason and exit code 1, not keep serving half.
+    let tmpfs = Tmpfs::mount("100m");
+    let store = tmpfs.path().join("store");
+    let mut child = spawn_serve(&store);
+    let sock = store.join("sock");
+    // Past the second, so the next append asks for free space afresh.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(
+        common::request(&sock, "POST", "/append/a", &[], b"").status,
+        200
+    );
+    let filler = fill(tmpfs.path());
+    // k/v values go to the index's journal alone (no payload file);
+    // letters that do not compress, as the journal compresses.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let letters: String = (0..20_000)
+        .map(|_| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (b'a' + (seed >> 59) as u8 % 26) as char
+        })
+        .collect();
+    let value = format!("\"{letters}\"");
+    let mut refused = None;
+    for i in 0..50 {
+        let r = common::try_request(
+            &sock,
+            "PUT",
+            &format!("/kv/k{i}"),
+            &[],
+            value.as_bytes(),
+            std::time::Duration::from_secs(5),
+        );
+        match r {
+            Ok(r) if r.status == 204 => continue,
+            other => {
+                refused = Some(other.map(|r| r.status));
+                break;
+            }
+        }
+    }
+    assert!(refused.is_some(), "the full disk never failed a write");
+    let status = common::cli::wait_for(&mut child, std::time::Duration::from_secs(20))
+        .expect("xs serve kept running with a failed index");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("refuses every write"), "{stderr}");
+
+    // Once space returns, the store reopens with what it acknowledged.
+    std::fs::remove_file(filler).expect("remove filler");
+    let mut child = spawn_serve(&store);
+    let r = common::request(&sock, "POST", "/append/a", &[], b"after");
+    assert_eq!(r.status, 200, "{}", r.text());
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = common::cli::wait_for(&mut child, std::time::Duration::from_secs(20));
+    assert!(status.is_some_and(|s| s.success()));
+}
