@@ -249,7 +249,7 @@ fn large_payloads_keep_the_reserve_and_the_store_recovers_when_the_disk_grows() 
 
 /// Starts `xs serve <store>` and waits until it answers with `xs.start`.
 fn spawn_serve(store: &Path) -> std::process::Child {
-    let child = Command::new(common::XS)
+    let mut child = Command::new(common::XS)
         .arg("serve")
         .arg(store)
         .stdout(std::process::Stdio::null())
