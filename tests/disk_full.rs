@@ -248,6 +248,8 @@ fn large_payloads_keep_the_reserve_and_the_store_recovers_when_the_disk_grows() 
 }
 
 /// Starts `xs serve <store>` and waits until it answers with `xs.start`.
+// The child is returned for the caller to wait on, which the lint misses.
+#[allow(clippy::zombie_processes)]
 fn spawn_serve(store: &Path) -> std::process::Child {
     let mut child = Command::new(common::XS)
         .arg("serve")
