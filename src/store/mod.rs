@@ -485,7 +485,7 @@ impl Store {
             Backend::Redis(redis) => redis.get(frame.id)?,
         };
         match stored {
-            Some(stored) if stored.json != frame.to_json().as_bytes() => {
+            Some(stored) if !local::writer::same_frame(&stored.json, frame) => {
                 Err(local::writer::import_conflict(frame.id))
             }
             _ => Ok(()),
