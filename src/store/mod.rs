@@ -748,7 +748,18 @@ impl Store {
             local.cas.remove(&sri)?;
         }
         // A journaled copy must not bring the file back after a crash.
-        drop(self.submit(WriteOp::ForgetPending(vec![hash.as_bytes().to_vec()])));
+        // (Only when there is one: a refused append has none, and a
+        // needless tombstone would eat into the disk reserve.)
+        let pending = match local.keyspaces_if_made() {
+            Some(spaces) => spaces
+                .cas_pending
+                .contains_key(hash.as_bytes())
+                .map_err(StoreError::fjall)?,
+            None => false,
+        };
+        if pending {
+            drop(self.submit(WriteOp::ForgetPending(vec![hash.as_bytes().to_vec()])));
+        }
         Ok(true)
     }
 

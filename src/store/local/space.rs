@@ -7,7 +7,8 @@
 //! for each batch, connection threads for payload files (small ones
 //! before they are written, streamed ones before each chunk, or all at
 //! once when the size is declared). A claim that would leave less than the
-//! reserve is refused (`NoSpace`, 507) before a byte is written.
+//! reserve is refused (`NoSpace`, 507) before a byte is written. Writes
+//! that only delete may use half the reserve (`claim_for_deletion`).
 //!
 //! Asking the file system (`statvfs`) for every claim would cost a system
 //! call per append; the last answer is kept with the bytes claimed since,
@@ -58,6 +59,18 @@ impl DiskSpace {
     /// Claims room for `bytes` more, for `what` (said in the refusal):
     /// refused when writing them would leave less than the reserve.
     pub fn claim(&self, bytes: u64, what: &str) -> Result<(), StoreError> {
+        self.claim_above(bytes, what, DISK_RESERVE_BYTES)
+    }
+
+    /// Claims room for a write that only deletes (frames, k/v keys): it may
+    /// go halfway into the reserve, since deleting is how space is made
+    /// again, but no further, so that even a flood of deletions (each a
+    /// tombstone in the journal) never leaves fjall without room.
+    pub fn claim_for_deletion(&self, bytes: u64) -> Result<(), StoreError> {
+        self.claim_above(bytes, "the deletion", DISK_RESERVE_BYTES / 2)
+    }
+
+    fn claim_above(&self, bytes: u64, what: &str, reserve: u64) -> Result<(), StoreError> {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let claimed = seen.claimed.saturating_add(bytes);
         let plenty = seen.free > claimed.saturating_mul(2) + DISK_RESERVE_BYTES * 16;
@@ -71,9 +84,9 @@ impl DiskSpace {
             at: Some(Instant::now()),
             claimed: 0,
         };
-        if free < bytes.saturating_add(DISK_RESERVE_BYTES) {
+        if free < bytes.saturating_add(reserve) {
             return Err(StoreError::NoSpace(format!(
-                "{free} bytes free in {}, {what} needs {bytes} plus a reserve of {DISK_RESERVE_BYTES}",
+                "{free} bytes free in {}, {what} needs {bytes} plus a reserve of {reserve}",
                 self.dir.display()
             )));
         }

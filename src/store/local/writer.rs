@@ -86,6 +86,13 @@ use crate::store::{FsyncPolicy, RawFrame, StoreError};
 /// The most requests folded into one batch.
 const MAX_BATCH: usize = 4096;
 
+/// Journal bytes a deletion adds beyond its key, about.
+const TOMBSTONE_BYTES: u64 = 32;
+
+/// Journal bytes the removal of one frame adds, about: its stream key, a
+/// few index keys, an expiry key.
+const TOMBSTONES_PER_FRAME: u64 = 256;
+
 /// A frame to append; the writer gives it its id.
 #[derive(Debug, Clone)]
 pub struct Draft {
@@ -320,6 +327,8 @@ impl Writer {
         let mut imported = Vec::new();
         let mut prune = BTreeSet::new();
         let mut bytes_to_disk: u64 = 0;
+        // What deletions add to the journal (their tombstones), roughly.
+        let mut deletion_bytes: u64 = 0;
         let mut kv_changes = Vec::new();
         let mut ref_deltas: HashMap<String, i64> = HashMap::new();
         let mut journaled: Vec<Vec<u8>> = Vec::new();
@@ -401,6 +410,7 @@ impl Writer {
                     Ok(WriteOutcome::Frame(frame.clone()))
                 }
                 WriteOp::Remove(id) => self.stage_remove(&mut write, &spaces, *id).map(|hash| {
+                    deletion_bytes += TOMBSTONES_PER_FRAME;
                     count_ref(&mut ref_deltas, &hash, -1);
                     removed.push(*id);
                     WriteOutcome::Done
@@ -413,6 +423,7 @@ impl Writer {
                 }
                 WriteOp::ForgetPending(keys) => {
                     for key in keys {
+                        deletion_bytes += key.len() as u64 + TOMBSTONE_BYTES;
                         write.remove(&spaces.cas_pending, key.clone());
                     }
                     Ok(WriteOutcome::Done)
@@ -424,6 +435,7 @@ impl Writer {
                     Ok(WriteOutcome::Done)
                 }
                 WriteOp::KvDelete(key) => {
+                    deletion_bytes += key.len() as u64 + TOMBSTONE_BYTES;
                     write.remove(&spaces.kv, key.as_bytes());
                     kv_changes.push((key.clone(), None));
                     Ok(WriteOutcome::Done)
@@ -440,7 +452,7 @@ impl Writer {
             }
         };
         let wrote = !write.is_empty();
-        if let Err(error) = self.commit(&spaces.db, write, bytes_to_disk) {
+        if let Err(error) = self.commit(&spaces.db, write, bytes_to_disk, deletion_bytes) {
             self.fail(batch, last_before, &error);
             return false;
         }
@@ -607,12 +619,24 @@ impl Writer {
         }
     }
 
-    fn commit(&self, db: &Database, write: OwnedWriteBatch, bytes: u64) -> Result<(), StoreError> {
+    /// Claims the batch's room (`bytes` it adds, `deletion_bytes` of
+    /// tombstones), commits and syncs it per the policy.
+    fn commit(
+        &self,
+        db: &Database,
+        write: OwnedWriteBatch,
+        bytes: u64,
+        deletion_bytes: u64,
+    ) -> Result<(), StoreError> {
         if write.is_empty() {
             return Ok(());
         }
         if bytes > 0 {
-            self.local.space.claim(bytes, "the batch")?;
+            self.local
+                .space
+                .claim(bytes + deletion_bytes, "the batch")?;
+        } else {
+            self.local.space.claim_for_deletion(deletion_bytes)?;
         }
         let written = write.commit().and_then(|()| {
             if self.fsync != FsyncPolicy::Always {
