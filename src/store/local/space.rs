@@ -10,12 +10,18 @@
 //! reserve is refused (`NoSpace`, 507) before a byte is written. Writes
 //! that only delete may use half the reserve (`claim_for_deletion`).
 //!
+//! The reserve grows with what fjall holds in memory and has yet to
+//! write out (its write buffer, reported by the writer after each batch):
+//! a flush of it to a segment file must find room too, or fjall's
+//! background worker fails and poisons the database all the same.
+//!
 //! Asking the file system (`statvfs`) for every claim would cost a system
 //! call per append; the last answer is kept with the bytes claimed since,
 //! and asked again once those could have used up the margin, a second has
 //! passed, or the answer was close to the reserve.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -32,6 +38,8 @@ const TRUSTED_FOR: Duration = Duration::from_secs(1);
 pub struct DiskSpace {
     dir: PathBuf,
     seen: Mutex<Seen>,
+    /// Bytes the index holds in memory, to be written out by a flush.
+    unflushed: AtomicU64,
 }
 
 /// The last free-space answer, when it came, and what was claimed since.
@@ -53,7 +61,14 @@ impl DiskSpace {
                 at: None,
                 claimed: 0,
             }),
+            unflushed: AtomicU64::new(0),
         }
+    }
+
+    /// Records how much the index has yet to flush to disk (fjall's write
+    /// buffer): every claim keeps room for it besides the reserve.
+    pub fn set_unflushed(&self, bytes: u64) {
+        self.unflushed.store(bytes, Ordering::Relaxed);
     }
 
     /// Claims room for `bytes` more, for `what` (said in the refusal):
@@ -71,9 +86,10 @@ impl DiskSpace {
     }
 
     fn claim_above(&self, bytes: u64, what: &str, reserve: u64) -> Result<(), StoreError> {
+        let reserve = reserve.saturating_add(self.unflushed.load(Ordering::Relaxed));
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let claimed = seen.claimed.saturating_add(bytes);
-        let plenty = seen.free > claimed.saturating_mul(2) + DISK_RESERVE_BYTES * 16;
+        let plenty = seen.free > claimed.saturating_mul(2) + reserve.saturating_mul(16);
         if plenty && seen.at.is_some_and(|at| at.elapsed() < TRUSTED_FOR) {
             seen.claimed = claimed;
             return Ok(());

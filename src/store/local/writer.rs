@@ -259,6 +259,13 @@ impl Writer {
         if let Err(e) = self.local.ensure_refs() {
             eprintln!("xs: {e}");
         }
+        // What a reopened database replayed from its journal is yet to be
+        // flushed: the reserve covers it from the first claim.
+        if let Some(spaces) = self.local.keyspaces_if_made() {
+            self.local
+                .space
+                .set_unflushed(spaces.db.write_buffer_size());
+        }
         let mut unsynced_since: Option<Instant> = None;
         loop {
             let batch = match (self.fsync, unsynced_since) {
@@ -647,6 +654,7 @@ impl Writer {
             self.metrics.observe_sync(started.elapsed());
             Ok(())
         });
+        self.local.space.set_unflushed(db.write_buffer_size());
         written.map_err(|error| {
             let error = StoreError::fjall(error);
             self.check_poisoned(db, &error);
