@@ -305,6 +305,10 @@ impl Writer {
         let Some(spaces) = self.local.keyspaces_if_made() else {
             return;
         };
+        // A broken database refuses this too; its reason is said already.
+        if self.local.broken.reason().is_some() {
+            return;
+        }
         let started = Instant::now();
         match spaces.db.persist(PersistMode::SyncData) {
             Ok(()) => self.metrics.observe_sync(started.elapsed()),
