@@ -921,14 +921,24 @@ fn lock_folder(dir: &Path) -> Result<std::fs::File, StoreError> {
 /// Takes group and others off an existing store folder: only its owner
 /// gets in (the socket, the payloads), as for a folder made here. Says so
 /// on stderr, since it changes what the user set.
+/// A shared folder (sticky, like /tmp) or another user's is left alone,
+/// with a warning: taking it from everyone else is not ours to do.
 fn tighten_folder(dir: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(dir)
-        .map_err(|e| StoreError::io("reading the store folder's permissions", e))?
-        .permissions()
-        .mode()
-        & 0o7777;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| StoreError::io("reading the store folder's permissions", e))?;
+    let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let ours = meta.uid() == unsafe { libc::geteuid() };
+    if !ours || mode & 0o1000 != 0 {
+        eprintln!(
+            "xs: warning: {} is {mode:04o} and shared or not ours: left as it is, \
+             so others may reach the store; use a folder of your own",
+            dir.display()
+        );
         return Ok(());
     }
     let tight = mode & 0o700;
