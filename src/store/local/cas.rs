@@ -544,5 +544,36 @@ mod tests {
         assert!(parse_sri("nonsense").is_err());
         let e = parse_sri("sha256-!!!notbase64").unwrap_err().to_string();
         assert!(e.contains("Invalid CAS hash"), "{e}");
+        // A digest of the wrong length names no file: refused, briefly.
+        let long = format!("sha256-{}", "A".repeat(100_000));
+        let e = parse_sri(&long).unwrap_err().to_string();
+        assert!(e.contains("a sha256 digest is 32 bytes"), "{e}");
+        assert!(e.len() < 200, "{e}");
+    }
+
+    #[test]
+    fn a_damaged_payload_reads_as_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cas = Cas::new(
+            tmp.path().join("cacache"),
+            std::sync::Arc::new(DiskSpace::new(tmp.path())),
+        );
+        let sri = cas.write_bytes(b"the payload").unwrap();
+        let mut whole = Vec::new();
+        cas.open(&sri)
+            .unwrap()
+            .unwrap()
+            .read_to_end(&mut whole)
+            .unwrap();
+        assert_eq!(whole, b"the payload");
+        std::fs::write(cas.path_of(&sri), b"the pay").unwrap();
+        let mut cut = Vec::new();
+        let e = cas
+            .open(&sri)
+            .unwrap()
+            .unwrap()
+            .read_to_end(&mut cut)
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     }
 }
