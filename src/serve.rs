@@ -303,6 +303,7 @@ fn run(args: ServeArgs) -> Result<(), String> {
         _ => None,
     };
     start_logger(store.clone());
+    stop_when_broken(store.clone());
     let start_meta = args
         .expose
         .as_ref()
@@ -331,7 +332,29 @@ fn run(args: ServeArgs) -> Result<(), String> {
     if let Some(Expose::Unix(path)) = &expose {
         let _ = std::fs::remove_file(path);
     }
-    Ok(())
+    match store.broken().and_then(|broken| broken.reason()) {
+        Some(reason) => Err(format!("xs: stopped: {reason}")),
+        None => Ok(()),
+    }
+}
+
+/// A store that can take no more writes stops the server, with the
+/// reason, rather than leave it serving half (see `store::local::Broken`).
+fn stop_when_broken(store: Store) {
+    if store.broken().is_none() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("broken-store".into())
+        .spawn(move || {
+            if let Some(broken) = store.broken() {
+                broken.wait();
+                ShutdownSignals::raise();
+            }
+        });
+    if let Err(e) = spawned {
+        eprintln!("xs: cannot watch the store for failures: {e}");
+    }
 }
 
 fn system_frame(store: &Store, topic: &str, meta: Option<serde_json::Value>) -> Result<(), String> {

@@ -23,6 +23,16 @@ impl ShutdownSignals {
         ShutdownSignals { set }
     }
 
+    /// Asks this process to shut down as a signal would (SIGTERM to
+    /// itself): for a part that must stop the server from another thread.
+    pub fn raise() {
+        // SAFETY: signalling our own process; SIGTERM is blocked in every
+        // thread, so it waits for `wait`.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGTERM);
+        }
+    }
+
     /// Waits for one of them; returns its number.
     pub fn wait(&self) -> i32 {
         let mut signal: libc::c_int = 0;

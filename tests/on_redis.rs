@@ -30,6 +30,8 @@ mod gateway;
 mod nu_eval;
 #[path = "nu_processors.rs"]
 mod nu_processors;
+#[path = "store_faults.rs"]
+mod store_faults;
 #[path = "supervise.rs"]
 mod supervise;
 #[path = "views.rs"]

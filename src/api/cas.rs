@@ -57,10 +57,16 @@ pub fn post(store: &Store, mut request: Request, limits: WriteLimits) {
         return Reply::error(400, "Empty body").send(request);
     }
     if declared.is_some_and(|n| n != stored.size) {
+        if let Some(pin) = stored.pin {
+            store.discard_payload(pin);
+        }
         let e = StoreError::BadBody(format!("expected {} bytes", declared.unwrap_or(0)));
         return Reply::error(e.status(), e).send(request);
     }
     if let Err(e) = store.sync_payload(&stored) {
+        if let Some(pin) = stored.pin {
+            store.discard_payload(pin);
+        }
         return Reply::error(e.status(), e).send(request);
     }
     Reply::with_type(200, "text/plain", stored.hash.to_string()).send(request)

@@ -55,7 +55,7 @@ pub fn append(
             Err(e) => return Reply::error(e.status(), e).send(request),
         }
     };
-    let (hash, journal_payload, _pin) = match hash {
+    let (hash, journal_payload, pin) = match hash {
         Some(stored) => (
             Some(stored.hash.to_string()),
             stored.journal_bytes,
@@ -72,10 +72,17 @@ pub fn append(
     };
     match store.append(draft) {
         Ok(frame) => {
+            drop(pin);
             let with_timestamp = query::get(pairs, "with-timestamp").is_some();
             Reply::json(frame.render(with_timestamp)).send(request)
         }
-        Err(e) => Reply::error(e.status(), e).send(request),
+        Err(e) => {
+            // A refused append leaves no payload file behind.
+            if let Some(pin) = pin {
+                store.discard_payload(pin);
+            }
+            Reply::error(e.status(), e).send(request)
+        }
     }
 }
 
@@ -91,6 +98,9 @@ fn read_payload(
     let stored = store.put_payload(request.as_reader(), declared, limits.max_payload, ephemeral)?;
     if let Some(declared) = declared {
         if stored.size != declared {
+            if let Some(pin) = stored.pin {
+                store.discard_payload(pin);
+            }
             return Err(StoreError::BadBody(format!(
                 "expected {declared} bytes, got {}",
                 stored.size
@@ -150,31 +160,29 @@ pub fn import(store: &Store, mut request: Request, limits: WriteLimits) {
 const IMPORT_WINDOW: usize = 4096;
 
 /// The NDJSON form of `POST /import`: answers `{"imported":<n>}`, or the
-/// first bad line's error (frames before it are stored).
+/// first bad line's error. Every line is checked before anything is
+/// written, so a bad line stores nothing: the checked lines wait in a
+/// scratch file (memory stays flat whatever the body's size), then go to
+/// the writer.
 fn import_many(store: &Store, mut request: Request) {
     use std::io::BufRead;
+    let checked = match check_import_lines(store, &mut request) {
+        Ok(checked) => checked,
+        Err((status, text)) => return Reply::error(status, text).send(request),
+    };
     let mut pending = std::collections::VecDeque::new();
     let mut imported: u64 = 0;
     let mut failure: Option<(u16, String)> = None;
-    let reader = std::io::BufReader::with_capacity(256 * 1024, request.as_reader());
-    for (number, line) in reader.split(b'\n').enumerate() {
-        let line = match line {
-            Ok(line) => line,
-            Err(e) => {
-                failure = Some((400, StoreError::BadBody(e.to_string()).to_string()));
-                break;
-            }
+    for line in checked.split(b'\n') {
+        let frame = match line.map_err(|e| StoreError::io("reading the scratch file", e)) {
+            Ok(line) => Frame::from_json(&line)
+                .map_err(|e| StoreError::Storage(format!("a checked frame is unreadable: {e}"))),
+            Err(e) => Err(e),
         };
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let frame = match Frame::from_json(&line) {
+        let frame = match frame {
             Ok(frame) => frame,
             Err(e) => {
-                failure = Some((
-                    400,
-                    format!("Invalid frame JSON on line {}: {e}", number + 1),
-                ));
+                failure = Some((e.status(), e.to_string()));
                 break;
             }
         };
@@ -199,6 +207,68 @@ fn import_many(store: &Store, mut request: Request) {
         Some((status, text)) => Reply::error(status, text).send(request),
         None => Reply::json(format!("{{\"imported\":{imported}}}")).send(request),
     }
+}
+
+/// Reads every line of an NDJSON import and checks it: a frame JSON that
+/// `Store::check_import` accepts, its id not given twice with different
+/// bytes (ids are remembered, not frames). Returns the checked frames, one
+/// per line, from the start of a scratch file.
+fn check_import_lines(
+    store: &Store,
+    request: &mut Request,
+) -> Result<std::io::BufReader<std::fs::File>, (u16, String)> {
+    use std::io::{BufRead, Seek, Write};
+    let fail = |e: StoreError| (e.status(), e.to_string());
+    let scratch = store.scratch_file().map_err(fail)?;
+    let mut spool = std::io::BufWriter::new(scratch);
+    // Each id with a short digest of its frame (a repeat must be the same
+    // bytes; the digest tells them apart without keeping the frame).
+    let mut seen: std::collections::HashMap<crate::store::Id, u64> = Default::default();
+    let mut reader = std::io::BufReader::with_capacity(256 * 1024, request.as_reader());
+    let mut line = Vec::new();
+    for number in 1u64.. {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| fail(StoreError::BadBody(e.to_string())))?;
+        if n == 0 {
+            break;
+        }
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        if text.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let frame = Frame::from_json(text)
+            .map_err(|e| (400, format!("Invalid frame JSON on line {number}: {e}")))?;
+        store
+            .check_import(&frame)
+            .map_err(|e| (e.status(), format!("line {number}: {e}")))?;
+        let json = frame.to_json();
+        let digest = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            json.hash(&mut hasher);
+            hasher.finish()
+        };
+        if seen.insert(frame.id, digest).is_some_and(|d| d != digest) {
+            let e = crate::store::local::writer::import_conflict(frame.id);
+            return Err((e.status(), format!("line {number}: {e}")));
+        }
+        store
+            .claim_space(json.len() as u64 + 1, "the import")
+            .map_err(fail)?;
+        let written = spool
+            .write_all(json.as_bytes())
+            .and_then(|()| spool.write_all(b"\n"));
+        written.map_err(|e| fail(StoreError::io("writing a scratch file", e)))?;
+    }
+    let mut scratch = spool
+        .into_inner()
+        .map_err(|e| fail(StoreError::io("writing a scratch file", e.into_error())))?;
+    scratch
+        .rewind()
+        .map_err(|e| fail(StoreError::io("reading a scratch file", e)))?;
+    Ok(std::io::BufReader::new(scratch))
 }
 
 /// Waits for one queued write.

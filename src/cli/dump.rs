@@ -257,7 +257,29 @@ fn import_into_namespace(addr: &str, folder: &Path) -> Result<(), Stop> {
             }
         }
         let frames_path = folder.join("frames.jsonl");
-        let file = File::open(&frames_path).map_err(|e| failed("opening", &frames_path, e))?;
+        // Every frame is read and its id checked before the first is
+        // written, as `POST /import` does: a bad line imports nothing (a
+        // conflict with a stored frame is still found only as it is
+        // written). The file is read twice rather than held in memory.
+        let read_frames = |check: &mut dyn FnMut(Frame) -> Result<(), Stop>| {
+            let file = File::open(&frames_path).map_err(|e| failed("opening", &frames_path, e))?;
+            for (number, line) in BufReader::new(file).split(b'\n').enumerate() {
+                let line = line.map_err(|e| failed("reading", &frames_path, e))?;
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let at = |e: &dyn std::fmt::Display| {
+                    Stop::Failed(format!("{}:{}: {e}", frames_path.display(), number + 1))
+                };
+                let frame = Frame::from_json(&line).map_err(|e| at(&e))?;
+                check(frame)?;
+            }
+            Ok::<(), Stop>(())
+        };
+        read_frames(&mut |frame| {
+            crate::store::id::check_room_after(frame.id)
+                .map_err(|e| Stop::Failed(format!("{}: {e}", frames_path.display())))
+        })?;
         let mut pending = std::collections::VecDeque::new();
         let mut frames = 0u64;
         let settle = |reply: crossbeam_channel::Receiver<crate::store::WriteReply>| {
@@ -267,14 +289,7 @@ fn import_into_namespace(addr: &str, folder: &Path) -> Result<(), Stop> {
                 .map(drop)
                 .map_err(|e| Stop::Failed(e.to_string()))
         };
-        for (number, line) in BufReader::new(file).split(b'\n').enumerate() {
-            let line = line.map_err(|e| failed("reading", &frames_path, e))?;
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let frame = Frame::from_json(&line).map_err(|e| {
-                Stop::Failed(format!("{}:{}: {e}", frames_path.display(), number + 1))
-            })?;
+        read_frames(&mut |frame| {
             pending.push_back(store.submit(WriteOp::Import(frame, None)));
             if pending.len() >= 1024 {
                 if let Some(reply) = pending.pop_front() {
@@ -282,7 +297,8 @@ fn import_into_namespace(addr: &str, folder: &Path) -> Result<(), Stop> {
                 }
             }
             frames += 1;
-        }
+            Ok(())
+        })?;
         for reply in pending {
             settle(reply)?;
         }

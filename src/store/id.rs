@@ -4,6 +4,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use scru128::Scru128Id as Id;
 
+use super::StoreError;
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -24,13 +26,40 @@ pub fn fresh_id() -> Id {
 
 /// The next id to assign after `last`: a fresh time-based id, unless the
 /// clock stepped back or an imported id lies in the future, in which case
-/// `last + 1` keeps the order strict.
-pub fn next_id_after(last: Option<Id>) -> Id {
+/// `last + 1` keeps the order strict. Refused (never wrapped) when `last`
+/// is the largest id there is, which only a store that took an import
+/// `check_room_after` now refuses can hold.
+pub fn next_id_after(last: Option<Id>) -> Result<Id, StoreError> {
     let fresh = scru128::new();
     match last {
-        Some(last) if fresh <= last => Id::from_u128(last.to_u128().wrapping_add(1)),
-        _ => fresh,
+        Some(last) if fresh <= last => {
+            last.to_u128()
+                .checked_add(1)
+                .map(Id::from_u128)
+                .ok_or_else(|| {
+                    StoreError::Conflict(format!(
+                        "no id is left above the newest stored id {last}: nothing can be appended"
+                    ))
+                })
+        }
+        _ => Ok(fresh),
     }
+}
+
+/// The largest time a SCRU128 id holds, in ms (the year 10889).
+const MAX_TIMESTAMP: u64 = (1 << 48) - 1;
+
+/// Whether ids appended after `id` still have room above it: an imported
+/// id at the largest time SCRU128 holds would leave the ids after it no
+/// time of their own, and `last + 1` would run out.
+pub fn check_room_after(id: Id) -> Result<(), String> {
+    if id.timestamp() >= MAX_TIMESTAMP {
+        return Err(format!(
+            "cannot import {id}: its time is the largest a SCRU128 id holds, \
+             so ids appended after it would have no room to sort above it"
+        ));
+    }
+    Ok(())
 }
 
 /// The smallest id whose time is `ms`: a seek key for time-based reads.
@@ -99,10 +128,23 @@ mod tests {
     }
 
     #[test]
-    fn next_id_stays_above_a_future_id() {
+    fn next_id_stays_above_a_future_id_and_never_wraps() {
         let future = Id::from_u128(u128::MAX - 5);
-        assert_eq!(next_id_after(Some(future)).to_u128(), u128::MAX - 4);
+        assert_eq!(
+            next_id_after(Some(future)).unwrap().to_u128(),
+            u128::MAX - 4
+        );
         let past = min_id_at(1);
-        assert!(next_id_after(Some(past)) > past);
+        assert!(next_id_after(Some(past)).unwrap() > past);
+        assert!(next_id_after(Some(Id::from_u128(u128::MAX))).is_err());
+    }
+
+    #[test]
+    fn an_id_at_the_largest_time_leaves_no_room() {
+        let largest = parse_id("f5lxx1zz5pnorynqglhzmsp33").unwrap();
+        assert_eq!(largest.to_u128(), u128::MAX);
+        assert!(check_room_after(largest).is_err());
+        assert!(check_room_after(min_id_at(MAX_TIMESTAMP)).is_err());
+        assert!(check_room_after(min_id_at(MAX_TIMESTAMP - 1)).is_ok());
     }
 }

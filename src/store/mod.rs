@@ -484,8 +484,67 @@ impl Store {
         }
     }
 
+    /// Checks a frame before it is imported, as far as it can be without
+    /// writing: its id leaves room for later ids, and no other frame is
+    /// stored under it (the same bytes may be imported again). The writer
+    /// checks again when it stores it.
+    pub fn check_import(&self, frame: &Frame) -> Result<(), StoreError> {
+        id::check_room_after(frame.id).map_err(StoreError::BadInput)?;
+        let stored = match &self.inner.backend {
+            Backend::Local(local) => local.get(frame.id)?,
+            Backend::Redis(redis) => redis.get(frame.id)?,
+        };
+        match stored {
+            Some(stored) if !local::writer::same_frame(&stored.json, frame) => {
+                Err(local::writer::import_conflict(frame.id))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// An anonymous scratch file in the store folder (0600, already
+    /// unlinked: it goes away when closed): room to hold a large request
+    /// while it is checked, before any of it is written to the store.
+    /// Bytes written to it are claimed from the reserve with `claim_space`.
+    pub fn scratch_file(&self) -> Result<std::fs::File, StoreError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        static SCRATCH_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SCRATCH_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self
+            .dir()
+            .join(format!(".scratch-{}-{n}", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| StoreError::io("creating a scratch file", e))?;
+        let _ = std::fs::remove_file(&path);
+        Ok(file)
+    }
+
+    /// Claims room for `bytes` from the local store's free-space reserve
+    /// (see `local::space`); nothing to claim on Redis.
+    pub fn claim_space(&self, bytes: u64, what: &str) -> Result<(), StoreError> {
+        match &self.inner.backend {
+            Backend::Local(local) => local.space.claim(bytes, what),
+            Backend::Redis(_) => Ok(()),
+        }
+    }
+
+    /// Why the store takes no more writes, if it broke (see
+    /// `local::Broken`); blocks until then with `wait`.
+    pub fn broken(&self) -> Option<&local::Broken> {
+        match &self.inner.backend {
+            Backend::Local(local) => Some(&local.broken),
+            Backend::Redis(_) => None,
+        }
+    }
+
     /// Stores a frame verbatim (import): not delivered to live readers.
     pub fn import(&self, frame: Frame) -> Result<Frame, StoreError> {
+        id::check_room_after(frame.id).map_err(StoreError::BadInput)?;
         match self.write(WriteOp::Import(frame, None))? {
             WriteOutcome::Frame(frame) => Ok(frame),
             WriteOutcome::Done => Err(StoreError::Storage("import returned no frame".into())),
@@ -600,11 +659,12 @@ impl Store {
         let _writing = self.inner.gc_lock.read().unwrap_or_else(|e| e.into_inner());
         let (hash, size, journal_bytes) = if small {
             let bytes = read_bounded(body, max_bytes)?;
+            local.space.claim(bytes.len() as u64, "the payload")?;
             let hash = local.cas.write_bytes(&bytes)?;
             (hash, bytes.len() as u64, Some(bytes))
         } else {
             let sync = self.inner.options.fsync == FsyncPolicy::Always;
-            let (hash, size) = local.cas.write_stream(body, max_bytes, sync)?;
+            let (hash, size) = local.cas.write_stream(body, size_hint, max_bytes, sync)?;
             (hash, size, None)
         };
         metrics::Metrics::add(&self.inner.metrics.payload_bytes_appended, size);
@@ -659,6 +719,17 @@ impl Store {
         }
     }
 
+    /// Removes the file of a payload stored for a write that was refused
+    /// (its append or its journal batch failed), unless a stored frame
+    /// references it or another append is about to.
+    pub fn discard_payload(&self, pin: PayloadPin) {
+        let hash = pin.hash.clone();
+        drop(pin);
+        if let Err(e) = self.collect_payload(&hash) {
+            eprintln!("xs: removing the payload {hash} of a refused write: {e}");
+        }
+    }
+
     /// Deletes a payload's file if no stored frame references it and no
     /// append is about to. Returns whether it is settled (deleted, or
     /// referenced again); `false` means "pinned, try later".
@@ -687,7 +758,18 @@ impl Store {
             local.cas.remove(&sri)?;
         }
         // A journaled copy must not bring the file back after a crash.
-        drop(self.submit(WriteOp::ForgetPending(vec![hash.as_bytes().to_vec()])));
+        // (Only when there is one: a refused append has none, and a
+        // needless tombstone would eat into the disk reserve.)
+        let pending = match local.keyspaces_if_made() {
+            Some(spaces) => spaces
+                .cas_pending
+                .contains_key(hash.as_bytes())
+                .map_err(StoreError::fjall)?,
+            None => false,
+        };
+        if pending {
+            drop(self.submit(WriteOp::ForgetPending(vec![hash.as_bytes().to_vec()])));
+        }
         Ok(true)
     }
 
@@ -828,6 +910,8 @@ fn lock_folder(dir: &Path) -> Result<std::fs::File, StoreError> {
             .mode(0o700)
             .create(dir)
             .map_err(|e| StoreError::io("creating the store folder", e))?;
+    } else {
+        tighten_folder(dir)?;
     }
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -842,6 +926,39 @@ fn lock_folder(dir: &Path) -> Result<std::fs::File, StoreError> {
         return Err(StoreError::Locked(dir.display().to_string()));
     }
     Ok(file)
+}
+
+/// Takes group and others off an existing store folder: only its owner
+/// gets in (the socket, the payloads), as for a folder made here. Says so
+/// on stderr, since it changes what the user set.
+/// A shared folder (sticky, like /tmp) or another user's is left alone,
+/// with a warning: taking it from everyone else is not ours to do.
+fn tighten_folder(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| StoreError::io("reading the store folder's permissions", e))?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let ours = meta.uid() == unsafe { libc::geteuid() };
+    if !ours || mode & 0o1000 != 0 {
+        eprintln!(
+            "xs: warning: {} is {mode:04o} and shared or not ours: left as it is, \
+             so others may reach the store; use a folder of your own",
+            dir.display()
+        );
+        return Ok(());
+    }
+    let tight = mode & 0o700;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(tight))
+        .map_err(|e| StoreError::io("tightening the store folder's permissions", e))?;
+    eprintln!(
+        "xs: {} was {mode:04o}; made it {tight:04o} so only its owner gets in",
+        dir.display()
+    );
+    Ok(())
 }
 
 fn kv_key_error(topic_error: String) -> String {

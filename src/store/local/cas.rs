@@ -6,6 +6,11 @@
 //! cacache never syncs, so durability is arranged here: small payloads ride
 //! in the writer's journal batch and are synced there (see `writer.rs`),
 //! large ones are synced by the connection that wrote them.
+//!
+//! Every payload claims its bytes from the free-space reserve before it is
+//! written (`space.rs`); files are 0600. Reads check the content against
+//! its hash as it streams (`Verified`): a damaged file ends the read with an
+//! error instead of serving wrong bytes.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -17,6 +22,7 @@ use std::str::FromStr;
 
 use cacache::Integrity;
 
+use super::space::DiskSpace;
 use crate::store::StoreError;
 
 /// Payloads up to this size are carried in the journal batch; larger ones
@@ -35,6 +41,8 @@ pub struct Cas {
     /// relative to it (`xx/yy/<rest>`), so the kernel walks three path
     /// components per call instead of the whole store path.
     sha256_dir: std::sync::Arc<std::sync::OnceLock<Option<OwnedFd>>>,
+    /// The store's free-space reserve.
+    space: std::sync::Arc<DiskSpace>,
 }
 
 /// ext4's "top of a directory hierarchy" hint (`chattr +T`, not in libc).
@@ -44,30 +52,107 @@ const FS_TOPDIR_FL: libc::c_long = 0x0002_0000;
 static TEMP_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Parses an SRI string, separating "not an SRI at all" from "an SRI whose
-/// digest is not base64", as cross.stream's messages do.
+/// digest is not base64", as cross.stream's messages do. A digest must
+/// also have its algorithm's length: it names a file, and a longer one
+/// would only fail there.
 pub fn parse_sri(text: &str) -> Result<Integrity, StoreError> {
-    let sri = Integrity::from_str(text)
-        .map_err(|e| StoreError::BadInput(format!("Invalid CAS hash: {e}")))?;
-    let digest_ok = sri.hashes.iter().all(|h| {
+    let sri = Integrity::from_str(text).map_err(|e| {
+        StoreError::BadInput(format!(
+            "Invalid CAS hash: {e}",
+            e = shorten(&e.to_string())
+        ))
+    })?;
+    for hash in &sri.hashes {
         use base64::Engine;
-        base64::engine::general_purpose::STANDARD
-            .decode(&h.digest)
-            .is_ok()
-    });
-    if !digest_ok {
-        return Err(StoreError::BadInput(format!(
-            "Invalid CAS hash format: {text}"
-        )));
+        let Ok(digest) = base64::engine::general_purpose::STANDARD.decode(&hash.digest) else {
+            return Err(StoreError::BadInput(format!(
+                "Invalid CAS hash format: {}",
+                shorten(text)
+            )));
+        };
+        let expected = digest_len(hash.algorithm);
+        if digest.len() != expected {
+            return Err(StoreError::BadInput(format!(
+                "Invalid CAS hash: a {} digest is {expected} bytes, this one is {}",
+                hash.algorithm,
+                digest.len()
+            )));
+        }
     }
     Ok(sri)
 }
 
+/// The digest length of an SRI algorithm, in bytes.
+fn digest_len(algorithm: cacache::Algorithm) -> usize {
+    match algorithm {
+        cacache::Algorithm::Sha512 => 64,
+        cacache::Algorithm::Sha384 => 48,
+        cacache::Algorithm::Sha256 => 32,
+        cacache::Algorithm::Sha1 => 20,
+        // xxh3, 128 bits (and any algorithm cacache adds later).
+        _ => 16,
+    }
+}
+
+/// A client's text cut to a length fit for a one-line error.
+fn shorten(text: &str) -> String {
+    const MAX: usize = 120;
+    match text.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+/// Creates `path` (0600, failing if it exists) holding `bytes`.
+fn write_new_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(bytes)
+}
+
+/// A stored payload being read, its bytes checked against its hash: at
+/// the end, content that does not match (a damaged or truncated file)
+/// gives an error instead of the end of the data, and is logged, so a
+/// reader never takes wrong bytes for the payload.
+pub struct Verified {
+    sri: String,
+    reader: Option<cacache::SyncReader>,
+}
+
+impl Read for Verified {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(reader) = self.reader.as_mut() else {
+            return Ok(0);
+        };
+        let n = reader.read(buf)?;
+        if n > 0 || buf.is_empty() {
+            return Ok(n);
+        }
+        let Some(reader) = self.reader.take() else {
+            return Ok(0);
+        };
+        match reader.check() {
+            Ok(_) => Ok(0),
+            Err(e) => {
+                let text = format!("payload {} does not match its hash: {e}", self.sri);
+                eprintln!("xs: {text}");
+                Err(io::Error::new(io::ErrorKind::InvalidData, text))
+            }
+        }
+    }
+}
+
 impl Cas {
-    pub fn new(dir: PathBuf) -> Cas {
+    pub fn new(dir: PathBuf, space: std::sync::Arc<DiskSpace>) -> Cas {
         Cas {
             dir,
             known_dirs: Default::default(),
             sha256_dir: Default::default(),
+            space,
         }
     }
 
@@ -132,24 +217,28 @@ impl Cas {
         path
     }
 
-    /// Opens stored content for reading, `None` when absent.
-    pub fn open(&self, sri: &Integrity) -> Result<Option<File>, StoreError> {
-        match File::open(self.path_of(sri)) {
-            Ok(file) => Ok(Some(file)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError::io("opening payload", e)),
+    /// Opens stored content for reading, checked against its hash as it
+    /// is read; `None` when absent.
+    pub fn open(&self, sri: &Integrity) -> Result<Option<Verified>, StoreError> {
+        match cacache::SyncReader::open_hash(&self.dir, sri.clone()) {
+            Ok(reader) => Ok(Some(Verified {
+                sri: sri.to_string(),
+                reader: Some(reader),
+            })),
+            Err(cacache::Error::IoError(e, _)) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(cacache::Error::IoError(e, _)) => Err(StoreError::io("opening payload", e)),
+            Err(e) => Err(StoreError::cas(e)),
         }
     }
 
-    /// Reads a whole payload, `None` when absent.
+    /// Reads a whole payload as stored, unchecked (the caller checks it);
+    /// `None` when absent.
     pub fn read(&self, sri: &Integrity) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(mut file) = self.open(sri)? else {
-            return Ok(None);
-        };
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(|e| StoreError::io("reading payload", e))?;
-        Ok(Some(bytes))
+        match std::fs::read(self.path_of(sri)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io("reading payload", e)),
+        }
     }
 
     /// Whether the content exists and matches its hash.
@@ -238,7 +327,7 @@ impl Cas {
                 fd,
                 temp.as_ptr(),
                 libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
-                0o666,
+                0o600,
             )
         };
         if file_fd < 0 {
@@ -279,7 +368,7 @@ impl Cas {
             .map_err(|e| StoreError::io("creating a content folder", e))?;
         let n = TEMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let temp = folder.join(format!(".tmp-{}-{n}", std::process::id()));
-        let written = std::fs::write(&temp, bytes).and_then(|()| std::fs::rename(&temp, &path));
+        let written = write_new_file(&temp, bytes).and_then(|()| std::fs::rename(&temp, &path));
         if let Err(e) = written {
             let _ = std::fs::remove_file(&temp);
             return Err(StoreError::io("writing payload", e));
@@ -288,14 +377,21 @@ impl Cas {
     }
 
     /// Streams a payload from `body` into the store, refusing more than
-    /// `max_bytes`. With `sync`, the file and its folders are on stable
-    /// storage when this returns. Returns the hash and the size.
+    /// `max_bytes`, and more than the free-space reserve allows: all at
+    /// once when the size is `declared`, else chunk by chunk as it comes.
+    /// With `sync`, the file and its folders are on stable storage when
+    /// this returns. Returns the hash and the size. On any failure nothing
+    /// is left behind (cacache's temporary file goes with its writer).
     pub fn write_stream(
         &self,
         body: &mut dyn Read,
+        declared: Option<u64>,
         max_bytes: u64,
         sync: bool,
     ) -> Result<(Integrity, u64), StoreError> {
+        if let Some(size) = declared {
+            self.space.claim(size, "the payload")?;
+        }
         let mut writer = cacache::WriteOpts::new()
             .open_hash_sync(&self.dir)
             .map_err(StoreError::cas)?;
@@ -311,6 +407,9 @@ impl Cas {
             total += n as u64;
             if total > max_bytes {
                 return Err(StoreError::TooLarge(max_bytes));
+            }
+            if declared.is_none() {
+                self.space.claim(n as u64, "the payload")?;
             }
             writer
                 .write_all(&buf[..n])
@@ -379,7 +478,10 @@ mod tests {
 
     #[test]
     fn layout_matches_cross_stream() {
-        let cas = Cas::new(PathBuf::from("/s/cacache"));
+        let cas = Cas::new(
+            PathBuf::from("/s/cacache"),
+            std::sync::Arc::new(DiskSpace::new(Path::new("/s"))),
+        );
         let sri = parse_sri("sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=").unwrap();
         assert_eq!(
             cas.path_of(&sri),
@@ -410,7 +512,10 @@ mod tests {
     #[test]
     fn small_writes_land_in_the_layout_and_leave_no_temp_files() {
         let tmp = tempfile::tempdir().unwrap();
-        let cas = Cas::new(tmp.path().join("cacache"));
+        let cas = Cas::new(
+            tmp.path().join("cacache"),
+            std::sync::Arc::new(DiskSpace::new(tmp.path())),
+        );
         let a = cas.write_bytes(b"one").unwrap();
         let b = cas.write_bytes(b"two").unwrap();
         // Same bytes again: nothing changes.
@@ -418,7 +523,10 @@ mod tests {
         assert_eq!(cas.read(&a).unwrap().unwrap(), b"one");
         assert_eq!(cas.read(&b).unwrap().unwrap(), b"two");
         // A second instance (a restart) finds the folders already there.
-        let again = Cas::new(tmp.path().join("cacache"));
+        let again = Cas::new(
+            tmp.path().join("cacache"),
+            std::sync::Arc::new(DiskSpace::new(tmp.path())),
+        );
         let c = again.write_bytes(b"three").unwrap();
         assert!(again.verify(&c).unwrap());
         assert_eq!(again.write_bytes(b"two").unwrap(), b);
@@ -436,5 +544,36 @@ mod tests {
         assert!(parse_sri("nonsense").is_err());
         let e = parse_sri("sha256-!!!notbase64").unwrap_err().to_string();
         assert!(e.contains("Invalid CAS hash"), "{e}");
+        // A digest of the wrong length names no file: refused, briefly.
+        let long = format!("sha256-{}", "A".repeat(100_000));
+        let e = parse_sri(&long).unwrap_err().to_string();
+        assert!(e.contains("a sha256 digest is 32 bytes"), "{e}");
+        assert!(e.len() < 200, "{e}");
+    }
+
+    #[test]
+    fn a_damaged_payload_reads_as_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cas = Cas::new(
+            tmp.path().join("cacache"),
+            std::sync::Arc::new(DiskSpace::new(tmp.path())),
+        );
+        let sri = cas.write_bytes(b"the payload").unwrap();
+        let mut whole = Vec::new();
+        cas.open(&sri)
+            .unwrap()
+            .unwrap()
+            .read_to_end(&mut whole)
+            .unwrap();
+        assert_eq!(whole, b"the payload");
+        std::fs::write(cas.path_of(&sri), b"the pay").unwrap();
+        let mut cut = Vec::new();
+        let e = cas
+            .open(&sri)
+            .unwrap()
+            .unwrap()
+            .read_to_end(&mut cut)
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     }
 }

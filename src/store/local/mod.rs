@@ -20,6 +20,7 @@
 
 pub mod cas;
 pub mod schema;
+pub mod space;
 pub mod writer;
 
 use std::ops::Bound;
@@ -34,6 +35,7 @@ use super::topic::{TopicFilter, TopicPattern};
 use super::{RawFrame, StoreError};
 use cas::Cas;
 use schema::Schema;
+use space::DiskSpace;
 
 /// The store's fjall database and content folder.
 #[derive(Clone)]
@@ -44,6 +46,50 @@ pub struct Local {
     making: Arc<Mutex<()>>,
     pub cas: Cas,
     pub dir: PathBuf,
+    /// The free-space reserve every write claims from (see `space.rs`).
+    pub space: Arc<DiskSpace>,
+    /// Set when the database can take no more writes (see `Broken`).
+    pub broken: Arc<Broken>,
+}
+
+/// Set once when the index database refuses every write until it is
+/// reopened (fjall "poisons" itself after a failed journal write or sync,
+/// and has no way back in place): the writer refuses everything from then
+/// on, and the server stops with the reason rather than stay half alive.
+#[derive(Debug, Default)]
+pub struct Broken {
+    reason: Mutex<Option<String>>,
+    changed: std::sync::Condvar,
+}
+
+impl Broken {
+    /// Records why; the first reason stays.
+    pub fn set(&self, reason: String) {
+        let mut slot = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(reason);
+            self.changed.notify_all();
+        }
+    }
+
+    /// Why, if it happened.
+    pub fn reason(&self) -> Option<String> {
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Blocks until it happens; returns why.
+    pub fn wait(&self) -> String {
+        let mut slot = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(reason) = slot.as_ref() {
+                return reason.clone();
+            }
+            slot = self.changed.wait(slot).unwrap_or_else(|e| e.into_inner());
+        }
+    }
 }
 
 /// The fjall database and the store's keyspaces: cross.stream's two, then
@@ -74,11 +120,14 @@ pub type FrameIter = Box<dyn Iterator<Item = Result<RawFrame, StoreError>> + Sen
 impl Local {
     /// Opens the store's database, if it has one, and content folder.
     pub fn open(dir: &Path) -> Result<Local, StoreError> {
+        let space = Arc::new(DiskSpace::new(dir));
         let local = Local {
             spaces: Default::default(),
             making: Default::default(),
-            cas: Cas::new(dir.join("cacache")),
+            cas: Cas::new(dir.join("cacache"), space.clone()),
             dir: dir.to_path_buf(),
+            space,
+            broken: Default::default(),
         };
         if local.fjall_dir().exists() {
             local.keyspaces()?;

@@ -23,9 +23,13 @@
 //! plus its folder — costs two or three extra syncs per append, on the
 //! append's critical path; this costs none.
 //!
-//! Failures: if the disk lacks room for the batch, or a write or sync
-//! fails, every request of the batch gets the error and none is
-//! acknowledged or published.
+//! Failures: if the disk lacks room for the batch (every batch claims its
+//! bytes from the free-space reserve first, `space.rs`), or a write or
+//! sync fails, every request of the batch gets the error and none is
+//! acknowledged or published. A failed journal write or sync leaves fjall
+//! refusing every later write ("poisoned"), with no way back in place: the
+//! writer then marks the store broken (`Broken`), refuses everything with
+//! the reason, and the server stops with it rather than stay half alive.
 //!
 //! The append's path, and what it costs (profiled with `perf` on the
 //! 2-core bench machines). A request is parsed and answered on the
@@ -61,9 +65,8 @@
 //! it was no better. Smaller batches meant more syncs, each a flush of
 //! the disk's cache, and each batch one more thread hand-off.
 
-use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::Sender;
 use fjall::{Database, OwnedWriteBatch, PersistMode};
@@ -73,7 +76,7 @@ use super::{Keyspaces, Local};
 use crate::store::frame::Frame;
 use crate::store::head::{Head, Published, TopicFrame};
 use crate::store::housekeeping::JournaledKeys;
-use crate::store::id::{next_id_after, Id};
+use crate::store::id::{check_room_after, next_id_after, Id};
 use crate::store::metrics::Metrics;
 use crate::store::queue::{Empty, QueueReceiver};
 use crate::store::topic::index_prefixes;
@@ -83,9 +86,12 @@ use crate::store::{FsyncPolicy, RawFrame, StoreError};
 /// The most requests folded into one batch.
 const MAX_BATCH: usize = 4096;
 
-/// Free space the writer keeps in reserve below which it refuses batches:
-/// fjall treats a failed journal write as fatal, so it must never see one.
-const DISK_RESERVE_BYTES: u64 = 4 * 1024 * 1024;
+/// Journal bytes a deletion adds beyond its key, about.
+const TOMBSTONE_BYTES: u64 = 32;
+
+/// Journal bytes the removal of one frame adds, about: its stream key, a
+/// few index keys, an expiry key.
+const TOMBSTONES_PER_FRAME: u64 = 256;
 
 /// A frame to append; the writer gives it its id.
 #[derive(Debug, Clone)]
@@ -218,10 +224,6 @@ pub struct Writer {
     journaled: JournaledKeys,
     kv_changed: std::sync::Arc<crate::store::kv::KvSignal>,
     metrics: std::sync::Arc<Metrics>,
-    /// The last free-space answer and when it came.
-    free_seen: Cell<(u64, Instant)>,
-    /// Bytes staged since that answer.
-    written_since_check: Cell<u64>,
 }
 
 impl Writer {
@@ -244,8 +246,6 @@ impl Writer {
             journaled,
             kv_changed,
             metrics,
-            free_seen: Cell::new((0, Instant::now())),
-            written_since_check: Cell::new(0),
         })
     }
 
@@ -259,6 +259,13 @@ impl Writer {
         // the next open writes them.
         if let Err(e) = self.local.prepare() {
             eprintln!("xs: {e}");
+        }
+        // What a reopened database replayed from its journal is yet to be
+        // flushed: the reserve covers it from the first claim.
+        if let Some(spaces) = self.local.keyspaces_if_made() {
+            self.local
+                .space
+                .set_unflushed(spaces.db.write_buffer_size());
         }
         let mut unsynced_since: Option<Instant> = None;
         loop {
@@ -299,6 +306,10 @@ impl Writer {
         let Some(spaces) = self.local.keyspaces_if_made() else {
             return;
         };
+        // A broken database refuses this too; its reason is said already.
+        if self.local.broken.reason().is_some() {
+            return;
+        }
         let started = Instant::now();
         match spaces.db.persist(PersistMode::SyncData) {
             Ok(()) => self.metrics.observe_sync(started.elapsed()),
@@ -309,6 +320,10 @@ impl Writer {
     /// Applies one batch; returns whether anything was written to disk.
     fn apply(&mut self, batch: Vec<WriteRequest>) -> bool {
         let last_before = self.last_id;
+        if let Some(reason) = self.local.broken.reason() {
+            self.fail(batch, last_before, &StoreError::Unavailable(reason));
+            return false;
+        }
         let spaces = match self.local.keyspaces() {
             Ok(spaces) => spaces.clone(),
             Err(error) => {
@@ -324,14 +339,25 @@ impl Writer {
         let mut imported = Vec::new();
         let mut prune = BTreeSet::new();
         let mut bytes_to_disk: u64 = 0;
+        // What deletions add to the journal (their tombstones), roughly.
+        let mut deletion_bytes: u64 = 0;
         let mut kv_changes = Vec::new();
         let mut ref_deltas: HashMap<String, i64> = HashMap::new();
         let mut journaled: Vec<Vec<u8>> = Vec::new();
+        // Frames imported by this batch, to hold later imports of the same
+        // id to the same bytes.
+        let mut imported_json: HashMap<Id, Vec<u8>> = HashMap::new();
 
         for request in &batch {
             let outcome = match &request.op {
                 WriteOp::Append(draft) => {
-                    let id = next_id_after(self.last_id);
+                    let id = match next_id_after(self.last_id) {
+                        Ok(id) => id,
+                        Err(e) => {
+                            outcomes.push(Err(e));
+                            continue;
+                        }
+                    };
                     self.last_id = Some(id);
                     let frame = Frame {
                         topic: draft.topic.clone(),
@@ -372,29 +398,19 @@ impl Writer {
                     Ok(WriteOutcome::Frame(frame))
                 }
                 WriteOp::Import(frame, payload) => {
-                    // Importing the same frame again changes nothing; a
-                    // different frame under a stored id replaces it.
-                    let stored = match self.local.get(frame.id) {
-                        Ok(stored) => stored,
+                    let json = frame.to_json().into_bytes();
+                    match self.check_import(frame, &imported_json) {
+                        Ok(true) => {}
+                        // Already stored, byte for byte: nothing to do.
+                        Ok(false) => {
+                            outcomes.push(Ok(WriteOutcome::Frame(frame.clone())));
+                            continue;
+                        }
                         Err(e) => {
                             outcomes.push(Err(e));
                             continue;
                         }
-                    };
-                    if let Some(stored) = stored {
-                        if stored.json == frame.to_json().as_bytes() {
-                            outcomes.push(Ok(WriteOutcome::Frame(frame.clone())));
-                            continue;
-                        }
-                        match self.stage_remove(&mut write, &spaces, frame.id) {
-                            Ok(hash) => count_ref(&mut ref_deltas, &hash, -1),
-                            Err(e) => {
-                                outcomes.push(Err(e));
-                                continue;
-                            }
-                        }
                     }
-                    let json = frame.to_json().into_bytes();
                     bytes_to_disk +=
                         self.stage_frame(&mut write, &spaces, frame, &json, payload.as_deref());
                     count_ref(&mut ref_deltas, &frame.hash, 1);
@@ -402,9 +418,11 @@ impl Writer {
                         self.last_id = Some(frame.id);
                     }
                     imported.push(frame.id);
+                    imported_json.insert(frame.id, json);
                     Ok(WriteOutcome::Frame(frame.clone()))
                 }
                 WriteOp::Remove(id) => self.stage_remove(&mut write, &spaces, *id).map(|hash| {
+                    deletion_bytes += TOMBSTONES_PER_FRAME;
                     count_ref(&mut ref_deltas, &hash, -1);
                     removed.push(*id);
                     WriteOutcome::Done
@@ -417,6 +435,7 @@ impl Writer {
                 }
                 WriteOp::ForgetPending(keys) => {
                     for key in keys {
+                        deletion_bytes += key.len() as u64 + TOMBSTONE_BYTES;
                         write.remove(&spaces.cas_pending, key.clone());
                     }
                     Ok(WriteOutcome::Done)
@@ -428,6 +447,7 @@ impl Writer {
                     Ok(WriteOutcome::Done)
                 }
                 WriteOp::KvDelete(key) => {
+                    deletion_bytes += key.len() as u64 + TOMBSTONE_BYTES;
                     write.remove(&spaces.kv, key.as_bytes());
                     kv_changes.push((key.clone(), None));
                     Ok(WriteOutcome::Done)
@@ -444,7 +464,7 @@ impl Writer {
             }
         };
         let wrote = !write.is_empty();
-        if let Err(error) = self.commit(&spaces.db, write, bytes_to_disk) {
+        if let Err(error) = self.commit(&spaces.db, write, bytes_to_disk, deletion_bytes) {
             self.fail(batch, last_before, &error);
             return false;
         }
@@ -590,44 +610,77 @@ impl Writer {
         Ok(unreferenced)
     }
 
-    /// Whether free space must be asked for again: always when the last
-    /// answer was close to the reserve, else once the writes since could
-    /// have used up the margin or a second has passed.
-    fn room_to_check(&self, bytes: u64) -> bool {
-        let (free, when) = self.free_seen.get();
-        let spent = self.written_since_check.get() + bytes;
-        self.written_since_check.set(spent);
-        let plenty = free > spent.saturating_mul(2) + DISK_RESERVE_BYTES * 16;
-        if plenty && when.elapsed() < Duration::from_secs(1) {
-            return false;
+    /// Whether an imported frame is to be stored: `false` when the same
+    /// bytes are already stored under its id (importing twice adds
+    /// nothing); refused when other bytes are (an acknowledged frame is
+    /// never replaced), or when its id leaves no room for later ids.
+    fn check_import(
+        &self,
+        frame: &Frame,
+        imported_json: &HashMap<Id, Vec<u8>>,
+    ) -> Result<bool, StoreError> {
+        check_room_after(frame.id).map_err(StoreError::BadInput)?;
+        let stored = match imported_json.get(&frame.id) {
+            Some(json) => Some(json.clone()),
+            None => self.local.get(frame.id)?.map(|raw| raw.json),
+        };
+        match stored {
+            None => Ok(true),
+            Some(stored) if same_frame(&stored, frame) => Ok(false),
+            Some(_) => Err(import_conflict(frame.id)),
         }
-        self.written_since_check.set(0);
-        true
     }
 
-    fn commit(&self, db: &Database, write: OwnedWriteBatch, bytes: u64) -> Result<(), StoreError> {
+    /// Claims the batch's room (`bytes` it adds, `deletion_bytes` of
+    /// tombstones), commits and syncs it per the policy.
+    fn commit(
+        &self,
+        db: &Database,
+        write: OwnedWriteBatch,
+        bytes: u64,
+        deletion_bytes: u64,
+    ) -> Result<(), StoreError> {
         if write.is_empty() {
             return Ok(());
         }
-        if bytes > 0 && self.room_to_check(bytes) {
-            let free = free_bytes(&self.local.dir)?;
-            self.free_seen.set((free, Instant::now()));
-            if free < bytes + DISK_RESERVE_BYTES {
-                return Err(StoreError::NoSpace(format!(
-                    "{free} bytes free in {}, the batch needs {bytes} plus a reserve of {DISK_RESERVE_BYTES}",
-                    self.local.dir.display()
-                )));
+        if bytes > 0 {
+            self.local
+                .space
+                .claim(bytes + deletion_bytes, "the batch")?;
+        } else {
+            self.local.space.claim_for_deletion(deletion_bytes)?;
+        }
+        let written = write.commit().and_then(|()| {
+            if self.fsync != FsyncPolicy::Always {
+                return db.persist(PersistMode::Buffer);
             }
+            let started = Instant::now();
+            db.persist(PersistMode::SyncData)?;
+            self.metrics.observe_sync(started.elapsed());
+            Ok(())
+        });
+        self.local.space.set_unflushed(db.write_buffer_size());
+        written.map_err(|error| {
+            let error = StoreError::fjall(error);
+            self.check_poisoned(db, &error);
+            error
+        })
+    }
+
+    /// After a failed write: if fjall now refuses every write (it poisons
+    /// itself after a failed journal write or sync), marks the store broken
+    /// and says so once.
+    fn check_poisoned(&self, db: &Database, error: &StoreError) {
+        // A poisoned database answers any persist with `Poisoned` at once,
+        // touching nothing; a healthy one has nothing buffered to flush.
+        if let Err(fjall::Error::Poisoned) = db.persist(PersistMode::Buffer) {
+            let reason = format!(
+                "the index database refuses every write after a failed write ({error}); \
+                 restart xs once the cause is fixed (the store reopens as it was)"
+            );
+            eprintln!("xs: {reason}");
+            self.local.broken.set(reason);
         }
-        write.commit().map_err(StoreError::fjall)?;
-        if self.fsync != FsyncPolicy::Always {
-            return db.persist(PersistMode::Buffer).map_err(StoreError::fjall);
-        }
-        let started = Instant::now();
-        db.persist(PersistMode::SyncData)
-            .map_err(StoreError::fjall)?;
-        self.metrics.observe_sync(started.elapsed());
-        Ok(())
     }
 }
 
@@ -646,16 +699,16 @@ pub fn expiry_key(id: Id, ttl_ms: u64) -> Vec<u8> {
     key
 }
 
-/// Bytes available to us on the file system holding `dir`.
-pub fn free_bytes(dir: &std::path::Path) -> Result<u64, StoreError> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| StoreError::BadInput("store path contains NUL".into()))?;
-    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `path` is a valid C string and `stats` a valid out-pointer.
-    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stats) };
-    if rc != 0 {
-        return Err(StoreError::io("statvfs", std::io::Error::last_os_error()));
-    }
-    Ok(stats.f_bavail as u64 * stats.f_frsize as u64)
+/// Whether stored JSON is `frame`: the same bytes, or (a frame written by
+/// cross.stream, spelled its way) the same frame once read.
+pub fn same_frame(stored: &[u8], frame: &Frame) -> bool {
+    stored == frame.to_json().as_bytes()
+        || Frame::from_json(stored).is_ok_and(|stored| stored == *frame)
+}
+
+/// The refusal of an import whose id holds another frame.
+pub fn import_conflict(id: Id) -> StoreError {
+    StoreError::Conflict(format!(
+        "cannot import {id}: a different frame is stored under that id (only the same bytes may be imported again)"
+    ))
 }

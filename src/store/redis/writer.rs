@@ -235,7 +235,13 @@ impl RedisWriter {
         let mut outcome = Err(StoreError::Storage("appends were not attempted".into()));
         let mut before = None;
         for _ in 0..MAX_RETRIES {
-            let frames = self.frames_for(&drafts);
+            let frames = match self.frames_for(&drafts) {
+                Ok(frames) => frames,
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            };
             match self.send(&drafts, &frames) {
                 Ok(Sent::Stored { last_before }) => {
                     before = last_before;
@@ -314,19 +320,19 @@ impl RedisWriter {
     }
 
     /// The drafts as frames with ids above the newest known.
-    fn frames_for(&mut self, drafts: &[&Draft]) -> Vec<Frame> {
+    fn frames_for(&mut self, drafts: &[&Draft]) -> Result<Vec<Frame>, StoreError> {
         drafts
             .iter()
             .map(|draft| {
-                let id = next_id_after(self.last_id);
+                let id = next_id_after(self.last_id)?;
                 self.last_id = Some(id);
-                Frame {
+                Ok(Frame {
                     topic: draft.topic.clone(),
                     id,
                     hash: draft.hash.clone(),
                     meta: draft.meta.clone(),
                     ttl: draft.ttl,
-                }
+                })
             })
             .collect()
     }

@@ -42,6 +42,11 @@ pub struct ClientConnection {
     // xs patch: set when a body reader left the stream at an unknown place
     // (see util/framing.rs); no further request is read then
     poison: Poison,
+
+    // xs patch: set by a request whose response could not be sent whole
+    // (its body failed to read): the connection then ends, so the client
+    // sees a cut response instead of one that looks complete
+    response_failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// xs patch: the largest request head accepted (request line and headers).
@@ -81,6 +86,7 @@ impl ClientConnection {
             next_header_source: first_header,
             head_bytes: 0,
             poison: Poison::default(),
+            response_failed: Default::default(),
             no_more_requests: false,
             secure,
         }
@@ -203,6 +209,9 @@ impl ClientConnection {
             }
         })?;
 
+        let mut request = request;
+        request.set_failure_flag(self.response_failed.clone());
+
         // return the request
         Ok(request)
     }
@@ -229,7 +238,11 @@ impl Iterator for ClientConnection {
 
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
-        if self.no_more_requests {
+        if self.no_more_requests
+            || self
+                .response_failed
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
             return None;
         }
 

@@ -74,6 +74,9 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // xs patch: raised when the response fails half-way, to end the connection
+    failure_flag: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 struct NotifyOnDrop<R> {
@@ -219,6 +222,7 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        failure_flag: None,
     })
 }
 
@@ -408,6 +412,11 @@ impl Request {
         reader.unwrap()
     }
 
+    /// xs patch: the flag this request raises when its response fails.
+    pub(crate) fn set_failure_flag(&mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        self.failure_flag = Some(flag);
+    }
+
     /// Sends a response to this request.
     #[inline]
     pub fn respond<R>(mut self, response: Response<R>) -> Result<(), IoError>
@@ -415,6 +424,10 @@ impl Request {
         R: Read,
     {
         let res = self.respond_impl(response);
+        // xs patch: a response not sent whole ends the connection.
+        if let (Err(_), Some(flag)) = (&res, &self.failure_flag) {
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Some(sender) = self.notify_when_responded.take() {
             sender.send(()).unwrap();
         }

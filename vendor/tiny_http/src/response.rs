@@ -433,8 +433,20 @@ where
                 Some(TransferEncoding::Chunked) => {
                     use chunked_transfer::Encoder;
 
-                    let mut writer = Encoder::new(writer);
-                    io::copy(&mut reader, &mut writer)?;
+                    // xs patch: the encoder writes the last chunk when it
+                    // is dropped, which made a body that failed to read
+                    // look complete; the gate keeps it from the client.
+                    let open = std::cell::Cell::new(true);
+                    let mut encoder = Encoder::new(Gate {
+                        inner: writer,
+                        open: &open,
+                    });
+                    let copied = io::copy(&mut reader, &mut encoder);
+                    if copied.is_err() {
+                        open.set(false);
+                    }
+                    drop(encoder);
+                    copied?;
                 }
 
                 Some(TransferEncoding::Identity) => {
@@ -570,5 +582,25 @@ impl Clone for Response<io::Empty> {
             data_length: self.data_length,
             chunked_threshold: self.chunked_threshold,
         }
+    }
+}
+
+/// xs patch: passes writes through while open; swallows them once shut.
+struct Gate<'a, W> {
+    inner: W,
+    open: &'a std::cell::Cell<bool>,
+}
+
+impl<W: Write> Write for Gate<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.open.get() {
+            self.inner.write(buf)
+        } else {
+            Ok(buf.len())
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }

@@ -1,0 +1,145 @@
+//! The free-space reserve every write of the local store keeps.
+//!
+//! fjall treats a failed journal write as fatal: the database is poisoned
+//! and refuses every later write until it is reopened. So it must never
+//! meet a full disk, and the store keeps `DISK_RESERVE_BYTES` free for it.
+//! Every write claims its bytes here first, whoever makes it: the writer
+//! for each batch, connection threads for payload files (small ones
+//! before they are written, streamed ones before each chunk, or all at
+//! once when the size is declared). A claim that would leave less than the
+//! reserve is refused (`NoSpace`, 507) before a byte is written. Writes
+//! that only delete may use half the reserve (`claim_for_deletion`).
+//!
+//! The reserve grows with what fjall holds in memory and has yet to
+//! write out (its write buffer, reported by the writer after each batch):
+//! a flush of it to a segment file must find room too, or fjall's
+//! background worker fails and poisons the database all the same.
+//!
+//! Asking the file system (`statvfs`) for every claim would cost a system
+//! call per append; the last answer is kept with the bytes claimed since,
+//! and asked again once those could have used up the margin, a second has
+//! passed, or the answer was close to the reserve.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::store::StoreError;
+
+/// Free space kept in reserve: no claim may leave less.
+pub const DISK_RESERVE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// How long a free-space answer is trusted when far from the reserve.
+const TRUSTED_FOR: Duration = Duration::from_secs(1);
+
+/// Free space on the file system of one store folder.
+#[derive(Debug)]
+pub struct DiskSpace {
+    dir: PathBuf,
+    seen: Mutex<Seen>,
+    /// Bytes the index holds in memory, to be written out by a flush.
+    unflushed: AtomicU64,
+}
+
+/// The last free-space answer, when it came, and what was claimed since.
+#[derive(Debug)]
+struct Seen {
+    free: u64,
+    at: Option<Instant>,
+    claimed: u64,
+}
+
+impl DiskSpace {
+    /// The space of the file system holding `dir` (which must exist when
+    /// the first claim is made).
+    pub fn new(dir: &Path) -> DiskSpace {
+        DiskSpace {
+            dir: dir.to_path_buf(),
+            seen: Mutex::new(Seen {
+                free: 0,
+                at: None,
+                claimed: 0,
+            }),
+            unflushed: AtomicU64::new(0),
+        }
+    }
+
+    /// Records how much the index has yet to flush to disk (fjall's write
+    /// buffer): every claim keeps room for it besides the reserve.
+    pub fn set_unflushed(&self, bytes: u64) {
+        self.unflushed.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Claims room for `bytes` more, for `what` (said in the refusal):
+    /// refused when writing them would leave less than the reserve.
+    pub fn claim(&self, bytes: u64, what: &str) -> Result<(), StoreError> {
+        self.claim_above(bytes, what, DISK_RESERVE_BYTES)
+    }
+
+    /// Claims room for a write that only deletes (frames, k/v keys): it may
+    /// go halfway into the reserve, since deleting is how space is made
+    /// again, but no further, so that even a flood of deletions (each a
+    /// tombstone in the journal) never leaves fjall without room.
+    pub fn claim_for_deletion(&self, bytes: u64) -> Result<(), StoreError> {
+        self.claim_above(bytes, "the deletion", DISK_RESERVE_BYTES / 2)
+    }
+
+    fn claim_above(&self, bytes: u64, what: &str, reserve: u64) -> Result<(), StoreError> {
+        let reserve = reserve.saturating_add(self.unflushed.load(Ordering::Relaxed));
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let claimed = seen.claimed.saturating_add(bytes);
+        let plenty = seen.free > claimed.saturating_mul(2) + reserve.saturating_mul(16);
+        if plenty && seen.at.is_some_and(|at| at.elapsed() < TRUSTED_FOR) {
+            seen.claimed = claimed;
+            return Ok(());
+        }
+        let free = free_bytes(&self.dir)?;
+        *seen = Seen {
+            free,
+            at: Some(Instant::now()),
+            claimed: 0,
+        };
+        if free < bytes.saturating_add(reserve) {
+            return Err(StoreError::NoSpace(format!(
+                "{free} bytes free in {}, {what} needs {bytes} plus a reserve of {reserve}",
+                self.dir.display()
+            )));
+        }
+        seen.claimed = bytes;
+        Ok(())
+    }
+}
+
+/// Bytes available to us on the file system holding `dir`.
+pub fn free_bytes(dir: &Path) -> Result<u64, StoreError> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| StoreError::BadInput("store path contains NUL".into()))?;
+    // SAFETY: a plain C struct, all zeroes is a valid value.
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a valid C string and `stats` a valid out-pointer.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stats) };
+    if rc != 0 {
+        return Err(StoreError::io("statvfs", std::io::Error::last_os_error()));
+    }
+    Ok(stats.f_bavail as u64 * stats.f_frsize as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_past_the_reserve_is_refused_and_a_small_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let space = DiskSpace::new(dir.path());
+        let free = free_bytes(dir.path()).unwrap();
+        space.claim(1, "a test").unwrap();
+        let e = space.claim(free, "a huge payload").unwrap_err();
+        assert_eq!(e.status(), 507);
+        assert!(e.to_string().contains("a huge payload needs"), "{e}");
+        // The refused bytes were not counted: a small claim still passes.
+        space.claim(1, "a test").unwrap();
+    }
+}
