@@ -13,6 +13,7 @@ mod json;
 mod kv;
 mod last;
 mod lines;
+mod print;
 mod remove;
 mod run_external;
 mod sleep;
@@ -57,9 +58,11 @@ pub fn with_append(
         Box::new(kv::KvLs(store.clone())),
         Box::new(last::Last(store.clone())),
         Box::new(lines::Lines),
+        Box::new(print::Print),
         Box::new(remove::Remove::named(store.clone(), ".remove")),
         Box::new(remove::Remove::named(store.clone(), ".rm")),
-        Box::new(sleep::Sleep),
+        Box::new(sleep::Sleep::named("sleep")),
+        Box::new(sleep::Sleep::named(".sleep")),
         Box::new(split::Split),
     ]
 }
