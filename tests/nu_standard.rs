@@ -267,3 +267,62 @@ fn a_filesystem_command_names_the_feature_that_brings_it() {
     let r = server.post("/eval", b"^ls / | lines | length");
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+/// A one-request-at-a-time HTTP server on loopback: each request's method,
+/// path and body come back as JSON.
+fn echo_server() -> u16 {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut head = String::new();
+            let mut length = 0usize;
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                if head.is_empty() {
+                    head = line.trim_end().to_string();
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let mut words = head.split(' ');
+            let answer = serde_json::json!({
+                "method": words.next(),
+                "path": words.next(),
+                "body": String::from_utf8_lossy(&body),
+            })
+            .to_string();
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    port
+}
+
+#[cfg(feature = "nushell-http")]
+#[test]
+fn http_get_and_post_reach_a_server() {
+    let port = echo_server();
+    let server = Server::start(&[]);
+    assert_eq!(
+        in_xs(&server, &format!("http get http://127.0.0.1:{port}/hello | get path")),
+        "/hello"
+    );
+    assert_eq!(
+        in_xs(
+            &server,
+            &format!("http post http://127.0.0.1:{port}/hook 'payload' | values | str join ' '")
+        ),
+        "POST /hook payload"
+    );
+}

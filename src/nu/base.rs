@@ -40,6 +40,9 @@ pub fn base() -> &'static EngineState {
 }
 
 fn build() -> EngineState {
+    // `http …` over TLS: rustls with ring, as official nu builds use.
+    #[cfg(feature = "nushell-http")]
+    nu_command::tls::CRYPTO_PROVIDER.default();
     let state = nu_cmd_lang::create_default_context();
     let mut state = nu_command::add_shell_command_context(state);
     add_environment(&mut state);
