@@ -315,7 +315,10 @@ fn http_get_and_post_reach_a_server() {
     let port = echo_server();
     let server = Server::start(&[]);
     assert_eq!(
-        in_xs(&server, &format!("http get http://127.0.0.1:{port}/hello | get path")),
+        in_xs(
+            &server,
+            &format!("http get http://127.0.0.1:{port}/hello | get path")
+        ),
         "/hello"
     );
     assert_eq!(
@@ -324,5 +327,156 @@ fn http_get_and_post_reach_a_server() {
             &format!("http post http://127.0.0.1:{port}/hook 'payload' | values | str join ' '")
         ),
         "POST /hook payload"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Actors, services, actions, views and gateway handlers use them too
+
+use common::waits::{now_of, wait_count, wait_topic};
+use serde_json::{json, Value};
+
+/// A payload as text.
+fn payload_text(server: &Server, frame: &Value) -> String {
+    let hash = frame["hash"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no hash: {frame}"));
+    let r = server.get(&format!("/cas/{hash}"));
+    assert_eq!(r.status, 200, "GET /cas/{hash}");
+    String::from_utf8(r.body).expect("UTF-8")
+}
+
+#[test]
+fn an_actor_written_with_from_json_update_and_where() {
+    let server = Server::start(&[]);
+    server.append(
+        "xs.actor.big.create",
+        br#"{run: {|frame, state = null|
+            if $frame.topic != "order" { return {next: $state} }
+            let order = .cas $frame.hash | from json | update qty {|o| $o.qty * 10}
+            let big = [$order] | where qty > 20
+            if ($big | is-empty) { {next: $state} } else { {out: ($big | first), next: $state} }
+        }}"#,
+    );
+    wait_topic(&server, "xs.actor.big.active");
+    server.append("order", br#"{"item": "pen", "qty": 1}"#);
+    server.append("order", br#"{"item": "box", "qty": 3}"#);
+    let out = wait_count(&server, "big.out", 1);
+    assert_eq!(out[0]["meta"]["item"], "box");
+    assert_eq!(out[0]["meta"]["qty"], 30);
+}
+
+#[test]
+fn a_service_using_lines_and_each() {
+    let server = Server::start(&[]);
+    server.append(
+        "xs.service.words.create",
+        br#"{run: {|| "a b\nc d\n" | lines | each {|l| {words: ($l | split row ' ' | length)}} }, restart: "never"}"#,
+    );
+    let out = wait_count(&server, "words.recv", 2);
+    assert_eq!(out[0]["meta"]["words"], 2);
+    assert_eq!(out[1]["meta"]["words"], 2);
+}
+
+#[test]
+fn an_action_returning_a_table_built_with_group_by() {
+    let server = Server::start(&[]);
+    server.append(
+        "xs.action.tally.create",
+        br#"{
+            run: {|frame| .cas $frame.hash | from json | group-by kind --to-table | each {|g| {kind: $g.kind, n: ($g.items | length)}} }
+            return_options: {target: "cas"}
+        }"#,
+    );
+    wait_topic(&server, "xs.action.tally.active");
+    server.append(
+        "tally.call",
+        br#"[{"kind": "a"}, {"kind": "b"}, {"kind": "a"}]"#,
+    );
+    let response = wait_topic(&server, "tally.response");
+    let table: Value = serde_json::from_str(&payload_text(&server, &response)).expect("JSON");
+    assert_eq!(table, json!([{"kind": "a", "n": 2}, {"kind": "b", "n": 1}]));
+}
+
+#[test]
+fn a_view_folding_with_upsert() {
+    let server = Server::start(&[]);
+    server.append(
+        "xs.view.counts.create",
+        br#"{initial: {}, topics: ["hit"], run: {|frame, state|
+            let page = .cas $frame.hash
+            $state | upsert $page {|s| ($s | get -o $page | default 0) + 1}
+        }}"#,
+    );
+    for page in ["home", "about", "home"] {
+        server.append("hit", page.as_bytes());
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = server.get("/kv/view.counts");
+        if r.status == 200 && r.json()["state"] == json!({"home": 2, "about": 1}) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "view.counts: {}",
+            r.text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_sleeping_actor_stops_on_term_at_once() {
+    let server = Server::start(&[]);
+    server.append(
+        "xs.actor.nap.create",
+        br#"{run: {|frame, state = null| if $frame.topic == "go" { sleep 1hr }; {next: $state}}}"#,
+    );
+    wait_topic(&server, "xs.actor.nap.active");
+    server.append("go", b"");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let asked = std::time::Instant::now();
+    server.append("xs.actor.nap.term", b"");
+    wait_topic(&server, "xs.actor.nap.fin.term");
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(2),
+        "term took {:?}",
+        asked.elapsed()
+    );
+    assert!(now_of(&server, "nap.out").is_empty());
+}
+
+#[test]
+fn a_gateway_handler_answering_with_to_json() {
+    use std::io::{Read, Write};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let http = format!("127.0.0.1:{port}");
+    let server = Server::start(&["--http", &http]);
+    server.append(
+        "xs.actor.web.create",
+        br#"{run: {|frame, state = null|
+            if $frame.topic == "http.request" {
+                {path: $frame.meta.path, query: $frame.meta.query} | to json -r
+                | .append http.response --ttl ephemeral --meta {request_id: $frame.id, headers: {content-type: "application/json"}}
+            }
+            {next: $state}
+        }, start: "new"}"#,
+    );
+    wait_topic(&server, "xs.actor.web.active");
+    let mut stream = std::net::TcpStream::connect(&http).expect("connect");
+    stream
+        .write_all(b"GET /hello?name=ann HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("application/json"), "{answer}");
+    assert!(
+        answer.ends_with(r#"{"path":"/hello","query":{"name":"ann"}}"#),
+        "{answer}"
     );
 }
