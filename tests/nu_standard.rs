@@ -480,3 +480,54 @@ fn a_gateway_handler_answering_with_to_json() {
         "{answer}"
     );
 }
+
+/// `script` from util-linux, which gives a command a terminal.
+fn script_binary() -> Option<&'static str> {
+    ["/usr/bin/script", "/bin/script"]
+        .into_iter()
+        .find(|path| Path::new(path).is_file())
+}
+
+#[test]
+fn errors_stay_plain_when_the_servers_stderr_is_a_terminal() {
+    let Some(script) = script_binary() else {
+        eprintln!("skipped: no `script` (util-linux) to give the server a terminal");
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("store");
+    let command = format!("exec {} serve {}", common::XS, dir.display());
+    let mut child = Command::new(script)
+        .args(["-qfec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run script");
+    let sock = dir.join("sock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let r = loop {
+        if let Ok(r) = common::try_request(
+            &sock,
+            "POST",
+            "/eval",
+            &[],
+            b"[1 2] | get 5",
+            common::REQUEST_TIMEOUT,
+        ) {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "no server");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(r.status, 500);
+    let text = r.text();
+    assert!(text.contains("get 5"), "{text}");
+    assert!(!text.contains('\u{1b}'), "colour codes: {text}");
+    assert!(
+        !text.chars().any(|c| ('\u{2500}'..='\u{257f}').contains(&c)),
+        "box drawing: {text}"
+    );
+}
