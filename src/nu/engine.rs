@@ -6,7 +6,7 @@
 //! cloning the base state, so scripts never see each other's
 //! definitions. Every engine carries an interrupt flag: setting it stops a
 //! running script at its next check (long loops, `.cat --follow`,
-//! `.sleep`), which is how `term` and shutdown stop processors.
+//! `sleep`), which is how `term` and shutdown stop processors.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -1,26 +1,18 @@
 //! `sleep <duration> ...rest`: wait, interruptibly (a `term`, a shutdown
 //! or a client that leaves ends it at once). Nushell's own `sleep` comes
 //! with its `os` commands; this one has its signature and is always
-//! there. `.sleep` is the older name.
+//! there.
 
 use std::time::{Duration, Instant};
 
 use nu_engine::command_prelude::*;
 
 #[derive(Clone)]
-pub struct Sleep {
-    name: &'static str,
-}
-
-impl Sleep {
-    pub fn named(name: &'static str) -> Sleep {
-        Sleep { name }
-    }
-}
+pub struct Sleep;
 
 impl Command for Sleep {
     fn name(&self) -> &str {
-        self.name
+        "sleep"
     }
 
     fn description(&self) -> &str {
@@ -28,7 +20,7 @@ impl Command for Sleep {
     }
 
     fn signature(&self) -> Signature {
-        Signature::build(self.name)
+        Signature::build("sleep")
             .input_output_types(vec![(Type::Any, Type::Nothing)])
             .required("duration", SyntaxShape::Duration, "Time to sleep.")
             .rest("rest", SyntaxShape::Duration, "Additional time to sleep.")
