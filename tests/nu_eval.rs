@@ -789,7 +789,10 @@ fn eval_json_lines_and_sleep() {
     let server = Server::start(&[]);
     // The older stopgap names are gone: one dialect.
     for gone in [".from-json", ".to-json", ".lines", ".split /", ".sleep 1ms"] {
-        assert!(!eval(&server, &format!("'x' | {gone}")).status.success(), "{gone}");
+        assert!(
+            !eval(&server, &format!("'x' | {gone}")).status.success(),
+            "{gone}"
+        );
     }
     assert_eq!(
         eval_text(&server, r#"('{"a":[1,{"b":"deep"}]}' | from json).a.1.b"#),
@@ -799,9 +802,7 @@ fn eval_json_lines_and_sleep() {
         eval_text(&server, r#"{z: 1, a: [true null "s"]} | to json -r"#),
         r#"{"z":1,"a":[true,null,"s"]}"#
     );
-    assert!(!eval(&server, r#""{not json" | from json"#)
-        .status
-        .success());
+    assert!(!eval(&server, r#""{not json" | from json"#).status.success());
     assert_eq!(
         eval_json(&server, "\"one\\ntwo\\nthree\" | lines | collect"),
         json!(["one", "two", "three"])
