@@ -13,7 +13,8 @@
 //! Names after `--` select dimensions (default: all, in this order):
 //! `append-16-always`, `append-1-always`, `append-1-never`,
 //! `append-16-always-stored`, `append-1-never-stored`, `replay`,
-//! `follow-rtt`, `startup`, `idle-rss`, `oneshot-append`, `actor-state`,
+//! `follow-rtt`, `startup`, `idle-rss`, `oneshot-append`, `eval-trivial`,
+//! `actor-state`,
 //! `actor-emit`, `view-fold`, `kv-set-16`, `seek-cost`,
 //! `export-import-100k`, `gateway`, `redis-append-16`,
 //! `redis-append-16-2nodes`, `redis-follow-rtt`.
@@ -244,6 +245,7 @@ const DIMENSIONS: &[&str] = &[
     "startup",
     "idle-rss",
     "oneshot-append",
+    "eval-trivial",
     "actor-state",
     "actor-emit",
     "view-fold",
@@ -399,6 +401,7 @@ fn run_dimension(name: &str, bin: &Path) -> Res<Outcome> {
         "follow-rtt" => follow_rtt(bin),
         "startup" => startup(bin),
         "idle-rss" => idle_rss(bin),
+        "eval-trivial" => eval_trivial(bin),
         "oneshot-append" => oneshot_append(bin),
         "actor-state" => actor(
             bin,
@@ -1382,7 +1385,8 @@ fn startup(bin: &Path) -> Res<Outcome> {
     })
 }
 
-/// VmRSS of a server idle for 1 s after a few appends.
+/// VmRSS of a server idle for 1 s after a few appends, then again after
+/// one script (`xs eval`), which makes the Nushell engine's first copy.
 fn idle_rss(bin: &Path) -> Res<Outcome> {
     let server = Server::start(bin, "always")?;
     let mut conn = server.connect()?;
@@ -1393,7 +1397,53 @@ fn idle_rss(bin: &Path) -> Res<Outcome> {
     let cpu_from = cpu_time(server.pid());
     std::thread::sleep(Duration::from_secs(1));
     let idle_cpu = cpu_time(server.pid()).saturating_sub(cpu_from);
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))
+    let before = proc_status(server.pid())?;
+    let (_, output) = run_cli(
+        bin,
+        &[
+            "eval".as_ref(),
+            server.store.as_os_str(),
+            "-c".as_ref(),
+            "1 + 1".as_ref(),
+        ],
+        b"",
+        Duration::from_secs(10),
+    )?;
+    if !output.status.success() {
+        return Ok(Outcome::Skipped(cli_failure("xs eval", &output)));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let after = proc_status(server.pid())?;
+    drop(server);
+    let mb = |kb: u64| kb as f64 / 1024.0;
+    Ok(Outcome::Measured {
+        keys: vec![
+            ("rss_kb", before.rss_kb.to_string()),
+            ("rss_mb", format!("{:.1}", mb(before.rss_kb))),
+            ("hwm_mb", format!("{:.1}", mb(before.hwm_kb))),
+            ("threads", before.threads),
+            ("idle_cpu_ms_per_s", ms(idle_cpu)),
+            ("rss_after_eval_mb", format!("{:.1}", mb(after.rss_kb))),
+        ],
+        headline: format!(
+            "{:.1} MB, {:.1} MB after one script",
+            mb(before.rss_kb),
+            mb(after.rss_kb)
+        ),
+        met: before.rss_kb <= 16 * 1024 && after.rss_kb <= 24 * 1024,
+        target: "<=16MB, <=24MB after one script",
+    })
+}
+
+/// What /proc/<pid>/status says of a process's memory and threads.
+struct ProcStatus {
+    rss_kb: u64,
+    hwm_kb: u64,
+    threads: String,
+}
+
+fn proc_status(pid: u32) -> Res<ProcStatus> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .map_err(|e| format!("reading /proc status: {e}"))?;
     let field = |name: &str| -> Option<String> {
         status
@@ -1402,24 +1452,49 @@ fn idle_rss(bin: &Path) -> Res<Outcome> {
             .and_then(|l| l.split_whitespace().nth(1))
             .map(str::to_string)
     };
-    let rss_kb: u64 = field("VmRSS:")
-        .and_then(|v| v.parse().ok())
-        .ok_or("no VmRSS in /proc status")?;
-    let hwm_kb: u64 = field("VmHWM:").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let threads = field("Threads:").unwrap_or_else(|| "?".into());
+    Ok(ProcStatus {
+        rss_kb: field("VmRSS:")
+            .and_then(|v| v.parse().ok())
+            .ok_or("no VmRSS in /proc status")?,
+        hwm_kb: field("VmHWM:").and_then(|v| v.parse().ok()).unwrap_or(0),
+        threads: field("Threads:").unwrap_or_else(|| "?".into()),
+    })
+}
+
+/// `xs eval <dir> -c '1 + 1'` end to end, the CLI's process included.
+fn eval_trivial(bin: &Path) -> Res<Outcome> {
+    let server = Server::start(bin, "never")?;
+    let mut times = Vec::with_capacity(ONESHOT_RUNS);
+    for _ in 0..ONESHOT_RUNS {
+        let (elapsed, output) = run_cli(
+            bin,
+            &[
+                "eval".as_ref(),
+                server.store.as_os_str(),
+                "-c".as_ref(),
+                "1 + 1".as_ref(),
+            ],
+            b"",
+            Duration::from_secs(10),
+        )?;
+        if !output.status.success() || output.stdout != b"2" {
+            return Ok(Outcome::Skipped(cli_failure("xs eval", &output)));
+        }
+        times.push(elapsed);
+    }
     drop(server);
-    let rss_mb = rss_kb as f64 / 1024.0;
+    times.sort();
+    let median = percentile(&times, 0.5);
     Ok(Outcome::Measured {
         keys: vec![
-            ("rss_kb", rss_kb.to_string()),
-            ("rss_mb", format!("{rss_mb:.1}")),
-            ("hwm_mb", format!("{:.1}", hwm_kb as f64 / 1024.0)),
-            ("threads", threads),
-            ("idle_cpu_ms_per_s", ms(idle_cpu)),
+            ("runs", times.len().to_string()),
+            ("median_ms", ms(median)),
+            ("min_ms", ms(times[0])),
+            ("max_ms", ms(times[times.len() - 1])),
         ],
-        headline: format!("{rss_mb:.1} MB"),
-        met: rss_kb <= 10 * 1024,
-        target: "<=10MB",
+        headline: format!("median {} ms", ms(median)),
+        met: median <= Duration::from_millis(5),
+        target: "median<=5ms",
     })
 }
 

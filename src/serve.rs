@@ -254,6 +254,9 @@ fn run(args: ServeArgs) -> Result<(), String> {
     // Signals are taken by the main thread alone (sigwait below): block
     // them before any thread starts, so every thread inherits the mask.
     let signals = ShutdownSignals::block();
+    // Nushell's base state is built beside the start, not on its path.
+    #[cfg(feature = "nushell")]
+    crate::nu::prewarm();
 
     let options = StoreOptions {
         fsync: args.fsync,
@@ -272,7 +275,7 @@ fn run(args: ServeArgs) -> Result<(), String> {
             max_payload: args.max_payload,
         },
         #[cfg(feature = "nushell")]
-        engine: crate::nu::Engine::new(&store),
+        engine: crate::nu::LazyEngine::new(&store),
         processes: processes.clone(),
     };
     let socket = args.dir.join("sock");

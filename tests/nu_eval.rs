@@ -1,10 +1,9 @@
 //! The embedded Nushell as a user meets it through `xs eval` and
 //! `POST /eval` (reference 4.7, 6.1 and the eval tests of 10.1), adapted to
-//! our engine: the Nushell language core plus the xs builtins (`.cat`,
-//! `.last`, `.append`, `.cas`, `.cas-post`, `.get`, `.remove`/`.rm`,
-//! `.import`, `.id`) and our helpers (`.from-json`, `.to-json`, `.lines`,
-//! `.sleep`, `.cas --json`). Scripts use only the core: cell paths, `for`,
-//! `if`, records, closures.
+//! our engine: Nushell with its standard commands plus the xs builtins
+//! (`.cat`, `.last`, `.append`, `.cas`, `.cas-post`, `.get`,
+//! `.remove`/`.rm`, `.import`, `.id`, `.cas --json`); tests/nu_standard.rs
+//! compares the standard commands with `nu` itself.
 
 mod common;
 
@@ -786,36 +785,32 @@ fn eval_id_unpack_and_pack_round_trip() {
 }
 
 #[test]
-fn eval_json_lines_and_sleep_helpers() {
+fn eval_json_lines_and_sleep() {
     let server = Server::start(&[]);
-    // .from-json / .to-json
+    // The older stopgap names are gone: one dialect.
+    for gone in [".from-json", ".to-json", ".lines", ".split /", ".sleep 1ms"] {
+        assert!(
+            !eval(&server, &format!("'x' | {gone}")).status.success(),
+            "{gone}"
+        );
+    }
     assert_eq!(
-        eval_text(&server, r#"('{"a":[1,{"b":"deep"}]}' | .from-json).a.1.b"#),
+        eval_text(&server, r#"('{"a":[1,{"b":"deep"}]}' | from json).a.1.b"#),
         "deep"
     );
     assert_eq!(
-        eval_text(&server, r#"{z: 1, a: [true null "s"]} | .to-json"#),
+        eval_text(&server, r#"{z: 1, a: [true null "s"]} | to json -r"#),
         r#"{"z":1,"a":[true,null,"s"]}"#
     );
-    assert!(!eval(&server, r#""{not json" | .from-json"#)
-        .status
-        .success());
-    // .lines
+    assert!(!eval(&server, r#""{not json" | from json"#).status.success());
     assert_eq!(
-        eval_json(&server, "\"one\\ntwo\\nthree\" | .lines"),
+        eval_json(&server, "\"one\\ntwo\\nthree\" | lines | collect"),
         json!(["one", "two", "three"])
     );
-    assert_eq!(
-        eval_text(
-            &server,
-            "mut n = 0; for l in (\"a\\nb\\n\" | .lines) { $n += 1 }; $n"
-        ),
-        "2"
-    );
-    // .sleep
+    // sleep: ours, interruptible, with Nushell's signature.
     let started = Instant::now();
-    assert_eq!(post_eval(&server, ".sleep 10ms").status, 204);
-    assert_eq!(eval_text(&server, ".sleep 50ms; \"woke\""), "woke");
+    assert_eq!(post_eval(&server, "sleep 10ms").status, 204);
+    assert_eq!(eval_text(&server, "sleep 20ms 30ms; \"woke\""), "woke");
     assert!(started.elapsed() >= ms(60));
     // .cas --json
     server.append("j.t", br#"{"x": {"y": [10, 20]}}"#);
@@ -885,10 +880,10 @@ fn kv_builtins_set_get_list_delete() {
 }
 
 #[test]
-fn split_divides_text() {
+fn split_row_divides_text() {
     let server = Server::start(&[]);
     assert_eq!(
-        eval_json(&server, r#""/hello/ann" | .split "/""#),
+        eval_json(&server, r#""/hello/ann" | split row "/" | collect"#),
         json!(["", "hello", "ann"])
     );
 }

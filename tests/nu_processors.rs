@@ -484,7 +484,7 @@ fn actor_buffered_appends_land_before_the_out_frame_tagged() {
             if $frame.topic != "trigger" { {next: $state} } else {
               let r = ("1" | .append topic1 --meta {t: "1"})
               "2" | .append topic2 --meta {t: "2", frame_id: "overwritten"} --ttl last:3
-              .sleep 150ms
+              sleep 150ms
               {out: {value: "out", append_returned_null: ($r == null)}, next: $state}
             }
         }}"#,
@@ -824,7 +824,7 @@ fn service_duplex_passes_send_payloads_to_its_input() {
     wait_topic(&server, "xs.service.dup.fin.term");
 }
 
-/// `.lines` fed by the duplex input (implicitly, as Nushell's `lines`
+/// `lines` fed by the duplex input (implicitly, as Nushell's `lines`
 /// would be) yields each line as it arrives, one frame per line.
 #[test]
 fn service_duplex_lines_are_emitted_as_they_arrive() {
@@ -833,7 +833,7 @@ fn service_duplex_lines_are_emitted_as_they_arrive() {
         &server,
         "service",
         "liner",
-        r#"{run: {|| .lines }, duplex: true, return_options: {target: "cas"}}"#,
+        r#"{run: {|| lines }, duplex: true, return_options: {target: "cas"}}"#,
     );
     server.append("liner.send", b"one\ntwo\n");
     let recvs = wait_count(&server, "liner.recv", 2);
@@ -849,7 +849,7 @@ fn service_duplex_lines_are_emitted_as_they_arrive() {
 
 /// A service that appends a `<topic>` frame every 30 ms, forever.
 fn ticker(topic: &str) -> String {
-    format!(r#"{{run: {{|| loop {{ .append {topic} | ignore; .sleep 30ms }} }}}}"#)
+    format!(r#"{{run: {{|| loop {{ .append {topic} | ignore; sleep 30ms }} }}}}"#)
 }
 
 #[test]
@@ -1065,7 +1065,7 @@ fn action_calls_run_concurrently() {
         &server,
         "action",
         "slow",
-        "{run: {|frame| .sleep 1sec; {n: $frame.meta.n}}}",
+        "{run: {|frame| sleep 1sec; {n: $frame.meta.n}}}",
     );
     let a = append_meta(&server, "slow.call", json!({"n": 1}), b"");
     let b = append_meta(&server, "slow.call", json!({"n": 2}), b"");
@@ -1127,8 +1127,8 @@ fn restart_brings_back_exactly_the_processors_that_should_run() {
     start(&server, "actor", "swap", pinger);
     let swap = start(&server, "actor", "swap", pinger);
     create(&server, "actor", "broken", "{run: {|| 1}}");
-    let svc = start(&server, "service", "svc", "{run: {|| .sleep 1hr }}");
-    start(&server, "service", "svcgone", "{run: {|| .sleep 1hr }}");
+    let svc = start(&server, "service", "svc", "{run: {|| sleep 1hr }}");
+    start(&server, "service", "svcgone", "{run: {|| sleep 1hr }}");
     let act = start(&server, "action", "act", "{run: {|frame| {ok: true}}}");
     start(&server, "action", "actgone", "{run: {|frame| {ok: true}}}");
 

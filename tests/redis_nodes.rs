@@ -314,7 +314,7 @@ fn a_service_stops_where_it_ran_and_terms_reach_every_node() {
     let nodes = [node(&url), node(&url)];
     nodes[1].append(
         "xs.service.ticker.create",
-        br#"{run: {|| loop { .append tick; .sleep 50ms } }}"#,
+        br#"{run: {|| loop { .append tick; sleep 50ms } }}"#,
     );
     wait_until("ticks", T, || count(&nodes[0], "tick") >= 3);
     let owners: Vec<usize> = (0..2).filter(|n| runs_here(&nodes[*n], "ticker")).collect();
@@ -377,7 +377,7 @@ fn action_calls_are_answered_once_even_when_their_node_dies() {
     let mut nodes = vec![node(&url), node(&url)];
     nodes[0].append(
         "xs.action.slow.create",
-        br#"{run: {|frame| .sleep 1500ms; {n: $frame.meta.n}}}"#,
+        br#"{run: {|frame| sleep 1500ms; {n: $frame.meta.n}}}"#,
     );
     wait_until("the action", T, || {
         count(&nodes[1], "xs.action.slow.active") == 1

@@ -23,7 +23,7 @@ pub struct Context {
     pub limits: WriteLimits,
     /// The base Nushell engine `/eval` forks from.
     #[cfg(feature = "nushell")]
-    pub engine: crate::nu::Engine,
+    pub engine: crate::nu::LazyEngine,
     /// The processors' status, for `/ps`.
     pub processes: crate::processor::ps::ProcessTable,
 }
@@ -64,7 +64,7 @@ pub fn handle(context: &Context, listener: &Listener, request: Request) {
         (Method::Post, ["cas"]) => cas::post(store, request, context.limits),
         (Method::Post, ["import"]) => write::import(store, request, context.limits),
         #[cfg(feature = "nushell")]
-        (Method::Post, ["eval"]) => super::eval::eval(&context.engine, store, request),
+        (Method::Post, ["eval"]) => super::eval::eval(context.engine.get(), store, request),
         #[cfg(not(feature = "nushell"))]
         (Method::Post, ["eval"]) => Reply::error(
             501,

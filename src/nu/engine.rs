@@ -1,14 +1,15 @@
-//! The embedded Nushell engine: the language core (nu-cmd-lang) plus the
-//! xs builtins, with nothing from nu-command.
+//! The embedded Nushell engine: Nushell with its standard commands and std
+//! library (`base.rs`), plus the xs builtins, which win where a name
+//! clashes.
 //!
 //! One `Engine` is built per use (an `/eval` request, a processor) by
-//! cloning a prepared base state, so scripts never see each other's
+//! cloning the base state, so scripts never see each other's
 //! definitions. Every engine carries an interrupt flag: setting it stops a
 //! running script at its next check (long loops, `.cat --follow`,
-//! `.sleep`), which is how `term` and shutdown stop processors.
+//! `sleep`), which is how `term` and shutdown stop processors.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use nu_protocol::ast::Block;
 use nu_protocol::debugger::WithoutDebug;
@@ -37,14 +38,14 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// The core language and the store builtins (`.cat`, `.append`, …).
+    /// Nushell and the store builtins (`.cat`, `.append`, …).
     pub fn new(store: &Store) -> Engine {
         Engine::with_builtins(commands::all(store))
     }
 
-    /// The core language and the given builtins.
+    /// Nushell and the given builtins.
     pub fn with_builtins(decls: Vec<Box<dyn Command>>) -> Engine {
-        let mut state = nu_cmd_lang::create_default_context();
+        let mut state = super::base::base().clone();
         let delta = {
             let mut working_set = StateWorkingSet::new(&state);
             for decl in decls {
@@ -109,15 +110,7 @@ impl Engine {
             return Err(ScriptError(text));
         }
         if let Some(error) = working_set.compile_errors.first() {
-            let mut text = nu_protocol::format_cli_error(None, &working_set, error, None);
-            // A word that is no command became an external call, which this
-            // engine cannot make yet: name the word.
-            if let nu_protocol::CompileError::RunExternalNotFound { span } = error {
-                let word = String::from_utf8_lossy(working_set.get_span_contents(*span));
-                text = format!(
-                    "command not found: `{word}` (this engine has the Nushell language core and the xs builtins; nu-command is not linked)\n{text}"
-                );
-            }
+            let text = nu_protocol::format_cli_error(None, &working_set, error, None);
             return Err(ScriptError(text));
         }
         let delta = working_set.render();
@@ -187,6 +180,28 @@ impl Engine {
     /// The signals of this engine, for streams it creates.
     pub fn signals(&self) -> &Signals {
         self.state.signals()
+    }
+}
+
+/// The engine `/eval` forks from, made when the first script needs it,
+/// not while the server starts.
+#[derive(Clone)]
+pub struct LazyEngine {
+    store: Store,
+    engine: Arc<OnceLock<Engine>>,
+}
+
+impl LazyEngine {
+    pub fn new(store: &Store) -> LazyEngine {
+        LazyEngine {
+            store: store.clone(),
+            engine: Default::default(),
+        }
+    }
+
+    /// The engine, made now if it is not yet.
+    pub fn get(&self) -> &Engine {
+        self.engine.get_or_init(|| Engine::new(&self.store))
     }
 }
 

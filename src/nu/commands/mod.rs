@@ -1,6 +1,7 @@
-//! The xs builtins, one file each (reference 6.1), plus the few helpers a
-//! core-only engine needs (`.lines`, `.split`, `.sleep`, `.from-json`,
-//! `.to-json`).
+//! The xs builtins, one file each (reference 6.1), plus the few standard
+//! commands xs provides itself: `run-external` and `sleep` (tied to the
+//! server's process groups and interrupts), and `print` (which Nushell
+//! keeps in its line editor's crate).
 
 mod append;
 mod cas;
@@ -9,14 +10,12 @@ mod cat;
 mod get;
 mod id;
 mod import;
-mod json;
 mod kv;
 mod last;
-mod lines;
+mod print;
 mod remove;
 mod run_external;
 mod sleep;
-mod split;
 
 use nu_protocol::engine::Command;
 use nu_protocol::{ShellError, Span};
@@ -49,18 +48,15 @@ pub fn with_append(
         Box::new(id::IdUnpack),
         Box::new(id::IdPack),
         Box::new(import::Import(store.clone())),
-        Box::new(json::FromJson),
-        Box::new(json::ToJson),
         Box::new(kv::KvGet(store.clone())),
         Box::new(kv::KvSet(store.clone())),
         Box::new(kv::KvDel(store.clone())),
         Box::new(kv::KvLs(store.clone())),
         Box::new(last::Last(store.clone())),
-        Box::new(lines::Lines),
+        Box::new(print::Print),
         Box::new(remove::Remove::named(store.clone(), ".remove")),
         Box::new(remove::Remove::named(store.clone(), ".rm")),
         Box::new(sleep::Sleep),
-        Box::new(split::Split),
     ]
 }
 

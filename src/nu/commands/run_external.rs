@@ -1,5 +1,7 @@
 //! `run-external` (what `^prog args` and a word that is no command call):
-//! our own small one, since nu-command's is not linked. The pipeline input
+//! our own small one, not nu-command's (which comes with its `os`
+//! commands): its children live in process groups the server tracks, so
+//! they never outlive it and `term` stops them. The pipeline input
 //! goes to the program's stdin, its stdout comes back as a byte stream, and
 //! a non-zero exit is an error. The program runs in a process group of its
 //! own, spawned so it cannot outlive the server (`processor::supervise`).
@@ -12,6 +14,51 @@ use nu_engine::command_prelude::*;
 use super::append::input_bytes;
 use super::generic;
 use crate::processor::supervise::{self, ChildGroups};
+
+/// Nushell's commands that come with nu-command's `os` feature (the
+/// filesystem, processes, the terminal). Without `nushell-os` a script
+/// naming one gets an error that says so, rather than a program of the
+/// same name run by surprise.
+const OS_COMMANDS: &[&str] = &[
+    "cd",
+    "clear",
+    "clip",
+    "complete",
+    "cp",
+    "du",
+    "exec",
+    "glob",
+    "idx",
+    "input",
+    "is-redirected",
+    "is-terminal",
+    "kill",
+    "ls",
+    "mkdir",
+    "mktemp",
+    "mv",
+    "nu-check",
+    "open",
+    "ps",
+    "rm",
+    "run-internal",
+    "save",
+    "start",
+    "sys",
+    "term",
+    "touch",
+    "ulimit",
+    "umask",
+    "uname",
+    "watch",
+    "which",
+    "whoami",
+];
+
+/// Whether the word at `span` was written `^word`: a program on purpose.
+fn written_with_caret(engine_state: &EngineState, span: Span) -> bool {
+    span.start > 0 && engine_state.get_span_contents(Span::new(span.start - 1, span.start)) == b"^"
+}
 
 #[derive(Clone)]
 pub struct RunExternal {
@@ -49,6 +96,7 @@ impl Command for RunExternal {
     ) -> Result<PipelineData, ShellError> {
         let span = call.head;
         let words: Vec<Value> = call.rest(engine_state, stack, 0)?;
+        let words_span = words.first().map(Value::span);
         let mut words = words
             .into_iter()
             .map(|v| v.coerce_into_string())
@@ -57,12 +105,22 @@ impl Command for RunExternal {
         let program = words
             .next()
             .ok_or_else(|| generic("missing program", "run-external needs a program", span))?;
-        if !program_exists(&program) {
+        let caret = words_span.is_some_and(|at| written_with_caret(engine_state, at));
+        if !caret && cfg!(not(feature = "nushell-os")) && OS_COMMANDS.contains(&program.as_str()) {
             return Err(generic(
                 "command not found",
                 format!(
-                    "`{program}` is neither a command of this engine (the Nushell language core and the xs builtins) nor a program on the PATH"
+                    "`{program}` is one of Nushell's filesystem and system commands, which this xs \
+                     is built without (cargo feature nushell-os); to run the program `{program}`, \
+                     write `^{program}`"
                 ),
+                span,
+            ));
+        }
+        if !program_exists(&program) {
+            return Err(generic(
+                "command not found",
+                format!("`{program}` is neither a Nushell command nor a program on the PATH"),
                 span,
             ));
         }

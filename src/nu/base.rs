@@ -1,0 +1,94 @@
+//! The base engine state every script starts from: Nushell's language
+//! core, its standard commands (nu-command, as the build's features
+//! choose), the std library, the server's environment, and a config that
+//! renders errors as plain text.
+//!
+//! Building it registers some 400 commands and parses the std library's
+//! prelude, several milliseconds that must not sit on `xs serve`'s start
+//! path nor on every script. So it is built once, by `prewarm` on a thread
+//! of its own while the server starts (or by the first script that needs
+//! it, which then waits for that build), and every engine clones it: the
+//! clone shares the command table until a script adds to it.
+
+use std::sync::OnceLock;
+
+use nu_protocol::engine::EngineState;
+use nu_protocol::{Config, Span, UseAnsiColoring, Value};
+
+static BASE: OnceLock<EngineState> = OnceLock::new();
+
+/// Builds the base state in the background, so the first script finds it
+/// made.
+pub fn prewarm() {
+    if BASE.get().is_some() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("nu-base".into())
+        .spawn(|| {
+            base();
+        });
+    if let Err(e) = spawned {
+        // The first script builds it instead.
+        eprintln!("xs: cannot prepare the Nushell engine in the background: {e}");
+    }
+}
+
+/// The base state, built on first use.
+pub fn base() -> &'static EngineState {
+    BASE.get_or_init(build)
+}
+
+fn build() -> EngineState {
+    // `http …` over TLS: rustls with ring, as official nu builds use.
+    #[cfg(feature = "nushell-http")]
+    nu_command::tls::CRYPTO_PROVIDER.default();
+    let state = nu_cmd_lang::create_default_context();
+    let mut state = nu_command::add_shell_command_context(state);
+    add_environment(&mut state);
+    // `$nu`: home-dir, temp-dir, os-info and the like. nu finds its
+    // folders when it starts; a server has none but the home folder.
+    if let Some(home) = std::env::var_os("HOME") {
+        state.config_dirs.home_dir = home.into();
+    }
+    state.generate_nu_constant();
+    // Errors go to HTTP bodies, frames, pipes and files: never colour
+    // codes or Unicode box drawing, whatever the server's stderr is.
+    let config = Config {
+        use_ansi_coloring: UseAnsiColoring::False,
+        ..Config::default()
+    };
+    state.set_config(config);
+    if let Err(e) = nu_std::load_standard_library(&mut state) {
+        // The std library is compiled in; failing to load it is a bug.
+        eprintln!("xs: loading the Nushell std library failed: {e:?}");
+    }
+    state
+}
+
+/// The server's environment as `nu` shows it: every variable as a
+/// string, but `PATH` as a list of folders (what nu's default
+/// ENV_CONVERSIONS do), and `PWD` the server's working folder.
+fn add_environment(state: &mut EngineState) {
+    let span = Span::unknown();
+    for (name, value) in std::env::vars_os() {
+        let name = name.to_string_lossy().into_owned();
+        // `.append` reads it from the script's own environment; one the
+        // server inherited must not tag every script's appends.
+        if name == "XS_APPEND_META" {
+            continue;
+        }
+        let value = if name == "PATH" {
+            let folders = std::env::split_paths(&value)
+                .map(|folder| Value::string(folder.to_string_lossy(), span))
+                .collect();
+            Value::list(folders, span)
+        } else {
+            Value::string(value.to_string_lossy(), span)
+        };
+        state.add_env_var(name, value);
+    }
+    if let Ok(pwd) = std::env::current_dir() {
+        state.add_env_var("PWD".into(), Value::string(pwd.to_string_lossy(), span));
+    }
+}
