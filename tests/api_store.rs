@@ -318,3 +318,29 @@ fn metrics_answer_json_by_default_and_prometheus_text_when_asked() {
         assert!(text.contains("\nxs_appends_total{outcome=\"ok\"} "), "{text}");
     }
 }
+
+#[test]
+fn ttl_sweep_sets_how_often_expired_frames_are_removed() {
+    let removed =
+        |server: &Server| server.get("/metrics").json()["store"]["removed_frames"].clone();
+    let never = Server::start(&["--ttl-sweep", "0"]);
+    let swept = Server::start(&[]);
+    let brief = never.append_q("brief", "ttl=time:50", b"");
+    swept.append_q("brief", "ttl=time:50", b"");
+
+    // By default the background sweep removes it, no read meeting it.
+    assert!(
+        wait_until(Duration::from_secs(5), || removed(&swept) == 1),
+        "not swept: {}",
+        removed(&swept)
+    );
+
+    // With 0, nothing removes it (wait out a default interval past its
+    // expiry), and no read returns it.
+    let swept_by = id_ms(id(&brief)) + 50 + 1200;
+    std::thread::sleep(Duration::from_millis(swept_by.saturating_sub(now_ms())));
+    assert_eq!(topics(&never.frames("/")), ["xs.start"]);
+    assert_eq!(never.get("/last/brief").status, 404);
+    assert_eq!(never.get(&format!("/{}", id(&brief))).status, 404);
+    assert_eq!(removed(&never), 0);
+}
