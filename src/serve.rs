@@ -21,7 +21,7 @@ use crate::store::{Draft, FsyncPolicy, RawFrame, Store, StoreError, StoreOptions
 const USAGE: &str = "usage: xs serve <dir> [--fsync always|interval:<ms>|never] [--expose <addr>] \
 [--auth-file <file>] [--http <addr>] [--http-timeout <ms>] [--http-ttl <ttl>] [--max-payload <bytes>] \
 [--ephemeral-frames <n>] [--ephemeral-bytes <bytes>] [--backend redis://host:port/db?ns=<name>] \
-[--redis-replicas <n>]";
+[--redis-replicas <n>] [--ttl-sweep <ms>]";
 
 const HELP: &str = "Run the store in <dir>: its API listens on <dir>/sock.
 
@@ -47,7 +47,10 @@ Options:
                             redis://host:port/db?ns=<name> (ns default: xs);
                             several servers on one Redis share one stream
   --redis-replicas <n>      with --backend: an append is answered once <n>
-                            replicas also have it (WAIT)";
+                            replicas also have it (WAIT)
+  --ttl-sweep <ms>          how often expired time:<ms> frames are removed
+                            from disk (default 1000); 0: never (reads still
+                            skip them)";
 
 /// The longest the server waits for services to stop at shutdown: they
 /// are stopped together, each within its own grace (5 s by default).
@@ -65,6 +68,7 @@ struct ServeArgs {
     ephemeral: EphemeralLimits,
     backend: Option<RedisAddress>,
     redis_replicas: u32,
+    ttl_sweep: Option<Duration>,
 }
 
 /// The gateway flags, as given.
@@ -101,6 +105,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
     let mut fsync_given = false;
     let mut backend = None;
     let mut redis_replicas = None;
+    let mut ttl_sweep = Some(crate::store::DEFAULT_TTL_SWEEP);
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Short('h') | Long("help") => return Ok(None),
@@ -135,6 +140,10 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
                     .map_err(|_| format!("invalid value '{n}' for --redis-replicas: too large"))?;
                 redis_replicas = Some(n);
             }
+            Long("ttl-sweep") => match number(&mut parser, "--ttl-sweep")? {
+                0 => ttl_sweep = None,
+                ms => ttl_sweep = Some(Duration::from_millis(ms)),
+            },
             Value(value) if dir.is_none() => dir = Some(PathBuf::from(value)),
             other => return Err(other.unexpected().to_string()),
         }
@@ -167,6 +176,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
         ephemeral,
         backend,
         redis_replicas: redis_replicas.unwrap_or(0),
+        ttl_sweep,
     }))
 }
 
@@ -263,6 +273,7 @@ fn run(args: ServeArgs) -> Result<(), String> {
         ephemeral: args.ephemeral,
         redis: args.backend.clone(),
         redis_replicas: args.redis_replicas,
+        ttl_sweep: args.ttl_sweep,
     };
     let store = Store::open(&args.dir, options).map_err(|e| match e {
         StoreError::Locked(_) => locked_message(&args.dir),

@@ -225,3 +225,122 @@ fn sigterm_appends_stopping() {
     assert_eq!(all[1]["ttl"], Value::Null);
     assert_eq!(all[1]["meta"], Value::Null);
 }
+
+/// `GET /metrics` with `headers`: status 200, its content type and body.
+fn metrics_with(server: &Server, headers: &[(&str, &str)]) -> (String, Response) {
+    let r = request(&server.sock(), "GET", "/metrics", headers, b"");
+    assert_eq!(r.status, 200, "{headers:?}: {}", r.text());
+    (r.content_type().unwrap_or_default().to_string(), r)
+}
+
+#[test]
+fn metrics_answer_json_by_default_and_prometheus_text_when_asked() {
+    let server = Server::start(&[]);
+    let frame = server.append("m", b"payload");
+    assert_eq!(server.frames("/").len(), 2);
+    let r = server.delete(&format!("/{}", id(&frame)));
+    assert_eq!(r.status, 204, "{}", r.text());
+
+    // cross.stream 0.14's JSON: no Accept, a wildcard, or JSON asked for.
+    for headers in [
+        &[][..],
+        &[("Accept", "*/*")][..],
+        &[("Accept", "application/json")][..],
+    ] {
+        let (content_type, r) = metrics_with(&server, headers);
+        assert_eq!(content_type, "application/json", "{headers:?}");
+        let doc = r.json();
+        let keys = |v: &Value| -> Vec<String> {
+            v.as_object()
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default()
+        };
+        assert_eq!(keys(&doc), ["store", "keyspaces", "xs"], "{doc}");
+        let store = &doc["store"];
+        assert_eq!(
+            keys(store),
+            [
+                "appends",
+                "frames_scanned",
+                "stream_reads",
+                "removed_frames",
+                "remove_commits",
+                "gc_drains",
+                "gc_nanos"
+            ]
+        );
+        let n = |v: &Value| v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"));
+        assert!(n(&store["appends"]) >= 2, "{store}");
+        assert!(n(&store["stream_reads"]) >= 1, "{store}");
+        assert!(n(&store["frames_scanned"]) >= 2, "{store}");
+        assert_eq!(n(&store["removed_frames"]), 1, "{store}");
+        assert_eq!(n(&store["remove_commits"]), 1, "{store}");
+        n(&store["gc_drains"]);
+        n(&store["gc_nanos"]);
+        // fjall's cache and filter counters are not built in: the
+        // keyspaces are named with zero counters and null rates; Redis
+        // has none.
+        let keyspaces = doc["keyspaces"].as_array().expect("keyspaces list");
+        let names: Vec<&str> = keyspaces
+            .iter()
+            .map(|k| k["keyspace"].as_str().unwrap_or_default())
+            .collect();
+        if backend::ON_REDIS {
+            assert!(names.is_empty(), "{doc}");
+        } else {
+            assert_eq!(names, ["stream", "idx_topic", "idx_expiry"]);
+        }
+        for keyspace in keyspaces {
+            let rates = keyspace["rates"].as_object().expect("rates");
+            assert_eq!(rates.len(), 6, "{keyspace}");
+            assert!(rates.values().all(Value::is_null), "{keyspace}");
+            assert_eq!(n(&keyspace["block_loads"]), 0, "{keyspace}");
+            assert_eq!(keys(keyspace).len(), 9, "{keyspace}");
+        }
+        // Ours, as in the Prometheus text.
+        assert!(n(&doc["xs"]["frames_appended_total"]) >= 2, "{doc}");
+        assert!(n(&doc["xs"]["appends_total"]["ok"]) >= 2, "{doc}");
+        assert!(doc["xs"]["processors"]["running"].is_u64(), "{doc}");
+    }
+
+    // Prometheus text: asked for plainly, or as Prometheus asks.
+    for accept in [
+        "text/plain",
+        "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+    ] {
+        let (content_type, r) = metrics_with(&server, &[("Accept", accept)]);
+        assert_eq!(content_type, "text/plain; version=0.0.4", "{accept}");
+        let text = r.text();
+        assert!(
+            text.starts_with("# HELP xs_frames_appended_total "),
+            "{text}"
+        );
+        assert!(text.contains("\nxs_appends_total{outcome=\"ok\"} "), "{text}");
+    }
+}
+
+#[test]
+fn ttl_sweep_sets_how_often_expired_frames_are_removed() {
+    let removed =
+        |server: &Server| server.get("/metrics").json()["store"]["removed_frames"].clone();
+    let never = Server::start(&["--ttl-sweep", "0"]);
+    let swept = Server::start(&[]);
+    let brief = never.append_q("brief", "ttl=time:50", b"");
+    swept.append_q("brief", "ttl=time:50", b"");
+
+    // By default the background sweep removes it, no read meeting it.
+    assert!(
+        wait_until(Duration::from_secs(5), || removed(&swept) == 1),
+        "not swept: {}",
+        removed(&swept)
+    );
+
+    // With 0, nothing removes it (wait out a default interval past its
+    // expiry), and no read returns it.
+    let swept_by = id_ms(id(&brief)) + 50 + 1200;
+    std::thread::sleep(Duration::from_millis(swept_by.saturating_sub(now_ms())));
+    assert_eq!(topics(&never.frames("/")), ["xs.start"]);
+    assert_eq!(never.get("/last/brief").status, 404);
+    assert_eq!(never.get(&format!("/{}", id(&brief))).status, 404);
+    assert_eq!(removed(&never), 0);
+}

@@ -465,6 +465,7 @@ const COMMANDS: &[(&[&str], &str)] = &[
     (&["remove"], "usage: xs remove"),
     (&["import"], "usage: xs import"),
     (&["version"], "usage: xs version"),
+    (&["metrics"], "usage: xs metrics"),
     (&["scru128"], "usage: xs scru128"),
     (&["kv"], "usage: xs kv"),
     (&["kv", "get"], "usage: xs kv"),
@@ -565,4 +566,24 @@ fn version_flag_prints_the_binary_version() {
     let out = xs(&["--version"]);
     assert_eq!(ok(&out), format!("xs {}\n", env!("CARGO_PKG_VERSION")));
     assert_eq!(stderr(&out), "");
+}
+
+#[test]
+fn metrics_print_one_json_line_or_prometheus_text() {
+    let server = Server::start(&[]);
+    append(&server, "m");
+    let out = ok(&xs(&["metrics", &addr(&server)]));
+    assert!(out.ends_with('\n') && out.lines().count() == 1, "{out:?}");
+    let doc = json(&out);
+    assert!(doc["store"]["appends"].as_u64() >= Some(2), "{doc}");
+    assert!(doc["keyspaces"].is_array(), "{doc}");
+    assert!(doc["xs"]["followers"].is_u64(), "{doc}");
+
+    let out = ok(&xs(&["metrics", &addr(&server), "--prometheus"]));
+    assert!(out.starts_with("# HELP xs_frames_appended_total "), "{out}");
+    assert!(out.ends_with('\n'), "{out:?}");
+    assert!(
+        out.contains("\n# TYPE xs_sync_seconds histogram\n"),
+        "{out}"
+    );
 }

@@ -1,5 +1,6 @@
 //! `xs check` on broken stores, `xs export` / `xs import` round trips,
-//! `GET /metrics`, and ephemeral content never reaching the disk.
+//! `GET /metrics`, ephemeral content never reaching the disk, and
+//! `--ttl-sweep` (expired frames on disk or not).
 
 mod common;
 
@@ -211,7 +212,14 @@ fn metrics_count_appends_syncs_and_followers() {
     let _follower = server.follow("/?follow&new");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let metrics = loop {
-        let metrics = server.get("/metrics").text();
+        let metrics = common::request(
+            &server.sock(),
+            "GET",
+            "/metrics",
+            &[("Accept", "text/plain")],
+            b"",
+        )
+        .text();
         if metrics.contains("xs_followers 1") || std::time::Instant::now() > deadline {
             break metrics;
         }
@@ -277,4 +285,48 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     files
+}
+
+/// Whether the stopped store's `stream` keyspace holds `frame`.
+fn on_disk(dir: &Path, frame: &Value) -> bool {
+    let local = xs::store::local::Local::open(dir).expect("open");
+    let spaces = local.keyspaces_if_made().expect("keyspaces");
+    spaces.stream.contains_key(id_bytes(frame)).expect("read")
+}
+
+#[test]
+fn ttl_sweep_zero_keeps_expired_frames_on_disk_but_never_serves_them() {
+    let mut server = Server::start(&["--ttl-sweep", "0"]);
+    let kept = server.append("kept", b"");
+    let brief = server.append_q("brief", "ttl=time:50", b"");
+    // Nothing shows a sweep that does not happen: wait out its expiry and
+    // a default sweep interval (1 s).
+    let swept_by = common::id_ms(common::id(&brief)) + 50 + 1200;
+    std::thread::sleep(std::time::Duration::from_millis(
+        swept_by.saturating_sub(common::now_ms()),
+    ));
+    let brief_id = common::id(&brief);
+    for _ in 0..2 {
+        let frames = server.frames("/");
+        assert_eq!(common::topics(&frames), ["xs.start", "kept"]);
+        assert_eq!(server.get("/last").json()["id"], kept["id"]);
+        assert_eq!(server.get("/last/brief").status, 404);
+        assert_eq!(server.get(&format!("/{brief_id}")).status, 404);
+    }
+    server.stop();
+    assert!(on_disk(server.dir(), &brief), "the expired frame was swept");
+    assert!(on_disk(server.dir(), &kept));
+}
+
+#[test]
+fn expired_frames_are_swept_from_disk_by_default() {
+    let mut server = Server::start(&[]);
+    let brief = server.append_q("brief", "ttl=time:50", b"");
+    // No read meets it: the background sweep alone removes it.
+    let removed = common::wait_until(std::time::Duration::from_secs(5), || {
+        server.get("/metrics").json()["store"]["removed_frames"] == 1
+    });
+    assert!(removed, "not swept: {}", server.get("/metrics").text());
+    server.stop();
+    assert!(!on_disk(server.dir(), &brief));
 }

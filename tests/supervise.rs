@@ -422,6 +422,58 @@ fn on_failure_and_never_policies() {
 }
 
 #[test]
+fn on_success_reruns_clean_finishes_and_stops_on_errors() {
+    let server = Server::start(&[]);
+    let clean = create(
+        &server,
+        "oks",
+        r#"{run: {|| {n: 1}}, restart: "on-success"}"#,
+    );
+    let failing = create(
+        &server,
+        "bads",
+        r#"{command: ["sh", "-c", "exit 5"], restart: "on-success"}"#,
+    );
+    let erroring = create(
+        &server,
+        "nubads",
+        r#"{run: {|| error make {msg: "boom"}}, restart: "on-success"}"#,
+    );
+
+    // A clean finish runs again, with an exited frame as under our other
+    // policies.
+    let exited = wait_topic(&server, "xs.service.oks.exited");
+    assert_eq!(
+        exited["meta"],
+        json!({"source_id": id(&clean), "status": null, "signal": null, "restart_in_ms": 1000})
+    );
+    let actives = wait_count(&server, "xs.service.oks.active", 2);
+    assert!(id(&actives[1]) > id(&exited));
+
+    // An error (a failing program, a Nushell error) ends it for good.
+    let fin = wait_topic(&server, "xs.service.bads.fin.error");
+    assert_eq!(fin["meta"]["source_id"], failing["id"]);
+    assert_eq!(fin["meta"]["status"], 5, "{fin}");
+    let fin = wait_topic(&server, "xs.service.nubads.fin.error");
+    assert_eq!(fin["meta"]["source_id"], erroring["id"]);
+    let message = fin["meta"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("boom"), "{fin}");
+
+    // Neither comes back (a rerun would be 1 s later).
+    pause(Duration::from_millis(1300));
+    let frames = all(&server);
+    for name in ["bads", "nubads"] {
+        assert_eq!(
+            of(&frames, &format!("xs.service.{name}.active")).len(),
+            1,
+            "{name} ran again:\n{}",
+            dump(&frames)
+        );
+        assert!(of(&frames, &format!("xs.service.{name}.exited")).is_empty());
+    }
+}
+
+#[test]
 fn defaults_command_always_and_run_as_cross_stream() {
     let server = Server::start(&[]);
     let cmd = create(&server, "dflt", r#"{command: ["true"]}"#);

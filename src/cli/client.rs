@@ -258,9 +258,17 @@ fn request_head(address: &Address, request: &Request) -> String {
         "*/*"
     };
     let mut head = format!(
-        "{} {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {USER_AGENT}\r\nAccept: {accept}\r\nConnection: close\r\n",
+        "{} {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {USER_AGENT}\r\nConnection: close\r\n",
         request.method, request.target
     );
+    // A command that negotiates (`xs metrics`) sends its own.
+    if !request
+        .headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("accept"))
+    {
+        head.push_str(&format!("Accept: {accept}\r\n"));
+    }
     if let Some(authorization) = authorization {
         head.push_str(&format!("Authorization: {authorization}\r\n"));
     }

@@ -42,6 +42,8 @@ nushell:
   nu [--install|--clean]  print, install or remove the xs.nu client module
 
 other:
+  metrics <addr> [--prometheus]
+                          the server's counters (JSON, or Prometheus text)
   version <addr>          the server's version
   scru128                 make, unpack or pack SCRU128 ids
   help <command>          a command's usage
@@ -270,6 +272,18 @@ must be above the namespace's last, so a dump goes into a fresh namespace
 before any node serves it.
 
 options:
+  -h, --help              print this help
+";
+
+pub const METRICS: &str = "\
+usage: xs metrics <addr> [--prometheus]
+
+Print the server's counters: GET /metrics as one line of JSON
+(cross.stream's `store` and `keyspaces`, and xs's own under `xs`), or the
+Prometheus text format with --prometheus.
+
+options:
+      --prometheus        the Prometheus text format instead of JSON
   -h, --help              print this help
 ";
 

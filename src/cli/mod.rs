@@ -16,6 +16,7 @@ mod dump;
 mod eval;
 mod help;
 mod kv;
+mod metrics;
 mod nu;
 mod output;
 mod ps;
@@ -123,6 +124,11 @@ const COMMANDS: &[Command] = &[
         name: "export",
         usage: help::EXPORT,
         run: dump::export,
+    },
+    Command {
+        name: "metrics",
+        usage: help::METRICS,
+        run: metrics::metrics,
     },
     Command {
         name: "version",

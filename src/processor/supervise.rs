@@ -219,6 +219,10 @@ impl ChildGroups {
 pub enum Restart {
     Always,
     OnFailure,
+    /// cross.stream 0.14's name for (and default) rerun after a clean
+    /// finish, stop on an error; here with `exited` frames and back-off
+    /// like the other policies.
+    OnSuccess,
     Never,
     /// A `run` service without `restart:`: cross.stream's behaviour (rerun
     /// a second after a clean finish, stop on an error).
@@ -230,9 +234,10 @@ impl Restart {
         match text {
             "always" => Ok(Restart::Always),
             "on-failure" => Ok(Restart::OnFailure),
+            "on-success" => Ok(Restart::OnSuccess),
             "never" => Ok(Restart::Never),
             other => Err(format!(
-                "'restart' must be \"always\", \"on-failure\" or \"never\": got \"{other}\""
+                "'restart' must be \"always\", \"on-failure\", \"on-success\" or \"never\": got \"{other}\""
             )),
         }
     }
@@ -243,7 +248,7 @@ impl Restart {
             Restart::Always => true,
             Restart::OnFailure => !clean,
             Restart::Never => false,
-            Restart::CrossStream => clean,
+            Restart::OnSuccess | Restart::CrossStream => clean,
         }
     }
 }
@@ -313,6 +318,8 @@ mod tests {
         assert!(Restart::Always.reruns(true) && Restart::Always.reruns(false));
         assert!(!Restart::OnFailure.reruns(true) && Restart::OnFailure.reruns(false));
         assert!(!Restart::Never.reruns(true) && !Restart::Never.reruns(false));
+        assert_eq!(Restart::parse("on-success"), Ok(Restart::OnSuccess));
+        assert!(Restart::OnSuccess.reruns(true) && !Restart::OnSuccess.reruns(false));
         assert!(Restart::CrossStream.reruns(true) && !Restart::CrossStream.reruns(false));
         assert!(Restart::parse("sometimes").is_err());
     }

@@ -4,7 +4,8 @@
 //! (they met an expired `time:` frame) and by a timer. It never writes
 //! itself: it decides what to delete and hands removals to the writer.
 //! - `last:<n>` pruning: keep the newest n frames of the topic.
-//! - `time:` sweep: frames whose expiry (the `ttl_time` keyspace) passed.
+//! - `time:` sweep: frames whose expiry (the `ttl_time` keyspace) passed,
+//!   every `--ttl-sweep` ms (default 1000; never with `0`).
 //! - payload garbage collection: delete content no stored frame
 //!   references any more (see `Store::collect_payload` for the race with
 //!   an append of the same bytes).
@@ -63,6 +64,10 @@ fn run(
     // A clock of its own: the timer chores run every TICK even while
     // messages keep coming (a `default` arm would starve under load).
     let ticks = crossbeam_channel::tick(TICK);
+    let sweeps = match store.options().ttl_sweep {
+        Some(every) => crossbeam_channel::tick(every),
+        None => crossbeam_channel::never(),
+    };
     // Journaled keys seen at the last tick: unchanged means appends paused.
     let mut journaled_seen = 0;
     loop {
@@ -99,8 +104,8 @@ fn run(
                 } else {
                     journaled_seen = now;
                 }
-                sweep_expired(&store);
             }
+            recv(sweeps) -> _ => sweep_expired(&store),
         }
     }
 }

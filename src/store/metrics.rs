@@ -1,5 +1,8 @@
 //! Counters the store keeps for `GET /metrics`: plain atomics, bumped by
-//! the writer and the readers, read when scraped.
+//! the writer, the readers and the housekeeper, read when scraped. All are
+//! cumulative since the server started except `followers` (a gauge).
+//! A scan counts its frames locally and adds them once when it ends, so
+//! readers do not contend on a shared counter per frame.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -19,6 +22,19 @@ pub struct Metrics {
     sync_micros_total: AtomicU64,
     sync_buckets: [AtomicU64; SYNC_BUCKETS.len()],
     pub followers: AtomicU64,
+    /// Scans of the stream opened (history reads, follower catch-ups,
+    /// `last`/`first`).
+    pub stream_reads: AtomicU64,
+    /// Frames those scans read from the backend, expired ones included.
+    pub frames_scanned: AtomicU64,
+    /// Frames removed (by `DELETE`, `last:<n>` pruning or expiry).
+    pub removed_frames: AtomicU64,
+    /// Commits (local batches, Redis script runs) that removed frames.
+    pub remove_commits: AtomicU64,
+    /// Payload garbage collections run (one per payload no frame
+    /// references any more), and the time they took.
+    pub gc_drains: AtomicU64,
+    pub gc_nanos: AtomicU64,
 }
 
 impl Metrics {
@@ -52,6 +68,33 @@ impl Metrics {
             .collect();
         let sum = Metrics::get(&self.sync_micros_total) as f64 / 1_000_000.0;
         (buckets, sum)
+    }
+}
+
+/// Counts the frames one scan reads; adds them to `frames_scanned` when
+/// the scan is dropped.
+pub struct ScanCounter {
+    metrics: std::sync::Arc<Metrics>,
+    frames: u64,
+}
+
+impl ScanCounter {
+    /// Starts counting a scan (and counts it as a stream read).
+    pub fn new(metrics: std::sync::Arc<Metrics>) -> ScanCounter {
+        Metrics::add(&metrics.stream_reads, 1);
+        ScanCounter { metrics, frames: 0 }
+    }
+
+    /// One more frame read. (A method, so a closure calling it owns the
+    /// whole counter and its `Drop`, not just the field.)
+    pub fn saw_frame(&mut self) {
+        self.frames += 1;
+    }
+}
+
+impl Drop for ScanCounter {
+    fn drop(&mut self) {
+        Metrics::add(&self.metrics.frames_scanned, self.frames);
     }
 }
 

@@ -159,7 +159,13 @@ pub struct StoreOptions {
     pub redis: Option<redis::RedisAddress>,
     /// `--redis-replicas N`: replicas that must acknowledge each write.
     pub redis_replicas: u32,
+    /// `--ttl-sweep <ms>`: how often expired `time:` frames are removed;
+    /// `None` (`0`): never by this server (reads still skip them).
+    pub ttl_sweep: Option<Duration>,
 }
+
+/// How often expired `time:` frames are removed unless told otherwise.
+pub const DEFAULT_TTL_SWEEP: Duration = Duration::from_millis(1000);
 
 impl Default for StoreOptions {
     fn default() -> Self {
@@ -168,6 +174,7 @@ impl Default for StoreOptions {
             ephemeral: EphemeralLimits::default(),
             redis: None,
             redis_replicas: 0,
+            ttl_sweep: Some(DEFAULT_TTL_SWEEP),
         }
     }
 }
@@ -343,7 +350,12 @@ impl Store {
             shared.kv_signal.clone(),
             cursors,
         )?;
-        redis::sweeper::start(redis.clone(), chores_rx)?;
+        redis::sweeper::start(
+            redis.clone(),
+            chores_rx,
+            options.ttl_sweep,
+            shared.metrics.clone(),
+        )?;
         Ok(Store::assemble(
             dir,
             Backend::Redis(redis),
@@ -586,6 +598,8 @@ impl Store {
             Backend::Local(local) => local.scan(filter, lower, upper, reverse),
             Backend::Redis(redis) => redis.scan(filter, lower, upper, reverse),
         };
+        let mut counter = metrics::ScanCounter::new(self.inner.metrics.clone());
+        let frames = frames.inspect(move |_| counter.saw_frame());
         Box::new(frames.filter(move |frame| match frame {
             Ok(frame) if frame.is_expired(now) => {
                 store.report_expired(frame.id);
@@ -617,7 +631,12 @@ impl Store {
             .collect()
     }
 
+    /// Asks the housekeeper to remove an expired frame a reader met,
+    /// unless sweeping is off (`--ttl-sweep 0`: expired frames stay).
     fn report_expired(&self, id: Id) {
+        if self.inner.options.ttl_sweep.is_none() {
+            return;
+        }
         let _ = self.inner.chores.send(Chore::Expired(id));
     }
 
@@ -751,12 +770,16 @@ impl Store {
         {
             return Ok(false);
         }
+        let started = std::time::Instant::now();
         if local.refs(hash)? > 0 {
             return Ok(true);
         }
         if let Ok(sri) = hash.parse::<Integrity>() {
             local.cas.remove(&sri)?;
         }
+        let took = started.elapsed().as_nanos().try_into().unwrap_or(u64::MAX);
+        metrics::Metrics::add(&self.inner.metrics.gc_drains, 1);
+        metrics::Metrics::add(&self.inner.metrics.gc_nanos, took);
         // A journaled copy must not bring the file back after a crash.
         // (Only when there is one: a refused append has none, and a
         // needless tombstone would eat into the disk reserve.)

@@ -336,6 +336,9 @@ impl Writer {
         let mut ephemeral = Vec::new();
         let mut stored = Vec::new();
         let mut removed = Vec::new();
+        // Removals of frames that were there (`removed` also holds ids
+        // asked for that were already gone).
+        let mut frames_removed: u64 = 0;
         let mut imported = Vec::new();
         let mut prune = BTreeSet::new();
         let mut bytes_to_disk: u64 = 0;
@@ -421,9 +424,12 @@ impl Writer {
                     imported_json.insert(frame.id, json);
                     Ok(WriteOutcome::Frame(frame.clone()))
                 }
-                WriteOp::Remove(id) => self.stage_remove(&mut write, &spaces, *id).map(|hash| {
-                    deletion_bytes += TOMBSTONES_PER_FRAME;
-                    count_ref(&mut ref_deltas, &hash, -1);
+                WriteOp::Remove(id) => self.stage_remove(&mut write, &spaces, *id).map(|found| {
+                    if let Some(hash) = found {
+                        deletion_bytes += TOMBSTONES_PER_FRAME;
+                        count_ref(&mut ref_deltas, &hash, -1);
+                        frames_removed += 1;
+                    }
                     removed.push(*id);
                     WriteOutcome::Done
                 }),
@@ -475,6 +481,10 @@ impl Writer {
             .count() as u64;
         Metrics::add(&self.metrics.appends_ok, appended);
         Metrics::add(&self.metrics.frames_appended, appended);
+        if frames_removed > 0 {
+            Metrics::add(&self.metrics.removed_frames, frames_removed);
+            Metrics::add(&self.metrics.remove_commits, 1);
+        }
         self.head.publish_batch(Published {
             last_id: self.last_id,
             ephemeral,
@@ -555,13 +565,14 @@ impl Writer {
         bytes
     }
 
-    /// Stages the removal of a frame; returns its payload hash.
+    /// Stages the removal of a frame; returns `None` when there is no such
+    /// frame, else its payload hash (if it has one).
     fn stage_remove(
         &self,
         write: &mut OwnedWriteBatch,
         spaces: &Keyspaces,
         id: Id,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<Option<String>>, StoreError> {
         let Some(raw) = self.local.get(id)? else {
             return Ok(None);
         };
@@ -577,9 +588,9 @@ impl Writer {
             if let Some(Ttl::Time(ms)) = frame.ttl {
                 write.remove(&spaces.ttl_time, expiry_key(id, ms));
             }
-            return Ok(frame.hash);
+            return Ok(Some(frame.hash));
         }
-        Ok(None)
+        Ok(Some(None))
     }
 
     /// Applies the batch's reference count changes; returns the hashes no

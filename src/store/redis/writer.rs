@@ -98,9 +98,9 @@ impl RedisWriter {
             }
             WriteOp::Remove(id) => {
                 let sid = stream_id(*id);
-                self.redis
-                    .run_script(&[b"remove", sid.as_bytes()])
-                    .map(|_| WriteOutcome::Done)
+                let removed = self.redis.run_script(&[b"remove", sid.as_bytes()])?;
+                super::sweeper::count_removed(&self.metrics, &removed);
+                Ok(WriteOutcome::Done)
             }
             WriteOp::KvSet(key, value) => self
                 .redis
