@@ -20,7 +20,7 @@ use crate::store::{Draft, FsyncPolicy, RawFrame, Store, StoreError, StoreOptions
 const USAGE: &str = "usage: xs serve <dir> [--fsync always|interval:<ms>|never] [--expose <addr>] \
 [--auth-file <file>] [--http <addr>] [--http-timeout <ms>] [--http-ttl <ttl>] [--max-payload <bytes>] \
 [--ephemeral-frames <n>] [--ephemeral-bytes <bytes>] [--backend redis://host:port/db?ns=<name>] \
-[--redis-replicas <n>]";
+[--redis-replicas <n>] [--eval-timeout <secs>] [--eval-memory <bytes>]";
 
 const HELP: &str = "Run the store in <dir>: its API listens on <dir>/sock.
 
@@ -45,7 +45,12 @@ Options:
                             redis://host:port/db?ns=<name> (ns default: xs);
                             several servers on one Redis share one stream
   --redis-replicas <n>      with --backend: an append is answered once <n>
-                            replicas also have it (WAIT)";
+                            replicas also have it (WAIT)
+  --eval-timeout <secs>     a script (/eval until its answer starts, an action
+                            call) is stopped with an error after this long
+                            (default 30; 0: no limit)
+  --eval-memory <bytes>     memory one script may build before it is stopped
+                            with an error (default 536870912; 0: no limit)";
 
 /// The longest the server waits for services to stop at shutdown: they
 /// are stopped together, each within its own grace (5 s by default).
@@ -63,6 +68,13 @@ struct ServeArgs {
     ephemeral: EphemeralLimits,
     backend: Option<RedisAddress>,
     redis_replicas: u32,
+    scripts: ScriptLimits,
+}
+
+/// `--eval-timeout` and `--eval-memory` (0: none).
+struct ScriptLimits {
+    timeout_secs: u64,
+    memory: u64,
 }
 
 /// The gateway flags, as given.
@@ -99,6 +111,10 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
     let mut fsync_given = false;
     let mut backend = None;
     let mut redis_replicas = None;
+    let mut scripts = ScriptLimits {
+        timeout_secs: 30,
+        memory: 512 << 20,
+    };
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Short('h') | Long("help") => return Ok(None),
@@ -133,6 +149,8 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
                     .map_err(|_| format!("invalid value '{n}' for --redis-replicas: too large"))?;
                 redis_replicas = Some(n);
             }
+            Long("eval-timeout") => scripts.timeout_secs = number(&mut parser, "--eval-timeout")?,
+            Long("eval-memory") => scripts.memory = number(&mut parser, "--eval-memory")?,
             Value(value) if dir.is_none() => dir = Some(PathBuf::from(value)),
             other => return Err(other.unexpected().to_string()),
         }
@@ -165,6 +183,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
         ephemeral,
         backend,
         redis_replicas: redis_replicas.unwrap_or(0),
+        scripts,
     }))
 }
 
@@ -254,6 +273,11 @@ fn run(args: ServeArgs) -> Result<(), String> {
     // Signals are taken by the main thread alone (sigwait below): block
     // them before any thread starts, so every thread inherits the mask.
     let signals = ShutdownSignals::block();
+    #[cfg(feature = "nushell")]
+    crate::nu::bounds::set_limits(crate::nu::bounds::Limits {
+        timeout_secs: args.scripts.timeout_secs,
+        memory: args.scripts.memory,
+    });
 
     let options = StoreOptions {
         fsync: args.fsync,

@@ -1,11 +1,15 @@
 //! Nushell inside xs: the engine (language core plus our builtins), value
-//! conversion, and one file per builtin under `commands/`.
+//! conversion, one file per builtin under `commands/`, and the bounds of a
+//! running script (`bounds.rs`: its memory meter and its watchdog).
 
 // Nushell's `ShellError` is large by design, and every command returns it.
 #![allow(clippy::result_large_err)]
 
+pub mod bounds;
 pub mod commands;
 pub mod engine;
+pub mod memory;
 pub mod value;
+pub mod watch;
 
 pub use engine::{Engine, ScriptError};

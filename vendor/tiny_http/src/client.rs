@@ -37,6 +37,9 @@ pub struct ClientConnection {
 
     // xs patch: bytes of the request head read so far
     head_bytes: usize,
+
+    // xs patch: the socket's descriptor, given to each request
+    fd: Option<i32>,
 }
 
 /// xs patch: the largest request head accepted (request line and headers).
@@ -63,6 +66,10 @@ impl ClientConnection {
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
+        #[cfg(unix)]
+        let fd = write_socket.raw_fd();
+        #[cfg(not(unix))]
+        let fd = None;
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -73,6 +80,7 @@ impl ClientConnection {
             remote_addr,
             next_header_source: first_header,
             head_bytes: 0,
+            fd,
             no_more_requests: false,
             secure,
         }
@@ -188,6 +196,8 @@ impl ClientConnection {
         })?;
 
         // return the request
+        let mut request = request;
+        request.set_connection_fd(self.fd);
         Ok(request)
     }
 }

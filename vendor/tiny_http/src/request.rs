@@ -74,6 +74,9 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // xs patch: the descriptor of the connection's socket
+    connection_fd: Option<i32>,
 }
 
 struct NotifyOnDrop<R> {
@@ -238,10 +241,24 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        connection_fd: None,
     })
 }
 
 impl Request {
+    /// xs patch: the descriptor number of the socket this request came on
+    /// (plain TCP or Unix connections), valid while the request is alive.
+    /// It lets a handler watch for its client hanging up (poll it, or
+    /// `dup` it); reading from or writing to it would corrupt the
+    /// exchange.
+    pub fn connection_fd(&self) -> Option<i32> {
+        self.connection_fd
+    }
+
+    pub(crate) fn set_connection_fd(&mut self, fd: Option<i32>) {
+        self.connection_fd = fd;
+    }
+
     /// Returns true if the request was made through HTTPS.
     #[inline]
     pub fn secure(&self) -> bool {
