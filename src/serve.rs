@@ -68,6 +68,8 @@ struct ServeArgs {
     ephemeral: EphemeralLimits,
     backend: Option<RedisAddress>,
     redis_replicas: u32,
+    /// Without Nushell there are no scripts to bound.
+    #[cfg_attr(not(feature = "nushell"), allow(dead_code))]
     scripts: ScriptLimits,
 }
 

@@ -125,7 +125,7 @@ impl Bounds {
 
 /// `536870912` as "512 MiB"; sizes that are no whole MiB in bytes.
 fn bytes_text(bytes: u64) -> String {
-    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
         format!("{} MiB", bytes >> 20)
     } else {
         format!("{bytes} bytes")

@@ -7,6 +7,9 @@
 //! the state as of exactly its `last_id`. A server restart resumes after
 //! `last_id`; it does not refold. A new `create` (hot replacement) starts
 //! over from the first frame.
+//!
+//! A view has the memory cap (`nu::bounds`), not the eval timeout: going
+//! over the cap ends it with `fin.error`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,6 +23,7 @@ use super::ps::{ProcessTable, State};
 use super::script::{self, Loaded};
 use super::supervise::ChildGroups;
 use super::Running;
+use crate::nu::bounds::{Bounds, Timed};
 use crate::nu::commands::{self, AppendMode};
 use crate::nu::engine::collect;
 use crate::nu::value::{frame_record, from_json, to_json, FrameShape};
@@ -95,7 +99,7 @@ impl View {
                 .map_err(|e| e.to_string())?;
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let interrupt = self.loaded.engine.interrupt_handle();
+        let interrupt = self.loaded.engine.interrupter().clone();
         let groups = self.groups.clone();
         let thread_stop = stop.clone();
         table.started(Kind::View, &self.name, None, false);
@@ -143,6 +147,7 @@ impl View {
         let active = lifecycle::meta(Kind::View, self.create_id, &[]);
         lifecycle::emit(store, Kind::View, &self.name, Event::Active, active)
             .map_err(|e| e.to_string())?;
+        let bounds = Bounds::start(&self.loaded.engine, Timed::No, None);
         let mut unsaved: Option<Id> = None;
         let mut last_save = Instant::now();
         loop {
@@ -175,14 +180,20 @@ impl View {
                 if self.skips(&frame) {
                     continue;
                 }
-                state = match self.fold(&frame, state) {
+                let folded = self.fold(&frame, state);
+                let folded = match bounds.verdict() {
+                    Some(verdict) => Err(verdict),
+                    None => folded,
+                };
+                state = match folded {
                     Ok(next) => next,
                     Err(error) => {
-                        if self
-                            .loaded
-                            .engine
-                            .interrupt_handle()
-                            .load(Ordering::Relaxed)
+                        if bounds.verdict().is_none()
+                            && self
+                                .loaded
+                                .engine
+                                .interrupt_handle()
+                                .load(Ordering::Relaxed)
                         {
                             return Ok(());
                         }
