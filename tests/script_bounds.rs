@@ -184,6 +184,22 @@ fn a_script_over_its_memory_cap_fails_alone() {
     for script in scripts {
         assert_stopped(&server, script, "memory cap", Duration::from_secs(20));
     }
+    // 20 MB of bytes are under the cap, their JSON (a number a byte) is
+    // not: the conversion stops, and nothing half-made is appended.
+    let bytes = "(^head -c 20000000 /dev/urandom)";
+    assert_stopped(
+        &server,
+        &format!("{{b: {bytes}}}"),
+        "memory cap",
+        Duration::from_secs(20),
+    );
+    assert_stopped(
+        &server,
+        &format!("{{b: {bytes}}} | .append big; 'appended'"),
+        "memory cap",
+        Duration::from_secs(20),
+    );
+    assert!(server.frames("/?topic=big").is_empty());
     assert_alive(&server);
     // What a script keeps under the cap is fine, and the cap is per script.
     let (r, _) = eval(

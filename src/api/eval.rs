@@ -57,10 +57,7 @@ pub fn eval(base: &Engine, store: &crate::store::Store, mut request: Request) {
     };
     match data {
         PipelineData::Empty => Reply::status(204).send(request),
-        PipelineData::Value(value, _) => match bounds.verdict() {
-            Some(verdict) => stopped(request, &verdict),
-            None => single(&engine, request, value),
-        },
+        PipelineData::Value(value, _) => single(&engine, &bounds, request, value),
         PipelineData::ListStream(stream, _) => {
             let Ok(mut out) = ChunkedStream::start(request, "application/x-ndjson") else {
                 return;
@@ -79,6 +76,9 @@ pub fn eval(base: &Engine, store: &crate::store::Store, mut request: Request) {
                 }
                 let mut line = to_json(&value).to_string().into_bytes();
                 line.push(b'\n');
+                if let Some(verdict) = bounds.verdict() {
+                    return cut_off(&verdict);
+                }
                 if out.chunk(&line).and_then(|_| out.flush()).is_err() {
                     engine.interrupt();
                     return;
@@ -143,7 +143,7 @@ pub fn eval(base: &Engine, store: &crate::store::Store, mut request: Request) {
     }
 }
 
-fn single(engine: &Engine, request: Request, value: Value) {
+fn single(engine: &Engine, bounds: &Bounds, request: Request, value: Value) {
     match value {
         Value::Nothing { .. } => Reply::status(204).send(request),
         Value::String { val, .. } => Reply::with_type(200, "text/plain", val).send(request),
@@ -160,7 +160,13 @@ fn single(engine: &Engine, request: Request, value: Value) {
         Value::Binary { val, .. } => {
             Reply::with_type(200, "application/octet-stream", val.to_vec()).send(request)
         }
-        other => Reply::json(to_json(&other).to_string()).send(request),
+        other => {
+            let json = to_json(&other).to_string();
+            match bounds.verdict() {
+                Some(verdict) => stopped(request, &verdict),
+                None => Reply::json(json).send(request),
+            }
+        }
     }
 }
 

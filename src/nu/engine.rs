@@ -87,11 +87,6 @@ impl Interrupt {
         }
     }
 
-    /// Whether the flag is set now.
-    pub fn is_set(&self) -> bool {
-        self.flag.load(Ordering::Relaxed)
-    }
-
     /// Clears the flag and the reason, for the next run of a script.
     pub fn clear(&self) {
         self.reason.store(0, Ordering::Relaxed);

@@ -233,6 +233,14 @@ impl Metered {
 #[global_allocator]
 static GLOBAL: Metered = Metered;
 
+/// Whether the script metered on this thread has gone over its cap: for
+/// Rust code that builds a large value from a script's (JSON of a
+/// binary), which no Nushell check interrupts, to stop early.
+pub fn over_cap() -> bool {
+    let now = current();
+    now.tag != 0 && slot_of(now.tag).is_some_and(|slot| slot.tripped.load(Ordering::Relaxed))
+}
+
 /// A script's budget on this thread, from `start` until dropped.
 pub struct Meter {
     slot: u32,

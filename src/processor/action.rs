@@ -89,7 +89,6 @@ impl Action {
                         error_draft(&name, meta)
                     }
                 };
-                drop(bounds);
                 output::send(&store, draft);
             });
         if let Err(e) = spawned {

@@ -26,7 +26,7 @@ use super::Running;
 use crate::nu::bounds::{Bounds, Timed};
 use crate::nu::commands::{self, AppendMode};
 use crate::nu::engine::collect;
-use crate::nu::value::{frame_record, from_json, to_json, FrameShape};
+use crate::nu::value::{frame_record, from_json, to_json_checked, FrameShape, OVER_CAP};
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
 use crate::store::{Frame, Id, Store, TopicFilter, WriteOp};
 
@@ -240,7 +240,13 @@ impl View {
     /// Persists the state as of `last_id` (nothing when nothing changed).
     fn save(&self, store: &Store, state: &Value, last_id: Option<Id>) {
         let Some(last_id) = last_id else { return };
-        let value = json!({ "state": to_json(state), "last_id": last_id.to_string() });
+        let Ok(state) = to_json_checked(state) else {
+            // Cut short by the memory cap: not saved; the view fails at
+            // its next frame.
+            eprintln!("xs: view {}: state not saved: {OVER_CAP}", self.name);
+            return;
+        };
+        let value = json!({ "state": state, "last_id": last_id.to_string() });
         if let Ok(bytes) = serde_json::to_vec(&value) {
             drop(store.submit(WriteOp::KvSet(key(&self.name), bytes)));
         }

@@ -3,8 +3,8 @@
 
 use nu_engine::command_prelude::*;
 
-use super::generic;
-use crate::nu::value::{from_json, to_json};
+use super::{generic, json_of};
+use crate::nu::value::from_json;
 
 #[derive(Clone)]
 pub struct FromJson;
@@ -66,6 +66,6 @@ impl Command for ToJson {
     ) -> Result<PipelineData, ShellError> {
         let span = call.head;
         let value = input.into_value(span)?;
-        Ok(Value::string(to_json(&value).to_string(), span).into_pipeline_data())
+        Ok(Value::string(json_of(&value, span)?.to_string(), span).into_pipeline_data())
     }
 }
