@@ -6,7 +6,9 @@
 //! allocation of alignment 16 or less carries a small header in front of
 //! it (8 bytes, 16 for 16-aligned blocks) holding the tag of the budget
 //! that made it, or 0. A free, on whatever thread it happens, credits the
-//! tagged budget if the slot still has that generation. So a budget is the
+//! tagged budget if the slot still has that generation (on the script's
+//! own thread, the common case, a plain thread-local count: no atomic
+//! operation on the hot path). So a budget is the
 //! bytes a script made and that are still alive anywhere: a frame it
 //! appended, freed later by the store's writer thread, stops counting
 //! then. (A count per thread alone would only ever grow for a service that
@@ -44,7 +46,9 @@ const SLOTS: usize = 4096;
 struct Slot {
     /// Bumped when the slot's script ends, so its blocks stop counting.
     generation: AtomicU32,
-    /// Live bytes tagged with this slot's current generation.
+    /// Live bytes tagged with this slot's current generation, as counted
+    /// by other threads (frees, mostly); the script's own thread keeps
+    /// its part in `LOCAL`.
     used: AtomicI64,
     /// Whether the script went over its cap.
     tripped: AtomicBool,
@@ -86,6 +90,8 @@ thread_local! {
     // A const-initialised Cell with no destructor: reading it never
     // allocates, so the allocator may use it.
     static CURRENT: Cell<Current> = const { Cell::new(NONE) };
+    // The metered script's own count of its live bytes.
+    static LOCAL: Cell<i64> = const { Cell::new(0) };
 }
 
 fn current() -> Current {
@@ -115,14 +121,27 @@ fn slot_of(tag: u64) -> Option<&'static Slot> {
     (slot.generation.load(Ordering::Relaxed) == tag as u32).then_some(slot)
 }
 
-/// Adds `bytes` to the budget `tag`; stops its script when it goes over
-/// the cap and the allocation happens on the script's own thread.
+/// Adds `bytes` (negative for a free) to the budget `tag` (not 0). On
+/// the script's own thread a growth past the cap stops the script.
 fn charge(tag: u64, bytes: i64, now: Current) {
-    let Some(slot) = slot_of(tag) else { return };
-    let used = slot.used.fetch_add(bytes, Ordering::Relaxed) + bytes;
-    if now.tag != tag {
+    if tag != now.tag {
+        if let Some(slot) = slot_of(tag) {
+            slot.used.fetch_add(bytes, Ordering::Relaxed);
+        }
         return;
     }
+    let local = LOCAL
+        .try_with(|local| {
+            local.set(local.get() + bytes);
+            local.get()
+        })
+        .unwrap_or(0);
+    if bytes <= 0 {
+        return;
+    }
+    // The meter of this thread is alive: its slot is ours.
+    let slot = &SLOT_TABLE[(tag >> 32) as usize];
+    let used = local + slot.used.load(Ordering::Relaxed);
     // SAFETY: the flag and the reason outlive the Meter that put them in
     // `CURRENT`, and `now` is this thread's.
     unsafe {
@@ -132,12 +151,6 @@ fn charge(tag: u64, bytes: i64, now: Current) {
         } else if (*now.reason).load(Ordering::Relaxed) != 0 {
             (*now.flag).store(true, Ordering::Relaxed);
         }
-    }
-}
-
-fn credit(tag: u64, bytes: i64) {
-    if let Some(slot) = slot_of(tag) {
-        slot.used.fetch_sub(bytes, Ordering::Relaxed);
     }
 }
 
@@ -163,7 +176,7 @@ unsafe impl GlobalAlloc for Metered {
         let base = ptr.sub(h);
         let tag = (ptr.sub(8) as *const u64).read();
         if tag != 0 {
-            credit(tag, layout.size() as i64);
+            charge(tag, -(layout.size() as i64), current());
         }
         // The layout was valid when the block was made.
         if let Some(full) = outer(layout.size(), layout.align(), h) {
@@ -245,6 +258,7 @@ pub fn over_cap() -> bool {
 pub struct Meter {
     slot: u32,
     previous: Current,
+    previous_local: i64,
     /// Keep what `CURRENT` points at alive.
     _flag: Arc<AtomicBool>,
     _reason: Arc<AtomicU8>,
@@ -258,6 +272,7 @@ impl Meter {
     /// at every allocation once `reason` is not 0.
     pub fn start(cap: u64, flag: Arc<AtomicBool>, reason: Arc<AtomicU8>) -> Meter {
         let previous = current();
+        let previous_local = LOCAL.try_with(|local| local.replace(0)).unwrap_or(0);
         let slot = take_slot();
         if let Some(slot) = slot {
             let entry = &SLOT_TABLE[slot as usize];
@@ -277,6 +292,7 @@ impl Meter {
         Meter {
             slot: slot.unwrap_or(0),
             previous,
+            previous_local,
             _flag: flag,
             _reason: reason,
             _thread: PhantomData,
@@ -296,13 +312,15 @@ impl Meter {
         if self.slot == 0 {
             return 0;
         }
-        SLOT_TABLE[self.slot as usize].used.load(Ordering::Relaxed)
+        let local = LOCAL.try_with(Cell::get).unwrap_or(0);
+        local + SLOT_TABLE[self.slot as usize].used.load(Ordering::Relaxed)
     }
 }
 
 impl Drop for Meter {
     fn drop(&mut self) {
         let _ = CURRENT.try_with(|c| c.set(self.previous));
+        let _ = LOCAL.try_with(|local| local.set(self.previous_local));
         if self.slot == 0 {
             return;
         }
