@@ -272,8 +272,9 @@ impl Meter {
     /// at every allocation once `reason` is not 0.
     pub fn start(cap: u64, flag: Arc<AtomicBool>, reason: Arc<AtomicU8>) -> Meter {
         let previous = current();
-        let previous_local = LOCAL.try_with(|local| local.replace(0)).unwrap_or(0);
         let slot = take_slot();
+        // Nothing allocates from here until `CURRENT` names the new meter.
+        let previous_local = LOCAL.try_with(|local| local.replace(0)).unwrap_or(0);
         if let Some(slot) = slot {
             let entry = &SLOT_TABLE[slot as usize];
             entry.used.store(0, Ordering::Relaxed);
@@ -287,6 +288,7 @@ impl Meter {
             };
             let _ = CURRENT.try_with(|c| c.set(now));
         } else {
+            let _ = CURRENT.try_with(|c| c.set(NONE));
             eprintln!("xs: too many scripts at once: this one runs without a memory cap");
         }
         Meter {
