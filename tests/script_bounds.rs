@@ -80,6 +80,9 @@ fn eval_timeout_zero_is_no_limit() {
     let (r, took) = eval(&server, ".sleep 1200ms; 'done'");
     assert_eq!((r.status, r.text().trim()), (200, "done"));
     assert!(took >= Duration::from_millis(1200));
+    // A timeout past what the clock can hold is no limit either.
+    let huge = Server::start(&["--eval-timeout", &u64::MAX.to_string()]);
+    assert_alive(&huge);
     let short = Server::start(&["--eval-timeout", "1"]);
     assert_stopped(
         &short,

@@ -77,7 +77,8 @@ impl Bounds {
         let limits = limits();
         let interrupt = engine.interrupter().clone();
         let deadline = match (timed, limits.timeout_secs) {
-            (Timed::Yes, secs) if secs > 0 => Some(Instant::now() + Duration::from_secs(secs)),
+            // A deadline past what the clock can hold is none.
+            (Timed::Yes, secs) if secs > 0 => Instant::now().checked_add(Duration::from_secs(secs)),
             _ => None,
         };
         // Metered even without a cap: the meter also keeps a stop in force.
