@@ -308,3 +308,33 @@ fn an_action_call_and_a_script_load_have_the_eval_timeout() {
     let out = wait_topic(&server, "slow.out");
     assert_eq!(out["meta"]["seen"], true, "{out}");
 }
+
+#[test]
+fn a_streamed_answer_over_the_cap_is_cut_off() {
+    let server = Server::start(&["--eval-memory", CAP]);
+    // One line, then a "line" of 200 MB that `.lines` would have to hold.
+    let body = "^sh -c 'echo one; head -c 200000000 /dev/zero' | .lines";
+    let mut conn = UnixStream::connect(server.sock()).unwrap();
+    write!(
+        conn,
+        "POST /eval HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // The connection closes (a read timeout here would fail the test)...
+    let mut seen = Vec::new();
+    std::io::Read::read_to_end(&mut conn, &mut seen).unwrap();
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("\"one\""), "{text}");
+    // ...without the last chunk: the client knows the answer is cut.
+    assert!(!text.ends_with("0\r\n\r\n"), "{text}");
+    assert!(
+        server.stderr().contains("memory cap"),
+        "{}",
+        server.stderr()
+    );
+    assert_alive(&server);
+}

@@ -7,8 +7,8 @@
 //! until its answer starts, and its client — the request's socket is
 //! polled while the script runs, and a client that hung up stops it. A
 //! script stopped before its answer started gets a 500 with the one-line
-//! reason; a streamed answer that is stopped is cut off (no last chunk),
-//! so the client sees it did not end cleanly.
+//! reason; a streamed answer that is stopped is cut off (no last chunk,
+//! the connection closed), so the client sees it did not end cleanly.
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -35,7 +35,8 @@ pub fn eval(base: &Engine, store: &crate::store::Store, mut request: Request) {
         return Reply::error(400, "the script is not valid UTF-8").send(request);
     };
     let mut engine = base.fork();
-    let probe = request.connection_fd().and_then(hang_up_probe);
+    let connection = request.connection_fd();
+    let probe = connection.and_then(hang_up_probe);
     let bounds = Bounds::start(&engine, Timed::Yes, probe);
     // Every module registered so far.
     if let Some(head) = store.head().view().last_id {
@@ -65,7 +66,7 @@ pub fn eval(base: &Engine, store: &crate::store::Store, mut request: Request) {
             bounds.answering();
             for value in stream.into_iter() {
                 if let Some(verdict) = bounds.verdict() {
-                    return cut_off(&verdict);
+                    return cut_off(&verdict, connection);
                 }
                 if let Value::Error { error, .. } = &value {
                     eprintln!(
@@ -77,7 +78,7 @@ pub fn eval(base: &Engine, store: &crate::store::Store, mut request: Request) {
                 let mut line = to_json(&value).to_string().into_bytes();
                 line.push(b'\n');
                 if let Some(verdict) = bounds.verdict() {
-                    return cut_off(&verdict);
+                    return cut_off(&verdict, connection);
                 }
                 if out.chunk(&line).and_then(|_| out.flush()).is_err() {
                     engine.interrupt();
@@ -86,7 +87,7 @@ pub fn eval(base: &Engine, store: &crate::store::Store, mut request: Request) {
             }
             // An interrupted stream just ends: say why rather than finish.
             if let Some(verdict) = bounds.verdict() {
-                return cut_off(&verdict);
+                return cut_off(&verdict, connection);
             }
             let _ = out.finish();
         }
@@ -128,7 +129,7 @@ pub fn eval(base: &Engine, store: &crate::store::Store, mut request: Request) {
                     }
                     Err(e) => {
                         if let Some(verdict) = bounds.verdict() {
-                            return cut_off(&verdict);
+                            return cut_off(&verdict, connection);
                         }
                         eprintln!("xs: eval byte stream failed: {e}");
                         break;
@@ -136,7 +137,7 @@ pub fn eval(base: &Engine, store: &crate::store::Store, mut request: Request) {
                 }
             }
             if let Some(verdict) = bounds.verdict() {
-                return cut_off(&verdict);
+                return cut_off(&verdict, connection);
             }
             let _ = out.finish();
         }
@@ -187,9 +188,16 @@ fn stopped(request: Request, verdict: &str) {
     Reply::error(500, format!("Script evaluation failed: {verdict}")).send(request)
 }
 
-/// A streamed answer a bound stopped: it ends without its last chunk.
-fn cut_off(verdict: &str) {
+/// A streamed answer a bound stopped: it ends without its last chunk,
+/// and the connection is shut down so the client sees the cut at once
+/// rather than wait for a chunk that never comes. Called while the answer's
+/// writer (and so the socket `connection` names) is still open.
+fn cut_off(verdict: &str, connection: Option<i32>) {
     eprintln!("xs: eval stream cut off: {verdict}");
+    if let Some(fd) = connection {
+        // SAFETY: shutting down the request's own socket, still open.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    }
 }
 
 /// Whether the client on socket `fd` has hung up (closed or shut down its

@@ -32,12 +32,34 @@ impl Command for Lines {
         // as it arrives.
         if let PipelineData::ByteStream(stream, _) = input {
             let signals = stream.signals().clone();
-            let Some(lines) = stream.lines() else {
+            let Some(mut reader) = stream.reader() else {
                 return Ok(PipelineData::empty());
             };
-            let values = lines.map(move |line| match line {
-                Ok(line) => Value::string(line, span),
-                Err(error) => Value::error(error, span),
+            // Our own split rather than Nushell's `lines()`, which turns a
+            // program's failure or interruption (a Nushell error carried
+            // in an I/O error) into a bare I/O error.
+            let mut failed = false;
+            let values = std::iter::from_fn(move || {
+                if failed {
+                    return None;
+                }
+                let mut line = Vec::new();
+                match std::io::BufRead::read_until(&mut reader, b'\n', &mut line) {
+                    Ok(0) => None,
+                    Ok(_) => {
+                        if line.last() == Some(&b'\n') {
+                            line.pop();
+                            if line.last() == Some(&b'\r') {
+                                line.pop();
+                            }
+                        }
+                        Some(Value::string(String::from_utf8_lossy(&line), span))
+                    }
+                    Err(error) => {
+                        failed = true;
+                        Some(Value::error(shell_error(error, span), span))
+                    }
+                }
             });
             return Ok(PipelineData::list_stream(
                 nu_protocol::ListStream::new(values, span, signals),
@@ -47,5 +69,13 @@ impl Command for Lines {
         let text = input.into_value(span)?.coerce_into_string()?;
         let lines = text.lines().map(|line| Value::string(line, span)).collect();
         Ok(Value::list(lines, span).into_pipeline_data())
+    }
+}
+
+/// An I/O error as a Nushell error: the Nushell error it carries, if any.
+fn shell_error(error: std::io::Error, span: Span) -> ShellError {
+    match nu_protocol::shell_error::bridge::ShellErrorBridge::try_from(error) {
+        Ok(bridge) => bridge.0,
+        Err(error) => super::generic("read failed", error.to_string(), span),
     }
 }
