@@ -111,6 +111,8 @@ impl Watched {
         let mut guard = dog.entries.lock().unwrap_or_else(|e| e.into_inner());
         guard.0 += 1;
         let id = guard.0;
+        // The thread waits untimed only while nobody is watched.
+        let idle = guard.1.is_empty();
         guard.1.push(Entry {
             id,
             interrupt: interrupt.clone(),
@@ -118,7 +120,9 @@ impl Watched {
             probe,
             stopped: false,
         });
-        dog.wake.notify_one();
+        if idle {
+            dog.wake.notify_one();
+        }
         Watched { id: Some(id) }
     }
 
