@@ -21,7 +21,7 @@ use crate::store::{Draft, FsyncPolicy, RawFrame, Store, StoreError, StoreOptions
 const USAGE: &str = "usage: xs serve <dir> [--fsync always|interval:<ms>|never] [--expose <addr>] \
 [--auth-file <file>] [--http <addr>] [--http-timeout <ms>] [--http-ttl <ttl>] [--max-payload <bytes>] \
 [--ephemeral-frames <n>] [--ephemeral-bytes <bytes>] [--backend redis://host:port/db?ns=<name>] \
-[--redis-replicas <n>] [--ttl-sweep <ms>]";
+[--redis-replicas <n>] [--ttl-sweep <ms>] [--eval-timeout <secs>] [--eval-memory <bytes>]";
 
 const HELP: &str = "Run the store in <dir>: its API listens on <dir>/sock.
 
@@ -50,7 +50,12 @@ Options:
                             replicas also have it (WAIT)
   --ttl-sweep <ms>          how often expired time:<ms> frames are removed
                             from disk (default 1000); 0: never (reads still
-                            skip them)";
+                            skip them)
+  --eval-timeout <secs>     a script (/eval until its answer starts, an action
+                            call) is stopped with an error after this long
+                            (default 30; 0: no limit)
+  --eval-memory <bytes>     memory one script may build before it is stopped
+                            with an error (default 536870912; 0: no limit)";
 
 /// The longest the server waits for services to stop at shutdown: they
 /// are stopped together, each within its own grace (5 s by default).
@@ -69,6 +74,15 @@ struct ServeArgs {
     backend: Option<RedisAddress>,
     redis_replicas: u32,
     ttl_sweep: Option<Duration>,
+    /// Without Nushell there are no scripts to bound.
+    #[cfg_attr(not(feature = "nushell"), allow(dead_code))]
+    scripts: ScriptLimits,
+}
+
+/// `--eval-timeout` and `--eval-memory` (0: none).
+struct ScriptLimits {
+    timeout_secs: u64,
+    memory: u64,
 }
 
 /// The gateway flags, as given.
@@ -106,6 +120,10 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
     let mut backend = None;
     let mut redis_replicas = None;
     let mut ttl_sweep = Some(crate::store::DEFAULT_TTL_SWEEP);
+    let mut scripts = ScriptLimits {
+        timeout_secs: 30,
+        memory: 512 << 20,
+    };
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Short('h') | Long("help") => return Ok(None),
@@ -144,6 +162,8 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
                 0 => ttl_sweep = None,
                 ms => ttl_sweep = Some(Duration::from_millis(ms)),
             },
+            Long("eval-timeout") => scripts.timeout_secs = number(&mut parser, "--eval-timeout")?,
+            Long("eval-memory") => scripts.memory = number(&mut parser, "--eval-memory")?,
             Value(value) if dir.is_none() => dir = Some(PathBuf::from(value)),
             other => return Err(other.unexpected().to_string()),
         }
@@ -177,6 +197,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
         backend,
         redis_replicas: redis_replicas.unwrap_or(0),
         ttl_sweep,
+        scripts,
     }))
 }
 
@@ -264,6 +285,11 @@ fn run(args: ServeArgs) -> Result<(), String> {
     // Signals are taken by the main thread alone (sigwait below): block
     // them before any thread starts, so every thread inherits the mask.
     let signals = ShutdownSignals::block();
+    #[cfg(feature = "nushell")]
+    crate::nu::bounds::set_limits(crate::nu::bounds::Limits {
+        timeout_secs: args.scripts.timeout_secs,
+        memory: args.scripts.memory,
+    });
     // Nushell's base state is built beside the start, not on its path.
     #[cfg(feature = "nushell")]
     crate::nu::prewarm();

@@ -2,15 +2,25 @@
 //! result's: nothing → 204; a string, number or bool → `text/plain`, bare;
 //! another value → JSON; a list stream → NDJSON, one line per item as it is
 //! produced; a byte stream → raw bytes, streamed.
+//!
+//! The script is bounded (`nu::bounds`): its memory cap, `--eval-timeout`
+//! until its answer starts, and its client — the request's socket is
+//! polled while the script runs, and a client that hung up stops it. A
+//! script stopped before its answer started gets a 500 with the one-line
+//! reason; a streamed answer that is stopped is cut off (no last chunk,
+//! the connection closed), so the client sees it did not end cleanly.
 
 use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use nu_protocol::{PipelineData, Value};
 use tiny_http::Request;
 
 use super::respond::{ChunkedStream, Reply};
 use super::write::read_small_body;
+use crate::nu::bounds::{Bounds, Timed};
 use crate::nu::value::to_json;
+use crate::nu::watch::Probe;
 use crate::nu::Engine;
 
 /// The largest script accepted, in bytes.
@@ -25,6 +35,9 @@ pub fn eval(base: &Engine, store: &crate::store::Store, mut request: Request) {
         return Reply::error(400, "the script is not valid UTF-8").send(request);
     };
     let mut engine = base.fork();
+    let connection = request.connection_fd();
+    let probe = connection.and_then(hang_up_probe);
+    let bounds = Bounds::start(&engine, Timed::Yes, probe);
     // Every module registered so far.
     if let Some(head) = store.head().view().last_id {
         for (name, source) in crate::processor::script::modules_as_of(store, head) {
@@ -33,18 +46,28 @@ pub fn eval(base: &Engine, store: &crate::store::Store, mut request: Request) {
             }
         }
     }
-    let data = match engine.run("eval", &script) {
+    let result = engine.run("eval", &script);
+    // A bound that stopped the script outranks its result, which may be
+    // a stream that was cut short.
+    if let Some(verdict) = bounds.verdict() {
+        return stopped(request, &verdict);
+    }
+    let data = match result {
         Ok(data) => data,
         Err(e) => return failed(request, &e.0),
     };
     match data {
         PipelineData::Empty => Reply::status(204).send(request),
-        PipelineData::Value(value, _) => single(&engine, request, value),
+        PipelineData::Value(value, _) => single(&engine, &bounds, request, value),
         PipelineData::ListStream(stream, _) => {
             let Ok(mut out) = ChunkedStream::start(request, "application/x-ndjson") else {
                 return;
             };
+            bounds.answering();
             for value in stream.into_iter() {
+                if let Some(verdict) = bounds.verdict() {
+                    return cut_off(&verdict, connection);
+                }
                 if let Value::Error { error, .. } = &value {
                     eprintln!(
                         "xs: eval stream ended by an error: {}",
@@ -54,10 +77,17 @@ pub fn eval(base: &Engine, store: &crate::store::Store, mut request: Request) {
                 }
                 let mut line = to_json(&value).to_string().into_bytes();
                 line.push(b'\n');
+                if let Some(verdict) = bounds.verdict() {
+                    return cut_off(&verdict, connection);
+                }
                 if out.chunk(&line).and_then(|_| out.flush()).is_err() {
                     engine.interrupt();
                     return;
                 }
+            }
+            // An interrupted stream just ends: say why rather than finish.
+            if let Some(verdict) = bounds.verdict() {
+                return cut_off(&verdict, connection);
             }
             let _ = out.finish();
         }
@@ -68,13 +98,18 @@ pub fn eval(base: &Engine, store: &crate::store::Store, mut request: Request) {
             let mut buf = vec![0u8; 64 * 1024];
             // The first read decides the status: a program that fails
             // before printing anything is a failed script.
-            let first = match reader.read(&mut buf) {
+            let first = reader.read(&mut buf);
+            if let Some(verdict) = bounds.verdict() {
+                return stopped(request, &verdict);
+            }
+            let first = match first {
                 Ok(n) => n,
                 Err(e) => return failed(request, &io_error_text(&engine, e)),
             };
             let Ok(mut out) = ChunkedStream::start(request, "application/octet-stream") else {
                 return;
             };
+            bounds.answering();
             if out.chunk(&buf[..first]).and_then(|_| out.flush()).is_err() {
                 engine.interrupt();
                 return;
@@ -93,17 +128,23 @@ pub fn eval(base: &Engine, store: &crate::store::Store, mut request: Request) {
                         }
                     }
                     Err(e) => {
+                        if let Some(verdict) = bounds.verdict() {
+                            return cut_off(&verdict, connection);
+                        }
                         eprintln!("xs: eval byte stream failed: {e}");
                         break;
                     }
                 }
+            }
+            if let Some(verdict) = bounds.verdict() {
+                return cut_off(&verdict, connection);
             }
             let _ = out.finish();
         }
     }
 }
 
-fn single(engine: &Engine, request: Request, value: Value) {
+fn single(engine: &Engine, bounds: &Bounds, request: Request, value: Value) {
     match value {
         Value::Nothing { .. } => Reply::status(204).send(request),
         Value::String { val, .. } => Reply::with_type(200, "text/plain", val).send(request),
@@ -120,7 +161,13 @@ fn single(engine: &Engine, request: Request, value: Value) {
         Value::Binary { val, .. } => {
             Reply::with_type(200, "application/octet-stream", val.to_vec()).send(request)
         }
-        other => Reply::json(to_json(&other).to_string()).send(request),
+        other => {
+            let json = to_json(&other).to_string();
+            match bounds.verdict() {
+                Some(verdict) => stopped(request, &verdict),
+                None => Reply::json(json).send(request),
+            }
+        }
     }
 }
 
@@ -134,4 +181,45 @@ fn io_error_text(engine: &Engine, error: std::io::Error) -> String {
 
 fn failed(request: Request, text: &str) {
     Reply::error(500, format!("Script evaluation failed:\n{text}")).send(request)
+}
+
+/// A script a bound stopped before its answer started.
+fn stopped(request: Request, verdict: &str) {
+    Reply::error(500, format!("Script evaluation failed: {verdict}")).send(request)
+}
+
+/// A streamed answer a bound stopped: it ends without its last chunk,
+/// and the connection is shut down so the client sees the cut at once
+/// rather than wait for a chunk that never comes. Called while the answer's
+/// writer (and so the socket `connection` names) is still open.
+fn cut_off(verdict: &str, connection: Option<i32>) {
+    eprintln!("xs: eval stream cut off: {verdict}");
+    if let Some(fd) = connection {
+        // SAFETY: shutting down the request's own socket, still open.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    }
+}
+
+/// Whether the client on socket `fd` has hung up (closed or shut down its
+/// side, or reset): asked without blocking. The probe holds its own copy
+/// of the descriptor, so the number cannot be reused under it.
+fn hang_up_probe(fd: i32) -> Option<Probe> {
+    // SAFETY: `fd` is the request's socket, open while the request lives
+    // (it does here); the copy is ours and closed when the probe drops.
+    let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if copy < 0 {
+        return None;
+    }
+    // SAFETY: `copy` is a fresh descriptor nobody else owns.
+    let socket = unsafe { OwnedFd::from_raw_fd(copy) };
+    Some(Box::new(move || {
+        let mut poll = libc::pollfd {
+            fd: socket.as_raw_fd(),
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no wait.
+        let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+        ready > 0 && poll.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+    }))
 }

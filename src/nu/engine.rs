@@ -6,9 +6,11 @@
 //! cloning the base state, so scripts never see each other's
 //! definitions. Every engine carries an interrupt flag: setting it stops a
 //! running script at its next check (long loops, `.cat --follow`,
-//! `sleep`), which is how `term` and shutdown stop processors.
+//! `sleep`, `^prog`), which is how `term` and shutdown stop processors
+//! and how a script's bounds (`bounds.rs`) stop it. Beside the flag the
+//! engine keeps why it was set, so the error can say so.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use nu_protocol::ast::Block;
@@ -30,11 +32,84 @@ impl std::fmt::Display for ScriptError {
     }
 }
 
+/// Why a script was interrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// `term`, a replacement, shutdown, or a client whose answer failed.
+    Stopped,
+    /// It ran longer than its timeout.
+    Timeout,
+    /// Its client closed the connection.
+    Disconnected,
+}
+
+/// An engine's interrupt flag (what Nushell checks) and the reason it was
+/// set, shared with whoever may stop the script.
+#[derive(Clone, Debug)]
+pub struct Interrupt {
+    flag: Arc<AtomicBool>,
+    reason: Arc<AtomicU8>,
+}
+
+impl Interrupt {
+    fn new() -> Interrupt {
+        Interrupt {
+            flag: Arc::new(AtomicBool::new(false)),
+            reason: Arc::new(AtomicU8::new(0)),
+        }
+    }
+
+    /// Stops the script at its next check; the first reason given stays.
+    pub fn stop(&self, reason: StopReason) {
+        let code = match reason {
+            StopReason::Stopped => 1,
+            StopReason::Timeout => 2,
+            StopReason::Disconnected => 3,
+        };
+        let _ = self
+            .reason
+            .compare_exchange(0, code, Ordering::Relaxed, Ordering::Relaxed);
+        self.flag.store(true, Ordering::Relaxed);
+    }
+
+    /// Sets the flag again (a `try` in the script clears it when it
+    /// catches the interruption), keeping the reason.
+    pub fn renew(&self) {
+        self.flag.store(true, Ordering::Relaxed);
+    }
+
+    /// Why the script was stopped through `stop`, if it was.
+    pub fn reason(&self) -> Option<StopReason> {
+        match self.reason.load(Ordering::Relaxed) {
+            1 => Some(StopReason::Stopped),
+            2 => Some(StopReason::Timeout),
+            3 => Some(StopReason::Disconnected),
+            _ => None,
+        }
+    }
+
+    /// Clears the flag and the reason, for the next run of a script.
+    pub fn clear(&self) {
+        self.reason.store(0, Ordering::Relaxed);
+        self.flag.store(false, Ordering::Relaxed);
+    }
+
+    /// The flag itself (what Nushell and the memory meter set).
+    pub fn flag(&self) -> &Arc<AtomicBool> {
+        &self.flag
+    }
+
+    /// The reason, as the memory meter reads it (0: not stopped).
+    pub fn reason_code(&self) -> &Arc<AtomicU8> {
+        &self.reason
+    }
+}
+
 /// A Nushell engine bound to a store.
 #[derive(Clone)]
 pub struct Engine {
     state: EngineState,
-    interrupt: Arc<AtomicBool>,
+    interrupt: Interrupt,
 }
 
 impl Engine {
@@ -57,27 +132,32 @@ impl Engine {
             // Only duplicate or malformed declarations fail here: a bug.
             eprintln!("xs: registering builtins failed: {e:?}");
         }
-        let interrupt = Arc::new(AtomicBool::new(false));
-        state.set_signals(Signals::new(interrupt.clone()));
+        let interrupt = Interrupt::new();
+        state.set_signals(Signals::new(interrupt.flag.clone()));
         Engine { state, interrupt }
     }
 
     /// A copy with its own interrupt flag, for one script.
     pub fn fork(&self) -> Engine {
         let mut state = self.state.clone();
-        let interrupt = Arc::new(AtomicBool::new(false));
-        state.set_signals(Signals::new(interrupt.clone()));
+        let interrupt = Interrupt::new();
+        state.set_signals(Signals::new(interrupt.flag.clone()));
         Engine { state, interrupt }
     }
 
     /// The flag that interrupts this engine's scripts.
     pub fn interrupt_handle(&self) -> Arc<AtomicBool> {
-        self.interrupt.clone()
+        self.interrupt.flag.clone()
+    }
+
+    /// The flag with its reason.
+    pub fn interrupter(&self) -> &Interrupt {
+        &self.interrupt
     }
 
     /// Stops the running script at its next interrupt check.
     pub fn interrupt(&self) {
-        self.interrupt.store(true, Ordering::Relaxed);
+        self.interrupt.stop(StopReason::Stopped);
     }
 
     /// Sets an environment variable for every later script of this engine.

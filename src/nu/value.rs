@@ -3,6 +3,7 @@
 use nu_protocol::{Record, Span, Value};
 use serde_json::{Map, Number, Value as Json};
 
+use super::memory;
 use crate::store::id::rfc3339_from_ms;
 use crate::store::{Frame, Ttl};
 
@@ -10,6 +11,11 @@ use crate::store::{Frame, Ttl};
 /// records become objects in key order, dates RFC 3339 strings, file sizes
 /// their bytes, durations nanoseconds, binary a list of bytes; types with no
 /// JSON form (closures, errors, custom values) become null.
+///
+/// JSON can be far larger than the value (a byte becomes a number of 32
+/// bytes), so lists stop early once the script converting them is over
+/// its memory cap (`memory::over_cap`); its caller then has a verdict and
+/// drops the cut result.
 pub fn to_json(value: &Value) -> Json {
     match value {
         Value::Nothing { .. } => Json::Null,
@@ -22,8 +28,10 @@ pub fn to_json(value: &Value) -> Json {
         Value::String { val, .. } => Json::String(val.clone()),
         Value::Glob { val, .. } => Json::String(val.clone()),
         Value::CellPath { val, .. } => Json::String(val.to_string()),
-        Value::Binary { val, .. } => Json::Array(val.iter().map(|b| Json::from(*b)).collect()),
-        Value::List { vals, .. } => Json::Array(vals.iter().map(to_json).collect()),
+        Value::Binary { val, .. } => {
+            Json::Array(until_over_cap(val.iter()).map(|b| Json::from(*b)).collect())
+        }
+        Value::List { vals, .. } => Json::Array(until_over_cap(vals.iter()).map(to_json).collect()),
         Value::Record { val, .. } => {
             let mut map = Map::new();
             for (key, value) in val.iter() {
@@ -43,6 +51,27 @@ pub fn to_json(value: &Value) -> Json {
         },
         _ => Json::Null,
     }
+}
+
+/// As `to_json`, for JSON that is kept (written to the store, handed to
+/// the script): an error instead of a result cut short by the memory cap.
+pub fn to_json_checked(value: &Value) -> Result<Json, String> {
+    let json = to_json(value);
+    if memory::over_cap() {
+        return Err(OVER_CAP.to_string());
+    }
+    Ok(json)
+}
+
+/// What a conversion cut short by the memory cap says.
+pub const OVER_CAP: &str = "the value's JSON went over the script's memory cap (--eval-memory)";
+
+/// The items of `iter` until the current script goes over its memory cap
+/// (looked at every 4096 items).
+fn until_over_cap<I: Iterator>(iter: I) -> impl Iterator<Item = I::Item> {
+    iter.enumerate()
+        .take_while(|(i, _)| i % 4096 != 0 || !memory::over_cap())
+        .map(|(_, item)| item)
 }
 
 /// JSON as a Nushell value: objects become records in key order, integers

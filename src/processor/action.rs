@@ -1,6 +1,8 @@
 //! Actions (`xs.action.<name>.create`): a closure `{|frame| …}` run once
 //! per `<name>.call` frame, each call on a thread of its own; the result
-//! is `<name>.response`, a failure `<name>.error`.
+//! is `<name>.response`, a failure `<name>.error`. A call has the eval
+//! timeout and the memory cap (`nu::bounds`); either ends it with
+//! `<name>.error`.
 
 use nu_protocol::{PipelineData, Value};
 use serde_json::Value as Json;
@@ -8,6 +10,7 @@ use serde_json::Value as Json;
 use super::lifecycle::{self, Kind};
 use super::output;
 use super::script::{self, Loaded, ReturnOptions};
+use crate::nu::bounds::{Bounds, Timed};
 use crate::nu::commands;
 use crate::nu::engine::collect;
 use crate::nu::value::{frame_record, FrameShape};
@@ -69,14 +72,20 @@ impl Action {
                     timestamp: false,
                 };
                 let input = frame_record(&call, shape, script::span());
+                let bounds = Bounds::start(&engine, Timed::Yes, None);
                 let result = engine
                     .call_closure(&run, vec![input], PipelineData::empty())
-                    .and_then(collect);
+                    .and_then(collect)
+                    .map_err(|e| engine.render_shell_error(&e));
+                let result = match bounds.verdict() {
+                    Some(verdict) => Err(verdict),
+                    None => result,
+                };
                 let draft = match result {
                     Ok(value) => respond(&store, &name, &value, &returns, &ids, call.id),
-                    Err(e) => {
+                    Err(error) => {
                         let mut meta = ids.clone();
-                        meta.insert("error".into(), Json::String(engine.render_shell_error(&e)));
+                        meta.insert("error".into(), Json::String(error));
                         error_draft(&name, meta)
                     }
                 };

@@ -1,5 +1,7 @@
 //! Actors (`xs.actor.<name>.create`): a closure `{|frame, state| …}` run on
-//! each frame it follows, one thread per actor, threading its state.
+//! each frame it follows, one thread per actor, threading its state. An
+//! actor has the memory cap (`nu::bounds`), not the eval timeout: going
+//! over the cap ends it with `fin.error`.
 
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +17,7 @@ use super::ps::{ProcessTable, State};
 use super::script::{self, Loaded, ReturnOptions};
 use super::supervise::ChildGroups;
 use super::Running;
+use crate::nu::bounds::{Bounds, Timed};
 use crate::nu::commands::{self, AppendMode};
 use crate::nu::engine::collect;
 use crate::nu::value::{frame_record, FrameShape};
@@ -141,7 +144,7 @@ impl Actor {
     /// Starts the actor's thread; it emits `active` once subscribed.
     pub fn spawn(self, store: Store, table: ProcessTable) -> Result<Running, String> {
         let stop = Arc::new(AtomicBool::new(false));
-        let interrupt = self.loaded.engine.interrupt_handle();
+        let interrupt = self.loaded.engine.interrupter().clone();
         let groups = self.groups.clone();
         let thread_stop = stop.clone();
         table.started(Kind::Actor, &self.name, None, false);
@@ -192,6 +195,7 @@ impl Actor {
         if lifecycle::emit(store, Kind::Actor, &self.name, Event::Active, active).is_err() {
             return Ending::Stopped;
         }
+        let bounds = Bounds::start(&self.loaded.engine, Timed::No, None);
         let mut state = self.initial.clone();
         loop {
             if stop.load(Ordering::Relaxed) {
@@ -215,7 +219,7 @@ impl Actor {
                 if self.skips(&frame) {
                     continue;
                 }
-                match self.step(store, &frame, state, &ids) {
+                match self.step(store, &frame, state, &ids, &bounds) {
                     ControlFlow::Continue(next) => state = next,
                     ControlFlow::Break(ending) => return ending,
                 }
@@ -243,6 +247,7 @@ impl Actor {
         frame: &Frame,
         state: Value,
         ids: &Map<String, Json>,
+        bounds: &Bounds,
     ) -> ControlFlow<Ending, Value> {
         let span = script::span();
         let shape = FrameShape {
@@ -258,6 +263,9 @@ impl Actor {
         let trigger = [("frame_id", Json::String(frame.id.to_string()))];
         let mut frame_ids = ids.clone();
         frame_ids.insert("frame_id".into(), trigger[0].1.clone());
+        if let Some(verdict) = bounds.verdict() {
+            return self.finish(store, Event::FinError, frame, Some(verdict));
+        }
         let value = match result {
             Ok(value) => value,
             Err(e) => {

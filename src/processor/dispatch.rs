@@ -20,6 +20,7 @@ use super::service::Service;
 use super::supervise::ChildGroups;
 use super::view::View;
 use super::{lifecycle, supervise};
+use crate::nu::engine::{Interrupt, StopReason};
 
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
 use crate::store::{Frame, Id, Store, TopicFilter};
@@ -28,7 +29,7 @@ use crate::store::{Frame, Id, Store, TopicFilter};
 pub struct Running {
     pub kind: Kind,
     stop: Arc<AtomicBool>,
-    interrupt: Arc<AtomicBool>,
+    interrupt: Interrupt,
     /// Process groups its runs started: SIGTERM on stop, SIGKILL after
     /// `grace`.
     groups: ChildGroups,
@@ -40,7 +41,7 @@ impl Running {
     pub fn new(
         kind: Kind,
         stop: Arc<AtomicBool>,
-        interrupt: Arc<AtomicBool>,
+        interrupt: Interrupt,
         groups: ChildGroups,
         grace: Duration,
         handle: JoinHandle<()>,
@@ -95,14 +96,16 @@ impl Running {
 #[derive(Clone)]
 pub struct StopHandle {
     stop: Arc<AtomicBool>,
-    interrupt: Arc<AtomicBool>,
+    interrupt: Interrupt,
     groups: ChildGroups,
 }
 
 impl StopHandle {
     pub fn signal_stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
-        self.interrupt.store(true, Ordering::Relaxed);
+        // With a reason, the stop stays in force even if the script
+        // catches it (`nu::memory`).
+        self.interrupt.stop(StopReason::Stopped);
         self.groups.terminate();
     }
 

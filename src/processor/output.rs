@@ -5,6 +5,7 @@ use serde_json::{Map, Value as Json};
 use nu_protocol::Value;
 
 use super::script::{cas_bytes, ReturnOptions};
+use crate::nu::memory;
 use crate::nu::value::to_json;
 use crate::store::{Draft, Store, WriteOp};
 
@@ -39,6 +40,10 @@ pub fn draft(
                 ))
             }
         }
+    }
+    if memory::over_cap() {
+        // The JSON was cut short (`to_json`).
+        return Err(crate::nu::value::OVER_CAP.into());
     }
     for (key, value) in ids {
         meta.insert(key.clone(), value.clone());

@@ -1,6 +1,7 @@
 //! Loading a processor's script: its create frame's payload, evaluated in
 //! an engine that has the builtins and the modules as of that frame, must
-//! give a record with a `run` closure.
+//! give a record with a `run` closure. That evaluation runs on the
+//! dispatcher's thread, so it has the eval timeout and the memory cap.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -8,6 +9,7 @@ use std::ops::Bound;
 use nu_protocol::engine::{Closure, Command};
 use nu_protocol::{Record, Span, Value};
 
+use crate::nu::bounds::{Bounds, Timed};
 use crate::nu::engine::collect;
 use crate::nu::Engine;
 use crate::store::local::cas::parse_sri;
@@ -94,8 +96,17 @@ fn load_with(
     for (name, value) in env {
         engine.set_env(name, value.clone());
     }
-    let data = engine.run(&create.topic, &text).map_err(|e| e.0)?;
-    let value = collect(data).map_err(|e| engine.render_shell_error(&e))?;
+    let value = {
+        let bounds = Bounds::start(&engine, Timed::Yes, None);
+        let value = engine
+            .run(&create.topic, &text)
+            .map_err(|e| e.0)
+            .and_then(|data| collect(data).map_err(|e| engine.render_shell_error(&e)));
+        if let Some(verdict) = bounds.verdict() {
+            return Err(verdict);
+        }
+        value?
+    };
     let Value::Record { val, .. } = value else {
         return Err("Script must define a 'run' closure.".into());
     };

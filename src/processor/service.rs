@@ -1,6 +1,8 @@
 //! Services (`xs.service.<name>.create`): a closure `{|| …}` run on a
 //! thread of its own; what it produces becomes `<name>.recv` frames, and a
-//! clean finish runs it again a second later.
+//! clean finish runs it again a second later. A closure's run has the
+//! memory cap (`nu::bounds`), not the eval timeout: going over the cap
+//! fails the run, which the restart policy then handles like any failure.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -17,6 +19,7 @@ use super::ps::{ProcessTable, State};
 use super::script::{self, Loaded, ReturnOptions};
 use super::supervise::{self, Backoff, ChildGroups, Restart};
 use super::Running;
+use crate::nu::bounds::{Bounds, Timed};
 use crate::nu::commands::{self, AppendMode};
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
 use crate::store::{Frame, Id, Store, TopicFilter};
@@ -137,7 +140,7 @@ impl Service {
 
     pub fn spawn(self, store: Store) -> Result<Running, String> {
         let stop = Arc::new(AtomicBool::new(false));
-        let interrupt = self.loaded.engine.interrupt_handle();
+        let interrupt = self.loaded.engine.interrupter().clone();
         let groups = self.groups.clone();
         let grace = self.grace;
         let thread_stop = stop.clone();
@@ -257,6 +260,13 @@ impl Service {
         ids: &Map<String, Json>,
         stop: &AtomicBool,
     ) -> RunEnd {
+        // A run after one a bound stopped starts with a clear flag; a stop
+        // asked meanwhile is seen just below (it sets `stop` first).
+        self.loaded.engine.interrupter().clear();
+        if stop.load(Ordering::Relaxed) {
+            return RunEnd::Clean(None);
+        }
+        let bounds = Bounds::start(&self.loaded.engine, Timed::No, None);
         let input = if self.duplex {
             self.duplex_input(store, active)
         } else {
@@ -268,6 +278,10 @@ impl Service {
             .call_closure(&self.loaded.run, Vec::new(), input)
             .map_err(|e| self.loaded.engine.render_shell_error(&e))
             .and_then(|data| self.emit_outputs(store, data, ids, stop));
+        let outcome = match bounds.verdict() {
+            Some(verdict) => Err(verdict),
+            None => outcome,
+        };
         match outcome {
             Ok(()) => RunEnd::Clean(None),
             Err(message) => RunEnd::Failed {

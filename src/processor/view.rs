@@ -7,6 +7,9 @@
 //! the state as of exactly its `last_id`. A server restart resumes after
 //! `last_id`; it does not refold. A new `create` (hot replacement) starts
 //! over from the first frame.
+//!
+//! A view has the memory cap (`nu::bounds`), not the eval timeout: going
+//! over the cap ends it with `fin.error`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,9 +23,10 @@ use super::ps::{ProcessTable, State};
 use super::script::{self, Loaded};
 use super::supervise::ChildGroups;
 use super::Running;
+use crate::nu::bounds::{Bounds, Timed};
 use crate::nu::commands::{self, AppendMode};
 use crate::nu::engine::collect;
-use crate::nu::value::{frame_record, from_json, to_json, FrameShape};
+use crate::nu::value::{frame_record, from_json, to_json_checked, FrameShape, OVER_CAP};
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
 use crate::store::{Frame, Id, Store, TopicFilter, WriteOp};
 
@@ -95,7 +99,7 @@ impl View {
                 .map_err(|e| e.to_string())?;
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let interrupt = self.loaded.engine.interrupt_handle();
+        let interrupt = self.loaded.engine.interrupter().clone();
         let groups = self.groups.clone();
         let thread_stop = stop.clone();
         table.started(Kind::View, &self.name, None, false);
@@ -143,6 +147,7 @@ impl View {
         let active = lifecycle::meta(Kind::View, self.create_id, &[]);
         lifecycle::emit(store, Kind::View, &self.name, Event::Active, active)
             .map_err(|e| e.to_string())?;
+        let bounds = Bounds::start(&self.loaded.engine, Timed::No, None);
         let mut unsaved: Option<Id> = None;
         let mut last_save = Instant::now();
         loop {
@@ -175,14 +180,20 @@ impl View {
                 if self.skips(&frame) {
                     continue;
                 }
-                state = match self.fold(&frame, state) {
+                let folded = self.fold(&frame, state);
+                let folded = match bounds.verdict() {
+                    Some(verdict) => Err(verdict),
+                    None => folded,
+                };
+                state = match folded {
                     Ok(next) => next,
                     Err(error) => {
-                        if self
-                            .loaded
-                            .engine
-                            .interrupt_handle()
-                            .load(Ordering::Relaxed)
+                        if bounds.verdict().is_none()
+                            && self
+                                .loaded
+                                .engine
+                                .interrupt_handle()
+                                .load(Ordering::Relaxed)
                         {
                             return Ok(());
                         }
@@ -229,7 +240,13 @@ impl View {
     /// Persists the state as of `last_id` (nothing when nothing changed).
     fn save(&self, store: &Store, state: &Value, last_id: Option<Id>) {
         let Some(last_id) = last_id else { return };
-        let value = json!({ "state": to_json(state), "last_id": last_id.to_string() });
+        let Ok(state) = to_json_checked(state) else {
+            // Cut short by the memory cap: not saved; the view fails at
+            // its next frame.
+            eprintln!("xs: view {}: state not saved: {OVER_CAP}", self.name);
+            return;
+        };
+        let value = json!({ "state": state, "last_id": last_id.to_string() });
         if let Ok(bytes) = serde_json::to_vec(&value) {
             drop(store.submit(WriteOp::KvSet(key(&self.name), bytes)));
         }

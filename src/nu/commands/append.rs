@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use nu_engine::command_prelude::*;
 
-use super::{generic, store_error};
-use crate::nu::value::{frame_record, to_json, FrameShape};
+use super::{generic, json_of, store_error};
+use crate::nu::value::{frame_record, FrameShape};
 use crate::store::topic::validate_topic;
 use crate::store::{Draft, Store, Ttl};
 
@@ -137,7 +137,7 @@ fn merged_meta(
         }
     }
     if let Some(value) = call.get_flag::<Value>(engine_state, stack, "meta")? {
-        if let serde_json::Value::Object(given) = to_json(&value) {
+        if let serde_json::Value::Object(given) = json_of(&value, call.head)? {
             for (key, value) in given {
                 meta.insert(key, value);
             }
@@ -153,7 +153,7 @@ pub fn input_bytes(input: PipelineData, span: Span) -> Result<Option<Vec<u8>>, S
         PipelineData::Value(Value::Nothing { .. }, _) => Ok(None),
         PipelineData::Value(Value::String { val, .. }, _) => Ok(Some(val.into_bytes())),
         PipelineData::Value(Value::Binary { val, .. }, _) => Ok(Some(val.to_vec())),
-        PipelineData::Value(value, _) => Ok(Some(to_json(&value).to_string().into_bytes())),
+        PipelineData::Value(value, _) => Ok(Some(json_of(&value, span)?.to_string().into_bytes())),
         PipelineData::ByteStream(stream, _) => stream.into_bytes().map(Some),
         PipelineData::ListStream(..) => Err(generic(
             "unsupported input",

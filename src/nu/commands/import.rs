@@ -2,8 +2,8 @@
 
 use nu_engine::command_prelude::*;
 
-use super::{generic, store_error};
-use crate::nu::value::{frame_record, to_json, FrameShape};
+use super::{generic, json_of, store_error};
+use crate::nu::value::{frame_record, FrameShape};
 use crate::store::{Frame, Store};
 
 #[derive(Clone)]
@@ -34,7 +34,7 @@ impl Command for Import {
         let span = call.head;
         let json = match input.into_value(span)? {
             Value::String { val, .. } => val,
-            value => to_json(&value).to_string(),
+            value => json_of(&value, span)?.to_string(),
         };
         let frame = Frame::from_json(json.as_bytes())
             .map_err(|e| generic("Invalid frame JSON", e, span))?;

@@ -4,8 +4,8 @@
 
 use nu_engine::command_prelude::*;
 
-use super::{generic, store_error};
-use crate::nu::value::{from_json, to_json};
+use super::{generic, json_of, store_error};
+use crate::nu::value::from_json;
 use crate::store::Store;
 
 fn check_writable(key: &str, span: Span) -> Result<(), ShellError> {
@@ -96,7 +96,7 @@ impl Command for KvSet {
         let span = call.head;
         let key: String = call.req(engine_state, stack, 0)?;
         check_writable(&key, span)?;
-        let value = to_json(&input.into_value(span)?);
+        let value = json_of(&input.into_value(span)?, span)?;
         self.0
             .kv_set(&key, &value)
             .map_err(|e| store_error(e, span))?;

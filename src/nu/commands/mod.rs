@@ -65,6 +65,12 @@ pub fn store_error(error: StoreError, span: Span) -> ShellError {
     generic("xs store error", error.to_string(), span)
 }
 
+/// A value as JSON to keep, or a Nushell error at `span` when the script
+/// went over its memory cap building it.
+pub fn json_of(value: &nu_protocol::Value, span: Span) -> Result<serde_json::Value, ShellError> {
+    crate::nu::value::to_json_checked(value).map_err(|e| generic("memory cap", e, span))
+}
+
 /// A plain Nushell error.
 pub fn generic(title: &str, message: impl Into<String>, span: Span) -> ShellError {
     ShellError::Generic(nu_protocol::shell_error::generic::GenericError::new(

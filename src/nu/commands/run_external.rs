@@ -5,11 +5,16 @@
 //! goes to the program's stdin, its stdout comes back as a byte stream, and
 //! a non-zero exit is an error. The program runs in a process group of its
 //! own, spawned so it cannot outlive the server (`processor::supervise`).
+//! Reading its output waits in short polls, so an interrupted script
+//! (term, timeout, client gone, memory cap) stops waiting at once and the
+//! program is killed.
 
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::process::{Child, ChildStdout, Command as Process, Stdio};
 
 use nu_engine::command_prelude::*;
+use nu_protocol::Signals;
 
 use super::append::input_bytes;
 use super::generic;
@@ -167,6 +172,7 @@ impl Command for RunExternal {
             stdout,
             groups: self.groups.clone(),
             reaped: false,
+            signals: engine_state.signals().clone(),
         };
         Ok(PipelineData::byte_stream(
             ByteStream::read(
@@ -205,7 +211,12 @@ struct ChildOutput {
     stdout: ChildStdout,
     groups: ChildGroups,
     reaped: bool,
+    signals: Signals,
 }
+
+/// How long one wait for the program's output lasts before the script's
+/// interrupt flag is looked at again.
+const POLL_MS: i32 = 100;
 
 impl ChildOutput {
     fn reap(&mut self) -> std::io::Result<std::process::ExitStatus> {
@@ -217,8 +228,44 @@ impl ChildOutput {
     }
 }
 
+impl ChildOutput {
+    /// Waits until the program's stdout has something (or has ended);
+    /// an interrupted script kills the program instead.
+    fn wait_readable(&mut self) -> std::io::Result<()> {
+        loop {
+            if self.signals.interrupted() {
+                supervise::signal_group(self.child.id(), libc::SIGKILL);
+                return Err(std::io::Error::from(
+                    nu_protocol::shell_error::bridge::ShellErrorBridge(ShellError::Interrupted {
+                        span: self.span,
+                    }),
+                ));
+            }
+            let mut poll = libc::pollfd {
+                fd: self.stdout.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd on a descriptor we own.
+            let ready = unsafe { libc::poll(&mut poll, 1, POLL_MS) };
+            if ready > 0 {
+                return Ok(());
+            }
+            if ready < 0
+                && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+            {
+                // Let the read itself report what is wrong.
+                return Ok(());
+            }
+        }
+    }
+}
+
 impl Read for ChildOutput {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if !self.reaped {
+            self.wait_readable()?;
+        }
         let n = self.stdout.read(buf)?;
         if n > 0 || self.reaped {
             return Ok(n);

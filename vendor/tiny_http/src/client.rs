@@ -47,6 +47,8 @@ pub struct ClientConnection {
     // (its body failed to read): the connection then ends, so the client
     // sees a cut response instead of one that looks complete
     response_failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    // xs patch: the socket's descriptor, given to each request
+    fd: Option<i32>,
 }
 
 /// xs patch: the largest request head accepted (request line and headers).
@@ -75,6 +77,10 @@ impl ClientConnection {
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
+        #[cfg(unix)]
+        let fd = write_socket.raw_fd();
+        #[cfg(not(unix))]
+        let fd = None;
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -87,6 +93,7 @@ impl ClientConnection {
             head_bytes: 0,
             poison: Poison::default(),
             response_failed: Default::default(),
+            fd,
             no_more_requests: false,
             secure,
         }
@@ -211,6 +218,7 @@ impl ClientConnection {
 
         let mut request = request;
         request.set_failure_flag(self.response_failed.clone());
+        request.set_connection_fd(self.fd);
 
         // return the request
         Ok(request)

@@ -77,6 +77,8 @@ pub struct Request {
 
     // xs patch: raised when the response fails half-way, to end the connection
     failure_flag: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    // xs patch: the descriptor of the connection's socket
+    connection_fd: Option<i32>,
 }
 
 struct NotifyOnDrop<R> {
@@ -223,10 +225,24 @@ where
         must_send_continue: expects_continue,
         notify_when_responded: None,
         failure_flag: None,
+        connection_fd: None,
     })
 }
 
 impl Request {
+    /// xs patch: the descriptor number of the socket this request came on
+    /// (plain TCP or Unix connections), valid while the request is alive.
+    /// It lets a handler watch for its client hanging up (poll it, or
+    /// `dup` it); reading from or writing to it would corrupt the
+    /// exchange.
+    pub fn connection_fd(&self) -> Option<i32> {
+        self.connection_fd
+    }
+
+    pub(crate) fn set_connection_fd(&mut self, fd: Option<i32>) {
+        self.connection_fd = fd;
+    }
+
     /// Returns true if the request was made through HTTPS.
     #[inline]
     pub fn secure(&self) -> bool {

@@ -121,6 +121,18 @@ impl RefinedTcpStream {
     pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
         self.stream.peer_addr()
     }
+
+    /// xs patch: the socket's descriptor (plain connections only).
+    #[cfg(unix)]
+    pub(crate) fn raw_fd(&self) -> Option<std::os::unix::io::RawFd> {
+        use std::os::unix::io::AsRawFd;
+        match &self.stream {
+            Stream::Http(Connection::Tcp(s)) => Some(s.as_raw_fd()),
+            Stream::Http(Connection::Unix(s)) => Some(s.as_raw_fd()),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
 }
 
 impl Drop for RefinedTcpStream {
