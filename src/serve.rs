@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::api::gateway::{self, Gateway, GatewayOptions};
 use crate::api::routes::Context;
-use crate::api::server::{self, Listener};
+use crate::api::server::{self, Limits, Listener, Ready};
 use crate::api::write::WriteLimits;
 use crate::signals::ShutdownSignals;
 use crate::store::head::EphemeralLimits;
@@ -20,7 +20,7 @@ use crate::store::{Draft, FsyncPolicy, RawFrame, Store, StoreError, StoreOptions
 const USAGE: &str = "usage: xs serve <dir> [--fsync always|interval:<ms>|never] [--expose <addr>] \
 [--auth-file <file>] [--http <addr>] [--http-timeout <ms>] [--http-ttl <ttl>] [--max-payload <bytes>] \
 [--ephemeral-frames <n>] [--ephemeral-bytes <bytes>] [--backend redis://host:port/db?ns=<name>] \
-[--redis-replicas <n>]";
+[--redis-replicas <n>] [--max-connections <n>] [--idle-timeout <secs>]";
 
 const HELP: &str = "Run the store in <dir>: its API listens on <dir>/sock.
 
@@ -45,7 +45,12 @@ Options:
                             redis://host:port/db?ns=<name> (ns default: xs);
                             several servers on one Redis share one stream
   --redis-replicas <n>      with --backend: an append is answered once <n>
-                            replicas also have it (WAIT)";
+                            replicas also have it (WAIT)
+  --max-connections <n>     connections open at once on each listener; beyond,
+                            503 and close (default: from the open-file limit)
+  --idle-timeout <secs>     close a connection that has not sent a whole
+                            request head within <secs> (default 30, 0: never);
+                            a follow is never timed out";
 
 /// The longest the server waits for services to stop at shutdown: they
 /// are stopped together, each within its own grace (5 s by default).
@@ -63,6 +68,10 @@ struct ServeArgs {
     ephemeral: EphemeralLimits,
     backend: Option<RedisAddress>,
     redis_replicas: u32,
+    /// `--max-connections`; by default from the descriptor limit.
+    max_connections: Option<usize>,
+    /// `--idle-timeout`; `None`: never.
+    idle_timeout: Option<Duration>,
 }
 
 /// The gateway flags, as given.
@@ -99,6 +108,8 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
     let mut fsync_given = false;
     let mut backend = None;
     let mut redis_replicas = None;
+    let mut max_connections = None;
+    let mut idle_timeout = Some(Duration::from_secs(server::DEFAULT_IDLE_TIMEOUT_SECS));
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Short('h') | Long("help") => return Ok(None),
@@ -133,6 +144,18 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
                     .map_err(|_| format!("invalid value '{n}' for --redis-replicas: too large"))?;
                 redis_replicas = Some(n);
             }
+            Long("max-connections") => match number(&mut parser, "--max-connections")? {
+                0 => {
+                    return Err(
+                        "invalid value '0' for --max-connections: expected at least 1".into(),
+                    )
+                }
+                n => max_connections = Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            },
+            Long("idle-timeout") => {
+                let secs = number(&mut parser, "--idle-timeout")?;
+                idle_timeout = (secs > 0).then(|| Duration::from_secs(secs));
+            }
             Value(value) if dir.is_none() => dir = Some(PathBuf::from(value)),
             other => return Err(other.unexpected().to_string()),
         }
@@ -165,6 +188,8 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
         ephemeral,
         backend,
         redis_replicas: redis_replicas.unwrap_or(0),
+        max_connections,
+        idle_timeout,
     }))
 }
 
@@ -251,6 +276,19 @@ fn run(args: ServeArgs) -> Result<(), String> {
             ));
         }
     }
+    // Each connection holds a descriptor: the soft limit goes up to the
+    // hard one before anything is opened, and sets the default caps.
+    let fd_limit = crate::fd_limit::raise();
+    let listener_count = 1 + usize::from(expose.is_some()) + usize::from(args.http.is_some());
+    let limits = Limits {
+        max_connections: args
+            .max_connections
+            .unwrap_or_else(|| server::default_max_connections(fd_limit.now, listener_count)),
+        idle_timeout: args.idle_timeout,
+    };
+    // Listeners open before `xs.start` is written (a client may connect at
+    // once), but requests wait at this gate until it is.
+    let ready = Ready::default();
     // Signals are taken by the main thread alone (sigwait below): block
     // them before any thread starts, so every thread inherits the mask.
     let signals = ShutdownSignals::block();
@@ -276,16 +314,16 @@ fn run(args: ServeArgs) -> Result<(), String> {
         processes: processes.clone(),
     };
     let socket = args.dir.join("sock");
-    let main_listener = Arc::new(Listener::unix(&socket)?);
-    server::spawn(main_listener.clone(), context.clone())?;
+    let main_listener = Arc::new(Listener::unix(&socket, limits)?);
+    server::spawn(main_listener.clone(), context.clone(), ready.clone())?;
     let mut listeners = vec![main_listener];
     if let Some(expose) = &expose {
         let listener = match expose {
-            Expose::Tcp(addr) => Listener::tcp(*addr, credentials.as_deref())?,
-            Expose::Unix(path) => Listener::unix(path)?,
+            Expose::Tcp(addr) => Listener::tcp(*addr, credentials.as_deref(), limits)?,
+            Expose::Unix(path) => Listener::unix(path, limits)?,
         };
         let listener = Arc::new(listener);
-        server::spawn(listener.clone(), context.clone())?;
+        server::spawn(listener.clone(), context.clone(), ready.clone())?;
         listeners.push(listener);
     }
     let gateway = match (&args.http, http_addr) {
@@ -296,7 +334,7 @@ fn run(args: ServeArgs) -> Result<(), String> {
                 ttl: http.ttl,
                 max_payload: args.max_payload,
             };
-            let gateway = Gateway::start(store.clone(), options)?;
+            let gateway = Gateway::start(store.clone(), options, limits, ready.clone())?;
             eprintln!("xs: HTTP gateway on http://{}", gateway.addr());
             Some(gateway)
         }
@@ -308,6 +346,8 @@ fn run(args: ServeArgs) -> Result<(), String> {
         .as_ref()
         .map(|addr| serde_json::json!({ "expose": addr }));
     system_frame(&store, "xs.start", start_meta)?;
+    // A store is started when its first read can see `xs.start`.
+    ready.open();
     // Processors start after `xs.start`, so what they emit at boot follows it.
     #[cfg(feature = "nushell")]
     let processors = crate::processor::start(store.clone(), processes)?;

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use crate::common::{HTTPVersion, Method};
+use crate::util::refined_tcp_stream::HeadClock;
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
@@ -37,6 +38,9 @@ pub struct ClientConnection {
 
     // xs patch: bytes of the request head read so far
     head_bytes: usize,
+
+    // xs patch: the time limit on each request head, if any
+    head_clock: Option<HeadClock>,
 }
 
 /// xs patch: the largest request head accepted (request line and headers).
@@ -63,6 +67,7 @@ impl ClientConnection {
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
+        let head_clock = read_socket.head_clock();
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -73,6 +78,7 @@ impl ClientConnection {
             remote_addr,
             next_header_source: first_header,
             head_bytes: 0,
+            head_clock,
             no_more_requests: false,
             secure,
         }
@@ -120,6 +126,10 @@ impl ClientConnection {
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
         self.head_bytes = 0;
+        // xs patch: the head must now arrive whole in time.
+        if let Some(clock) = &self.head_clock {
+            clock.begin();
+        }
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
@@ -158,6 +168,9 @@ impl ClientConnection {
 
             (method, path, version, headers)
         };
+        if let Some(clock) = &self.head_clock {
+            clock.end();
+        }
 
         // building the writer for the request
         let writer = self.sink.next().unwrap();
@@ -224,6 +237,16 @@ impl Iterator for ClientConnection {
                     response.raw_print(writer, ver, &[], false, None).ok();
                     return None; // we don't know where the next request would start,
                                  // se we have to close
+                }
+
+                // xs patch: a connection that sent nothing of a head in
+                // time (idle, or kept alive and unused) is closed without
+                // an answer: a 408 could be taken as the answer to a
+                // request the client is sending just then.
+                Err(ReadError::ReadIoError(ref err))
+                    if err.kind() == ErrorKind::TimedOut && self.head_bytes <= 1 =>
+                {
+                    return None;
                 }
 
                 Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
