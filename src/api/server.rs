@@ -252,3 +252,31 @@ fn lasts(request: &Request) -> bool {
     let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
     query.split('&').any(|pair| pair.starts_with("follow")) || url.starts_with("/eval")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_caps_share_the_descriptors_out() {
+        // A login shell's 1024: (1024 - 128) / 2 for the socket alone.
+        assert_eq!(default_max_connections(1024, 1), 448);
+        assert_eq!(default_max_connections(1024, 3), 149);
+        // Never below the floor, never above the ceiling.
+        assert_eq!(default_max_connections(64, 1), 16);
+        assert_eq!(default_max_connections(1 << 20, 1), 10_000);
+        assert_eq!(default_max_connections(u64::MAX, 1), 10_000);
+    }
+
+    #[test]
+    fn ready_lets_waiters_through_once_open() {
+        let ready = Ready::default();
+        let waiter = {
+            let ready = ready.clone();
+            std::thread::spawn(move || ready.wait())
+        };
+        ready.open();
+        waiter.join().unwrap();
+        ready.wait();
+    }
+}
