@@ -69,7 +69,9 @@
 //! - `startup`: spawn `xs serve <fresh dir>`, poll the socket every 100 µs
 //!   until a `GET /` answers 200 with `xs.start` in its body (a store is
 //!   started when its first read can see `xs.start`); median (and
-//!   min/max) of 10 runs.
+//!   min/max) of 10 runs. On a fresh store that includes making its
+//!   database (fjall's keyspaces, about a hundred fsyncs) before
+//!   `xs.start` can be written.
 //! - `idle-rss`: VmRSS from /proc/<pid>/status after 10 appends and 1 s
 //!   idle (also the CPU time used in that idle second).
 //! - `oneshot-append`: `xs append <dir> bench` against a `--fsync never`
