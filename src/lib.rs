@@ -5,6 +5,7 @@
 pub mod api;
 pub mod check;
 pub mod cli;
+pub mod fd_limit;
 #[cfg(feature = "nushell")]
 pub mod nu;
 pub mod processor;

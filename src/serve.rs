@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::api::auth::Credentials;
 use crate::api::gateway::{self, Gateway, GatewayOptions};
 use crate::api::routes::Context;
-use crate::api::server::{self, Listener};
+use crate::api::server::{self, Limits, Listener, Ready};
 use crate::api::write::WriteLimits;
 use crate::signals::ShutdownSignals;
 use crate::store::head::EphemeralLimits;
@@ -21,7 +21,8 @@ use crate::store::{Draft, FsyncPolicy, RawFrame, Store, StoreError, StoreOptions
 const USAGE: &str = "usage: xs serve <dir> [--fsync always|interval:<ms>|never] [--expose <addr>] \
 [--auth-file <file>] [--http <addr>] [--http-timeout <ms>] [--http-ttl <ttl>] [--max-payload <bytes>] \
 [--ephemeral-frames <n>] [--ephemeral-bytes <bytes>] [--backend redis://host:port/db?ns=<name>] \
-[--redis-replicas <n>] [--ttl-sweep <ms>] [--eval-timeout <secs>] [--eval-memory <bytes>]";
+[--redis-replicas <n>] [--ttl-sweep <ms>] [--eval-timeout <secs>] [--eval-memory <bytes>] \
+[--max-connections <n>] [--idle-timeout <secs>]";
 
 const HELP: &str = "Run the store in <dir>: its API listens on <dir>/sock.
 
@@ -55,7 +56,12 @@ Options:
                             call) is stopped with an error after this long
                             (default 30; 0: no limit)
   --eval-memory <bytes>     memory one script may build before it is stopped
-                            with an error (default 536870912; 0: no limit)";
+                            with an error (default 536870912; 0: no limit)
+  --max-connections <n>     connections open at once on each listener; beyond,
+                            503 and close (default: from the open-file limit)
+  --idle-timeout <secs>     close a connection that has not sent a whole
+                            request head within <secs> (default 30, 0: never);
+                            a follow is never timed out";
 
 /// The longest the server waits for services to stop at shutdown: they
 /// are stopped together, each within its own grace (5 s by default).
@@ -74,6 +80,10 @@ struct ServeArgs {
     backend: Option<RedisAddress>,
     redis_replicas: u32,
     ttl_sweep: Option<Duration>,
+    /// `--max-connections`; by default from the descriptor limit.
+    max_connections: Option<usize>,
+    /// `--idle-timeout`; `None`: never.
+    idle_timeout: Option<Duration>,
     /// Without Nushell there are no scripts to bound.
     #[cfg_attr(not(feature = "nushell"), allow(dead_code))]
     scripts: ScriptLimits,
@@ -124,6 +134,8 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
         timeout_secs: 30,
         memory: 512 << 20,
     };
+    let mut max_connections = None;
+    let mut idle_timeout = Some(Duration::from_secs(server::DEFAULT_IDLE_TIMEOUT_SECS));
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Short('h') | Long("help") => return Ok(None),
@@ -164,6 +176,18 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
             },
             Long("eval-timeout") => scripts.timeout_secs = number(&mut parser, "--eval-timeout")?,
             Long("eval-memory") => scripts.memory = number(&mut parser, "--eval-memory")?,
+            Long("max-connections") => match number(&mut parser, "--max-connections")? {
+                0 => {
+                    return Err(
+                        "invalid value '0' for --max-connections: expected at least 1".into(),
+                    )
+                }
+                n => max_connections = Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            },
+            Long("idle-timeout") => {
+                let secs = number(&mut parser, "--idle-timeout")?;
+                idle_timeout = (secs > 0).then(|| Duration::from_secs(secs));
+            }
             Value(value) if dir.is_none() => dir = Some(PathBuf::from(value)),
             other => return Err(other.unexpected().to_string()),
         }
@@ -198,6 +222,8 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
         redis_replicas: redis_replicas.unwrap_or(0),
         ttl_sweep,
         scripts,
+        max_connections,
+        idle_timeout,
     }))
 }
 
@@ -282,6 +308,19 @@ fn run(args: ServeArgs) -> Result<(), String> {
         }
         _ => {}
     }
+    // Each connection holds a descriptor: the soft limit goes up to the
+    // hard one before anything is opened, and sets the default caps.
+    let fd_limit = crate::fd_limit::raise();
+    let listener_count = 1 + usize::from(expose.is_some()) + usize::from(args.http.is_some());
+    let limits = Limits {
+        max_connections: args
+            .max_connections
+            .unwrap_or_else(|| server::default_max_connections(fd_limit.now, listener_count)),
+        idle_timeout: args.idle_timeout,
+    };
+    // Listeners open before `xs.start` is written (a client may connect at
+    // once), but requests wait at this gate until it is.
+    let ready = Ready::default();
     // Signals are taken by the main thread alone (sigwait below): block
     // them before any thread starts, so every thread inherits the mask.
     let signals = ShutdownSignals::block();
@@ -316,16 +355,16 @@ fn run(args: ServeArgs) -> Result<(), String> {
         processes: processes.clone(),
     };
     let socket = args.dir.join("sock");
-    let main_listener = Arc::new(Listener::unix(&socket)?);
-    server::spawn(main_listener.clone(), context.clone())?;
+    let main_listener = Arc::new(Listener::unix(&socket, limits)?);
+    server::spawn(main_listener.clone(), context.clone(), ready.clone())?;
     let mut listeners = vec![main_listener];
     if let Some(expose) = &expose {
         let listener = match expose {
-            Expose::Tcp(addr) => Listener::tcp(*addr, credentials.clone())?,
-            Expose::Unix(path) => Listener::unix(path)?,
+            Expose::Tcp(addr) => Listener::tcp(*addr, credentials.clone(), limits)?,
+            Expose::Unix(path) => Listener::unix(path, limits)?,
         };
         let listener = Arc::new(listener);
-        server::spawn(listener.clone(), context.clone())?;
+        server::spawn(listener.clone(), context.clone(), ready.clone())?;
         listeners.push(listener);
     }
     let gateway = match (&args.http, http_addr) {
@@ -336,7 +375,7 @@ fn run(args: ServeArgs) -> Result<(), String> {
                 ttl: http.ttl,
                 max_payload: args.max_payload,
             };
-            let gateway = Gateway::start(store.clone(), options)?;
+            let gateway = Gateway::start(store.clone(), options, limits, ready.clone())?;
             eprintln!("xs: HTTP gateway on http://{}", gateway.addr());
             Some(gateway)
         }
@@ -349,6 +388,8 @@ fn run(args: ServeArgs) -> Result<(), String> {
         .as_ref()
         .map(|addr| serde_json::json!({ "expose": addr }));
     system_frame(&store, "xs.start", start_meta)?;
+    // A store is started when its first read can see `xs.start`.
+    ready.open();
     // Processors start after `xs.start`, so what they emit at boot follows it.
     #[cfg(feature = "nushell")]
     let processors = crate::processor::start(store.clone(), processes)?;

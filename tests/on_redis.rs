@@ -24,6 +24,8 @@ mod cli_kv;
 mod cli_read;
 #[path = "cli_write.rs"]
 mod cli_write;
+#[path = "connections.rs"]
+mod connections;
 #[path = "gateway.rs"]
 mod gateway;
 #[path = "nu_eval.rs"]

@@ -6,7 +6,9 @@
 //! How a request goes:
 //!
 //! 1. tiny_http parses the head (a head it cannot parse never gets here);
-//!    a thread of its own takes the request.
+//!    the connection's own thread takes the request (the listener's limits
+//!    are the API's: `--max-connections`, `--idle-timeout`, see
+//!    `server.rs`), once the server has started.
 //! 2. The body is stored like an append's (`--max-payload`, `413` beyond),
 //!    in memory when the request ttl is `ephemeral`.
 //! 3. The `http.request` frame is appended (ttl `--http-ttl`) and the
@@ -36,6 +38,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde_json::json;
 use tiny_http::{Header, Request, Response, Server};
 
+use super::server::{self, Limits, Ready};
 use crate::store::{Draft, Frame, Id, Store, StoreError, StoredPayload, Ttl};
 use peer::Peer;
 use reply::{Answer, Chunked, Shape};
@@ -97,15 +100,21 @@ struct Shared {
 
 impl Gateway {
     /// Binds the address, starts the response router and the accept
-    /// thread.
-    pub fn start(store: Store, options: GatewayOptions) -> Result<Gateway, String> {
+    /// thread; requests wait for `ready`.
+    pub fn start(
+        store: Store,
+        options: GatewayOptions,
+        limits: Limits,
+        ready: Ready,
+    ) -> Result<Gateway, String> {
         let listener = TcpListener::bind(options.addr)
             .map_err(|e| format!("cannot bind --http {}: {e}", options.addr))?;
         let addr = listener
             .local_addr()
             .map_err(|e| format!("cannot bind --http {}: {e}", options.addr))?;
+        let limits = server::tiny_limits(limits, format!("--http {addr}"));
         let server = Arc::new(
-            Server::from_listener(listener, None)
+            Server::from_listener_with(listener, None, limits)
                 .map_err(|e| format!("cannot serve --http {addr}: {e}"))?,
         );
         let router = Router::start(store.clone())?;
@@ -115,15 +124,32 @@ impl Gateway {
             options,
             port: addr.port(),
         });
+        // Each connection's thread serves its requests one after another:
+        // the next head is read only once an answer is complete, so a
+        // stream is never cut by the idle timeout.
+        {
+            let shared = shared.clone();
+            let ready = ready.clone();
+            server.set_handler(Arc::new(move |request: Request| {
+                ready.wait();
+                serve(&shared, request)
+            }));
+        }
+        // Requests read before the handler was set.
         let accepting = server.clone();
         std::thread::Builder::new()
             .name("http-accept".into())
             .spawn(move || {
                 for request in accepting.incoming_requests() {
                     let shared = shared.clone();
-                    let spawned = std::thread::Builder::new()
-                        .name("http-conn".into())
-                        .spawn(move || serve(&shared, request));
+                    let ready = ready.clone();
+                    let spawned =
+                        std::thread::Builder::new()
+                            .name("http-conn".into())
+                            .spawn(move || {
+                                ready.wait();
+                                serve(&shared, request)
+                            });
                     if let Err(e) = spawned {
                         eprintln!("xs: http gateway: cannot start a connection thread: {e}");
                     }

@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use crate::common::{HTTPVersion, Method};
 use crate::util::framing::{self, Poison, Refusal};
+use crate::util::refined_tcp_stream::HeadClock;
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
@@ -49,6 +50,8 @@ pub struct ClientConnection {
     response_failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
     // xs patch: the socket's descriptor, given to each request
     fd: Option<i32>,
+    // xs patch: the time limit on each request head, if any
+    head_clock: Option<HeadClock>,
 }
 
 /// xs patch: the largest request head accepted (request line and headers).
@@ -81,6 +84,7 @@ impl ClientConnection {
         let fd = write_socket.raw_fd();
         #[cfg(not(unix))]
         let fd = None;
+        let head_clock = read_socket.head_clock();
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -94,6 +98,7 @@ impl ClientConnection {
             poison: Poison::default(),
             response_failed: Default::default(),
             fd,
+            head_clock,
             no_more_requests: false,
             secure,
         }
@@ -142,6 +147,10 @@ impl ClientConnection {
     fn read(&mut self) -> Result<Request, ReadError> {
         self.head_bytes = 0;
         self.refuse_if_poisoned()?;
+        // xs patch: the head must now arrive whole in time.
+        if let Some(clock) = &self.head_clock {
+            clock.begin();
+        }
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
@@ -183,6 +192,9 @@ impl ClientConnection {
 
             (method, path, version, headers)
         };
+        if let Some(clock) = &self.head_clock {
+            clock.end();
+        }
 
         // building the writer for the request
         let writer = self.sink.next().unwrap();
@@ -272,6 +284,16 @@ impl Iterator for ClientConnection {
                     response.raw_print(writer, ver, &[], false, None).ok();
                     return None; // we don't know where the next request would start,
                                  // se we have to close
+                }
+
+                // xs patch: a connection that sent nothing of a head in
+                // time (idle, or kept alive and unused) is closed without
+                // an answer: a 408 could be taken as the answer to a
+                // request the client is sending just then.
+                Err(ReadError::ReadIoError(ref err))
+                    if err.kind() == ErrorKind::TimedOut && self.head_bytes <= 1 =>
+                {
+                    return None;
                 }
 
                 Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {

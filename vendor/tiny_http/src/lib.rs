@@ -101,11 +101,12 @@ use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use client::ClientConnection;
 use connection::Connection;
@@ -149,6 +150,124 @@ pub struct Server {
 
 /// xs patch: answers one request on the thread that read it.
 pub type Handler = Arc<dyn Fn(Request) + Send + Sync>;
+
+/// xs patch: what a server allows its clients, and whom it tells when it
+/// has to refuse one. The accept loop never ends on an error: it backs off
+/// (`BACKOFF_MIN`, doubling to `BACKOFF_MAX`) and accepts again, so a
+/// listener survives running out of descriptors or threads.
+#[derive(Clone, Default)]
+pub struct Limits {
+    /// Connections open at once; a new one beyond gets a 503 and is closed.
+    pub max_connections: Option<usize>,
+    /// How long a connection may take to send a whole request head (its
+    /// first, or its next when kept alive); it is then closed. A response
+    /// being written (a follow) is never timed out.
+    pub head_timeout: Option<Duration>,
+    /// Told of trouble once per burst: when nothing of that kind was told
+    /// in the last `BURST_GAP`.
+    pub on_event: Option<Arc<dyn Fn(&Event) + Send + Sync>>,
+}
+
+/// xs patch: trouble the accept loop met (see `Limits::on_event`).
+#[derive(Debug)]
+pub enum Event {
+    /// `accept` failed (out of descriptors, say); retrying.
+    AcceptFailed(IoError),
+    /// This many connections are open: new ones get a 503.
+    AtCapacity(usize),
+    /// No thread could be started for a connection; it was closed.
+    SpawnFailed(IoError),
+}
+
+/// xs patch: the first wait after a failed accept.
+const BACKOFF_MIN: Duration = Duration::from_millis(5);
+/// xs patch: the longest wait between accepts that fail.
+const BACKOFF_MAX: Duration = Duration::from_millis(100);
+/// xs patch: trouble this long after the last of its kind is a new burst.
+const BURST_GAP: Duration = Duration::from_secs(5);
+
+/// xs patch: tells `Limits::on_event`, once per burst of each kind.
+struct Reports {
+    on_event: Option<Arc<dyn Fn(&Event) + Send + Sync>>,
+    /// When each kind was last met: accept failed, at capacity, spawn failed.
+    last: [Option<Instant>; 3],
+}
+
+impl Reports {
+    fn new(on_event: Option<Arc<dyn Fn(&Event) + Send + Sync>>) -> Reports {
+        Reports {
+            on_event,
+            last: [None; 3],
+        }
+    }
+
+    fn accept_failed(&mut self, e: IoError) {
+        self.report(0, Event::AcceptFailed(e));
+    }
+
+    fn at_capacity(&mut self, max: usize) {
+        self.report(1, Event::AtCapacity(max));
+    }
+
+    fn spawn_failed(&mut self, e: IoError) {
+        self.report(2, Event::SpawnFailed(e));
+    }
+
+    fn report(&mut self, kind: usize, event: Event) {
+        let now = Instant::now();
+        let new_burst = self.last[kind].map_or(true, |at| now.duration_since(at) >= BURST_GAP);
+        self.last[kind] = Some(now);
+        if new_burst {
+            log::error!("{:?}", event);
+            if let Some(on_event) = &self.on_event {
+                on_event(&event);
+            }
+        }
+    }
+}
+
+/// xs patch: one open connection, counted while it lives.
+struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    fn count(active: &Arc<AtomicUsize>) -> Open {
+        active.fetch_add(1, AcqRel);
+        Open(active.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, AcqRel);
+    }
+}
+
+/// xs patch: the answer to a connection beyond `max_connections`, written
+/// from the accept thread without blocking it (a new socket's send buffer
+/// is empty), then the connection is closed.
+fn refuse(sock: Connection) {
+    const ANSWER: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Length: 21\r\n\
+Retry-After: 1\r\n\
+Connection: close\r\n\r\n\
+too many connections\n";
+    use std::io::{Read, Write};
+    if sock.set_nonblocking(true).is_err() {
+        return;
+    }
+    let _ = (&sock).write(ANSWER);
+    let _ = sock.shutdown(Shutdown::Write);
+    // Whatever the client sent already is read, so that closing does not
+    // reset the connection (which can lose the answer on its way).
+    let mut sink = [0u8; 4096];
+    for _ in 0..16 {
+        match (&sock).read(&mut sink) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+}
 
 enum Message {
     Error(IoError),
@@ -251,6 +370,15 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with(listener, ssl_config, Limits::default())
+    }
+
+    /// xs patch: `from_listener` with connection limits.
+    pub fn from_listener_with<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        limits: Limits,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -295,72 +423,90 @@ impl Server {
         let inside_messages = messages.clone();
         let handler: Arc<std::sync::OnceLock<Handler>> = Arc::new(std::sync::OnceLock::new());
         let inside_handler = handler.clone();
-        thread::spawn(move || {
-            // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::new();
+        // xs patch: the accept loop never ends on an error (see `Limits`).
+        thread::Builder::new()
+            .name("accept".into())
+            .spawn(move || {
+                let mut reports = Reports::new(limits.on_event.clone());
+                let active = Arc::new(AtomicUsize::new(0));
+                let mut backoff = BACKOFF_MIN;
 
-            log::debug!("Running accept thread");
-            while !inside_close_trigger.load(Relaxed) {
-                let new_client = match server.accept() {
-                    Ok((sock, _)) => {
-                        use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
-
-                                RefinedTcpStream::new(sock)
+                log::debug!("Running accept thread");
+                while !inside_close_trigger.load(Relaxed) {
+                    let sock = match server.accept() {
+                        Ok((sock, _)) => sock,
+                        Err(e) => {
+                            if inside_close_trigger.load(Relaxed) {
+                                break;
                             }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
-                        };
-
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                            // Out of descriptors, say: the connection waits
+                            // in the backlog until one is free again.
+                            reports.accept_failed(e);
+                            thread::sleep(backoff);
+                            backoff = (backoff * 2).min(BACKOFF_MAX);
+                            continue;
+                        }
+                    };
+                    backoff = BACKOFF_MIN;
+                    if let Some(max) = limits.max_connections {
+                        if active.load(Acquire) >= max {
+                            refuse(sock);
+                            reports.at_capacity(max);
+                            continue;
+                        }
                     }
-                    Err(e) => Err(e),
-                };
+                    use util::RefinedTcpStream;
+                    let (read_closable, write_closable) = match ssl {
+                        None => RefinedTcpStream::new(sock, limits.head_timeout),
+                        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+                        Some(ref ssl) => {
+                            // trying to apply SSL over the connection
+                            // if an error occurs, we just close the socket and resume listening
+                            let sock = match ssl.accept(sock) {
+                                Ok(s) => s,
+                                Err(_) => continue,
+                            };
 
-                match new_client {
-                    Ok(client) => {
-                        let messages = inside_messages.clone();
-                        let handler = inside_handler.clone();
-                        let mut client = Some(client);
-                        tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
-                                    }
-                                } else {
-                                    for rq in client {
-                                        match handler.get() {
-                                            Some(handle) => handle(rq),
-                                            None => messages.push(rq.into()),
-                                        }
-                                    }
+                            RefinedTcpStream::new(sock, limits.head_timeout)
+                        }
+                        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
+                        Some(ref _ssl) => unreachable!(),
+                    };
+                    let client = ClientConnection::new(write_closable, read_closable);
+
+                    let messages = inside_messages.clone();
+                    let handler = inside_handler.clone();
+                    let open = Open::count(&active);
+                    // A thread per connection (see PATCHES.md).
+                    let spawned = thread::Builder::new().name("conn".into()).spawn(move || {
+                        let _open = open;
+                        // Synchronization is needed for HTTPS requests to avoid a deadlock
+                        if client.secure() {
+                            let (sender, receiver) = mpsc::channel();
+                            for rq in client {
+                                messages.push(rq.with_notify_sender(sender.clone()).into());
+                                if receiver.recv().is_err() {
+                                    break;
                                 }
                             }
-                        }));
-                    }
-
-                    Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
+                        } else {
+                            for rq in client {
+                                match handler.get() {
+                                    Some(handle) => handle(rq),
+                                    None => messages.push(rq.into()),
+                                }
+                            }
+                        }
+                    });
+                    if let Err(e) = spawned {
+                        // The connection (moved into the closure) is closed.
+                        reports.spawn_failed(e);
+                        thread::sleep(backoff);
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
                     }
                 }
-            }
-            log::debug!("Terminating accept thread");
-        });
+                log::debug!("Terminating accept thread");
+            })?;
 
         // result
         Ok(Server {

@@ -1,13 +1,22 @@
+//! The read and write halves of a connection.
+//!
+//! xs patch: both halves share one socket through an `Arc` (upstream gave
+//! each a `try_clone`: two descriptors per connection, and a panic when
+//! the clone failed at the descriptor limit). The read half also keeps the
+//! request-head time limit (`HeadClock`).
+
 use std::io::Result as IoResult;
-use std::io::{Read, Write};
+use std::io::{Error as IoError, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::connection::Connection;
 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
 use crate::ssl::SslStream;
 
 pub(crate) enum Stream {
-    Http(Connection),
+    Http(Arc<Connection>),
     #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
     Https(SslStream),
 }
@@ -15,7 +24,7 @@ pub(crate) enum Stream {
 impl Clone for Stream {
     fn clone(&self) -> Self {
         match self {
-            Stream::Http(tcp_stream) => Stream::Http(tcp_stream.try_clone().unwrap()),
+            Stream::Http(tcp_stream) => Stream::Http(tcp_stream.clone()),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
             Stream::Https(ssl_stream) => Stream::Https(ssl_stream.clone()),
         }
@@ -24,7 +33,7 @@ impl Clone for Stream {
 
 impl From<Connection> for Stream {
     fn from(tcp_stream: Connection) -> Self {
-        Stream::Http(tcp_stream)
+        Stream::Http(Arc::new(tcp_stream))
     }
 }
 
@@ -45,6 +54,15 @@ impl Stream {
         }
     }
 
+    /// xs patch: the socket's receive timeout (none over TLS).
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> IoResult<()> {
+        match self {
+            Stream::Http(tcp_stream) => tcp_stream.set_read_timeout(timeout),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => Ok(()),
+        }
+    }
+
     fn shutdown(&mut self, how: Shutdown) -> IoResult<()> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.shutdown(how),
@@ -57,7 +75,7 @@ impl Stream {
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
         match self {
-            Stream::Http(tcp_stream) => tcp_stream.read(buf),
+            Stream::Http(tcp_stream) => (&**tcp_stream).read(buf),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
             Stream::Https(ssl_stream) => ssl_stream.read(buf),
         }
@@ -67,7 +85,7 @@ impl Read for Stream {
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
         match self {
-            Stream::Http(tcp_stream) => tcp_stream.write(buf),
+            Stream::Http(tcp_stream) => (&**tcp_stream).write(buf),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
             Stream::Https(ssl_stream) => ssl_stream.write(buf),
         }
@@ -75,7 +93,7 @@ impl Write for Stream {
 
     fn flush(&mut self) -> IoResult<()> {
         match self {
-            Stream::Http(tcp_stream) => tcp_stream.flush(),
+            Stream::Http(tcp_stream) => (&**tcp_stream).flush(),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
             Stream::Https(ssl_stream) => ssl_stream.flush(),
         }
@@ -86,10 +104,17 @@ pub struct RefinedTcpStream {
     stream: Stream,
     close_read: bool,
     close_write: bool,
+    /// xs patch: the request-head time limit (read half only).
+    head: Option<HeadClock>,
 }
 
 impl RefinedTcpStream {
-    pub(crate) fn new<S>(stream: S) -> (RefinedTcpStream, RefinedTcpStream)
+    /// The read and write halves of `stream`; with `head_limit`, a request
+    /// head must arrive whole within it (see `HeadClock`).
+    pub(crate) fn new<S>(
+        stream: S,
+        head_limit: Option<Duration>,
+    ) -> (RefinedTcpStream, RefinedTcpStream)
     where
         S: Into<Stream>,
     {
@@ -101,15 +126,23 @@ impl RefinedTcpStream {
             stream: read,
             close_read: true,
             close_write: false,
+            head: head_limit.map(HeadClock::new),
         };
 
         let write = RefinedTcpStream {
             stream: write,
             close_read: false,
             close_write: true,
+            head: None,
         };
 
         (read, write)
+    }
+
+    /// xs patch: the read half's head clock, for the connection to start
+    /// and stop around each request head.
+    pub(crate) fn head_clock(&self) -> Option<HeadClock> {
+        self.head.clone()
     }
 
     /// Returns true if this struct wraps around a secure connection.
@@ -127,8 +160,10 @@ impl RefinedTcpStream {
     pub(crate) fn raw_fd(&self) -> Option<std::os::unix::io::RawFd> {
         use std::os::unix::io::AsRawFd;
         match &self.stream {
-            Stream::Http(Connection::Tcp(s)) => Some(s.as_raw_fd()),
-            Stream::Http(Connection::Unix(s)) => Some(s.as_raw_fd()),
+            Stream::Http(connection) => match &**connection {
+                Connection::Tcp(s) => Some(s.as_raw_fd()),
+                Connection::Unix(s) => Some(s.as_raw_fd()),
+            },
             #[allow(unreachable_patterns)]
             _ => None,
         }
@@ -149,7 +184,111 @@ impl Drop for RefinedTcpStream {
 
 impl Read for RefinedTcpStream {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
-        self.stream.read(buf)
+        match &self.head {
+            None => self.stream.read(buf),
+            Some(head) => head.read(&mut self.stream, buf),
+        }
+    }
+}
+
+/// xs patch: how long a connection may take to send a whole request head,
+/// counted from the first socket read for it (for a kept-alive connection,
+/// from when it is free for its next request: a response still being
+/// written, a follow say, is never timed out).
+///
+/// The socket's receive timeout wakes a blocked read; each read for a head
+/// sets it to the time left, but only when that differs much from what is
+/// set, so a client whose head arrives in one read costs no extra system
+/// call. Outside a head (a body), a read that times out clears the timeout
+/// and goes on waiting: bodies are not limited here.
+#[derive(Clone)]
+pub(crate) struct HeadClock {
+    limit: Duration,
+    state: Arc<Mutex<HeadState>>,
+}
+
+#[derive(Default)]
+struct HeadState {
+    /// A request head is being read.
+    in_head: bool,
+    /// When it must be complete; set by its first socket read.
+    deadline: Option<Instant>,
+    /// The socket's receive timeout as last set.
+    socket_timeout: Option<Duration>,
+}
+
+/// How far the socket's timeout may be above the time left before it is
+/// lowered (a head may thus be closed this much late).
+const SLACK: Duration = Duration::from_millis(10);
+
+impl HeadClock {
+    fn new(limit: Duration) -> HeadClock {
+        HeadClock {
+            limit,
+            state: Arc::new(Mutex::new(HeadState::default())),
+        }
+    }
+
+    /// A request head starts (its clock starts at its first socket read).
+    pub(crate) fn begin(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.in_head = true;
+        state.deadline = None;
+    }
+
+    /// The head is complete.
+    pub(crate) fn end(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.in_head = false;
+        state.deadline = None;
+    }
+
+    fn read(&self, stream: &mut Stream, buf: &mut [u8]) -> IoResult<usize> {
+        loop {
+            let in_head = {
+                let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                if state.in_head {
+                    let now = Instant::now();
+                    let limit = self.limit;
+                    let deadline = *state.deadline.get_or_insert(now + limit);
+                    let left = deadline.saturating_duration_since(now);
+                    if left.is_zero() {
+                        return Err(IoError::new(
+                            ErrorKind::TimedOut,
+                            "no complete request head in time",
+                        ));
+                    }
+                    let reset = match state.socket_timeout {
+                        None => true,
+                        Some(set) => set > left + SLACK || set < left / 2,
+                    };
+                    if reset {
+                        // Zero would mean "no timeout": at least 1 ms.
+                        let wait = left.max(Duration::from_millis(1));
+                        stream.set_read_timeout(Some(wait))?;
+                        state.socket_timeout = Some(wait);
+                    }
+                }
+                state.in_head
+            };
+            match stream.read(buf) {
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    if !in_head {
+                        // A body read that met the timeout left by a head.
+                        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                        if !state.in_head {
+                            if state.socket_timeout.is_none() {
+                                return Err(e);
+                            }
+                            stream.set_read_timeout(None)?;
+                            state.socket_timeout = None;
+                        }
+                    }
+                    // Around again: the deadline is looked at above.
+                }
+                other => return other,
+            }
+        }
     }
 }
 
