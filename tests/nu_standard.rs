@@ -531,3 +531,23 @@ fn errors_stay_plain_when_the_servers_stderr_is_a_terminal() {
         "box drawing: {text}"
     );
 }
+
+#[test]
+fn an_actor_sees_the_environment_and_its_with_env_stays_inside() {
+    let server = Server::start(&[]);
+    server.append(
+        "xs.actor.envy.create",
+        br#"{run: {|frame, state = null|
+            if $frame.topic != "go" { return {next: $state} }
+            {out: {home: $env.HOME, x: (with-env {X: "inside"} { $env.X }), after: ($env.X? | default "gone")}, next: $state}
+        }}"#,
+    );
+    wait_topic(&server, "xs.actor.envy.active");
+    server.append("go", b"");
+    let out = wait_count(&server, "envy.out", 1);
+    let home = std::env::var("HOME").unwrap_or_default();
+    assert_eq!(out[0]["meta"]["home"], json!(home));
+    assert_eq!(out[0]["meta"]["x"], "inside");
+    assert_eq!(out[0]["meta"]["after"], "gone");
+    assert_eq!(in_xs(&server, "$env.X? | default 'unset'"), "unset");
+}

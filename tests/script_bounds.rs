@@ -138,6 +138,7 @@ fn a_client_that_hangs_up_stops_its_script() {
         "mut i = 0; loop { $i += 1; if $i mod 20000 == 0 { .append tick } }",
         "loop { .append tick; sleep 20ms }",
         "loop { .append tick; ^sleep 0.05 }",
+        "1..1_000_000_000 | each {|i| if $i mod 20000 == 0 { .append tick }; $i } | collect",
     ];
     for script in scripts {
         let before = ticks(&server);
@@ -339,4 +340,31 @@ fn a_streamed_answer_over_the_cap_is_cut_off() {
         server.stderr()
     );
     assert_alive(&server);
+}
+
+#[test]
+fn a_shutdown_stops_a_running_script() {
+    let mut server = Server::start(&["--eval-timeout", "0"]);
+    let script =
+        "1..1_000_000_000 | each {|i| if $i mod 20000 == 0 { .append tick }; $i } | collect";
+    let mut conn = UnixStream::connect(server.sock()).unwrap();
+    write!(
+        conn,
+        "POST /eval HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{script}",
+        script.len()
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ticks(&server) < 2 {
+        assert!(Instant::now() < deadline, "no ticks");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let asked = Instant::now();
+    let status = server.stop();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "shutdown waited {:?} for the script",
+        asked.elapsed()
+    );
 }
