@@ -139,6 +139,28 @@ fn an_ndjson_import_with_a_bad_line_stores_nothing() {
 }
 
 #[test]
+fn an_import_line_without_an_end_is_bounded() {
+    let server = Server::start(&[]);
+    // 17 MiB of one line that never ends: held whole, it would grow
+    // without bound.
+    let mut body = br#"{"topic":"big","id":"03hdgr0won3o2bps7r9grrf08","hash":null,"ttl":null,"meta":{"x":""#.to_vec();
+    body.resize(17 * 1024 * 1024, b'a');
+    let r = common::request(
+        &server.sock(),
+        "POST",
+        "/import",
+        &[("Content-Type", "application/x-ndjson")],
+        &body,
+    );
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert!(r.text().contains("line 1"), "{}", r.text());
+    let r = common::request(&server.sock(), "POST", "/import", &[], &body);
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert!(server.frames("/?topic=big").is_empty());
+    server.append("after", b"still here");
+}
+
+#[test]
 fn an_overlong_cas_hash_is_bad_input() {
     let server = Server::start(&[]);
     for hash in [

@@ -142,7 +142,7 @@ pub fn import(store: &Store, mut request: Request, limits: WriteLimits) {
     if ndjson {
         return import_many(store, request);
     }
-    let body = match read_small_body(&mut request, limits.max_payload) {
+    let body = match read_small_body(&mut request, MAX_FRAME_JSON.min(limits.max_payload)) {
         Ok(body) => body,
         Err(e) => return Reply::error(e.status(), e).send(request),
     };
@@ -164,6 +164,10 @@ const IMPORT_WINDOW: usize = 4096;
 /// written, so a bad line stores nothing: the checked lines wait in a
 /// scratch file (memory stays flat whatever the body's size), then go to
 /// the writer.
+/// The largest frame JSON an import accepts (its meta included): frames
+/// are held whole in memory while they are checked.
+const MAX_FRAME_JSON: u64 = 16 * 1024 * 1024;
+
 fn import_many(store: &Store, mut request: Request) {
     use std::io::BufRead;
     let checked = match check_import_lines(store, &mut request) {
@@ -228,11 +232,19 @@ fn check_import_lines(
     let mut line = Vec::new();
     for number in 1u64.. {
         line.clear();
-        let n = reader
+        // One line is held whole: a line without an end must not grow
+        // without bound.
+        let n = std::io::Read::take(&mut reader, MAX_FRAME_JSON + 1)
             .read_until(b'\n', &mut line)
             .map_err(|e| fail(StoreError::BadBody(e.to_string())))?;
         if n == 0 {
             break;
+        }
+        if n as u64 > MAX_FRAME_JSON {
+            return Err((
+                413,
+                format!("line {number}: a frame's JSON is larger than {MAX_FRAME_JSON} bytes"),
+            ));
         }
         let text = line.strip_suffix(b"\n").unwrap_or(&line);
         if text.iter().all(u8::is_ascii_whitespace) {
