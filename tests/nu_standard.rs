@@ -431,11 +431,20 @@ fn a_sleeping_actor_stops_on_term_at_once() {
     let server = Server::start(&[]);
     server.append(
         "xs.actor.nap.create",
-        br#"{run: {|frame, state = null| if $frame.topic == "go" { sleep 1hr }; {next: $state}}}"#,
+        br#"{run: {|frame, state = null| if $frame.topic == "go" { true | .kv set nap.started; sleep 1hr }; {next: $state}}}"#,
     );
     wait_topic(&server, "xs.actor.nap.active");
     server.append("go", b"");
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    // An actor's .append waits for its closure to return; a k/v set does
+    // not: the actor is inside `sleep` once the key is there.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server.get("/kv/nap.started").status != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the actor never started its nap"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let asked = std::time::Instant::now();
     server.append("xs.actor.nap.term", b"");
     wait_topic(&server, "xs.actor.nap.fin.term");

@@ -143,7 +143,9 @@ fn an_import_line_without_an_end_is_bounded() {
     let server = Server::start(&[]);
     // 17 MiB of one line that never ends: held whole, it would grow
     // without bound.
-    let mut body = br#"{"topic":"big","id":"03hdgr0won3o2bps7r9grrf08","hash":null,"ttl":null,"meta":{"x":""#.to_vec();
+    let mut body =
+        br#"{"topic":"big","id":"03hdgr0won3o2bps7r9grrf08","hash":null,"ttl":null,"meta":{"x":""#
+            .to_vec();
     body.resize(17 * 1024 * 1024, b'a');
     let r = common::request(
         &server.sock(),

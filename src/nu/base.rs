@@ -45,6 +45,17 @@ fn build() -> EngineState {
     nu_command::tls::CRYPTO_PROVIDER.default();
     let state = nu_cmd_lang::create_default_context();
     let mut state = nu_command::add_shell_command_context(state);
+    let guarded = super::commands::guarded(&state);
+    let delta = {
+        let mut working_set = nu_protocol::engine::StateWorkingSet::new(&state);
+        for decl in guarded {
+            working_set.add_decl(decl);
+        }
+        working_set.render()
+    };
+    if let Err(e) = state.merge_delta(delta) {
+        eprintln!("xs: wrapping Nushell's conversions failed: {e:?}");
+    }
     add_environment(&mut state);
     // `$nu`: home-dir, temp-dir, os-info and the like. nu finds its
     // folders when it starts; a server has none but the home folder.

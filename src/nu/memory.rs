@@ -254,6 +254,18 @@ pub fn over_cap() -> bool {
     now.tag != 0 && slot_of(now.tag).is_some_and(|slot| slot.tripped.load(Ordering::Relaxed))
 }
 
+/// How many more bytes the script metered on this thread may build
+/// before its cap; `None` when no cap applies here.
+pub fn headroom() -> Option<u64> {
+    let now = current();
+    if now.tag == 0 || now.cap <= 0 {
+        return None;
+    }
+    let slot = slot_of(now.tag)?;
+    let used = LOCAL.try_with(Cell::get).unwrap_or(0) + slot.used.load(Ordering::Relaxed);
+    Some(u64::try_from(now.cap.saturating_sub(used)).unwrap_or(0))
+}
+
 /// A script's budget on this thread, from `start` until dropped.
 pub struct Meter {
     slot: u32,

@@ -8,6 +8,7 @@ mod cas;
 mod cas_post;
 mod cat;
 mod get;
+mod guard;
 mod id;
 mod import;
 mod kv;
@@ -58,6 +59,26 @@ pub fn with_append(
         Box::new(remove::Remove::named(store.clone(), ".rm")),
         Box::new(sleep::Sleep),
     ]
+}
+
+/// Nushell's own commands that xs wraps: the format conversions under the
+/// memory cap, and `par-each` run in order (`guard.rs`).
+pub fn guarded(state: &nu_protocol::engine::EngineState) -> Vec<Box<dyn Command>> {
+    let mut wrapped: Vec<Box<dyn Command>> = Vec::new();
+    let found = |name: &str| {
+        state
+            .find_decl(name.as_bytes(), &[])
+            .map(|id| state.get_decl(id).clone_box())
+    };
+    for name in guard::CONVERSIONS {
+        if let Some(inner) = found(name) {
+            wrapped.push(Box::new(guard::Guarded::new(inner)));
+        }
+    }
+    if let Some(inner) = found("par-each") {
+        wrapped.push(Box::new(guard::ParEach::new(inner)));
+    }
+    wrapped
 }
 
 /// A store failure as a Nushell error at `span`.
