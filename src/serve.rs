@@ -329,9 +329,6 @@ fn run(args: ServeArgs) -> Result<(), String> {
         timeout_secs: args.scripts.timeout_secs,
         memory: args.scripts.memory,
     });
-    // Nushell's base state is built beside the start, not on its path.
-    #[cfg(feature = "nushell")]
-    crate::nu::prewarm();
 
     let options = StoreOptions {
         fsync: args.fsync,

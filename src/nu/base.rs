@@ -4,11 +4,12 @@
 //! renders errors as plain text.
 //!
 //! Building it registers some 400 commands and parses the std library's
-//! prelude, several milliseconds that must not sit on `xs serve`'s start
-//! path nor on every script. So it is built once, by `prewarm` on a thread
-//! of its own while the server starts (or by the first script that needs
-//! it, which then waits for that build), and every engine clones it: the
-//! clone shares the command table until a script adds to it.
+//! prelude: several milliseconds and several megabytes, which must not sit
+//! on `xs serve`'s start path nor on every script. So it is built once,
+//! by the first script that needs it (a processor at boot, or the first
+//! `/eval`), and every engine clones it: the clone shares the command
+//! table until a script adds to it. A server that runs no script never
+//! builds it (an idle store stays small: see docs/benchmarks.md).
 
 use std::sync::OnceLock;
 
@@ -16,23 +17,6 @@ use nu_protocol::engine::EngineState;
 use nu_protocol::{Config, Span, UseAnsiColoring, Value};
 
 static BASE: OnceLock<EngineState> = OnceLock::new();
-
-/// Builds the base state in the background, so the first script finds it
-/// made.
-pub fn prewarm() {
-    if BASE.get().is_some() {
-        return;
-    }
-    let spawned = std::thread::Builder::new()
-        .name("nu-base".into())
-        .spawn(|| {
-            base();
-        });
-    if let Err(e) = spawned {
-        // The first script builds it instead.
-        eprintln!("xs: cannot prepare the Nushell engine in the background: {e}");
-    }
-}
 
 /// The base state, built on first use.
 pub fn base() -> &'static EngineState {

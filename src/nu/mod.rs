@@ -14,5 +14,4 @@ pub mod memory;
 pub mod value;
 pub mod watch;
 
-pub use base::prewarm;
 pub use engine::{Engine, LazyEngine, ScriptError};
