@@ -3,8 +3,9 @@
 //! when clients hold connections open without a word, or when the process
 //! runs out of descriptors; `--max-connections` answers 503 beyond the
 //! cap; `--idle-timeout` closes a connection that sends no whole request
-//! head in time, never a follower; the soft descriptor limit is raised at
-//! start. And a store is started when its first answer can see `xs.start`.
+//! head in time, or pauses that long in a request body (a 408; a slow body
+//! that keeps coming is never cut), never a follower; limits too large to
+//! count mean none; the soft descriptor limit is raised at start. And a store is started when its first answer can see `xs.start`.
 //!
 //! Servers run under a low `ulimit -n` (through `sh -c 'ulimit …; exec xs
 //! serve …'`) with a small cap and a 1 s idle timeout, so each test takes
@@ -617,6 +618,242 @@ fn idle_connections_are_closed_but_followers_are_not() {
             break;
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Request bodies that stop coming
+
+/// The head of a request with a body on `kind`'s listener, and the part of
+/// the body a stalling client sends before it falls silent: `i` picks a
+/// small body (read before any handler runs), a large one (read by the
+/// handler) or a chunked one.
+fn stalled_request(kind: Kind, i: usize) -> Vec<u8> {
+    let path = match kind {
+        Kind::Http => "/upload",
+        Kind::Socket | Kind::Expose => "/append/stalled",
+    };
+    let head = format!("POST {path} HTTP/1.1\r\nHost: localhost\r\n");
+    let mut bytes = match i % 3 {
+        0 => format!("{head}Content-Length: 10\r\n\r\n").into_bytes(),
+        1 => format!("{head}Content-Length: 100000\r\n\r\n").into_bytes(),
+        _ => format!("{head}Transfer-Encoding: chunked\r\n\r\n1000\r\nabc").into_bytes(),
+    };
+    if i % 3 == 1 {
+        bytes.extend_from_slice(&[b'x'; 2000]);
+    }
+    bytes
+}
+
+/// 2 × `CAP` connections that send a head declaring a body and then stall:
+/// those within the cap get a 408 after the idle timeout and are closed
+/// (before, a silent body held its connection for ever, so the cap was
+/// full for good), the rest a 503 at once; a normal client is then served.
+fn stalled_bodies_are_closed(kind: Kind) {
+    let port = free_port();
+    let mut args = vec![
+        "--max-connections".to_string(),
+        CAP.to_string(),
+        "--idle-timeout".into(),
+        IDLE_SECS.to_string(),
+    ];
+    args.extend(kind.args(port));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Limited::start(Some("-n 64"), &args);
+    let endpoint = kind.endpoint(&server, port);
+
+    // Connect them all first: the ones past the cap answer 503 at once
+    // (writing to them could reset the connection before it is read).
+    let attackers: Vec<Sock> = (0..2 * CAP)
+        .map(|i| {
+            endpoint
+                .connect()
+                .unwrap_or_else(|e| panic!("{kind:?}: attacker {i}: {e}"))
+        })
+        .collect();
+    let opened = Instant::now();
+    let is_503 = |bytes: &[u8]| bytes.starts_with(b"HTTP/1.1 503");
+    let mut refused = 0;
+    let mut silent = attackers;
+    while refused < CAP && opened.elapsed() < ms(IDLE_SECS * 1000 / 2) {
+        let mut still = Vec::new();
+        for mut sock in silent {
+            match sock.listen(ms(1)) {
+                Heard::Silence => still.push(sock),
+                Heard::Bytes(bytes) if is_503(&bytes) => refused += 1,
+                other => panic!("{kind:?}: an attacker heard {other:?}"),
+            }
+        }
+        silent = still;
+    }
+    assert!(refused >= CAP, "{kind:?}: {refused} of {} refused", 2 * CAP);
+
+    // The held ones send a head and part of a body, then nothing.
+    for (i, sock) in silent.iter_mut().enumerate() {
+        sock.write_all(&stalled_request(kind, i))
+            .unwrap_or_else(|e| panic!("{kind:?}: stalling client {i}: {e}"));
+    }
+    let stalled = Instant::now();
+    let mut timed_out = 0;
+    for (i, mut sock) in silent.into_iter().enumerate() {
+        let answer = sock
+            .read_to_close(Duration::from_secs(IDLE_SECS + 5))
+            .unwrap_or_else(|e| panic!("{kind:?}: stalled body {i} was never closed: {e}"));
+        if is_503(&answer) {
+            // A readiness probe may have counted for a moment.
+            refused += 1;
+            continue;
+        }
+        assert!(
+            answer.starts_with(b"HTTP/1.1 408"),
+            "{kind:?}: stalled body {i}: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+        timed_out += 1;
+    }
+    let closed_after = stalled.elapsed();
+    assert!(
+        refused <= CAP + 1 && refused + timed_out == 2 * CAP,
+        "{kind:?}: {refused} refused, {timed_out} timed out of {}",
+        2 * CAP
+    );
+    assert!(
+        closed_after >= ms(IDLE_SECS * 1000 * 8 / 10),
+        "{kind:?}: stalled bodies closed after {closed_after:?}, before the idle timeout"
+    );
+    served_within(&endpoint, kind, Duration::from_secs(5), &server);
+    let appended = request(&server.sock(), "POST", "/append/after", &[], b"x");
+    assert_eq!(appended.status, 200, "{}", appended.text());
+}
+
+#[test]
+fn the_socket_closes_stalled_bodies() {
+    stalled_bodies_are_closed(Kind::Socket);
+}
+
+#[test]
+fn expose_closes_stalled_bodies() {
+    stalled_bodies_are_closed(Kind::Expose);
+}
+
+#[test]
+fn the_gateway_closes_stalled_bodies() {
+    stalled_bodies_are_closed(Kind::Http);
+}
+
+/// The idle timeout bounds a pause in a body, not the whole body: uploads
+/// that send a byte every 300 ms for 3 s with `--idle-timeout 1` (a small
+/// body, a large one, a chunked one, at once) are stored whole.
+#[test]
+fn slow_uploads_that_keep_sending_are_stored() {
+    let server = Server::start(&["--idle-timeout", &IDLE_SECS.to_string()]);
+    let endpoint = Endpoint::Unix(server.sock());
+    let slow_part = b"slow bytes";
+    let uploads: Vec<_> = (0..3)
+        .map(|i| {
+            let endpoint = endpoint.clone();
+            std::thread::spawn(move || {
+                let fast_part = if i == 1 { vec![b'x'; 4000] } else { Vec::new() };
+                let body = [fast_part.as_slice(), slow_part].concat();
+                let mut sock = endpoint.connect().expect("connect");
+                let chunked = i == 2;
+                let framing = if chunked {
+                    "Transfer-Encoding: chunked".to_string()
+                } else {
+                    format!("Content-Length: {}", body.len())
+                };
+                let head = format!(
+                    "POST /append/slow{i} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+                     {framing}\r\n\r\n"
+                );
+                sock.write_all(head.as_bytes()).expect("head");
+                sock.write_all(&fast_part).expect("fast part");
+                for byte in slow_part {
+                    std::thread::sleep(ms(300));
+                    if chunked {
+                        sock.write_all(b"1\r\n").expect("chunk size");
+                    }
+                    sock.write_all(&[*byte]).expect("a slow byte");
+                    if chunked {
+                        sock.write_all(b"\r\n").expect("chunk end");
+                    }
+                }
+                if chunked {
+                    sock.write_all(b"0\r\n\r\n").expect("last chunk");
+                }
+                let answer = sock.read_to_close(ms(5000)).expect("answer");
+                (i, body, answer)
+            })
+        })
+        .collect();
+    for upload in uploads {
+        let (i, body, answer) = upload.join().expect("upload thread");
+        let text = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "upload {i}: {text}");
+        let frames = server.frames(&format!("/?topic=slow{i}"));
+        let hash = frames[0]["hash"].as_str().expect("a payload hash");
+        let stored = server.get(&format!("/cas/{hash}"));
+        assert_eq!(stored.body, body, "upload {i}");
+    }
+}
+
+/// A slow upload to the gateway is read whole too: its request reaches
+/// the store (nobody answers it: 504), not a 408.
+#[test]
+fn a_slow_upload_to_the_gateway_is_read_whole() {
+    let port = free_port();
+    // Kept (not ephemeral), so its payload can be read back.
+    let mut args = vec![
+        "--idle-timeout".to_string(),
+        IDLE_SECS.to_string(),
+        "--http-ttl".into(),
+        "forever".into(),
+    ];
+    args.extend(Kind::Http.args(port));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Limited::start(None, &args);
+    let mut sock = Endpoint::Tcp(port).connect().expect("connect");
+    let body = b"slow bytes";
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    sock.write_all(head.as_bytes()).expect("head");
+    for byte in body {
+        std::thread::sleep(ms(300));
+        sock.write_all(&[*byte]).expect("a slow byte");
+    }
+    let answer = sock.read_to_close(ms(5000)).expect("answer");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 504"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    let frames = request(&server.sock(), "GET", "/?topic=http.request", &[], b"").frames();
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    let hash = frames[0]["hash"].as_str().expect("a payload hash");
+    let stored = request(&server.sock(), "GET", &format!("/cas/{hash}"), &[], b"");
+    assert_eq!(stored.body, body);
+}
+
+// ---------------------------------------------------------------------------
+// Limits too large to count
+
+/// `--idle-timeout` and `--max-connections` at u64::MAX mean no limit:
+/// requests, with and without a body, are served (an idle timeout that
+/// large once overflowed the clock and panicked every connection).
+#[test]
+fn the_largest_limits_mean_none() {
+    let max = u64::MAX.to_string();
+    let server = Server::start(&["--idle-timeout", &max, "--max-connections", &max]);
+    for _ in 0..3 {
+        assert_eq!(server.get("/version").status, 200);
+    }
+    let big = vec![b'y'; 100_000];
+    let frame = server.append("large.limits", &big);
+    let stored = server.get(&format!("/cas/{}", frame["hash"].as_str().expect("hash")));
+    assert_eq!(stored.body, big);
+    assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
 }
 
 // ---------------------------------------------------------------------------

@@ -7,7 +7,9 @@
 //! Connections cost a descriptor and a thread each, so every listener has
 //! limits (`Limits`, from `--max-connections` and `--idle-timeout`): past
 //! its cap a new connection gets a 503 and is closed; one that sends no
-//! whole request head in time is closed (a follow is never timed out); and
+//! whole request head in time is closed, and one whose request body stops
+//! coming for that long gets a 408 and is closed (a follow is never timed
+//! out); and
 //! a failed accept (out of descriptors) is retried after a short back-off,
 //! never ending the listener. Each kind of trouble is logged once per
 //! burst, among the frame log's lines on stderr.
@@ -44,8 +46,9 @@ const DEFAULT_MAX_CONNECTIONS: (u64, u64) = (16, 10_000);
 pub struct Limits {
     /// Connections open at once (`--max-connections`).
     pub max_connections: usize,
-    /// How long a connection may take to send a whole request head
-    /// (`--idle-timeout`); `None`: no limit.
+    /// How long a connection may take to send a whole request head, and
+    /// the longest pause in a request body (`--idle-timeout`); `None`: no
+    /// limit.
     pub idle_timeout: Option<Duration>,
 }
 
@@ -63,7 +66,7 @@ pub fn default_max_connections(fd_limit: u64, listeners: usize) -> usize {
 pub(crate) fn tiny_limits(limits: Limits, name: String) -> tiny_http::Limits {
     tiny_http::Limits {
         max_connections: Some(limits.max_connections),
-        head_timeout: limits.idle_timeout,
+        idle_timeout: limits.idle_timeout,
         on_event: Some(Arc::new(move |event: &Event| {
             let what = match event {
                 Event::AtCapacity(max) => {

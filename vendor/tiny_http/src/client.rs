@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use crate::common::{HTTPVersion, Method};
 use crate::util::framing::{self, Poison, Refusal};
-use crate::util::refined_tcp_stream::HeadClock;
+use crate::util::refined_tcp_stream::ReadClock;
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
@@ -40,18 +40,16 @@ pub struct ClientConnection {
     // xs patch: bytes of the request head read so far
     head_bytes: usize,
 
-    // xs patch: set when a body reader left the stream at an unknown place
-    // (see util/framing.rs); no further request is read then
+    // xs patch: set when a body reader left the stream at an unknown place,
+    // or a response could not be sent whole (its body failed to read), see
+    // util/framing.rs; no further request is read then, so the client sees
+    // a cut response rather than one that looks complete
     poison: Poison,
 
-    // xs patch: set by a request whose response could not be sent whole
-    // (its body failed to read): the connection then ends, so the client
-    // sees a cut response instead of one that looks complete
-    response_failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
     // xs patch: the socket's descriptor, given to each request
     fd: Option<i32>,
-    // xs patch: the time limit on each request head, if any
-    head_clock: Option<HeadClock>,
+    // xs patch: the time limits on each request head and body, if any
+    clock: Option<ReadClock>,
 }
 
 /// xs patch: the largest request head accepted (request line and headers).
@@ -84,7 +82,7 @@ impl ClientConnection {
         let fd = write_socket.raw_fd();
         #[cfg(not(unix))]
         let fd = None;
-        let head_clock = read_socket.head_clock();
+        let clock = read_socket.clock();
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -96,9 +94,8 @@ impl ClientConnection {
             next_header_source: first_header,
             head_bytes: 0,
             poison: Poison::default(),
-            response_failed: Default::default(),
             fd,
-            head_clock,
+            clock,
             no_more_requests: false,
             secure,
         }
@@ -147,9 +144,12 @@ impl ClientConnection {
     fn read(&mut self) -> Result<Request, ReadError> {
         self.head_bytes = 0;
         self.refuse_if_poisoned()?;
-        // xs patch: the head must now arrive whole in time.
-        if let Some(clock) = &self.head_clock {
-            clock.begin();
+        // xs patch: the head must now arrive whole in time, counted once
+        // the previous request's body reader is done (it may be read on
+        // another thread, and its reads are body reads until then).
+        self.next_header_source.wait_turn();
+        if let Some(clock) = &self.clock {
+            clock.begin_head();
         }
         let (method, path, version, headers) = {
             // reading the request line
@@ -192,8 +192,8 @@ impl ClientConnection {
 
             (method, path, version, headers)
         };
-        if let Some(clock) = &self.head_clock {
-            clock.end();
+        if let Some(clock) = &self.clock {
+            clock.end_head();
         }
 
         // building the writer for the request
@@ -229,7 +229,6 @@ impl ClientConnection {
         })?;
 
         let mut request = request;
-        request.set_failure_flag(self.response_failed.clone());
         request.set_connection_fd(self.fd);
 
         // return the request
@@ -258,11 +257,8 @@ impl Iterator for ClientConnection {
 
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
-        if self.no_more_requests
-            || self
-                .response_failed
-                .load(std::sync::atomic::Ordering::Relaxed)
-        {
+        // (xs patch: a poisoned connection is refused by `read`.)
+        if self.no_more_requests {
             return None;
         }
 

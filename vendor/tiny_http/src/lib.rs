@@ -160,9 +160,11 @@ pub struct Limits {
     /// Connections open at once; a new one beyond gets a 503 and is closed.
     pub max_connections: Option<usize>,
     /// How long a connection may take to send a whole request head (its
-    /// first, or its next when kept alive); it is then closed. A response
-    /// being written (a follow) is never timed out.
-    pub head_timeout: Option<Duration>,
+    /// first, or its next when kept alive; it is then closed), and the
+    /// longest pause in a request body (its read fails, the request is
+    /// answered `408` and the connection closes). A response being written
+    /// (a follow) is never timed out. Too large to add to the clock: none.
+    pub idle_timeout: Option<Duration>,
     /// Told of trouble once per burst: when nothing of that kind was told
     /// in the last `BURST_GAP`.
     pub on_event: Option<Arc<dyn Fn(&Event) + Send + Sync>>,
@@ -457,7 +459,7 @@ impl Server {
                     }
                     use util::RefinedTcpStream;
                     let (read_closable, write_closable) = match ssl {
-                        None => RefinedTcpStream::new(sock, limits.head_timeout),
+                        None => RefinedTcpStream::new(sock, limits.idle_timeout),
                         #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
                         Some(ref ssl) => {
                             // trying to apply SSL over the connection
@@ -467,7 +469,7 @@ impl Server {
                                 Err(_) => continue,
                             };
 
-                            RefinedTcpStream::new(sock, limits.head_timeout)
+                            RefinedTcpStream::new(sock, limits.idle_timeout)
                         }
                         #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
                         Some(ref _ssl) => unreachable!(),

@@ -75,8 +75,10 @@ pub struct Request {
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
 
-    // xs patch: raised when the response fails half-way, to end the connection
-    failure_flag: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    // xs patch: the connection's poison (util/framing.rs): set when the
+    // response fails half-way, to end the connection; read to answer a
+    // body that timed out with a 408
+    poison: Poison,
     // xs patch: the descriptor of the connection's socket
     connection_fd: Option<i32>,
 }
@@ -180,6 +182,7 @@ where
     // content-length headers
     // xs patch: upstream gave a `Connection: upgrade` request the rest of
     // the connection as its body, whatever its framing; xs upgrades nothing.
+    let connection_poison = poison.clone();
     let reader = match body {
         BodyFraming::Empty => Box::new(io::empty()) as Box<dyn Read + Send + 'static>,
         BodyFraming::Length(content_length) if content_length <= 1024 && !expects_continue => {
@@ -224,7 +227,7 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
-        failure_flag: None,
+        poison: connection_poison,
         connection_fd: None,
     })
 }
@@ -428,11 +431,6 @@ impl Request {
         reader.unwrap()
     }
 
-    /// xs patch: the flag this request raises when its response fails.
-    pub(crate) fn set_failure_flag(&mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
-        self.failure_flag = Some(flag);
-    }
-
     /// Sends a response to this request.
     #[inline]
     pub fn respond<R>(mut self, response: Response<R>) -> Result<(), IoError>
@@ -441,8 +439,8 @@ impl Request {
     {
         let res = self.respond_impl(response);
         // xs patch: a response not sent whole ends the connection.
-        if let (Err(_), Some(flag)) = (&res, &self.failure_flag) {
-            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        if res.is_err() {
+            self.poison.set();
         }
         if let Some(sender) = self.notify_when_responded.take() {
             sender.send(()).unwrap();
@@ -455,6 +453,15 @@ impl Request {
         R: Read,
     {
         let mut writer = self.extract_writer_impl();
+
+        // xs patch: a handler that could not read the body because the
+        // client stopped sending it answers with an error of its own
+        // choosing; the client is told it was too slow (`408`).
+        let response = if self.poison.body_timed_out() && response.status_code().0 >= 400 {
+            response.with_status_code(StatusCode(408))
+        } else {
+            response
+        };
 
         let do_not_send_body = self.method == Method::Head;
 

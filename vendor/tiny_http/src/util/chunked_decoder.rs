@@ -149,9 +149,9 @@ impl<R: Read> ChunkedDecoder<R> {
 impl<R: Read> Read for ChunkedDecoder<R> {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
         let result = self.step(buf);
-        if result.is_err() {
+        if let Err(e) = &result {
             self.state = State::Failed;
-            self.poison.set();
+            self.poison.set_by(e);
         }
         result
     }
@@ -161,7 +161,8 @@ impl<R: Read> Drop for ChunkedDecoder<R> {
     fn drop(&mut self) {
         let mut skipped: u64 = 0;
         let mut buf = [0u8; 8 * 1024];
-        while skipped <= DRAIN_LIMIT {
+        // A connection already poisoned closes anyway: nothing to drain for.
+        while skipped <= DRAIN_LIMIT && !self.poison.is_set() {
             match self.state {
                 State::Done => return,
                 State::Failed => break,

@@ -74,7 +74,7 @@ where
                 Ok(len)
             }
             Err(e) => {
-                self.poison.set();
+                self.poison.set_by(&e);
                 Err(e)
             }
         }
@@ -90,8 +90,11 @@ where
         // remaining size (a forged Content-Length aborted the process) and
         // drained without bound. Drain through a fixed buffer, and give up
         // past DRAIN_LIMIT: the connection is then poisoned and closes.
+        // A connection already poisoned (this body failed to read, say)
+        // closes anyway: nothing to drain for. The drain's reads time out
+        // like any body read (see refined_tcp_stream.rs).
         const DRAIN_LIMIT: usize = 1024 * 1024;
-        if self.size > DRAIN_LIMIT {
+        if self.size > DRAIN_LIMIT || self.poison.is_set() {
             self.poison.set();
             self.last_read_signal.send(Ok(())).ok();
             return;
@@ -101,7 +104,7 @@ where
             let want = self.size.min(buf.len());
             match self.reader.read(&mut buf[..want]) {
                 Err(e) => {
-                    self.poison.set();
+                    self.poison.set_by(&e);
                     self.last_read_signal.send(Err(e)).ok();
                     return;
                 }

@@ -15,12 +15,14 @@
 //! Anything else is a `Refusal`: the connection answers it and closes,
 //! because nobody can tell where the next request would start. A body
 //! reader that stops before the end of its body (the client went away,
-//! or a handler refused it unread and it was too long to drain) sets the
-//! connection's `Poison`: the bytes after it are never read as a request.
+//! a handler refused it unread and it was too long to drain, or the client
+//! sent nothing more for the idle timeout) sets the connection's `Poison`:
+//! the bytes after it are never read as a request. So does a response
+//! that could not be sent whole.
 
 use std::convert::TryFrom;
-use std::io::{Result as IoResult, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::{ErrorKind, Result as IoResult, Write};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use crate::{HTTPVersion, Header, StatusCode};
@@ -51,17 +53,41 @@ const fn bad(reason: &'static str) -> Refusal {
     }
 }
 
-/// Set once a body reader has left the connection at an unknown place.
+/// Set once the connection cannot carry another request: a body reader
+/// left it at an unknown place (it failed, or was dropped with too much
+/// unread), or a response could not be sent whole. `ClientConnection`
+/// then reads no further request and closes. It also remembers whether a
+/// body read timed out, so that the request is answered `408`.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Poison(Arc<AtomicBool>);
+pub(crate) struct Poison(Arc<AtomicU8>);
+
+/// `Poison` states, in increasing order (a state only ever rises).
+const CLEAN: u8 = 0;
+const POISONED: u8 = 1;
+const BODY_TIMED_OUT: u8 = 2;
 
 impl Poison {
     pub(crate) fn set(&self) {
-        self.0.store(true, Ordering::Release);
+        self.0.fetch_max(POISONED, Ordering::AcqRel);
+    }
+
+    /// A body read failed with `error`.
+    pub(crate) fn set_by(&self, error: &std::io::Error) {
+        let state = if error.kind() == ErrorKind::TimedOut {
+            BODY_TIMED_OUT
+        } else {
+            POISONED
+        };
+        self.0.fetch_max(state, Ordering::AcqRel);
     }
 
     pub(crate) fn is_set(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.0.load(Ordering::Acquire) != CLEAN
+    }
+
+    /// Whether a body read gave up on a client that sent nothing more.
+    pub(crate) fn body_timed_out(&self) -> bool {
+        self.0.load(Ordering::Acquire) == BODY_TIMED_OUT
     }
 }
 

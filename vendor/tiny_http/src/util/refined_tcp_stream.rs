@@ -3,7 +3,7 @@
 //! xs patch: both halves share one socket through an `Arc` (upstream gave
 //! each a `try_clone`: two descriptors per connection, and a panic when
 //! the clone failed at the descriptor limit). The read half also keeps the
-//! request-head time limit (`HeadClock`).
+//! time limits on request heads and bodies (`ReadClock`).
 
 use std::io::Result as IoResult;
 use std::io::{Error as IoError, ErrorKind, Read, Write};
@@ -104,16 +104,17 @@ pub struct RefinedTcpStream {
     stream: Stream,
     close_read: bool,
     close_write: bool,
-    /// xs patch: the request-head time limit (read half only).
-    head: Option<HeadClock>,
+    /// xs patch: the read time limits (read half only).
+    clock: Option<ReadClock>,
 }
 
 impl RefinedTcpStream {
-    /// The read and write halves of `stream`; with `head_limit`, a request
-    /// head must arrive whole within it (see `HeadClock`).
+    /// The read and write halves of `stream`; with `idle_limit`, a request
+    /// head must arrive whole within it and a body must not pause longer
+    /// (see `ReadClock`).
     pub(crate) fn new<S>(
         stream: S,
-        head_limit: Option<Duration>,
+        idle_limit: Option<Duration>,
     ) -> (RefinedTcpStream, RefinedTcpStream)
     where
         S: Into<Stream>,
@@ -126,23 +127,23 @@ impl RefinedTcpStream {
             stream: read,
             close_read: true,
             close_write: false,
-            head: head_limit.map(HeadClock::new),
+            clock: idle_limit.and_then(ReadClock::new),
         };
 
         let write = RefinedTcpStream {
             stream: write,
             close_read: false,
             close_write: true,
-            head: None,
+            clock: None,
         };
 
         (read, write)
     }
 
-    /// xs patch: the read half's head clock, for the connection to start
-    /// and stop around each request head.
-    pub(crate) fn head_clock(&self) -> Option<HeadClock> {
-        self.head.clone()
+    /// xs patch: the read half's clock, for the connection to start and
+    /// stop around each request head.
+    pub(crate) fn clock(&self) -> Option<ReadClock> {
+        self.clock.clone()
     }
 
     /// Returns true if this struct wraps around a secure connection.
@@ -184,31 +185,38 @@ impl Drop for RefinedTcpStream {
 
 impl Read for RefinedTcpStream {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
-        match &self.head {
+        match &self.clock {
             None => self.stream.read(buf),
-            Some(head) => head.read(&mut self.stream, buf),
+            Some(clock) => clock.read(&mut self.stream, buf),
         }
     }
 }
 
-/// xs patch: how long a connection may take to send a whole request head,
-/// counted from the first socket read for it (for a kept-alive connection,
-/// from when it is free for its next request: a response still being
-/// written, a follow say, is never timed out).
+/// xs patch: the time limits on a connection's reads; `limit` is the
+/// idle timeout.
 ///
-/// The socket's receive timeout wakes a blocked read; each read for a head
-/// sets it to the time left, but only when that differs much from what is
-/// set, so a client whose head arrives in one read costs no extra system
-/// call. Outside a head (a body), a read that times out clears the timeout
-/// and goes on waiting: bodies are not limited here.
+/// - A request head must arrive whole within `limit`, counted from the
+///   first socket read for it (for a kept-alive connection, from when it is
+///   free for its next request: a response still being written, a follow
+///   say, is never timed out: no read happens then).
+/// - Every other read is a body read (the handler's, or a drain of an
+///   unread body on drop): it waits at most `limit` for a byte, then fails
+///   with `TimedOut`. That is an inactivity limit, not a total one: a large
+///   upload that keeps sending is never cut.
+///
+/// The socket's receive timeout wakes a blocked read; a head read sets it
+/// to the time left, but only when that differs much from what is set, and
+/// a body read sets it back to `limit` only if it is not already, so a
+/// request whose head arrives in one read costs no extra system call. A
+/// limit too large to add to the clock is no limit.
 #[derive(Clone)]
-pub(crate) struct HeadClock {
+pub(crate) struct ReadClock {
     limit: Duration,
-    state: Arc<Mutex<HeadState>>,
+    state: Arc<Mutex<ClockState>>,
 }
 
 #[derive(Default)]
-struct HeadState {
+struct ClockState {
     /// A request head is being read.
     in_head: bool,
     /// When it must be complete; set by its first socket read.
@@ -221,26 +229,43 @@ struct HeadState {
 /// lowered (a head may thus be closed this much late).
 const SLACK: Duration = Duration::from_millis(10);
 
-impl HeadClock {
-    fn new(limit: Duration) -> HeadClock {
-        HeadClock {
+impl ReadClock {
+    /// A clock for `limit`; `None` when no instant is that far off (no
+    /// limit then, rather than an overflow).
+    fn new(limit: Duration) -> Option<ReadClock> {
+        Instant::now().checked_add(limit)?;
+        Some(ReadClock {
             limit,
-            state: Arc::new(Mutex::new(HeadState::default())),
-        }
+            state: Arc::new(Mutex::new(ClockState::default())),
+        })
     }
 
     /// A request head starts (its clock starts at its first socket read).
-    pub(crate) fn begin(&self) {
+    pub(crate) fn begin_head(&self) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.in_head = true;
         state.deadline = None;
     }
 
-    /// The head is complete.
-    pub(crate) fn end(&self) {
+    /// The head is complete: reads are body reads until the next head.
+    pub(crate) fn end_head(&self) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.in_head = false;
         state.deadline = None;
+    }
+
+    /// Sets the socket's receive timeout to `wait` unless it is already.
+    fn set_timeout(
+        &self,
+        state: &mut ClockState,
+        stream: &Stream,
+        wait: Option<Duration>,
+    ) -> IoResult<()> {
+        if state.socket_timeout != wait {
+            stream.set_read_timeout(wait)?;
+            state.socket_timeout = wait;
+        }
+        Ok(())
     }
 
     fn read(&self, stream: &mut Stream, buf: &mut [u8]) -> IoResult<usize> {
@@ -249,40 +274,53 @@ impl HeadClock {
                 let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 if state.in_head {
                     let now = Instant::now();
-                    let limit = self.limit;
-                    let deadline = *state.deadline.get_or_insert(now + limit);
-                    let left = deadline.saturating_duration_since(now);
-                    if left.is_zero() {
-                        return Err(IoError::new(
-                            ErrorKind::TimedOut,
-                            "no complete request head in time",
-                        ));
-                    }
-                    let reset = match state.socket_timeout {
-                        None => true,
-                        Some(set) => set > left + SLACK || set < left / 2,
+                    let deadline = match state.deadline {
+                        Some(deadline) => Some(deadline),
+                        None => {
+                            state.deadline = now.checked_add(self.limit);
+                            state.deadline
+                        }
                     };
-                    if reset {
-                        // Zero would mean "no timeout": at least 1 ms.
-                        let wait = left.max(Duration::from_millis(1));
-                        stream.set_read_timeout(Some(wait))?;
-                        state.socket_timeout = Some(wait);
+                    match deadline {
+                        // Too far off to count: no limit.
+                        None => self.set_timeout(&mut state, stream, None)?,
+                        Some(deadline) => {
+                            let left = deadline.saturating_duration_since(now);
+                            if left.is_zero() {
+                                return Err(IoError::new(
+                                    ErrorKind::TimedOut,
+                                    "no complete request head in time",
+                                ));
+                            }
+                            let reset = match state.socket_timeout {
+                                None => true,
+                                Some(set) => set > left.saturating_add(SLACK) || set < left / 2,
+                            };
+                            if reset {
+                                // Zero would mean "no timeout": at least 1 ms.
+                                let wait = left.max(Duration::from_millis(1));
+                                stream.set_read_timeout(Some(wait))?;
+                                state.socket_timeout = Some(wait);
+                            }
+                        }
                     }
+                } else {
+                    let limit = self.limit.max(Duration::from_millis(1));
+                    self.set_timeout(&mut state, stream, Some(limit))?;
                 }
                 state.in_head
             };
             match stream.read(buf) {
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     if !in_head {
-                        // A body read that met the timeout left by a head.
-                        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                        if !state.in_head {
-                            if state.socket_timeout.is_none() {
-                                return Err(e);
-                            }
-                            stream.set_read_timeout(None)?;
-                            state.socket_timeout = None;
-                        }
+                        // A whole `limit` without a byte of the body.
+                        return Err(IoError::new(
+                            ErrorKind::TimedOut,
+                            format!(
+                                "the client sent no more of the request body for {} s",
+                                self.limit.as_secs_f64()
+                            ),
+                        ));
                     }
                     // Around again: the deadline is looked at above.
                 }

@@ -110,6 +110,18 @@ impl<W: Write + Send> Iterator for SequentialWriterBuilder<W> {
     }
 }
 
+impl<R: Read + Send> SequentialReader<R> {
+    /// xs patch: blocks until the readers before this one are done with
+    /// the stream, without reading from it.
+    pub fn wait_turn(&mut self) {
+        if let SequentialReaderInner::Waiting(recv) = &mut self.inner {
+            if let Ok(reader) = recv.recv() {
+                self.inner = SequentialReaderInner::MyTurn(reader);
+            }
+        }
+    }
+}
+
 impl<R: Read + Send> Read for SequentialReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
         let mut reader = match self.inner {
