@@ -60,8 +60,9 @@ Options:
   --max-connections <n>     connections open at once on each listener; beyond,
                             503 and close (default: from the open-file limit)
   --idle-timeout <secs>     close a connection that has not sent a whole
-                            request head within <secs> (default 30, 0: never);
-                            a follow is never timed out";
+                            request head within <secs>, or that pauses that
+                            long inside a request body (408) (default 30,
+                            0: never); a follow is never timed out";
 
 /// The longest the server waits for services to stop at shutdown: they
 /// are stopped together, each within its own grace (5 s by default).
