@@ -1422,19 +1422,8 @@ fn idle_rss(bin: &Path) -> Res<Outcome> {
     std::thread::sleep(Duration::from_secs(1));
     let idle_cpu = cpu_time(server.pid()).saturating_sub(cpu_from);
     let before = proc_status(server.pid())?;
-    let (_, output) = run_cli(
-        bin,
-        &[
-            "eval".as_ref(),
-            server.store.as_os_str(),
-            "-c".as_ref(),
-            "1 + 1".as_ref(),
-        ],
-        b"",
-        Duration::from_secs(10),
-    )?;
-    if !output.status.success() {
-        return Ok(Outcome::Skipped(cli_failure("xs eval", &output)));
+    if let Err(reason) = eval_once(bin, &server.store)? {
+        return Ok(Outcome::Skipped(reason));
     }
     std::thread::sleep(Duration::from_secs(1));
     let after = proc_status(server.pid())?;
@@ -1485,26 +1474,34 @@ fn proc_status(pid: u32) -> Res<ProcStatus> {
     })
 }
 
+/// Runs `xs eval <dir> -c '1 + 1'`; its wall time, or why it failed.
+fn eval_once(bin: &Path, store: &Path) -> Res<Result<Duration, String>> {
+    let (elapsed, output) = run_cli(
+        bin,
+        &[
+            "eval".as_ref(),
+            store.as_os_str(),
+            "-c".as_ref(),
+            "1 + 1".as_ref(),
+        ],
+        b"",
+        Duration::from_secs(10),
+    )?;
+    if output.status.success() && output.stdout == b"2" {
+        return Ok(Ok(elapsed));
+    }
+    Ok(Err(cli_failure("xs eval", &output)))
+}
+
 /// `xs eval <dir> -c '1 + 1'` end to end, the CLI's process included.
 fn eval_trivial(bin: &Path) -> Res<Outcome> {
     let server = Server::start(bin, "never")?;
     let mut times = Vec::with_capacity(ONESHOT_RUNS);
     for _ in 0..ONESHOT_RUNS {
-        let (elapsed, output) = run_cli(
-            bin,
-            &[
-                "eval".as_ref(),
-                server.store.as_os_str(),
-                "-c".as_ref(),
-                "1 + 1".as_ref(),
-            ],
-            b"",
-            Duration::from_secs(10),
-        )?;
-        if !output.status.success() || output.stdout != b"2" {
-            return Ok(Outcome::Skipped(cli_failure("xs eval", &output)));
+        match eval_once(bin, &server.store)? {
+            Ok(elapsed) => times.push(elapsed),
+            Err(reason) => return Ok(Outcome::Skipped(reason)),
         }
-        times.push(elapsed);
     }
     drop(server);
     times.sort();
