@@ -1,14 +1,19 @@
 //! xs: a local-first event stream store, wire-compatible with cross.stream
 //! 0.13. `store` holds the stream; `api` serves it over HTTP/1.1; `serve`
 //! runs the server; `cli` is the client side of the `xs` binary.
+//!
+//! Private by default: the binary needs `run`, the black-box tests reach
+//! into `store` to build and inspect store folders.
 
-pub mod api;
-pub mod check;
-pub mod cli;
-pub mod fd_limit;
+mod api;
+mod check;
+mod cli;
+mod fd_limit;
 #[cfg(feature = "nushell")]
-pub mod nu;
-pub mod processor;
-pub mod serve;
-pub mod signals;
+mod nu;
+mod processor;
+mod serve;
+mod signals;
 pub mod store;
+
+pub use cli::run;

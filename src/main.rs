@@ -2,5 +2,5 @@
 
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    std::process::exit(xs::cli::run(args));
+    std::process::exit(xs::run(args));
 }

@@ -322,6 +322,7 @@ impl Meter {
     }
 
     /// The live bytes the script has made.
+    #[cfg(test)]
     pub fn used(&self) -> i64 {
         if self.slot == 0 {
             return 0;

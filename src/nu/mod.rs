@@ -14,4 +14,4 @@ pub mod memory;
 pub mod value;
 pub mod watch;
 
-pub use engine::{Engine, LazyEngine, ScriptError};
+pub use engine::{Engine, LazyEngine};

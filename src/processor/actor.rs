@@ -162,14 +162,7 @@ impl Actor {
                 }
             })
             .map_err(|e| format!("cannot start a thread: {e}"))?;
-        Ok(Running::new(
-            Kind::Actor,
-            stop,
-            interrupt,
-            groups,
-            DEFAULT_GRACE,
-            handle,
-        ))
+        Ok(Running::new(stop, interrupt, groups, DEFAULT_GRACE, handle))
     }
 
     fn run(self, store: &Store, stop: &AtomicBool) -> Ending {

@@ -27,7 +27,6 @@ use crate::store::{Frame, Id, Store, TopicFilter};
 
 /// A processor's running thread and how to stop it.
 pub struct Running {
-    pub kind: Kind,
     stop: Arc<AtomicBool>,
     interrupt: Interrupt,
     /// Process groups its runs started: SIGTERM on stop, SIGKILL after
@@ -39,7 +38,6 @@ pub struct Running {
 
 impl Running {
     pub fn new(
-        kind: Kind,
         stop: Arc<AtomicBool>,
         interrupt: Interrupt,
         groups: ChildGroups,
@@ -47,7 +45,6 @@ impl Running {
         handle: JoinHandle<()>,
     ) -> Running {
         Running {
-            kind,
             stop,
             interrupt,
             groups,

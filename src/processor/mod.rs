@@ -19,6 +19,10 @@
 // Scripts hand back Nushell values, whose accessors return the large
 // `ShellError`.
 #![allow(clippy::result_large_err)]
+// Without Nushell nothing runs, so nothing writes the status table or
+// reads the lifecycle vocabulary: they stay for `/ps` and the stored
+// frames' shape.
+#![cfg_attr(not(feature = "nushell"), allow(dead_code))]
 
 #[cfg(feature = "nushell")]
 pub mod action;
@@ -42,4 +46,4 @@ pub mod supervise;
 pub mod view;
 
 #[cfg(feature = "nushell")]
-pub use dispatch::{start, Processors, Running, StopHandle};
+pub use dispatch::{start, Running, StopHandle};

@@ -105,11 +105,6 @@ impl ProcessTable {
         });
     }
 
-    pub fn remove(&self, kind: Kind, name: &str) {
-        let mut table = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        table.remove(&(name.to_string(), kind.word()));
-    }
-
     /// How many processors are in each state (every state listed).
     pub fn count_by_state(&self) -> Vec<(&'static str, usize)> {
         let table = self.0.lock().unwrap_or_else(|e| e.into_inner());

@@ -148,14 +148,7 @@ impl Service {
             .name(format!("service {}", self.name))
             .spawn(move || self.run(&store, &thread_stop))
             .map_err(|e| format!("cannot start a thread: {e}"))?;
-        Ok(Running::new(
-            Kind::Service,
-            stop,
-            interrupt,
-            groups,
-            grace,
-            handle,
-        ))
+        Ok(Running::new(stop, interrupt, groups, grace, handle))
     }
 
     fn run(self, store: &Store, stop: &AtomicBool) {

@@ -114,7 +114,6 @@ impl View {
             })
             .map_err(|e| format!("cannot start a thread: {e}"))?;
         Ok(Running::new(
-            Kind::View,
             stop,
             interrupt,
             groups,
