@@ -1117,6 +1117,74 @@ mod tests {
     }
 
     #[test]
+    fn a_payload_whose_append_is_refused_goes_unless_a_frame_or_a_write_holds_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("store"), StoreOptions::default()).unwrap();
+        let put = |bytes: &[u8]| {
+            store
+                .put_payload(&mut &bytes[..], Some(bytes.len() as u64), u64::MAX, false)
+                .unwrap()
+        };
+        let draft = || Draft {
+            topic: "a".into(),
+            hash: None,
+            meta: None,
+            ttl: None,
+            journal_payload: None,
+        };
+        let exists = |sri: &Integrity| store.local().unwrap().cas.path_of(sri).exists();
+
+        // Content of its own, its append never made: the file goes.
+        let lone = put(b"lone");
+        let sri = lone.hash.clone();
+        assert!(exists(&sri));
+        drop(lone);
+        assert!(!exists(&sri));
+
+        // The same content as a stored frame's: kept for that frame.
+        store
+            .append_with_payload(draft(), Some(put(b"shared")))
+            .unwrap();
+        let again = put(b"shared");
+        let sri = again.hash.clone();
+        drop(again);
+        assert!(exists(&sri));
+
+        // Two writes of the same new content: the first to give up leaves
+        // the file to the other, whose frame then keeps it.
+        let first = put(b"twice");
+        let second = put(b"twice");
+        let sri = first.hash.clone();
+        drop(first);
+        assert!(exists(&sri));
+        store.append_with_payload(draft(), Some(second)).unwrap();
+        assert!(exists(&sri));
+
+        // Sent without waiting (processors): kept while the append is
+        // under way and after it is stored.
+        let stored = put(b"in the background");
+        let sri = stored.hash.clone();
+        let mut later = draft();
+        later.hash = Some(sri.to_string());
+        later.journal_payload = stored.journal_bytes;
+        store.append_in_background(later, stored.pin);
+        assert!(exists(&sri));
+        let landed = (0..1000).any(|_| {
+            std::thread::sleep(Duration::from_millis(5));
+            store.inner.pins.lock().unwrap().is_empty()
+        });
+        assert!(landed, "the background append was never answered");
+        assert!(exists(&sri));
+        assert_eq!(store.local().unwrap().refs(&sri.to_string()).unwrap(), 1);
+
+        // Kept on its own (`POST /cas`): stays.
+        let posted = put(b"posted");
+        let sri = store.sync_payload(posted).unwrap();
+        assert!(exists(&sri));
+        store.close();
+    }
+
+    #[test]
     fn timestamp_goes_last() {
         let frame = raw(
             r#"{"topic":"a","id":"03hb7oay5warmpyenes4bmsxk","hash":null,"meta":null,"ttl":null}"#,
