@@ -18,7 +18,7 @@ use super::script::{self, Loaded, ReturnOptions};
 use super::supervise::ChildGroups;
 use super::Running;
 use crate::nu::bounds::{Bounds, Timed};
-use crate::nu::commands::{self, AppendMode};
+use crate::nu::commands::{self, AppendBuffer, AppendMode};
 use crate::nu::engine::collect;
 use crate::nu::value::{frame_record, FrameShape};
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
@@ -61,7 +61,7 @@ pub struct Actor {
     name: String,
     create_id: Id,
     loaded: Loaded,
-    buffer: Arc<Mutex<Vec<(Draft, Option<PayloadPin>)>>>,
+    buffer: AppendBuffer,
     groups: ChildGroups,
     start: Start,
     pulse: Option<u64>,

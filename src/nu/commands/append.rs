@@ -20,8 +20,11 @@ pub enum AppendMode {
     Direct,
     /// Into a buffer the caller empties after the closure returns (actors),
     /// each draft with its payload's pin; returns nothing.
-    Buffered(Arc<Mutex<Vec<(Draft, Option<PayloadPin>)>>>),
+    Buffered(AppendBuffer),
 }
+
+/// An actor's buffered appends: each draft with its payload's pin.
+pub type AppendBuffer = Arc<Mutex<Vec<(Draft, Option<PayloadPin>)>>>;
 
 #[derive(Clone)]
 pub struct Append {
