@@ -435,23 +435,26 @@ fn two_uploads_that_each_fit_but_not_together_cannot_both_claim_the_space() {
     assert_eq!(server.frames("/?topic=big").len(), 1);
 }
 
-#[test]
-fn an_append_refused_after_its_payload_was_stored_leaves_no_payload_file() {
-    if mount_tests_skipped() {
-        return;
-    }
-    let tmpfs = Tmpfs::mount("12m");
-    let holder = tempfile::tempdir().expect("tempdir");
-    let server = Server::start_in(holder, tmpfs.path().join("store"), &[]);
+/// Fills the disk to a little above the reserve, then offers payloads
+/// through `append` (which says what the server answered) from just above
+/// what the reserve allows downward, in steps smaller than a frame: the
+/// first that passes its payload's claim is written, and its frame then
+/// finds too little room. Checks that this refusal leaves no payload file
+/// and keeps every stored frame's, and that the store works on after.
+fn refuse_an_append_after_its_payload(
+    tmpfs: &Tmpfs,
+    server: &Server,
+    mut append: impl FnMut(u64) -> (u16, String),
+) {
     // Stored frames whose payloads must stay (large: no journaled copy,
     // so the housekeeper writes nothing later).
     for i in 0u8..2 {
         server.append("kept", &vec![i; 100_000]);
     }
-    let kept = payload_files(server.dir());
+    let mut kept = payload_files(server.dir());
+    kept.sort();
     assert_eq!(kept.len(), 2);
 
-    // Leave a little room above the reserve.
     let filler = tmpfs.path().join("filler");
     let room = free_bytes(tmpfs.path()) - RESERVE - 256 * 1024;
     let status = Command::new("fallocate")
@@ -461,33 +464,81 @@ fn an_append_refused_after_its_payload_was_stored_leaves_no_payload_file() {
         .expect("run fallocate");
     assert!(status.success());
 
-    // `.append` payloads from just above what the reserve allows downward,
-    // in steps smaller than a frame: the first that passes its payload's
-    // claim is written, and its frame then finds too little room.
     let free = free_bytes(tmpfs.path());
     let mut size = free - RESERVE;
     let refused = loop {
         assert!(size > free - RESERVE - 64 * 1024, "no payload was stored");
-        let script = format!("'' | fill --character 'x' --width {size} | .append big");
-        let r = common::request(&server.sock(), "POST", "/eval", &[], script.as_bytes());
-        let text = r.text();
-        assert_ne!(r.status, 200, "stored whole at {size}: {text}");
+        let (status, text) = append(size);
+        assert_ne!(status, 200, "stored whole at {size}: {text}");
         if !text.contains("the payload needs") {
             break text;
         }
         size -= 64;
     };
     assert!(refused.contains("the batch needs"), "{refused}");
-    assert!(server.frames("/?topic=big").is_empty());
     // Nothing of it is left: neither its file nor a temporary one, and the
     // stored frames' payloads are all there.
     let mut left = payload_files(server.dir());
     left.sort();
-    let mut kept = kept;
-    kept.sort();
     assert_eq!(left, kept, "{}", server.stderr());
     assert_eq!(temp_files(server.dir()), 0);
 
     std::fs::remove_file(filler).expect("remove filler");
     server.append("kept", b"after");
+}
+
+#[test]
+fn an_append_refused_after_its_payload_was_stored_leaves_no_payload_file() {
+    if mount_tests_skipped() {
+        return;
+    }
+    let tmpfs = Tmpfs::mount("12m");
+    let holder = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_in(holder, tmpfs.path().join("store"), &[]);
+    refuse_an_append_after_its_payload(&tmpfs, &server, |size| {
+        let script = format!("'' | fill --character 'x' --width {size} | .append big");
+        let r = common::request(&server.sock(), "POST", "/eval", &[], script.as_bytes());
+        (r.status, r.text())
+    });
+    assert!(server.frames("/?topic=big").is_empty());
+}
+
+#[test]
+fn a_gateway_request_refused_after_its_body_was_stored_leaves_no_payload_file() {
+    if mount_tests_skipped() {
+        return;
+    }
+    let tmpfs = Tmpfs::mount("12m");
+    let holder = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let server = Server::start_in(
+        holder,
+        tmpfs.path().join("store"),
+        &["--http", &addr, "--http-ttl", "forever"],
+    );
+    refuse_an_append_after_its_payload(&tmpfs, &server, |size| {
+        let mut conn = std::net::TcpStream::connect(&addr).expect("connect to the gateway");
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .expect("timeout");
+        let head = format!(
+            "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n"
+        );
+        // The gateway may answer before it reads the body.
+        let _ = conn
+            .write_all(head.as_bytes())
+            .and_then(|()| conn.write_all(&vec![b'x'; size as usize]));
+        let mut answer = String::new();
+        let _ = std::io::Read::read_to_string(&mut conn, &mut answer);
+        let status = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, answer)
+    });
+    assert!(server.frames("/?topic=http.request").is_empty());
 }
