@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
@@ -358,4 +359,186 @@ fn a_store_whose_index_fails_a_write_stops_with_the_reason() {
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     let status = common::cli::wait_for(&mut child, std::time::Duration::from_secs(20));
     assert!(status.is_some_and(|s| s.success()));
+}
+
+/// The store's free-space reserve (`store/local/space.rs`).
+const RESERVE: u64 = 4 * 1024 * 1024;
+
+/// Bytes available on the file system holding `dir`, as the server sees
+/// them.
+fn free_bytes(dir: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).expect("path");
+    // SAFETY: a plain C struct, all zeroes is a valid value.
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and out-pointer.
+    assert_eq!(unsafe { libc::statvfs(path.as_ptr(), &mut stats) }, 0);
+    stats.f_bavail as u64 * stats.f_frsize as u64
+}
+
+/// Files cacache holds while a payload is being written.
+fn temp_files(store: &Path) -> usize {
+    common::count_files(&store.join("cacache").join("tmp"))
+}
+
+#[test]
+fn two_uploads_that_each_fit_but_not_together_cannot_both_claim_the_space() {
+    if mount_tests_skipped() {
+        return;
+    }
+    let tmpfs = Tmpfs::mount("24m");
+    let holder = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_in(holder, tmpfs.path().join("store"), &[]);
+    server.append("note", b"before");
+    // Each declares two thirds of what is free above the reserve: either
+    // fits alone, both do not.
+    let size = (free_bytes(tmpfs.path()) - RESERVE) / 3 * 2;
+    let first_body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    let length = size.to_string();
+
+    // The first upload declares its size and sends a little: the server
+    // claims all of it and starts writing (cacache's temp file appears).
+    let mut first = common::Conn::open(&server.sock()).expect("connect");
+    let head =
+        format!("POST /append/big HTTP/1.1\r\nHost: localhost\r\nContent-Length: {length}\r\n\r\n");
+    first.stream.write_all(head.as_bytes()).expect("send head");
+    first
+        .stream
+        .write_all(&first_body[..64 * 1024])
+        .expect("send the start");
+    assert!(
+        common::wait_until(std::time::Duration::from_secs(10), || temp_files(
+            server.dir()
+        ) > 0),
+        "the first upload never started"
+    );
+
+    // The second arrives while the first's bytes are mostly unwritten: the
+    // file system still shows them free, the claim must not.
+    let second = server.post("/append/big", &vec![7u8; size as usize]);
+    assert_eq!(second.status, 507, "{}", second.text());
+    assert!(second.text().contains("under way"), "{}", second.text());
+
+    first
+        .stream
+        .write_all(&first_body[64 * 1024..])
+        .expect("send the rest");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let (status, _) = first.read_head(deadline).expect("first answer");
+    assert_eq!(status, 200, "{}", server.stderr());
+
+    // The index never met a full disk: the store takes writes still.
+    let after = server.append("note", b"after");
+    assert_eq!(server.frames("/?topic=note").len(), 2);
+    let hash = after["hash"].as_str().expect("hash");
+    assert_eq!(server.get(&format!("/cas/{hash}")).body, b"after");
+    assert_eq!(server.frames("/?topic=big").len(), 1);
+}
+
+/// Fills the disk to a little above the reserve, then offers payloads
+/// through `append` (which says what the server answered) from just above
+/// what the reserve allows downward, in steps smaller than a frame: the
+/// first that passes its payload's claim is written, and its frame then
+/// finds too little room. Checks that this refusal leaves no payload file
+/// and keeps every stored frame's, and that the store works on after.
+fn refuse_an_append_after_its_payload(
+    tmpfs: &Tmpfs,
+    server: &Server,
+    mut append: impl FnMut(u64) -> (u16, String),
+) {
+    // Stored frames whose payloads must stay (large: no journaled copy,
+    // so the housekeeper writes nothing later).
+    for i in 0u8..2 {
+        server.append("kept", &vec![i; 100_000]);
+    }
+    let mut kept = payload_files(server.dir());
+    kept.sort();
+    assert_eq!(kept.len(), 2);
+
+    let filler = tmpfs.path().join("filler");
+    let room = free_bytes(tmpfs.path()) - RESERVE - 256 * 1024;
+    let status = Command::new("fallocate")
+        .args(["-l", &room.to_string()])
+        .arg(&filler)
+        .status()
+        .expect("run fallocate");
+    assert!(status.success());
+
+    let free = free_bytes(tmpfs.path());
+    let mut size = free - RESERVE;
+    let refused = loop {
+        assert!(size > free - RESERVE - 64 * 1024, "no payload was stored");
+        let (status, text) = append(size);
+        assert_ne!(status, 200, "stored whole at {size}: {text}");
+        if !text.contains("the payload needs") {
+            break text;
+        }
+        size -= 64;
+    };
+    assert!(refused.contains("the batch needs"), "{refused}");
+    // Nothing of it is left: neither its file nor a temporary one, and the
+    // stored frames' payloads are all there.
+    let mut left = payload_files(server.dir());
+    left.sort();
+    assert_eq!(left, kept, "{}", server.stderr());
+    assert_eq!(temp_files(server.dir()), 0);
+
+    std::fs::remove_file(filler).expect("remove filler");
+    server.append("kept", b"after");
+}
+
+#[test]
+fn an_append_refused_after_its_payload_was_stored_leaves_no_payload_file() {
+    if mount_tests_skipped() {
+        return;
+    }
+    let tmpfs = Tmpfs::mount("12m");
+    let holder = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_in(holder, tmpfs.path().join("store"), &[]);
+    refuse_an_append_after_its_payload(&tmpfs, &server, |size| {
+        let script = format!("'' | fill --character 'x' --width {size} | .append big");
+        let r = common::request(&server.sock(), "POST", "/eval", &[], script.as_bytes());
+        (r.status, r.text())
+    });
+    assert!(server.frames("/?topic=big").is_empty());
+}
+
+#[test]
+fn a_gateway_request_refused_after_its_body_was_stored_leaves_no_payload_file() {
+    if mount_tests_skipped() {
+        return;
+    }
+    let tmpfs = Tmpfs::mount("12m");
+    let holder = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let server = Server::start_in(
+        holder,
+        tmpfs.path().join("store"),
+        &["--http", &addr, "--http-ttl", "forever"],
+    );
+    refuse_an_append_after_its_payload(&tmpfs, &server, |size| {
+        let mut conn = std::net::TcpStream::connect(&addr).expect("connect to the gateway");
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .expect("timeout");
+        let head = format!(
+            "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n"
+        );
+        // The gateway may answer before it reads the body.
+        let _ = conn
+            .write_all(head.as_bytes())
+            .and_then(|()| conn.write_all(&vec![b'x'; size as usize]));
+        let mut answer = String::new();
+        let _ = std::io::Read::read_to_string(&mut conn, &mut answer);
+        let status = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, answer)
+    });
+    assert!(server.frames("/?topic=http.request").is_empty());
 }

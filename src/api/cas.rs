@@ -57,17 +57,12 @@ pub fn post(store: &Store, mut request: Request, limits: WriteLimits) {
         return Reply::error(400, "Empty body").send(request);
     }
     if declared.is_some_and(|n| n != stored.size) {
-        if let Some(pin) = stored.pin {
-            store.discard_payload(pin);
-        }
+        // Dropping `stored` removes its file.
         let e = StoreError::BadBody(format!("expected {} bytes", declared.unwrap_or(0)));
         return Reply::error(e.status(), e).send(request);
     }
-    if let Err(e) = store.sync_payload(&stored) {
-        if let Some(pin) = stored.pin {
-            store.discard_payload(pin);
-        }
-        return Reply::error(e.status(), e).send(request);
+    match store.sync_payload(stored) {
+        Ok(hash) => Reply::with_type(200, "text/plain", hash.to_string()).send(request),
+        Err(e) => Reply::error(e.status(), e).send(request),
     }
-    Reply::with_type(200, "text/plain", stored.hash.to_string()).send(request)
 }

@@ -178,23 +178,15 @@ fn serve(shared: &Shared, mut request: Request) {
         Ok(body) => body,
         Err(e) => return answer_plain(request, e.status(), &e.to_string()),
     };
-    let (hash, journal_payload, pin) = match body {
-        Some(stored) => (
-            Some(stored.hash.to_string()),
-            stored.journal_bytes,
-            stored.pin,
-        ),
-        None => (None, None, None),
-    };
     let draft = Draft {
         topic: REQUEST_TOPIC.into(),
-        hash,
+        hash: None,
         meta: Some(meta),
         ttl: Some(shared.options.ttl),
-        journal_payload,
+        journal_payload: None,
     };
-    let appended = shared.store.append(draft);
-    drop(pin);
+    // A refused append leaves no payload file behind (`PayloadPin`).
+    let appended = shared.store.append_with_payload(draft, body);
     let request_id = match appended {
         Ok(frame) => frame.id,
         Err(e) => return answer_plain(request, e.status(), &e.to_string()),

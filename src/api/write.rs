@@ -47,7 +47,7 @@ pub fn append(
     if declared.is_some_and(|n| n > limits.max_payload) {
         return Reply::error(413, StoreError::TooLarge(limits.max_payload)).send(request);
     }
-    let hash = if declared == Some(0) {
+    let payload = if declared == Some(0) {
         None
     } else {
         match read_payload(store, &mut request, declared, limits, ttl == Ttl::Ephemeral) {
@@ -55,34 +55,20 @@ pub fn append(
             Err(e) => return Reply::error(e.status(), e).send(request),
         }
     };
-    let (hash, journal_payload, pin) = match hash {
-        Some(stored) => (
-            Some(stored.hash.to_string()),
-            stored.journal_bytes,
-            stored.pin,
-        ),
-        None => (None, None, None),
-    };
     let draft = Draft {
         topic: topic.to_string(),
-        hash,
+        hash: None,
         meta,
         ttl: Some(ttl),
-        journal_payload,
+        journal_payload: None,
     };
-    match store.append(draft) {
+    // A refused append leaves no payload file behind (`PayloadPin`).
+    match store.append_with_payload(draft, payload) {
         Ok(frame) => {
-            drop(pin);
             let with_timestamp = query::get(pairs, "with-timestamp").is_some();
             Reply::json(frame.render(with_timestamp)).send(request)
         }
-        Err(e) => {
-            // A refused append leaves no payload file behind.
-            if let Some(pin) = pin {
-                store.discard_payload(pin);
-            }
-            Reply::error(e.status(), e).send(request)
-        }
+        Err(e) => Reply::error(e.status(), e).send(request),
     }
 }
 
@@ -98,9 +84,7 @@ fn read_payload(
     let stored = store.put_payload(request.as_reader(), declared, limits.max_payload, ephemeral)?;
     if let Some(declared) = declared {
         if stored.size != declared {
-            if let Some(pin) = stored.pin {
-                store.discard_payload(pin);
-            }
+            // Dropping `stored` removes its file.
             return Err(StoreError::BadBody(format!(
                 "expected {declared} bytes, got {}",
                 stored.size
@@ -266,7 +250,7 @@ fn check_import_lines(
             let e = crate::store::local::writer::import_conflict(frame.id);
             return Err((e.status(), format!("line {number}: {e}")));
         }
-        store
+        let _claim = store
             .claim_space(json.len() as u64 + 1, "the import")
             .map_err(fail)?;
         let written = spool

@@ -242,15 +242,14 @@ fn import_into_namespace(addr: &str, folder: &Path) -> Result<(), Stop> {
             for path in entries.flatten().map(|e| e.path()) {
                 let expected = named_hash(&path)?;
                 let mut file = File::open(&path).map_err(|e| failed("opening", &path, e))?;
-                let stored = store
+                let hash = store
                     .put_payload(&mut file, None, u64::MAX, false)
-                    .and_then(|stored| store.sync_payload(&stored).map(|_| stored))
+                    .and_then(|stored| store.sync_payload(stored))
                     .map_err(|e| Stop::Failed(format!("{}: {e}", path.display())))?;
-                if stored.hash.to_string() != expected {
+                if hash.to_string() != expected {
                     return Err(Stop::Failed(format!(
-                        "{} holds content hashing to {}, not {expected}",
+                        "{} holds content hashing to {hash}, not {expected}",
                         path.display(),
-                        stored.hash
                     )));
                 }
                 payloads += 1;

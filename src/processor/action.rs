@@ -86,7 +86,7 @@ impl Action {
                     Err(error) => {
                         let mut meta = ids.clone();
                         meta.insert("error".into(), Json::String(error));
-                        error_draft(&name, meta)
+                        error_draft(&name, meta).into()
                     }
                 };
                 output::send(&store, draft);
@@ -105,7 +105,7 @@ fn respond(
     returns: &ReturnOptions,
     ids: &serde_json::Map<String, Json>,
     call_id: Id,
-) -> Draft {
+) -> output::Output {
     let topic = format!("{name}{}", returns.suffix);
     if let Value::Nothing { .. } = value {
         return Draft {
@@ -114,15 +114,16 @@ fn respond(
             meta: Some(Json::Object(ids.clone())),
             ttl: returns.ttl,
             journal_payload: None,
-        };
+        }
+        .into();
     }
     match output::draft(store, topic, value, returns, ids) {
-        Ok(draft) => draft,
+        Ok(output) => output,
         Err(error) => {
             let mut meta = serde_json::Map::new();
             meta.insert("error".into(), Json::String(error));
             meta.insert("call_id".into(), Json::String(call_id.to_string()));
-            error_draft(name, meta)
+            error_draft(name, meta).into()
         }
     }
 }

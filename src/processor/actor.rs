@@ -18,11 +18,11 @@ use super::script::{self, Loaded, ReturnOptions};
 use super::supervise::ChildGroups;
 use super::Running;
 use crate::nu::bounds::{Bounds, Timed};
-use crate::nu::commands::{self, AppendMode};
+use crate::nu::commands::{self, AppendBuffer, AppendMode};
 use crate::nu::engine::collect;
 use crate::nu::value::{frame_record, FrameShape};
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
-use crate::store::{Draft, Frame, Id, Store, TopicFilter};
+use crate::store::{Draft, Frame, Id, PayloadPin, Store, TopicFilter};
 
 /// Where an actor starts reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +61,7 @@ pub struct Actor {
     name: String,
     create_id: Id,
     loaded: Loaded,
-    buffer: Arc<Mutex<Vec<Draft>>>,
+    buffer: AppendBuffer,
     groups: ChildGroups,
     start: Start,
     pulse: Option<u64>,
@@ -274,10 +274,11 @@ impl Actor {
                 return self.finish(store, Event::FinError, frame, Some(error));
             }
         };
-        let buffered: Vec<Draft> =
+        let buffered: Vec<(Draft, Option<PayloadPin>)> =
             std::mem::take(&mut *self.buffer.lock().unwrap_or_else(|e| e.into_inner()));
-        for draft in buffered {
-            output::send(store, output::tag(draft, &frame_ids));
+        for (draft, pin) in buffered {
+            let draft = output::tag(draft, &frame_ids);
+            output::send(store, output::Output { draft, pin });
         }
         let (out, next) = match &value {
             Value::Nothing { .. } => (None, None),

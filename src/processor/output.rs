@@ -1,4 +1,9 @@
 //! Turning a processor's results into frames.
+//!
+//! An output is a draft and, when its payload is stored, the payload's pin
+//! (`Output`). `send` queues the frame without waiting and hands the pin to
+//! the store (`Store::append_in_background`), which keeps it until the
+//! writer answers: refused, or never sent, the payload's file goes again.
 
 use serde_json::{Map, Value as Json};
 
@@ -7,7 +12,19 @@ use nu_protocol::Value;
 use super::script::{cas_bytes, ReturnOptions};
 use crate::nu::memory;
 use crate::nu::value::to_json;
-use crate::store::{Draft, Store, WriteOp};
+use crate::store::{Draft, PayloadPin, Store};
+
+/// A frame to append and the pin of its stored payload, if any.
+pub struct Output {
+    pub draft: Draft,
+    pub pin: Option<PayloadPin>,
+}
+
+impl From<Draft> for Output {
+    fn from(draft: Draft) -> Output {
+        Output { draft, pin: None }
+    }
+}
 
 /// The frame for one output value: with `target: "cas"` the value is the
 /// payload; otherwise it must be a record, which becomes the meta. Either
@@ -18,10 +35,11 @@ pub fn draft(
     value: &Value,
     options: &ReturnOptions,
     ids: &Map<String, Json>,
-) -> Result<Draft, String> {
+) -> Result<Output, String> {
     let mut meta = Map::new();
     let mut hash = None;
     let mut journal_payload = None;
+    let mut pin = None;
     if options.to_cas {
         let bytes = cas_bytes(value, options.raw_strings);
         let len = bytes.len() as u64;
@@ -30,6 +48,7 @@ pub fn draft(
             .map_err(|e| e.to_string())?;
         hash = Some(stored.hash.to_string());
         journal_payload = stored.journal_bytes;
+        pin = stored.pin;
     } else {
         match to_json(value) {
             Json::Object(fields) => meta = fields,
@@ -48,13 +67,14 @@ pub fn draft(
     for (key, value) in ids {
         meta.insert(key.clone(), value.clone());
     }
-    Ok(Draft {
+    let draft = Draft {
         topic,
         hash,
         meta: Some(Json::Object(meta)),
         ttl: options.ttl,
         journal_payload,
-    })
+    };
+    Ok(Output { draft, pin })
 }
 
 /// A frame whose payload is `bytes` (a byte stream's chunk).
@@ -64,23 +84,29 @@ pub fn bytes_draft(
     bytes: &[u8],
     options: &ReturnOptions,
     ids: &Map<String, Json>,
-) -> Result<Draft, String> {
+) -> Result<Output, String> {
     let stored = store
         .put_payload(&mut &bytes[..], Some(bytes.len() as u64), u64::MAX, false)
         .map_err(|e| e.to_string())?;
-    Ok(Draft {
+    let draft = Draft {
         topic,
         hash: Some(stored.hash.to_string()),
         meta: Some(Json::Object(ids.clone())),
         ttl: options.ttl,
         journal_payload: stored.journal_bytes,
+    };
+    Ok(Output {
+        draft,
+        pin: stored.pin,
     })
 }
 
 /// Queues a frame behind the processor's earlier ones, without waiting
-/// for it to be synced (the writer keeps the order).
-pub fn send(store: &Store, draft: Draft) {
-    drop(store.submit(WriteOp::Append(draft)));
+/// for it to be synced (the writer keeps the order); its payload's pin is
+/// held until the writer answers.
+pub fn send(store: &Store, output: impl Into<Output>) {
+    let Output { draft, pin } = output.into();
+    store.append_in_background(draft, pin);
 }
 
 /// Adds the `*_id` keys to a buffered `.append`'s meta.

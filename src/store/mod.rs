@@ -180,36 +180,65 @@ impl Default for StoreOptions {
 }
 
 /// A payload stored (or kept in memory) before its frame is appended.
+/// Dropped without its frame appended (`Store::append_with_payload`) or
+/// kept on its own (`Store::sync_payload`), its file is removed again:
+/// see `PayloadPin`.
 pub struct StoredPayload {
     pub hash: Integrity,
     pub size: u64,
     /// The bytes, when small enough to be journaled with the frame.
     pub journal_bytes: Option<Vec<u8>>,
     /// Keeps garbage collection off this payload until its frame is
-    /// written: hold it until the append is answered.
+    /// written; removes the file when dropped uncommitted.
     pub pin: Option<PayloadPin>,
 }
 
 /// While alive, the payload's file is not garbage collected, even if no
-/// stored frame references it yet.
+/// stored frame references it yet. Dropped without `commit` (the append
+/// that was to use it was refused, or never made), it removes the file
+/// unless a stored frame references the same content or another write of
+/// it is under way (`Store::collect_payload` checks both under the
+/// garbage collector's lock), so no caller leaves an orphan behind.
 pub struct PayloadPin {
     store: Store,
     hash: String,
+    committed: bool,
+}
+
+impl PayloadPin {
+    /// The frame that uses the payload is stored (or it is kept on its
+    /// own): let go without removing anything.
+    pub fn commit(mut self) {
+        self.committed = true;
+    }
 }
 
 impl Drop for PayloadPin {
     fn drop(&mut self) {
-        let mut pins = self
-            .store
-            .inner
-            .pins
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = pins.get_mut(&self.hash) {
-            *count -= 1;
-            if *count == 0 {
-                pins.remove(&self.hash);
+        {
+            let mut pins = self
+                .store
+                .inner
+                .pins
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(count) = pins.get_mut(&self.hash) {
+                *count -= 1;
+                if *count == 0 {
+                    pins.remove(&self.hash);
+                }
             }
+        }
+        if self.committed {
+            return;
+        }
+        // Another pin of the same content keeps the file ("try later"):
+        // that write removes it in turn if it is refused too.
+        if let Err(e) = self.store.collect_payload(&self.hash) {
+            eprintln!(
+                "xs: removing the payload {} of a refused write: {e}",
+                self.hash
+            );
         }
     }
 }
@@ -231,6 +260,9 @@ struct Inner {
     options: StoreOptions,
     /// Payloads being written whose frames are not yet stored.
     pins: Mutex<HashMap<String, usize>>,
+    /// Appends sent without waiting whose payload pins await the answer
+    /// (`append_in_background`); the thread behind it starts on first use.
+    settling: std::sync::OnceLock<Sender<(Receiver<WriteReply>, PayloadPin)>>,
     /// Writers of payload files share it; the garbage collector takes it
     /// alone, so it never deletes a file between its write and its pin.
     gc_lock: RwLock<()>,
@@ -383,6 +415,7 @@ impl Store {
                 chores: shared.chores,
                 options,
                 pins: Mutex::new(HashMap::new()),
+                settling: std::sync::OnceLock::new(),
                 gc_lock: RwLock::new(()),
                 _folder_lock: folder_lock,
             }),
@@ -496,6 +529,60 @@ impl Store {
         }
     }
 
+    /// Appends a frame with a payload stored for it (`put_payload`): the
+    /// draft's hash and journaled bytes come from `payload`. Refused, the
+    /// payload's file goes again (see `PayloadPin`).
+    pub fn append_with_payload(
+        &self,
+        mut draft: Draft,
+        payload: Option<StoredPayload>,
+    ) -> Result<Frame, StoreError> {
+        let pin = payload.and_then(|stored| {
+            draft.hash = Some(stored.hash.to_string());
+            draft.journal_payload = stored.journal_bytes;
+            stored.pin
+        });
+        let frame = self.append(draft)?;
+        if let Some(pin) = pin {
+            pin.commit();
+        }
+        Ok(frame)
+    }
+
+    /// Sends an append without waiting for it (processors: the writer
+    /// keeps their order). A payload pin is held until the writer answers,
+    /// on a thread of its own, and removes the file if it was refused.
+    pub fn append_in_background(&self, draft: Draft, pin: Option<PayloadPin>) {
+        let reply = self.submit(WriteOp::Append(draft));
+        let Some(pin) = pin else {
+            return;
+        };
+        let settling = self.inner.settling.get_or_init(|| {
+            let (tx, rx) = crossbeam_channel::unbounded::<(Receiver<WriteReply>, PayloadPin)>();
+            let spawned = std::thread::Builder::new()
+                .name("payload-settle".into())
+                .spawn(move || {
+                    // Answers come in the order appends were sent.
+                    for (reply, pin) in rx {
+                        if let Ok(Ok(_)) = reply.recv() {
+                            pin.commit();
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                eprintln!("xs: cannot start the payload-settle thread: {e}");
+            }
+            tx
+        });
+        if let Err(failed) = settling.send((reply, pin)) {
+            // No thread to wait on it: wait here.
+            let (reply, pin) = failed.into_inner();
+            if let Ok(Ok(_)) = reply.recv() {
+                pin.commit();
+            }
+        }
+    }
+
     /// Checks a frame before it is imported, as far as it can be without
     /// writing: its id leaves room for later ids, and no other frame is
     /// stored under it (the same bytes may be imported again). The writer
@@ -538,10 +625,15 @@ impl Store {
 
     /// Claims room for `bytes` from the local store's free-space reserve
     /// (see `local::space`); nothing to claim on Redis.
-    pub fn claim_space(&self, bytes: u64, what: &str) -> Result<(), StoreError> {
+    /// Hold the claim until the bytes are written.
+    pub fn claim_space(
+        &self,
+        bytes: u64,
+        what: &str,
+    ) -> Result<local::space::Claim<'_>, StoreError> {
         match &self.inner.backend {
             Backend::Local(local) => local.space.claim(bytes, what),
-            Backend::Redis(_) => Ok(()),
+            Backend::Redis(_) => Ok(local::space::Claim::none()),
         }
     }
 
@@ -678,7 +770,7 @@ impl Store {
         let _writing = self.inner.gc_lock.read().unwrap_or_else(|e| e.into_inner());
         let (hash, size, journal_bytes) = if small {
             let bytes = read_bounded(body, max_bytes)?;
-            local.space.claim(bytes.len() as u64, "the payload")?;
+            let _claim = local.space.claim(bytes.len() as u64, "the payload")?;
             let hash = local.cas.write_bytes(&bytes)?;
             (hash, bytes.len() as u64, Some(bytes))
         } else {
@@ -735,17 +827,7 @@ impl Store {
         PayloadPin {
             store: self.clone(),
             hash,
-        }
-    }
-
-    /// Removes the file of a payload stored for a write that was refused
-    /// (its append or its journal batch failed), unless a stored frame
-    /// references it or another append is about to.
-    pub fn discard_payload(&self, pin: PayloadPin) {
-        let hash = pin.hash.clone();
-        drop(pin);
-        if let Err(e) = self.collect_payload(&hash) {
-            eprintln!("xs: removing the payload {hash} of a refused write: {e}");
+            committed: false,
         }
     }
 
@@ -796,19 +878,18 @@ impl Store {
         Ok(true)
     }
 
-    /// Makes a payload stored without a frame durable: a small one rides
-    /// in a journal batch (shared with concurrent writes), a large one was
-    /// synced as it was written.
-    pub fn sync_payload(&self, stored: &StoredPayload) -> Result<(), StoreError> {
-        match &stored.journal_bytes {
-            Some(bytes) => self
-                .write(WriteOp::JournalPayload(
-                    stored.hash.to_string(),
-                    bytes.clone(),
-                ))
-                .map(|_| ()),
-            None => Ok(()),
+    /// Keeps a payload stored without a frame (`POST /cas`, `.cas-post`,
+    /// a restored dump), made durable: a small one rides in a journal
+    /// batch (shared with concurrent writes), a large one was synced as it
+    /// was written. Returns its hash; on failure the file goes again.
+    pub fn sync_payload(&self, stored: StoredPayload) -> Result<Integrity, StoreError> {
+        if let Some(bytes) = stored.journal_bytes {
+            self.write(WriteOp::JournalPayload(stored.hash.to_string(), bytes))?;
         }
+        if let Some(pin) = stored.pin {
+            pin.commit();
+        }
+        Ok(stored.hash)
     }
 
     /// Reads a payload: from the ephemeral window, else from cacache.
@@ -1033,6 +1114,74 @@ mod tests {
             r#"{"topic":"a","id":"03hb7oay5warmpyenes4bmsxk","hash":null,"meta":null,"ttl":"last:100"}"#,
         );
         assert!(!last.is_expired(u64::MAX));
+    }
+
+    #[test]
+    fn a_payload_whose_append_is_refused_goes_unless_a_frame_or_a_write_holds_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("store"), StoreOptions::default()).unwrap();
+        let put = |bytes: &[u8]| {
+            store
+                .put_payload(&mut &bytes[..], Some(bytes.len() as u64), u64::MAX, false)
+                .unwrap()
+        };
+        let draft = || Draft {
+            topic: "a".into(),
+            hash: None,
+            meta: None,
+            ttl: None,
+            journal_payload: None,
+        };
+        let exists = |sri: &Integrity| store.local().unwrap().cas.path_of(sri).exists();
+
+        // Content of its own, its append never made: the file goes.
+        let lone = put(b"lone");
+        let sri = lone.hash.clone();
+        assert!(exists(&sri));
+        drop(lone);
+        assert!(!exists(&sri));
+
+        // The same content as a stored frame's: kept for that frame.
+        store
+            .append_with_payload(draft(), Some(put(b"shared")))
+            .unwrap();
+        let again = put(b"shared");
+        let sri = again.hash.clone();
+        drop(again);
+        assert!(exists(&sri));
+
+        // Two writes of the same new content: the first to give up leaves
+        // the file to the other, whose frame then keeps it.
+        let first = put(b"twice");
+        let second = put(b"twice");
+        let sri = first.hash.clone();
+        drop(first);
+        assert!(exists(&sri));
+        store.append_with_payload(draft(), Some(second)).unwrap();
+        assert!(exists(&sri));
+
+        // Sent without waiting (processors): kept while the append is
+        // under way and after it is stored.
+        let stored = put(b"in the background");
+        let sri = stored.hash.clone();
+        let mut later = draft();
+        later.hash = Some(sri.to_string());
+        later.journal_payload = stored.journal_bytes;
+        store.append_in_background(later, stored.pin);
+        assert!(exists(&sri));
+        let landed = (0..1000).any(|_| {
+            std::thread::sleep(Duration::from_millis(5));
+            store.inner.pins.lock().unwrap().is_empty()
+        });
+        assert!(landed, "the background append was never answered");
+        assert!(exists(&sri));
+        assert_eq!(store.local().unwrap().refs(&sri.to_string()).unwrap(), 1);
+
+        // Kept on its own (`POST /cas`): stays.
+        let posted = put(b"posted");
+        let sri = store.sync_payload(posted).unwrap();
+        assert!(exists(&sri));
+        store.close();
     }
 
     #[test]

@@ -11,17 +11,20 @@ use nu_engine::command_prelude::*;
 use super::{generic, json_of, store_error};
 use crate::nu::value::{frame_record, FrameShape};
 use crate::store::topic::validate_topic;
-use crate::store::{Draft, Store, Ttl};
+use crate::store::{Draft, PayloadPin, Store, StoredPayload, Ttl};
 
 /// Where `.append` sends its frames.
 #[derive(Clone)]
 pub enum AppendMode {
     /// Straight to the store; returns the frame.
     Direct,
-    /// Into a buffer the caller empties after the closure returns (actors);
-    /// returns nothing.
-    Buffered(Arc<Mutex<Vec<Draft>>>),
+    /// Into a buffer the caller empties after the closure returns (actors),
+    /// each draft with its payload's pin; returns nothing.
+    Buffered(AppendBuffer),
 }
+
+/// An actor's buffered appends: each draft with its payload's pin.
+pub type AppendBuffer = Arc<Mutex<Vec<(Draft, Option<PayloadPin>)>>>;
 
 #[derive(Clone)]
 pub struct Append {
@@ -81,39 +84,42 @@ impl Command for Append {
         let payload = input_bytes(input, span)?;
         let with_timestamp = call.has_flag(engine_state, stack, "with-timestamp")?;
         let ephemeral = ttl == Some(Ttl::Ephemeral);
-        let (hash, journal_payload, pin) = match payload {
+        let stored = match payload {
             Some(bytes) => {
                 let len = bytes.len() as u64;
                 let stored = self
                     .store
                     .put_payload(&mut bytes.as_slice(), Some(len), u64::MAX, ephemeral)
                     .map_err(|e| store_error(e, span))?;
-                (
-                    Some(stored.hash.to_string()),
-                    stored.journal_bytes,
-                    stored.pin,
-                )
+                Some(stored)
             }
-            None => (None, None, None),
+            None => None,
         };
         let draft = Draft {
             topic,
-            hash,
+            hash: None,
             meta: Some(meta),
             ttl,
-            journal_payload,
+            journal_payload: None,
         };
         match &self.mode {
             AppendMode::Buffered(buffer) => {
-                buffer.lock().unwrap_or_else(|e| e.into_inner()).push(draft);
-                // The payload's file is written; the pin may go: an actor's
-                // frames land right after its closure returns.
-                drop(pin);
+                // The actor's frames land right after its closure returns;
+                // the pin goes with its frame (dropped unsent, the payload
+                // file goes too).
+                let (draft, pin) = with_payload(draft, stored);
+                buffer
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((draft, pin));
                 Ok(PipelineData::empty())
             }
             AppendMode::Direct => {
-                let frame = self.store.append(draft).map_err(|e| store_error(e, span))?;
-                drop(pin);
+                // Refused, the payload file goes again (`PayloadPin`).
+                let frame = self
+                    .store
+                    .append_with_payload(draft, stored)
+                    .map_err(|e| store_error(e, span))?;
                 let shape = FrameShape {
                     ttl: true,
                     timestamp: with_timestamp,
@@ -122,6 +128,20 @@ impl Command for Append {
             }
         }
     }
+}
+
+/// A draft with a stored payload's hash and journaled bytes, and the pin
+/// to hold until its frame is stored.
+pub fn with_payload(
+    mut draft: Draft,
+    stored: Option<StoredPayload>,
+) -> (Draft, Option<PayloadPin>) {
+    let Some(stored) = stored else {
+        return (draft, None);
+    };
+    draft.hash = Some(stored.hash.to_string());
+    draft.journal_payload = stored.journal_bytes;
+    (draft, stored.pin)
 }
 
 /// `$env.XS_APPEND_META` (a JSON object string) merged with `--meta`.

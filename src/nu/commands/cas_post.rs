@@ -39,9 +39,10 @@ impl Command for CasPost {
             .0
             .put_payload(&mut bytes.as_slice(), Some(len), u64::MAX, false)
             .map_err(|e| store_error(e, span))?;
-        self.0
-            .sync_payload(&stored)
+        let hash = self
+            .0
+            .sync_payload(stored)
             .map_err(|e| store_error(e, span))?;
-        Ok(Value::string(stored.hash.to_string(), span).into_pipeline_data())
+        Ok(Value::string(hash.to_string(), span).into_pipeline_data())
     }
 }

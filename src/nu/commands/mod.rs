@@ -24,7 +24,7 @@ use nu_protocol::{ShellError, Span};
 use crate::processor::supervise::ChildGroups;
 use crate::store::{Store, StoreError};
 
-pub use append::{Append, AppendMode};
+pub use append::{Append, AppendBuffer, AppendMode};
 
 /// Every builtin, bound to `store`. `.append` writes directly.
 pub fn all(store: &Store) -> Vec<Box<dyn Command>> {

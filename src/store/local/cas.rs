@@ -389,9 +389,11 @@ impl Cas {
         max_bytes: u64,
         sync: bool,
     ) -> Result<(Integrity, u64), StoreError> {
-        if let Some(size) = declared {
-            self.space.claim(size, "the payload")?;
-        }
+        // A declared size is claimed whole, and counts until written.
+        let mut declared_claim = match declared {
+            Some(size) => Some(self.space.claim(size, "the payload")?),
+            None => None,
+        };
         let mut writer = cacache::WriteOpts::new()
             .open_hash_sync(&self.dir)
             .map_err(StoreError::cas)?;
@@ -408,12 +410,16 @@ impl Cas {
             if total > max_bytes {
                 return Err(StoreError::TooLarge(max_bytes));
             }
-            if declared.is_none() {
-                self.space.claim(n as u64, "the payload")?;
-            }
+            let mut chunk_claim = match declared_claim {
+                Some(_) => None,
+                None => Some(self.space.claim(n as u64, "the payload")?),
+            };
             writer
                 .write_all(&buf[..n])
                 .map_err(|e| StoreError::io("writing payload", e))?;
+            if let Some(claim) = declared_claim.as_mut().or(chunk_claim.as_mut()) {
+                claim.written(n as u64);
+            }
         }
         if total == 0 {
             // Nothing to keep: dropping the writer deletes its temp file.

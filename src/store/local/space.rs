@@ -15,6 +15,14 @@
 //! a flush of it to a segment file must find room too, or fjall's
 //! background worker fails and poisons the database all the same.
 //!
+//! A claim is a guard (`Claim`): its bytes count as outstanding until
+//! they are written (`Claim::written`, after which the file system's own
+//! answer includes them) or the guard is dropped (a refused or aborted
+//! write). Every fresh free-space answer has the outstanding bytes taken
+//! off, so two uploads that each declared most of the free space cannot
+//! both pass because the answer came between the first's claim and its
+//! bytes.
+//!
 //! Asking the file system (`statvfs`) for every claim would cost a system
 //! call per append; the last answer is kept with the bytes claimed since,
 //! and asked again once those could have used up the margin, a second has
@@ -40,6 +48,45 @@ pub struct DiskSpace {
     seen: Mutex<Seen>,
     /// Bytes the index holds in memory, to be written out by a flush.
     unflushed: AtomicU64,
+    /// Bytes claimed by live `Claim`s and not yet written: no free-space
+    /// answer includes them yet.
+    outstanding: AtomicU64,
+}
+
+/// Room claimed for a write: counted as outstanding until its bytes are
+/// `written` or it is dropped. Hold it across the write.
+#[must_use = "a claim counts only while it is held across the write"]
+#[derive(Debug)]
+pub struct Claim<'a> {
+    space: Option<&'a DiskSpace>,
+    outstanding: u64,
+}
+
+impl Claim<'_> {
+    /// A claim on nothing (a backend without a reserve).
+    pub fn none() -> Claim<'static> {
+        Claim {
+            space: None,
+            outstanding: 0,
+        }
+    }
+
+    /// `bytes` of the claim are now on disk: the next free-space answer
+    /// includes them, so they stop counting as outstanding.
+    pub fn written(&mut self, bytes: u64) {
+        let bytes = bytes.min(self.outstanding);
+        self.outstanding -= bytes;
+        if let Some(space) = self.space {
+            space.outstanding.fetch_sub(bytes, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let rest = self.outstanding;
+        self.written(rest);
+    }
 }
 
 /// The last free-space answer, when it came, and what was claimed since.
@@ -62,6 +109,7 @@ impl DiskSpace {
                 claimed: 0,
             }),
             unflushed: AtomicU64::new(0),
+            outstanding: AtomicU64::new(0),
         }
     }
 
@@ -72,8 +120,9 @@ impl DiskSpace {
     }
 
     /// Claims room for `bytes` more, for `what` (said in the refusal):
-    /// refused when writing them would leave less than the reserve.
-    pub fn claim(&self, bytes: u64, what: &str) -> Result<(), StoreError> {
+    /// refused when writing them would leave less than the reserve, counting
+    /// what other claims still hold.
+    pub fn claim(&self, bytes: u64, what: &str) -> Result<Claim<'_>, StoreError> {
         self.claim_above(bytes, what, DISK_RESERVE_BYTES)
     }
 
@@ -81,33 +130,44 @@ impl DiskSpace {
     /// go halfway into the reserve, since deleting is how space is made
     /// again, but no further, so that even a flood of deletions (each a
     /// tombstone in the journal) never leaves fjall without room.
-    pub fn claim_for_deletion(&self, bytes: u64) -> Result<(), StoreError> {
+    pub fn claim_for_deletion(&self, bytes: u64) -> Result<Claim<'_>, StoreError> {
         self.claim_above(bytes, "the deletion", DISK_RESERVE_BYTES / 2)
     }
 
-    fn claim_above(&self, bytes: u64, what: &str, reserve: u64) -> Result<(), StoreError> {
+    fn claim_above(&self, bytes: u64, what: &str, reserve: u64) -> Result<Claim<'_>, StoreError> {
         let reserve = reserve.saturating_add(self.unflushed.load(Ordering::Relaxed));
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let claimed = seen.claimed.saturating_add(bytes);
         let plenty = seen.free > claimed.saturating_mul(2) + reserve.saturating_mul(16);
-        if plenty && seen.at.is_some_and(|at| at.elapsed() < TRUSTED_FOR) {
-            seen.claimed = claimed;
-            return Ok(());
+        if !(plenty && seen.at.is_some_and(|at| at.elapsed() < TRUSTED_FOR)) {
+            // Outstanding bytes are read before the file system: a claim
+            // written in between is then counted twice, never not at all.
+            // (New claims wait for this lock.)
+            let outstanding = self.outstanding.load(Ordering::Relaxed);
+            let free = free_bytes(&self.dir)?.saturating_sub(outstanding);
+            *seen = Seen {
+                free,
+                at: Some(Instant::now()),
+                claimed: 0,
+            };
+            if free < bytes.saturating_add(reserve) {
+                let held = if outstanding > 0 {
+                    format!(" ({outstanding} more claimed by writes under way)")
+                } else {
+                    String::new()
+                };
+                return Err(StoreError::NoSpace(format!(
+                    "{free} bytes free in {}{held}, {what} needs {bytes} plus a reserve of {reserve}",
+                    self.dir.display()
+                )));
+            }
         }
-        let free = free_bytes(&self.dir)?;
-        *seen = Seen {
-            free,
-            at: Some(Instant::now()),
-            claimed: 0,
-        };
-        if free < bytes.saturating_add(reserve) {
-            return Err(StoreError::NoSpace(format!(
-                "{free} bytes free in {}, {what} needs {bytes} plus a reserve of {reserve}",
-                self.dir.display()
-            )));
-        }
-        seen.claimed = bytes;
-        Ok(())
+        seen.claimed = seen.claimed.saturating_add(bytes);
+        self.outstanding.fetch_add(bytes, Ordering::Relaxed);
+        Ok(Claim {
+            space: Some(self),
+            outstanding: bytes,
+        })
     }
 }
 
@@ -135,11 +195,40 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let space = DiskSpace::new(dir.path());
         let free = free_bytes(dir.path()).unwrap();
-        space.claim(1, "a test").unwrap();
+        drop(space.claim(1, "a test").unwrap());
         let e = space.claim(free, "a huge payload").unwrap_err();
         assert_eq!(e.status(), 507);
         assert!(e.to_string().contains("a huge payload needs"), "{e}");
         // The refused bytes were not counted: a small claim still passes.
-        space.claim(1, "a test").unwrap();
+        let _small = space.claim(1, "a test").unwrap();
+    }
+
+    #[test]
+    fn a_claim_not_yet_written_counts_across_a_fresh_free_space_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let space = DiskSpace::new(dir.path());
+        // Each claim is most of the free space: far from "plenty", so
+        // every claim asks the file system afresh.
+        let big = free_bytes(dir.path()).unwrap() / 10 * 6;
+        let first = space.claim(big, "the first upload").unwrap();
+        // Claimed from another thread (another connection), while the
+        // first has written nothing: the fresh answer still shows all the
+        // space free, and must not be taken at its word.
+        let refused = std::thread::scope(|s| {
+            s.spawn(|| space.claim(big, "the second upload").map(|_| ()))
+                .join()
+                .unwrap()
+        });
+        let e = refused.unwrap_err();
+        assert_eq!(e.status(), 507);
+        assert!(e.to_string().contains("claimed by writes under way"), "{e}");
+        // A refused or aborted upload gives its claim back.
+        drop(first);
+        let mut second = space.claim(big, "the second upload").unwrap();
+        // Written bytes are the file system's to count: not outstanding.
+        second.written(big);
+        assert_eq!(space.outstanding.load(Ordering::Relaxed), 0);
+        drop(second);
+        assert_eq!(space.outstanding.load(Ordering::Relaxed), 0);
     }
 }

@@ -654,13 +654,14 @@ impl Writer {
         if write.is_empty() {
             return Ok(());
         }
-        if bytes > 0 {
+        // Held until the batch is written (see `space::Claim`).
+        let _claim = if bytes > 0 {
             self.local
                 .space
-                .claim(bytes + deletion_bytes, "the batch")?;
+                .claim(bytes + deletion_bytes, "the batch")?
         } else {
-            self.local.space.claim_for_deletion(deletion_bytes)?;
-        }
+            self.local.space.claim_for_deletion(deletion_bytes)?
+        };
         let written = write.commit().and_then(|()| {
             if self.fsync != FsyncPolicy::Always {
                 return db.persist(PersistMode::Buffer);
