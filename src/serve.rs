@@ -175,6 +175,11 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
                 0 => ttl_sweep = None,
                 ms => ttl_sweep = Some(Duration::from_millis(ms)),
             },
+            Long(flag @ ("eval-timeout" | "eval-memory")) if cfg!(not(feature = "nushell")) => {
+                return Err(format!(
+                    "--{flag}: this xs is built without Nushell (cargo feature nushell), so it runs no scripts"
+                ));
+            }
             Long("eval-timeout") => scripts.timeout_secs = number(&mut parser, "--eval-timeout")?,
             Long("eval-memory") => scripts.memory = number(&mut parser, "--eval-memory")?,
             Long("max-connections") => match number(&mut parser, "--max-connections")? {
