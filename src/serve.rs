@@ -465,14 +465,10 @@ fn log_line(lines: &mut String, frame: &RawFrame) {
             &parsed
         }
     };
-    let day_ms = frame.id.timestamp() % 86_400_000;
     let _ = writeln!(
         lines,
-        "{:02}:{:02}:{:02}.{:03} {:>5} {topic}",
-        day_ms / 3_600_000,
-        (day_ms / 60_000) % 60,
-        (day_ms / 1000) % 60,
-        day_ms % 1000,
+        "{} {:>5} {topic}",
+        server::time_of_day(frame.id.timestamp()),
         &id[id.len() - 5..],
     );
 }

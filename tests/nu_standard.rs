@@ -10,10 +10,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use common::Server;
+use common::{nu_binary, Server};
 
 /// Everyday one-liners over the standard commands, deterministic ones.
 const ONE_LINERS: &[&str] = &[
@@ -109,26 +109,6 @@ const ONE_LINERS: &[&str] = &[
     "'hello' | url encode",
     "{a: 1} | merge {b: 2}",
 ];
-
-/// The `nu` to compare with, installed on first use.
-fn nu_binary() -> PathBuf {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let local = root.join(".tools/bin/nu");
-    INSTALL.call_once(|| {
-        if !local.is_file() {
-            let status = Command::new("bash")
-                .arg(root.join("scripts/install-nushell.sh"))
-                .status();
-            eprintln!("installing nushell: {status:?}");
-        }
-    });
-    assert!(
-        local.is_file(),
-        "no .tools/bin/nu: run scripts/install-nushell.sh"
-    );
-    local
-}
 
 /// What `nu` prints for `script`, without its final newline; its error
 /// text when it fails.

@@ -16,43 +16,11 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{Server, XS};
+use common::{nu_binary, Server, XS};
 use serde_json::Value;
 
 /// How long one nu script may run.
 const NU_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// The `nu` to run: the project's own (.tools/bin/nu, installed on first
-/// use by scripts/install-nushell.sh, so `cargo test` alone sets a fresh
-/// machine up), else one on PATH.
-fn nu_binary() -> PathBuf {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let local = root.join(".tools/bin/nu");
-    INSTALL.call_once(|| {
-        if !local.is_file() {
-            let status = std::process::Command::new("bash")
-                .arg(root.join("scripts/install-nushell.sh"))
-                .status();
-            eprintln!("installing nushell for the xs.nu tests: {status:?}");
-        }
-    });
-    if local.is_file() {
-        return local;
-    }
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            let candidate = dir.join("nu");
-            if candidate.is_file() {
-                return candidate;
-            }
-        }
-    }
-    panic!(
-        "no Nushell: neither .tools/bin/nu nor a `nu` on PATH. \
-         Run scripts/install-nushell.sh (it installs nushell 0.115.1 from npm into .tools/)"
-    );
-}
 
 /// PATH with the `xs` under test first, so the module's `^xs` runs it.
 fn path_with_xs() -> std::ffi::OsString {

@@ -85,17 +85,24 @@ pub(crate) fn tiny_limits(limits: Limits, name: String) -> tiny_http::Limits {
 /// One line on stderr among the frame log's, in its layout (time of day in
 /// UTC, then where the id would be, blank).
 pub fn log_event(text: &str) {
-    let day_ms = std::time::SystemTime::now()
+    let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() % 86_400_000)
+        .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    eprintln!(
-        "{:02}:{:02}:{:02}.{:03}       xs: {text}",
+    eprintln!("{}       xs: {text}", time_of_day(now_ms));
+}
+
+/// `hh:mm:ss.mmm` in UTC of a Unix time in ms: the frame log's first
+/// column.
+pub fn time_of_day(unix_ms: u64) -> String {
+    let day_ms = unix_ms % 86_400_000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
         day_ms / 3_600_000,
         (day_ms / 60_000) % 60,
         (day_ms / 1000) % 60,
         day_ms % 1000,
-    );
+    )
 }
 
 /// Holds requests until the server has started (its `xs.start` written).

@@ -918,3 +918,38 @@ pub fn rfc3339(ms: u64) -> String {
 pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
+
+// ---------------------------------------------------------------------------
+// The real Nushell
+
+/// The `nu` to run: the project's own (.tools/bin/nu, installed on first
+/// use by scripts/install-nushell.sh, so `cargo test` alone sets a fresh
+/// machine up), else one on PATH.
+pub fn nu_binary() -> PathBuf {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let local = root.join(".tools/bin/nu");
+    INSTALL.call_once(|| {
+        if !local.is_file() {
+            let status = std::process::Command::new("bash")
+                .arg(root.join("scripts/install-nushell.sh"))
+                .status();
+            eprintln!("installing nushell for the xs.nu tests: {status:?}");
+        }
+    });
+    if local.is_file() {
+        return local;
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let candidate = dir.join("nu");
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    panic!(
+        "no Nushell: neither .tools/bin/nu nor a `nu` on PATH. \
+         Run scripts/install-nushell.sh (it installs nushell 0.115.1 from npm into .tools/)"
+    );
+}
