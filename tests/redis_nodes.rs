@@ -290,6 +290,10 @@ fn an_actor_runs_on_one_node_and_moves_when_its_node_dies() {
     });
     let took = killed_at.elapsed();
     assert!(took < Duration::from_secs(10), "took over after {took:?}");
+    // Its `active` frame says it now reads everything appended after it.
+    wait_until("the new owner's active frame", T, || {
+        count(&survivor, "xs.actor.pong.active") == 2
+    });
     for _ in 0..5 {
         survivor.append("ping", b"");
     }
