@@ -13,6 +13,7 @@ mod fd_limit;
 mod nu;
 mod processor;
 mod serve;
+mod service_manager;
 mod signals;
 pub mod store;
 

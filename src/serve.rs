@@ -327,6 +327,8 @@ fn run(args: ServeArgs) -> Result<(), String> {
     // Listeners open before `xs.start` is written (a client may connect at
     // once), but requests wait at this gate until it is.
     let ready = Ready::default();
+    // `$NOTIFY_SOCKET` leaves the environment before any thread starts.
+    let notifier = crate::service_manager::Notifier::from_env();
     // Signals are taken by the main thread alone (sigwait below): block
     // them before any thread starts, so every thread inherits the mask.
     let signals = ShutdownSignals::block();
@@ -393,12 +395,14 @@ fn run(args: ServeArgs) -> Result<(), String> {
     system_frame(&store, "xs.start", start_meta)?;
     // A store is started when its first read can see `xs.start`.
     ready.open();
+    notifier.ready();
     // Processors start after `xs.start`, so what they emit at boot follows it.
     #[cfg(feature = "nushell")]
     let processors = crate::processor::start(store.clone(), processes)?;
 
     signals.wait();
 
+    notifier.stopping();
     let _ = system_frame(&store, "xs.stopping", None);
     #[cfg(feature = "nushell")]
     processors.shut_down(SHUTDOWN_WAIT);

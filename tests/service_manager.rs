@@ -1,0 +1,113 @@
+//! `xs serve` under a service manager (systemd `Type=notify`): `READY=1`
+//! on `$NOTIFY_SOCKET` once the store is started, `STOPPING=1` when it
+//! begins to stop; the variable does not reach the scripts it runs.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{request, XS};
+
+fn serve(dir: &Path, notify_socket: &str) -> Child {
+    Command::new(XS)
+        .arg("serve")
+        .arg(dir)
+        .env("NOTIFY_SOCKET", notify_socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn xs serve")
+}
+
+fn receive(socket: &UnixDatagram) -> String {
+    let mut buf = [0u8; 512];
+    let n = socket
+        .recv(&mut buf)
+        .expect("a datagram within the timeout");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// Checks the messages of one server's life on `socket`.
+fn ready_then_stopping(socket: &UnixDatagram, notify_socket: &str) {
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("store");
+    let mut child = serve(&dir, notify_socket);
+    assert_eq!(receive(socket), "READY=1");
+    // Ready means started: the first read already sees `xs.start`.
+    let first = request(&dir.join("sock"), "GET", "/", &[], b"");
+    assert_eq!(first.status, 200);
+    assert!(first.text().contains("\"xs.start\""), "{}", first.text());
+    #[cfg(feature = "nushell")]
+    {
+        let r = request(
+            &dir.join("sock"),
+            "POST",
+            "/eval",
+            &[],
+            b"$env.NOTIFY_SOCKET? | default 'unset'",
+        );
+        assert_eq!(r.text(), "unset", "scripts must not speak for the server");
+    }
+    // SAFETY: signalling our own child by pid.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    assert_eq!(receive(socket), "STOPPING=1");
+    let status = child.wait().expect("exit");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn ready_and_stopping_reach_a_notify_socket_path() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("notify");
+    let socket = UnixDatagram::bind(&path).expect("bind");
+    ready_then_stopping(&socket, path.to_str().expect("utf-8 path"));
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn ready_and_stopping_reach_an_abstract_notify_socket() {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("xs-test-notify-{}", std::process::id());
+    let address =
+        std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).expect("address");
+    let socket = UnixDatagram::bind_addr(&address).expect("bind");
+    ready_then_stopping(&socket, &format!("@{name}"));
+}
+
+#[test]
+fn the_shipped_systemd_unit_verifies() {
+    let Some(analyze) = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"]
+        .into_iter()
+        .find(|path| Path::new(path).is_file())
+    else {
+        eprintln!("skipped: no systemd-analyze to verify contrib/systemd/xs@.service");
+        return;
+    };
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/systemd/xs@.service"
+    ))
+    .expect("the unit");
+    assert!(unit.contains("Type=notify"), "{unit}");
+    // The unit names the installed binary; verify it with this one.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let instance = tmp.path().join("xs@demo.service");
+    std::fs::write(&instance, unit.replace("/usr/local/bin/xs", XS)).expect("write");
+    let out = Command::new(analyze)
+        .arg("verify")
+        .arg(&instance)
+        .output()
+        .expect("run systemd-analyze");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(!said.contains("xs@demo.service"), "warnings: {said}");
+}
