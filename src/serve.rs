@@ -396,6 +396,8 @@ fn run(args: ServeArgs) -> Result<(), String> {
     // A store is started when its first read can see `xs.start`.
     ready.open();
     notifier.ready();
+    let watched = store.clone();
+    notifier.keep_watchdog(move |within| watched.writer_answers(within));
     // Processors start after `xs.start`, so what they emit at boot follows it.
     #[cfg(feature = "nushell")]
     let processors = crate::processor::start(store.clone(), processes)?;

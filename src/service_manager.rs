@@ -1,37 +1,75 @@
 //! Telling a service manager (systemd, `Type=notify`) how the server is
 //! doing: `READY=1` once the store is started (its first read sees
-//! `xs.start`), `STOPPING=1` when it begins to stop.
+//! `xs.start`), `STOPPING=1` when it begins to stop, and, when the unit
+//! sets `WatchdogSec=`, `WATCHDOG=1` every half period while the writer
+//! answers: a stuck writer stops the pings and systemd restarts the
+//! service.
 //!
 //! The protocol is one datagram per message to the Unix socket named by
 //! `$NOTIFY_SOCKET` (a path, or `@name` for the abstract namespace), so no
-//! crate is needed. The variable is taken out of the environment when the
-//! server starts: services and scripts the server runs must not speak for
-//! it.
+//! crate is needed. The variables are taken out of the environment when
+//! the server starts: services and scripts the server runs must not speak
+//! for it.
 
 use std::os::unix::net::UnixDatagram;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Where to send the messages, if a service manager asked for them.
+#[derive(Clone)]
 pub struct Notifier {
-    socket: Option<(UnixDatagram, String)>,
+    socket: Option<Arc<(UnixDatagram, String)>>,
+    /// `$WATCHDOG_USEC`, when it is meant for this process.
+    watchdog: Option<Duration>,
 }
 
 impl Notifier {
     /// Reads and removes `$NOTIFY_SOCKET`. Call before any thread starts:
     /// it changes the process environment.
     pub fn from_env() -> Notifier {
+        let watchdog = watchdog_from_env();
         let Some(name) = std::env::var_os("NOTIFY_SOCKET") else {
-            return Notifier { socket: None };
+            return Notifier {
+                socket: None,
+                watchdog: None,
+            };
         };
         std::env::remove_var("NOTIFY_SOCKET");
         let name = name.to_string_lossy().into_owned();
         match UnixDatagram::unbound() {
             Ok(socket) => Notifier {
-                socket: Some((socket, name)),
+                socket: Some(Arc::new((socket, name))),
+                watchdog,
             },
             Err(e) => {
                 eprintln!("xs: cannot notify the service manager at {name}: {e}");
-                Notifier { socket: None }
+                Notifier {
+                    socket: None,
+                    watchdog: None,
+                }
             }
+        }
+    }
+
+    /// With a watchdog asked for, sends `WATCHDOG=1` every half period
+    /// while `alive` (given that half period to answer) says yes.
+    pub fn keep_watchdog(&self, alive: impl Fn(Duration) -> bool + Send + 'static) {
+        let Some(period) = self.watchdog else {
+            return;
+        };
+        let half = period / 2;
+        let notifier = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("watchdog".into())
+            .spawn(move || loop {
+                let started = std::time::Instant::now();
+                if alive(half) {
+                    notifier.send("WATCHDOG=1");
+                }
+                std::thread::sleep(half.saturating_sub(started.elapsed()));
+            });
+        if let Err(e) = spawned {
+            eprintln!("xs: cannot start the watchdog pings: {e}");
         }
     }
 
@@ -46,9 +84,10 @@ impl Notifier {
     }
 
     fn send(&self, message: &str) {
-        let Some((socket, name)) = &self.socket else {
+        let Some(target) = &self.socket else {
             return;
         };
+        let (socket, name) = &**target;
         let sent = match name.strip_prefix('@') {
             Some(abstract_name) => send_abstract(socket, abstract_name, message),
             None => socket.send_to(message.as_bytes(), name).map(|_| ()),
@@ -58,6 +97,23 @@ impl Notifier {
             eprintln!("xs: cannot notify the service manager at {name}: {e}");
         }
     }
+}
+
+/// `$WATCHDOG_USEC` if `$WATCHDOG_PID` is unset or this process's, taken
+/// out of the environment either way.
+fn watchdog_from_env() -> Option<Duration> {
+    let usec = std::env::var("WATCHDOG_USEC").ok();
+    let pid = std::env::var("WATCHDOG_PID").ok();
+    std::env::remove_var("WATCHDOG_USEC");
+    std::env::remove_var("WATCHDOG_PID");
+    if pid.is_some_and(|pid| pid != std::process::id().to_string()) {
+        return None;
+    }
+    usec?
+        .parse::<u64>()
+        .ok()
+        .filter(|&usec| usec > 0)
+        .map(Duration::from_micros)
 }
 
 #[cfg(target_os = "linux")]

@@ -12,10 +12,15 @@ use std::time::Duration;
 use common::{request, XS};
 
 fn serve(dir: &Path, notify_socket: &str) -> Child {
+    serve_with(dir, notify_socket, &[])
+}
+
+fn serve_with(dir: &Path, notify_socket: &str, env: &[(&str, &str)]) -> Child {
     Command::new(XS)
         .arg("serve")
         .arg(dir)
         .env("NOTIFY_SOCKET", notify_socket)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -81,6 +86,57 @@ fn ready_and_stopping_reach_an_abstract_notify_socket() {
         std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).expect("address");
     let socket = UnixDatagram::bind_addr(&address).expect("bind");
     ready_then_stopping(&socket, &format!("@{name}"));
+}
+
+#[test]
+fn the_watchdog_is_pinged_every_half_period() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("notify");
+    let socket = UnixDatagram::bind(&path).expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut child = serve_with(
+        &tmp.path().join("store"),
+        path.to_str().expect("utf-8"),
+        &[("WATCHDOG_USEC", "200000")],
+    );
+    assert_eq!(receive(&socket), "READY=1");
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        assert_eq!(receive(&socket), "WATCHDOG=1");
+    }
+    // Three pings, one every 100 ms.
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_watchdog_meant_for_another_process_is_not_pinged() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("notify");
+    let socket = UnixDatagram::bind(&path).expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut child = serve_with(
+        &tmp.path().join("store"),
+        path.to_str().expect("utf-8"),
+        &[("WATCHDOG_USEC", "200000"), ("WATCHDOG_PID", "1")],
+    );
+    assert_eq!(receive(&socket), "READY=1");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(600)))
+        .expect("timeout");
+    let mut buf = [0u8; 64];
+    assert!(socket.recv(&mut buf).is_err(), "a ping for another pid");
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[test]

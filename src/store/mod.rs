@@ -509,6 +509,16 @@ impl Store {
         reply_rx
     }
 
+    /// Whether the writer answers an empty request within `within`: a
+    /// liveness probe (a stuck or dead writer fails it).
+    pub fn writer_answers(&self, within: Duration) -> bool {
+        matches!(
+            self.submit(WriteOp::ForgetPending(Vec::new()))
+                .recv_timeout(within),
+            Ok(Ok(_))
+        )
+    }
+
     /// Sends a change and waits for its outcome.
     pub fn write(&self, op: WriteOp) -> WriteReply {
         let waiter = Arc::new(Waiter::default());
