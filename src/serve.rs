@@ -329,6 +329,7 @@ fn run(args: ServeArgs) -> Result<(), String> {
     let ready = Ready::default();
     // `$NOTIFY_SOCKET` leaves the environment before any thread starts.
     let notifier = crate::service_manager::Notifier::from_env();
+    let mut activated = crate::service_manager::Activated::from_env();
     // Signals are taken by the main thread alone (sigwait below): block
     // them before any thread starts, so every thread inherits the mask.
     let signals = ShutdownSignals::block();
@@ -360,12 +361,21 @@ fn run(args: ServeArgs) -> Result<(), String> {
         processes: processes.clone(),
     };
     let socket = args.dir.join("sock");
-    let main_listener = Arc::new(Listener::unix(&socket, limits)?);
+    // A socket the service manager bound is its to remove, not ours.
+    let api_activated = activated.take_api();
+    let socket_ours = api_activated.is_none();
+    let main_listener = Arc::new(match api_activated {
+        Some(fd) => Listener::unix_from(fd.into(), &socket, limits)?,
+        None => Listener::unix(&socket, limits)?,
+    });
     server::spawn(main_listener.clone(), context.clone(), ready.clone())?;
     let mut listeners = vec![main_listener];
     if let Some(expose) = &expose {
         let listener = match expose {
-            Expose::Tcp(addr) => Listener::tcp(*addr, credentials.clone(), limits)?,
+            Expose::Tcp(addr) => match activated.take("expose") {
+                Some(fd) => Listener::tcp_from(fd.into(), credentials.clone(), limits)?,
+                None => Listener::tcp(*addr, credentials.clone(), limits)?,
+            },
             Expose::Unix(path) => Listener::unix(path, limits)?,
         };
         let listener = Arc::new(listener);
@@ -380,12 +390,20 @@ fn run(args: ServeArgs) -> Result<(), String> {
                 ttl: http.ttl,
                 max_payload: args.max_payload,
             };
-            let gateway = Gateway::start(store.clone(), options, limits, ready.clone())?;
+            let bound = activated.take("http").map(std::net::TcpListener::from);
+            let gateway = Gateway::start(store.clone(), options, bound, limits, ready.clone())?;
             eprintln!("xs: HTTP gateway on http://{}", gateway.addr());
             Some(gateway)
         }
         _ => None,
     };
+    let unused = activated.unused();
+    if !unused.is_empty() {
+        eprintln!(
+            "xs: passed sockets not used (name them sock, expose or http): {}",
+            unused.join(", ")
+        );
+    }
     start_logger(store.clone());
     stop_when_broken(store.clone());
     let start_meta = args
@@ -418,7 +436,9 @@ fn run(args: ServeArgs) -> Result<(), String> {
     // Followers write what they have left (`xs.stopping`) and end their
     // streams before the process does.
     store.head().wait_readers_done(Duration::from_secs(2));
-    let _ = std::fs::remove_file(&socket);
+    if socket_ours {
+        let _ = std::fs::remove_file(&socket);
+    }
     if let Some(Expose::Unix(path)) = &expose {
         let _ = std::fs::remove_file(path);
     }

@@ -10,7 +10,14 @@
 //! crate is needed. The variables are taken out of the environment when
 //! the server starts: services and scripts the server runs must not speak
 //! for it.
+//!
+//! Socket activation (`Activated`) is the other half: the manager binds
+//! the listening sockets and passes them from descriptor 3 on
+//! (`$LISTEN_FDS`, for `$LISTEN_PID`), named by the socket unit's
+//! `FileDescriptorName=` (`$LISTEN_FDNAMES`): `sock` for the store's API,
+//! `expose` and `http` for the TCP listeners of `--expose` and `--http`.
 
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
 use std::time::Duration;
@@ -131,4 +138,77 @@ fn send_abstract(_: &UnixDatagram, name: &str, _: &str) -> std::io::Result<()> {
         std::io::ErrorKind::Unsupported,
         format!("abstract socket @{name} exists only on Linux"),
     ))
+}
+
+/// The first descriptor a service manager passes.
+const LISTEN_FDS_START: i32 = 3;
+
+/// Listening sockets a service manager passed, by name.
+pub struct Activated {
+    sockets: Vec<(String, OwnedFd)>,
+}
+
+impl Activated {
+    /// Takes the passed sockets meant for this process and removes the
+    /// variables. Call before any thread starts: it changes the process
+    /// environment and takes ownership of descriptors 3 and on.
+    pub fn from_env() -> Activated {
+        let pid = std::env::var("LISTEN_PID").ok();
+        let count = std::env::var("LISTEN_FDS").ok();
+        let names = std::env::var("LISTEN_FDNAMES").ok();
+        for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+            std::env::remove_var(name);
+        }
+        let ours = pid.is_some_and(|pid| pid == std::process::id().to_string());
+        let count = count.and_then(|n| n.parse::<i32>().ok()).unwrap_or(0);
+        if !ours || count <= 0 {
+            return Activated {
+                sockets: Vec::new(),
+            };
+        }
+        let mut names = names
+            .map(|names| names.split(':').map(str::to_string).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter();
+        let sockets = (LISTEN_FDS_START..LISTEN_FDS_START.saturating_add(count))
+            .map(|fd| {
+                // Not to be inherited by the programs the server runs.
+                // SAFETY: fcntl on a descriptor number; a bad one fails.
+                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+                // SAFETY: the service manager passed these descriptors to
+                // this process (`$LISTEN_PID` is ours), and they are taken
+                // once, here, before anything else can open descriptor 3.
+                let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+                (names.next().unwrap_or_default(), owned)
+            })
+            .collect();
+        Activated { sockets }
+    }
+
+    /// The socket named `name`.
+    pub fn take(&mut self, name: &str) -> Option<OwnedFd> {
+        let at = self.sockets.iter().position(|(n, _)| n == name)?;
+        Some(self.sockets.remove(at).1)
+    }
+
+    /// The store's API socket: the one named `sock`, else the only one
+    /// passed with another name than `expose` or `http` (a socket unit
+    /// without `FileDescriptorName=` names it after itself).
+    pub fn take_api(&mut self) -> Option<OwnedFd> {
+        if let Some(fd) = self.take("sock") {
+            return Some(fd);
+        }
+        let others: Vec<usize> = (0..self.sockets.len())
+            .filter(|&at| !matches!(self.sockets[at].0.as_str(), "expose" | "http"))
+            .collect();
+        match others.as_slice() {
+            [at] => Some(self.sockets.remove(*at).1),
+            _ => None,
+        }
+    }
+
+    /// Names of passed sockets nothing took.
+    pub fn unused(&self) -> Vec<&str> {
+        self.sockets.iter().map(|(name, _)| name.as_str()).collect()
+    }
 }

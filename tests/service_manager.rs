@@ -167,3 +167,120 @@ fn the_shipped_systemd_unit_verifies() {
     assert!(out.status.success(), "{said}");
     assert!(!said.contains("xs@demo.service"), "warnings: {said}");
 }
+
+/// Runs `xs serve` with `sockets` passed as descriptors 3, 4, … the way a
+/// service manager does (`LISTEN_FDS`, `LISTEN_FDNAMES`, and `LISTEN_PID`
+/// set by the shell that then becomes `xs`).
+fn serve_activated(dir: &Path, sockets: &[(&str, std::os::fd::RawFd)], args: &[&str]) -> Child {
+    use std::os::unix::process::CommandExt;
+    assert!(sockets.len() <= 8);
+    let names: Vec<&str> = sockets.iter().map(|(name, _)| *name).collect();
+    let fds: Vec<std::os::fd::RawFd> = sockets.iter().map(|(_, fd)| *fd).collect();
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(r#"export LISTEN_PID=$$; exec "$0" serve "$@""#)
+        .arg(XS)
+        .arg(dir)
+        .args(args)
+        .env("LISTEN_FDS", sockets.len().to_string())
+        .env("LISTEN_FDNAMES", names.join(":"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: only fcntl and dup2 between fork and exec, on descriptors
+    // this test owns. Each is first copied out of the way (its number may
+    // be one of 3, 4, …), then into place; neither copy is close-on-exec.
+    unsafe {
+        command.pre_exec(move || {
+            // No allocation after fork: a fixed array.
+            let mut moved = [0; 8];
+            for (at, fd) in fds.iter().enumerate() {
+                moved[at] = libc::fcntl(*fd, libc::F_DUPFD, 100);
+                if moved[at] < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (at, copy) in moved[..fds.len()].iter().enumerate() {
+                if libc::dup2(*copy, 3 + at as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    command.spawn().expect("spawn xs serve")
+}
+
+#[test]
+fn listeners_passed_by_a_service_manager_are_served() {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("store");
+    // Not `<dir>/sock`: an answer here can only come through the passed
+    // descriptor.
+    let api_path = tmp.path().join("activated.sock");
+    let api = std::os::unix::net::UnixListener::bind(&api_path).expect("bind");
+    let expose = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let http = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let expose_addr = expose.local_addr().expect("addr").to_string();
+    let http_addr = http.local_addr().expect("addr").to_string();
+    let mut child = serve_activated(
+        &dir,
+        &[
+            ("sock", api.as_raw_fd()),
+            ("expose", expose.as_raw_fd()),
+            ("http", http.as_raw_fd()),
+        ],
+        &[
+            "--expose",
+            &expose_addr,
+            "--http",
+            &http_addr,
+            "--http-timeout",
+            "100",
+        ],
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        match common::try_request(&api_path, "GET", "/", &[], b"", common::REQUEST_TIMEOUT) {
+            Ok(r) => break r,
+            Err(_) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no answer on the passed socket"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    assert_eq!(first.status, 200);
+    assert!(first.text().contains("\"xs.start\""), "{}", first.text());
+    assert!(!dir.join("sock").exists(), "bound a socket of its own");
+
+    let exchange = |addr: &str, head: &str| -> String {
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream.write_all(head.as_bytes()).expect("send");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    };
+    let answer = exchange(
+        &expose_addr,
+        "GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let answer = exchange(
+        &http_addr,
+        "GET /nobody HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+
+    // SAFETY: signalling our own child by pid.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    assert!(child.wait().expect("exit").success());
+    assert!(api_path.exists(), "removed the service manager's socket");
+}

@@ -99,16 +99,21 @@ struct Shared {
 }
 
 impl Gateway {
-    /// Binds the address, starts the response router and the accept
-    /// thread; requests wait for `ready`.
+    /// Binds the address (or serves `bound`, a socket a service manager
+    /// passed), starts the response router and the accept thread;
+    /// requests wait for `ready`.
     pub fn start(
         store: Store,
         options: GatewayOptions,
+        bound: Option<TcpListener>,
         limits: Limits,
         ready: Ready,
     ) -> Result<Gateway, String> {
-        let listener = TcpListener::bind(options.addr)
-            .map_err(|e| format!("cannot bind --http {}: {e}", options.addr))?;
+        let listener = match bound {
+            Some(listener) => listener,
+            None => TcpListener::bind(options.addr)
+                .map_err(|e| format!("cannot bind --http {}: {e}", options.addr))?,
+        };
         let addr = listener
             .local_addr()
             .map_err(|e| format!("cannot bind --http {}: {e}", options.addr))?;

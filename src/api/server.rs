@@ -160,6 +160,16 @@ impl Listener {
             UnixListener::bind(path).map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| format!("cannot set mode of {}: {e}", path.display()))?;
+        Listener::unix_from(listener, path, limits)
+    }
+
+    /// Serves a Unix socket bound already (by a service manager, which
+    /// also set its mode); `path` names it in messages.
+    pub fn unix_from(
+        listener: UnixListener,
+        path: &Path,
+        limits: Limits,
+    ) -> Result<Listener, String> {
         let limits = tiny_limits(limits, path.display().to_string());
         let server = Server::from_listener_with(listener, None, limits)
             .map_err(|e| format!("cannot serve {}: {e}", path.display()))?;
@@ -177,6 +187,18 @@ impl Listener {
         limits: Limits,
     ) -> Result<Listener, String> {
         let listener = TcpListener::bind(addr).map_err(|e| format!("cannot bind {addr}: {e}"))?;
+        Listener::tcp_from(listener, credentials, limits)
+    }
+
+    /// Serves a TCP socket bound already (by a service manager).
+    pub fn tcp_from(
+        listener: TcpListener,
+        credentials: Option<Credentials>,
+        limits: Limits,
+    ) -> Result<Listener, String> {
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("a --expose socket without an address: {e}"))?;
         let limits = tiny_limits(limits, format!("--expose {addr}"));
         let server = Server::from_listener_with(listener, None, limits)
             .map_err(|e| format!("cannot serve {addr}: {e}"))?;
