@@ -171,15 +171,20 @@ impl Activated {
             .unwrap_or_default()
             .into_iter();
         let sockets = (LISTEN_FDS_START..LISTEN_FDS_START.saturating_add(count))
-            .map(|fd| {
-                // Not to be inherited by the programs the server runs.
+            .filter_map(|fd| {
+                let name = names.next().unwrap_or_default();
+                // Not to be inherited by the programs the server runs; a
+                // number that is not open is skipped, never owned.
                 // SAFETY: fcntl on a descriptor number; a bad one fails.
-                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-                // SAFETY: the service manager passed these descriptors to
-                // this process (`$LISTEN_PID` is ours), and they are taken
-                // once, here, before anything else can open descriptor 3.
-                let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-                (names.next().unwrap_or_default(), owned)
+                if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+                    eprintln!("xs: passed socket {name:?} (descriptor {fd}) is not open");
+                    return None;
+                }
+                // SAFETY: the service manager passed this open descriptor
+                // to this process (`$LISTEN_PID` is ours; being open since
+                // exec, its number was never handed to anything else), and
+                // it is taken once, here.
+                Some((name, unsafe { OwnedFd::from_raw_fd(fd) }))
             })
             .collect();
         Activated { sockets }
