@@ -64,7 +64,8 @@ impl Notifier {
         let Some(period) = self.watchdog else {
             return;
         };
-        let half = period / 2;
+        // A period of a few µs must not make a busy loop.
+        let half = (period / 2).max(Duration::from_millis(10));
         let notifier = self.clone();
         let spawned = std::thread::Builder::new()
             .name("watchdog".into())
