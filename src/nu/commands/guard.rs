@@ -96,7 +96,8 @@ impl Command for Guarded {
             return self.inner.run(engine_state, stack, call, input);
         };
         let value = input.into_value(call.head)?;
-        if weight(&value, headroom) > headroom {
+        let parsing = self.inner.name().starts_with("from ");
+        if weight(&value, parsing, headroom) > headroom {
             return Err(generic(
                 "memory cap",
                 format!(
@@ -117,20 +118,23 @@ impl Command for Guarded {
     }
 }
 
-/// About what converting `value` builds at most, in bytes; stops counting
-/// past `limit`.
-fn weight(value: &Value, limit: u64) -> u64 {
-    // Per byte of binary: a number node and its text; per byte of text:
-    // a parsed node for every two bytes (`1,`); per value: its node.
+/// About what converting `value` builds, in bytes; stops counting past
+/// `limit`. Text that is parsed (`from …`) is weighed at about half its
+/// worst case (a node of some 60 bytes for every two bytes, `1,`), so a
+/// script overshoots its cap at most about twice, as one step of any
+/// command may; text that is written out (`to …`) at its copies and
+/// escapes.
+fn weight(value: &Value, parsing: bool, limit: u64) -> u64 {
+    // Per byte of binary: a number node and its text.
     const PER_BINARY_BYTE: u64 = 40;
-    const PER_TEXT_BYTE: u64 = 32;
+    let per_text_byte: u64 = if parsing { 16 } else { 4 };
     const PER_NODE: u64 = 64;
     let mut total: u64 = 0;
     let mut todo = vec![value];
     while let Some(value) = todo.pop() {
         total = total.saturating_add(match value {
             Value::Binary { val, .. } => (val.len() as u64).saturating_mul(PER_BINARY_BYTE),
-            Value::String { val, .. } => (val.len() as u64).saturating_mul(PER_TEXT_BYTE),
+            Value::String { val, .. } => (val.len() as u64).saturating_mul(per_text_byte),
             Value::List { vals, .. } => {
                 todo.extend(vals.iter());
                 PER_NODE
