@@ -180,7 +180,9 @@ fn absurd_content_length_is_413() {
             format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999\r\n\r\n");
         let mut conn = Conn::open(&server.sock()).unwrap();
         conn.stream.write_all(head.as_bytes()).unwrap();
-        conn.stream.write_all(b"a few bytes").unwrap();
+        // The server may answer and close before these arrive: a broken
+        // pipe here is that, not a failure.
+        let _ = conn.stream.write_all(b"a few bytes");
         let (status, _) = conn
             .read_head(Instant::now() + T)
             .unwrap_or_else(|e| panic!("{path}: no answer: {e}"));
