@@ -36,6 +36,19 @@ fn assert_stopped(server: &Server, script: &str, flag: &str, within: Duration) {
     assert!(took < within, "{script} took {took:?}");
 }
 
+/// Sends `POST /eval` of `script` on a connection of its own, without
+/// waiting for the answer.
+fn send_eval(server: &Server, script: &str) -> UnixStream {
+    let mut conn = UnixStream::connect(server.sock()).unwrap();
+    write!(
+        conn,
+        "POST /eval HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{script}",
+        script.len()
+    )
+    .unwrap();
+    conn
+}
+
 /// The server still answers a script.
 fn assert_alive(server: &Server) {
     let (r, _) = eval(server, "1 + 1");
@@ -98,14 +111,7 @@ fn a_streamed_answer_is_not_timed_out() {
     // The timeout counts until the answer starts; a follower then runs
     // while its client stays.
     let server = Server::start(&["--eval-timeout", "1"]);
-    let mut conn = UnixStream::connect(server.sock()).unwrap();
-    let body = ".cat --follow --topic later";
-    write!(
-        conn,
-        "POST /eval HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
+    let mut conn = send_eval(&server, ".cat --follow --topic later");
     conn.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     // Past the timeout, the frame still arrives on the open stream.
@@ -142,13 +148,7 @@ fn a_client_that_hangs_up_stops_its_script() {
     ];
     for script in scripts {
         let before = ticks(&server);
-        let mut conn = UnixStream::connect(server.sock()).unwrap();
-        write!(
-            conn,
-            "POST /eval HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{script}",
-            script.len()
-        )
-        .unwrap();
+        let conn = send_eval(&server, script);
         let deadline = Instant::now() + Duration::from_secs(10);
         while ticks(&server) < before + 2 {
             assert!(Instant::now() < deadline, "{script}: no ticks");
@@ -317,13 +317,7 @@ fn a_streamed_answer_over_the_cap_is_cut_off() {
     // One item, then one that doubles a string until the cap stops it.
     let body =
         "1..2 | each {|i| if $i == 1 { 'one' } else { mut s = 'x'; loop { $s = $s ++ $s } } }";
-    let mut conn = UnixStream::connect(server.sock()).unwrap();
-    write!(
-        conn,
-        "POST /eval HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
+    let mut conn = send_eval(&server, body);
     conn.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     // The connection closes (a read timeout here would fail the test)...
@@ -347,13 +341,8 @@ fn a_shutdown_stops_a_running_script() {
     let mut server = Server::start(&["--eval-timeout", "0"]);
     let script =
         "1..1_000_000_000 | each {|i| if $i mod 20000 == 0 { .append tick }; $i } | collect";
-    let mut conn = UnixStream::connect(server.sock()).unwrap();
-    write!(
-        conn,
-        "POST /eval HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{script}",
-        script.len()
-    )
-    .unwrap();
+    // Kept open: a client that leaves would stop the script itself.
+    let _client = send_eval(&server, script);
     let deadline = Instant::now() + Duration::from_secs(10);
     while ticks(&server) < 2 {
         assert!(Instant::now() < deadline, "no ticks");

@@ -88,20 +88,27 @@ fn ready_and_stopping_reach_an_abstract_notify_socket() {
     ready_then_stopping(&socket, &format!("@{name}"));
 }
 
-#[test]
-fn the_watchdog_is_pinged_every_half_period() {
+/// A server started with a notify socket and `env`, once it said
+/// `READY=1`; the socket, the server, and the folder both live in.
+fn ready_with(env: &[(&str, &str)]) -> (UnixDatagram, Child, tempfile::TempDir) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let path = tmp.path().join("notify");
     let socket = UnixDatagram::bind(&path).expect("bind");
     socket
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
-    let mut child = serve_with(
+    let child = serve_with(
         &tmp.path().join("store"),
         path.to_str().expect("utf-8"),
-        &[("WATCHDOG_USEC", "200000")],
+        env,
     );
     assert_eq!(receive(&socket), "READY=1");
+    (socket, child, tmp)
+}
+
+#[test]
+fn the_watchdog_is_pinged_every_half_period() {
+    let (socket, mut child, _tmp) = ready_with(&[("WATCHDOG_USEC", "200000")]);
     let started = std::time::Instant::now();
     for _ in 0..3 {
         assert_eq!(receive(&socket), "WATCHDOG=1");
@@ -118,18 +125,8 @@ fn the_watchdog_is_pinged_every_half_period() {
 
 #[test]
 fn a_watchdog_meant_for_another_process_is_not_pinged() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let path = tmp.path().join("notify");
-    let socket = UnixDatagram::bind(&path).expect("bind");
-    socket
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut child = serve_with(
-        &tmp.path().join("store"),
-        path.to_str().expect("utf-8"),
-        &[("WATCHDOG_USEC", "200000"), ("WATCHDOG_PID", "1")],
-    );
-    assert_eq!(receive(&socket), "READY=1");
+    let (socket, mut child, _tmp) =
+        ready_with(&[("WATCHDOG_USEC", "200000"), ("WATCHDOG_PID", "1")]);
     socket
         .set_read_timeout(Some(Duration::from_millis(600)))
         .expect("timeout");
