@@ -13,9 +13,8 @@
 //! Names after `--` select dimensions (default: all, in this order):
 //! `append-16-always`, `append-1-always`, `append-1-never`,
 //! `append-16-always-stored`, `append-1-never-stored`, `replay`,
-//! `follow-rtt`, `startup`, `idle-rss`, `oneshot-append`, `eval-trivial`,
-//! `actor-state`,
-//! `actor-emit`, `view-fold`, `kv-set-16`, `seek-cost`,
+//! `follow-rtt`, `startup`, `startup-existing`, `idle-rss`,
+//! `oneshot-append`, `eval-trivial`, `actor-state`, `actor-emit`, `view-fold`, `kv-set-16`, `seek-cost`,
 //! `export-import-100k`, `gateway`, `redis-append-16`,
 //! `redis-append-16-2nodes`, `redis-follow-rtt`.
 //!
@@ -73,6 +72,8 @@
 //!   min/max) of 10 runs. On a fresh store that includes making its
 //!   database (fjall's keyspaces, about a hundred fsyncs) before
 //!   `xs.start` can be written.
+//! - `startup-existing`: the same on a store made by a first start and
+//!   stopped: each of 10 starts until a `GET /` shows its own `xs.start`.
 //! - `idle-rss`: VmRSS from /proc/<pid>/status after 10 appends and 1 s
 //!   idle (also the CPU time used in that idle second).
 //! - `oneshot-append`: `xs append <dir> bench` against a `--fsync never`
@@ -247,6 +248,7 @@ const DIMENSIONS: &[&str] = &[
     "replay",
     "follow-rtt",
     "startup",
+    "startup-existing",
     "idle-rss",
     "oneshot-append",
     "eval-trivial",
@@ -404,6 +406,7 @@ fn run_dimension(name: &str, bin: &Path) -> Res<Outcome> {
         "replay" => replay(bin),
         "follow-rtt" => follow_rtt(bin),
         "startup" => startup(bin),
+        "startup-existing" => startup_existing(bin),
         "idle-rss" => idle_rss(bin),
         "eval-trivial" => eval_trivial(bin),
         "oneshot-append" => oneshot_append(bin),
@@ -479,10 +482,18 @@ impl Server {
             .tempdir()
             .map_err(|e| format!("tempdir: {e}"))?;
         let store = tmp.path().join("store");
+        let mut server = Server::spawn_in(bin, &store, args)?;
+        server.tmp = Some(tmp);
+        Ok(server)
+    }
+
+    /// Spawns `xs serve <store> <args>` without waiting for it; the store
+    /// folder is the caller's to delete.
+    fn spawn_in(bin: &Path, store: &Path, args: &[&str]) -> Res<Server> {
         let spawned_at = Instant::now();
         let child = Command::new(bin)
             .arg("serve")
-            .arg(&store)
+            .arg(store)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -492,9 +503,9 @@ impl Server {
         Ok(Server {
             child,
             sock: store.join("sock"),
-            store,
+            store: store.to_path_buf(),
             spawned_at,
-            tmp: Some(tmp),
+            tmp: None,
         })
     }
 
@@ -517,11 +528,18 @@ impl Server {
     /// Polls the socket every 100 µs until a `GET /` answers 200 with
     /// `xs.start` in its body.
     fn wait_started(&self, timeout: Duration) -> Res<()> {
+        self.wait_starts(1, timeout)
+    }
+
+    /// Polls the socket every 100 µs until a `GET /` answers 200 with
+    /// `starts` `xs.start` frames in its body.
+    fn wait_starts(&self, starts: usize, timeout: Duration) -> Res<()> {
+        const START: &[u8] = b"\"topic\":\"xs.start\"";
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(mut conn) = Conn::connect(&self.sock) {
                 if let Ok((200, body)) = conn.request("GET", "/", &[]) {
-                    if body.windows(8).any(|w| w == b"xs.start") {
+                    if body.windows(START.len()).filter(|w| *w == START).count() >= starts {
                         return Ok(());
                     }
                 }
@@ -1394,6 +1412,37 @@ fn startup(bin: &Path) -> Res<Outcome> {
         times.push(server.spawned_at.elapsed());
         drop(server);
     }
+    times.sort();
+    let median = percentile(&times, 0.5);
+    Ok(Outcome::Measured {
+        keys: vec![
+            ("runs", times.len().to_string()),
+            ("median_ms", ms(median)),
+            ("min_ms", ms(times[0])),
+            ("max_ms", ms(times[times.len() - 1])),
+        ],
+        headline: format!("median {} ms", ms(median)),
+        met: median <= Duration::from_millis(10),
+        target: "median<=10ms",
+    })
+}
+
+/// Like `startup`, on a store that exists: made by a first start and
+/// stopped, then started `STARTUP_RUNS` times, each until a `GET /` shows
+/// its own `xs.start`.
+fn startup_existing(bin: &Path) -> Res<Outcome> {
+    let mut first = Server::spawn(bin, "always")?;
+    first.wait_started(START_TIMEOUT)?;
+    first.stop();
+    let store = first.store.clone();
+    let mut times = Vec::with_capacity(STARTUP_RUNS);
+    for run in 0..STARTUP_RUNS {
+        let server = Server::spawn_in(bin, &store, &["--fsync", "always"])?;
+        server.wait_starts(run + 2, START_TIMEOUT)?;
+        times.push(server.spawned_at.elapsed());
+        drop(server);
+    }
+    drop(first);
     times.sort();
     let median = percentile(&times, 0.5);
     Ok(Outcome::Measured {

@@ -303,3 +303,44 @@ fn the_store_folder_is_owner_only_and_payloads_are_0600() {
         assert_eq!(mode, 0o600, "{hash}");
     }
 }
+
+/// A new store writes its first frame before it makes its own keyspaces
+/// (payload references, expiries, k/v); killed at once after it started,
+/// whichever of the two it had done, it reopens with its start frame and
+/// takes a payload, an expiry and a k/v value, and keeps them.
+#[test]
+fn a_new_store_killed_as_it_starts_reopens_whole() {
+    if backend::local_only("the local database's keyspaces") {
+        return;
+    }
+    for _ in 0..3 {
+        let mut server = Server::start_local(&[]);
+        server.kill();
+        server.restart();
+        let starts = server.frames("/");
+        assert_eq!(starts.len(), 2, "{starts:?}");
+        assert!(starts.iter().all(|f| f["topic"] == "xs.start"));
+
+        let note = server.append("note", b"kept");
+        let brief = server.append_q("brief", "ttl=time:60000", b"");
+        assert_eq!(brief["ttl"], "time:60000");
+        let put = request(
+            &server.sock(),
+            "PUT",
+            "/kv/app.config",
+            &[],
+            br#"{"theme":"dark"}"#,
+        );
+        assert_eq!(put.status, 204, "{}", put.text());
+
+        server.restart();
+        let hash = note["hash"].as_str().expect("a hash");
+        assert_eq!(server.get(&format!("/cas/{hash}")).text(), "kept");
+        let frames = server.frames("/");
+        assert!(frames.iter().any(|f| f["id"] == brief["id"]), "{frames:?}");
+        assert_eq!(
+            server.get("/kv/app.config").json(),
+            json!({"theme": "dark"})
+        );
+    }
+}

@@ -147,11 +147,11 @@ fn prune(store: &Store, topic: &str, keep: usize) {
 
 /// Removes frames whose `time:` ttl ran out.
 fn sweep_expired(store: &Store) {
-    let Some(spaces) = store.local().and_then(|local| local.keyspaces_if_made()) else {
+    let Some(ours) = store.local().and_then(|local| local.ours_if_made()) else {
         return;
     };
     let now = now_ms().to_be_bytes();
-    for entry in spaces.ttl_time.range(..now.to_vec()) {
+    for entry in ours.ttl_time.range(..now.to_vec()) {
         let Ok(key) = entry.key() else { continue };
         if let Some(id) = key.get(8..).and_then(id_from_key) {
             drop(store.submit(WriteOp::Remove(id)));
@@ -176,11 +176,11 @@ fn flush_pending_payloads(store: &Store, keys: Vec<Vec<u8>>) {
 /// At start-up: rewrites any journaled payload whose file a crash lost,
 /// syncs, and forgets the copies.
 pub fn recover_pending_payloads(local: &Local) -> Result<(), StoreError> {
-    let Some(spaces) = local.keyspaces_if_made() else {
+    let (Some(spaces), Some(ours)) = (local.keyspaces_if_made(), local.ours_if_made()) else {
         return Ok(());
     };
     let mut recovered = Vec::new();
-    for guard in spaces.cas_pending.iter() {
+    for guard in ours.cas_pending.iter() {
         let (key, bytes) = guard.into_inner().map_err(StoreError::fjall)?;
         let hash = String::from_utf8_lossy(&key).to_string();
         let Ok(sri) = hash.parse::<Integrity>() else {
@@ -198,7 +198,7 @@ pub fn recover_pending_payloads(local: &Local) -> Result<(), StoreError> {
     local.cas.sync_all()?;
     let mut batch = spaces.db.batch();
     for key in recovered {
-        batch.remove(&spaces.cas_pending, key);
+        batch.remove(&ours.cas_pending, key);
     }
     batch.commit().map_err(StoreError::fjall)?;
     spaces

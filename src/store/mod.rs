@@ -875,8 +875,8 @@ impl Store {
         // A journaled copy must not bring the file back after a crash.
         // (Only when there is one: a refused append has none, and a
         // needless tombstone would eat into the disk reserve.)
-        let pending = match local.keyspaces_if_made() {
-            Some(spaces) => spaces
+        let pending = match local.ours_if_made() {
+            Some(ours) => ours
                 .cas_pending
                 .contains_key(hash.as_bytes())
                 .map_err(StoreError::fjall)?,
@@ -939,10 +939,10 @@ impl Store {
             Backend::Local(local) => local,
             Backend::Redis(redis) => return redis.kv_get(key),
         };
-        let Some(spaces) = local.keyspaces_if_made() else {
+        let Some(ours) = local.ours_if_made() else {
             return Ok(None);
         };
-        Ok(spaces
+        Ok(ours
             .kv
             .get(key.as_bytes())
             .map_err(StoreError::fjall)?
@@ -970,11 +970,10 @@ impl Store {
             Backend::Local(local) => local,
             Backend::Redis(redis) => return redis.kv_list(prefix),
         };
-        let Some(spaces) = local.keyspaces_if_made() else {
+        let Some(ours) = local.ours_if_made() else {
             return Ok(Vec::new());
         };
-        spaces
-            .kv
+        ours.kv
             .prefix(prefix.as_bytes())
             .map(|guard| {
                 let (key, value) = guard.into_inner().map_err(StoreError::fjall)?;

@@ -72,7 +72,7 @@ use crossbeam_channel::Sender;
 use fjall::{Database, OwnedWriteBatch, PersistMode};
 use serde_json::Value;
 
-use super::{Keyspaces, Local};
+use super::{Keyspaces, Local, Ours};
 use crate::store::frame::Frame;
 use crate::store::head::{Head, Published, TopicFrame};
 use crate::store::housekeeping::JournaledKeys;
@@ -118,6 +118,26 @@ pub enum WriteOp {
     JournalPayload(String, Vec<u8>),
     KvSet(String, Vec<u8>),
     KvDelete(String),
+}
+
+impl WriteOp {
+    /// Whether it writes to our keyspaces (`local::Ours`), which a new
+    /// store makes only after its first batch: a payload reference, an
+    /// expiry, a journaled payload, the k/v store.
+    fn needs_ours(&self) -> bool {
+        let frame_needs = |hash: &Option<String>, ttl: Option<Ttl>| {
+            hash.is_some() || matches!(ttl, Some(Ttl::Time(_)))
+        };
+        match self {
+            WriteOp::Append(draft) => frame_needs(&draft.hash, draft.ttl),
+            WriteOp::Import(frame, _) => frame_needs(&frame.hash, frame.ttl),
+            WriteOp::ForgetPending(keys) => !keys.is_empty(),
+            WriteOp::Remove(_)
+            | WriteOp::JournalPayload(..)
+            | WriteOp::KvSet(..)
+            | WriteOp::KvDelete(_) => true,
+        }
+    }
 }
 
 /// What a successful write returns.
@@ -251,12 +271,12 @@ impl Writer {
 
     /// Runs until every sender is gone, then makes everything durable.
     pub fn run(mut self, requests: QueueReceiver<WriteRequest>) {
-        // A new store's database and keyspaces are made here, before the
-        // first batch, rather than before the socket opens (see
-        // `local::Keyspaces`).
+        // A new store's database and cross.stream's keyspaces are made
+        // here, before the first batch, rather than before the socket
+        // opens (see `local::Keyspaces`).
         // If making them fails, each batch tries again and fails with the
-        // reason; if only the count marker or the schema version failed,
-        // the next open writes them.
+        // reason; if only the schema version failed, the next open writes
+        // it.
         if let Err(e) = self.local.prepare() {
             eprintln!("xs: {e}");
         }
@@ -292,6 +312,7 @@ impl Writer {
                     unsynced_since = Some(Instant::now());
                 }
             }
+            self.make_ours();
             if let FsyncPolicy::Interval(every) = self.fsync {
                 if unsynced_since.is_some_and(|s| s.elapsed() >= every) {
                     self.sync_journal();
@@ -300,6 +321,21 @@ impl Writer {
             }
         }
         self.sync_journal();
+    }
+
+    /// A new store's own keyspaces, made once its first batch is
+    /// answered (see `local::Keyspaces`); a batch that needs them earlier
+    /// makes them itself. If it fails, the next batch that needs them
+    /// tries again and fails with the reason.
+    fn make_ours(&self) {
+        let Some(spaces) = self.local.keyspaces_if_made() else {
+            return;
+        };
+        if spaces.ours_if_made().is_none() {
+            if let Err(e) = spaces.ours() {
+                eprintln!("xs: {e}");
+            }
+        }
     }
 
     fn sync_journal(&self) {
@@ -330,6 +366,23 @@ impl Writer {
                 self.fail(batch, last_before, &error);
                 return false;
             }
+        };
+        // A new store's first batch writes only to cross.stream's
+        // keyspaces (see `local::Keyspaces`); any other makes ours first.
+        let ours = if batch.iter().any(|r| r.op.needs_ours()) {
+            match spaces.ours() {
+                Ok(ours) => Some(ours.clone()),
+                Err(error) => {
+                    self.fail(batch, last_before, &error);
+                    return false;
+                }
+            }
+        } else {
+            spaces.ours_if_made().cloned()
+        };
+        let staging = Staging {
+            spaces: &spaces,
+            ours: ours.as_ref(),
         };
         let mut write = spaces.db.batch();
         let mut outcomes: Vec<WriteReply> = Vec::with_capacity(batch.len());
@@ -379,13 +432,19 @@ impl Writer {
                         });
                     } else {
                         let json = frame.to_json().into_bytes();
-                        bytes_to_disk += self.stage_frame(
+                        match stage_frame(
                             &mut write,
-                            &spaces,
+                            &staging,
                             &frame,
                             &json,
                             draft.journal_payload.as_deref(),
-                        );
+                        ) {
+                            Ok(bytes) => bytes_to_disk += bytes,
+                            Err(error) => {
+                                self.fail(batch, last_before, &error);
+                                return false;
+                            }
+                        }
                         stored.push(TopicFrame {
                             topic: frame.topic.clone(),
                             frame: RawFrame { id, json },
@@ -414,8 +473,13 @@ impl Writer {
                             continue;
                         }
                     }
-                    bytes_to_disk +=
-                        self.stage_frame(&mut write, &spaces, frame, &json, payload.as_deref());
+                    match stage_frame(&mut write, &staging, frame, &json, payload.as_deref()) {
+                        Ok(bytes) => bytes_to_disk += bytes,
+                        Err(error) => {
+                            self.fail(batch, last_before, &error);
+                            return false;
+                        }
+                    }
                     count_ref(&mut ref_deltas, &frame.hash, 1);
                     if self.last_id.is_none_or(|last| frame.id > last) {
                         self.last_id = Some(frame.id);
@@ -424,7 +488,7 @@ impl Writer {
                     imported_json.insert(frame.id, json);
                     Ok(WriteOutcome::Frame(frame.clone()))
                 }
-                WriteOp::Remove(id) => self.stage_remove(&mut write, &spaces, *id).map(|found| {
+                WriteOp::Remove(id) => self.stage_remove(&mut write, &staging, *id).map(|found| {
                     if let Some(hash) = found {
                         deletion_bytes += TOMBSTONES_PER_FRAME;
                         count_ref(&mut ref_deltas, &hash, -1);
@@ -433,36 +497,37 @@ impl Writer {
                     removed.push(*id);
                     WriteOutcome::Done
                 }),
-                WriteOp::JournalPayload(hash, bytes) => {
+                WriteOp::JournalPayload(hash, bytes) => staging.ours().map(|ours| {
                     bytes_to_disk += bytes.len() as u64;
-                    write.insert(&spaces.cas_pending, hash.as_bytes(), bytes.clone());
+                    write.insert(&ours.cas_pending, hash.as_bytes(), bytes.clone());
                     journaled.push(hash.as_bytes().to_vec());
-                    Ok(WriteOutcome::Done)
-                }
-                WriteOp::ForgetPending(keys) => {
+                    WriteOutcome::Done
+                }),
+                WriteOp::ForgetPending(keys) if keys.is_empty() => Ok(WriteOutcome::Done),
+                WriteOp::ForgetPending(keys) => staging.ours().map(|ours| {
                     for key in keys {
                         deletion_bytes += key.len() as u64 + TOMBSTONE_BYTES;
-                        write.remove(&spaces.cas_pending, key.clone());
+                        write.remove(&ours.cas_pending, key.clone());
                     }
-                    Ok(WriteOutcome::Done)
-                }
-                WriteOp::KvSet(key, value) => {
+                    WriteOutcome::Done
+                }),
+                WriteOp::KvSet(key, value) => staging.ours().map(|ours| {
                     bytes_to_disk += (key.len() + value.len()) as u64;
-                    write.insert(&spaces.kv, key.as_bytes(), value.clone());
+                    write.insert(&ours.kv, key.as_bytes(), value.clone());
                     kv_changes.push((key.clone(), Some(value.clone())));
-                    Ok(WriteOutcome::Done)
-                }
-                WriteOp::KvDelete(key) => {
+                    WriteOutcome::Done
+                }),
+                WriteOp::KvDelete(key) => staging.ours().map(|ours| {
                     deletion_bytes += key.len() as u64 + TOMBSTONE_BYTES;
-                    write.remove(&spaces.kv, key.as_bytes());
+                    write.remove(&ours.kv, key.as_bytes());
                     kv_changes.push((key.clone(), None));
-                    Ok(WriteOutcome::Done)
-                }
+                    WriteOutcome::Done
+                }),
             };
             outcomes.push(outcome);
         }
 
-        let unreferenced = match self.stage_ref_counts(&mut write, &spaces, ref_deltas) {
+        let unreferenced = match self.stage_ref_counts(&mut write, &staging, ref_deltas) {
             Ok(unreferenced) => unreferenced,
             Err(error) => {
                 self.fail(batch, last_before, &error);
@@ -537,42 +602,15 @@ impl Writer {
         }
     }
 
-    /// Adds a frame, its index keys, its expiry key and a journaled
-    /// payload to the batch; returns the bytes it adds.
-    fn stage_frame(
-        &self,
-        write: &mut OwnedWriteBatch,
-        spaces: &Keyspaces,
-        frame: &Frame,
-        json: &[u8],
-        payload: Option<&[u8]>,
-    ) -> u64 {
-        let key = frame.id.to_bytes();
-        let mut bytes = (json.len() + 16) as u64;
-        write.insert(&spaces.stream, key, json);
-        for mut index_key in index_prefixes(&frame.topic) {
-            index_key.extend_from_slice(&key);
-            bytes += index_key.len() as u64;
-            write.insert(&spaces.idx_topic, index_key, []);
-        }
-        if let Some(Ttl::Time(ms)) = frame.ttl {
-            write.insert(&spaces.ttl_time, expiry_key(frame.id, ms), []);
-        }
-        if let (Some(hash), Some(payload)) = (&frame.hash, payload) {
-            bytes += payload.len() as u64;
-            write.insert(&spaces.cas_pending, hash.as_bytes(), payload);
-        }
-        bytes
-    }
-
     /// Stages the removal of a frame; returns `None` when there is no such
     /// frame, else its payload hash (if it has one).
     fn stage_remove(
         &self,
         write: &mut OwnedWriteBatch,
-        spaces: &Keyspaces,
+        staging: &Staging,
         id: Id,
     ) -> Result<Option<Option<String>>, StoreError> {
+        let spaces = staging.spaces;
         let Some(raw) = self.local.get(id)? else {
             return Ok(None);
         };
@@ -586,7 +624,7 @@ impl Writer {
                 write.remove(&spaces.idx_topic, index_key);
             }
             if let Some(Ttl::Time(ms)) = frame.ttl {
-                write.remove(&spaces.ttl_time, expiry_key(id, ms));
+                write.remove(&staging.ours()?.ttl_time, expiry_key(id, ms));
             }
             return Ok(Some(frame.hash));
         }
@@ -598,7 +636,7 @@ impl Writer {
     fn stage_ref_counts(
         &self,
         write: &mut OwnedWriteBatch,
-        spaces: &Keyspaces,
+        staging: &Staging,
         deltas: HashMap<String, i64>,
     ) -> Result<Vec<String>, StoreError> {
         let mut unreferenced = Vec::new();
@@ -608,11 +646,11 @@ impl Writer {
             }
             let count = self.local.refs(&hash)? as i64 + delta;
             if count <= 0 {
-                write.remove(&spaces.cas_refs, hash.as_bytes());
+                write.remove(&staging.ours()?.cas_refs, hash.as_bytes());
                 unreferenced.push(hash);
             } else {
                 write.insert(
-                    &spaces.cas_refs,
+                    &staging.ours()?.cas_refs,
                     hash.as_bytes(),
                     (count as u64).to_be_bytes(),
                 );
@@ -693,6 +731,51 @@ impl Writer {
             eprintln!("xs: {reason}");
             self.local.broken.set(reason);
         }
+    }
+}
+
+/// Adds a frame, its index keys, its expiry key and a journaled payload
+/// to the batch; returns the bytes it adds.
+fn stage_frame(
+    write: &mut OwnedWriteBatch,
+    staging: &Staging,
+    frame: &Frame,
+    json: &[u8],
+    payload: Option<&[u8]>,
+) -> Result<u64, StoreError> {
+    let key = frame.id.to_bytes();
+    let mut bytes = (json.len() + 16) as u64;
+    write.insert(&staging.spaces.stream, key, json);
+    for mut index_key in index_prefixes(&frame.topic) {
+        index_key.extend_from_slice(&key);
+        bytes += index_key.len() as u64;
+        write.insert(&staging.spaces.idx_topic, index_key, []);
+    }
+    if let Some(Ttl::Time(ms)) = frame.ttl {
+        write.insert(&staging.ours()?.ttl_time, expiry_key(frame.id, ms), []);
+    }
+    if let (Some(hash), Some(payload)) = (&frame.hash, payload) {
+        bytes += payload.len() as u64;
+        write.insert(&staging.ours()?.cas_pending, hash.as_bytes(), payload);
+    }
+    Ok(bytes)
+}
+
+/// The keyspaces one batch writes to.
+struct Staging<'a> {
+    spaces: &'a Keyspaces,
+    /// Made before the batch if any of its requests needs them
+    /// (`WriteOp::needs_ours`).
+    ours: Option<&'a Ours>,
+}
+
+impl Staging<'_> {
+    fn ours(&self) -> Result<&Ours, StoreError> {
+        // Unreachable while `needs_ours` names every request that writes
+        // to them; if not, the batch fails rather than lose a write.
+        self.ours.ok_or_else(|| {
+            StoreError::Storage("a write needs keyspaces the store has not made yet".into())
+        })
     }
 }
 
