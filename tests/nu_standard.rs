@@ -157,6 +157,37 @@ fn everyday_one_liners_answer_as_in_nu() {
     assert!(differ.is_empty(), "{}", differ.join("\n"));
 }
 
+/// A program that fails: the commands that read its output piece by
+/// piece (`lines`, `each`, `bytes split`, `chunks`) give what it printed,
+/// and the ones that collect it (`str trim`, `split row`, a variable)
+/// fail with it, as in `nu`.
+#[test]
+fn a_failing_program_reaches_its_readers_as_in_nu() {
+    let server = Server::start(&[]);
+    let failing = r#"^sh -c "echo a,b; exit 3""#;
+    for reader in [
+        "lines",
+        "lines | each {|l| $l + '!'}",
+        "bytes split ',' | each {|b| $b | decode}",
+        "chunks 1 | length",
+        "each {|chunk| $chunk | describe}",
+    ] {
+        let script = format!("let x = ({failing} | {reader}); $x | to json -r");
+        let nu = in_nu(&script);
+        assert!(nu.is_ok(), "{script}: {nu:?}");
+        assert_eq!(eval(&server, &script), nu, "{script}");
+    }
+    for collector in ["str trim", "split row ','", "into string"] {
+        let script = format!("let x = ({failing} | {collector}); $x | to json -r");
+        assert!(in_nu(&script).is_err(), "{script}");
+        let xs = eval(&server, &script);
+        assert!(
+            xs.as_ref().is_err_and(|e| e.contains("non-zero exit code")),
+            "{script}: {xs:?}"
+        );
+    }
+}
+
 #[test]
 fn the_xs_builtins_mix_with_the_standard_commands() {
     let server = Server::start(&[]);

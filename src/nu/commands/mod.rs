@@ -14,6 +14,7 @@ mod import;
 mod kv;
 mod last;
 mod print;
+mod program_end;
 mod remove;
 mod run_external;
 mod sleep;
@@ -62,7 +63,9 @@ pub fn with_append(
 }
 
 /// Nushell's own commands that xs wraps: the format conversions under the
-/// memory cap, and `par-each` run in order (`guard.rs`).
+/// memory cap, `par-each` run in order (`guard.rs`), and the piecewise
+/// readers of a stream, for which a program's ending is the stream's end
+/// (`program_end.rs`).
 pub fn guarded(state: &nu_protocol::engine::EngineState) -> Vec<Box<dyn Command>> {
     let mut wrapped: Vec<Box<dyn Command>> = Vec::new();
     let found = |name: &str| {
@@ -77,6 +80,11 @@ pub fn guarded(state: &nu_protocol::engine::EngineState) -> Vec<Box<dyn Command>
     }
     if let Some(inner) = found("par-each") {
         wrapped.push(Box::new(guard::ParEach::new(inner)));
+    }
+    for name in program_end::PIECEWISE {
+        if let Some(inner) = found(name) {
+            wrapped.push(Box::new(program_end::EndsWithProgram::new(inner)));
+        }
     }
     wrapped
 }

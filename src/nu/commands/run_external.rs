@@ -203,6 +203,10 @@ fn program_exists(program: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The title of the error a program killed by a signal ends its output
+/// with (`program_end.rs` knows it by this).
+pub const PROGRAM_FAILED: &str = "program failed";
+
 /// A child's stdout; at its end the child is reaped and a failure reported.
 struct ChildOutput {
     program: String,
@@ -281,7 +285,7 @@ impl Read for ChildOutput {
                 span: self.span,
             },
             _ => generic(
-                "program failed",
+                PROGRAM_FAILED,
                 format!("`{}` ended: {status}", self.program),
                 self.span,
             ),
