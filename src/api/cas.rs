@@ -36,7 +36,7 @@ pub fn get(store: &Store, request: Request, sri: &str) {
             let _ = request.respond(Response::new(StatusCode(200), Vec::new(), body, None, None));
         }
         Ok(None) => Reply::not_found().send(request),
-        Err(e) => Reply::error(e.status(), e).send(request),
+        Err(e) => Reply::store_error(e).send(request),
     }
 }
 
@@ -51,7 +51,7 @@ pub fn post(store: &Store, mut request: Request, limits: WriteLimits) {
     }
     let stored = match store.put_payload(request.as_reader(), declared, limits.max_payload, false) {
         Ok(stored) => stored,
-        Err(e) => return Reply::error(e.status(), e).send(request),
+        Err(e) => return Reply::store_error(e).send(request),
     };
     if stored.size == 0 {
         return Reply::error(400, "Empty body").send(request);
@@ -59,10 +59,10 @@ pub fn post(store: &Store, mut request: Request, limits: WriteLimits) {
     if declared.is_some_and(|n| n != stored.size) {
         // Dropping `stored` removes its file.
         let e = StoreError::BadBody(format!("expected {} bytes", declared.unwrap_or(0)));
-        return Reply::error(e.status(), e).send(request);
+        return Reply::store_error(e).send(request);
     }
     match store.sync_payload(stored) {
         Ok(hash) => Reply::with_type(200, "text/plain", hash.to_string()).send(request),
-        Err(e) => Reply::error(e.status(), e).send(request),
+        Err(e) => Reply::store_error(e).send(request),
     }
 }

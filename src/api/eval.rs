@@ -29,7 +29,7 @@ const MAX_SCRIPT: u64 = 16 * 1024 * 1024;
 pub fn eval(base: &Engine, store: &crate::store::Store, mut request: Request) {
     let body = match read_small_body(&mut request, MAX_SCRIPT) {
         Ok(body) => body,
-        Err(e) => return Reply::error(e.status(), e).send(request),
+        Err(e) => return Reply::store_error(e).send(request),
     };
     let Ok(script) = String::from_utf8(body) else {
         return Reply::error(400, "the script is not valid UTF-8").send(request);

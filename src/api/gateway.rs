@@ -38,6 +38,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde_json::json;
 use tiny_http::{Header, Request, Response, Server};
 
+use super::respond::status_of;
 use super::server::{self, Limits, Ready};
 use crate::store::{Draft, Frame, Id, Store, StoreError, StoredPayload, Ttl};
 use peer::Peer;
@@ -181,7 +182,7 @@ fn serve(shared: &Shared, mut request: Request) {
     let meta = request_meta::request_meta(&request);
     let body = match store_body(shared, &mut request) {
         Ok(body) => body,
-        Err(e) => return answer_plain(request, e.status(), &e.to_string()),
+        Err(e) => return answer_plain(request, status_of(&e), &e.to_string()),
     };
     let draft = Draft {
         topic: REQUEST_TOPIC.into(),
@@ -194,7 +195,7 @@ fn serve(shared: &Shared, mut request: Request) {
     let appended = shared.store.append_with_payload(draft, body);
     let request_id = match appended {
         Ok(frame) => frame.id,
-        Err(e) => return answer_plain(request, e.status(), &e.to_string()),
+        Err(e) => return answer_plain(request, status_of(&e), &e.to_string()),
     };
     let Some(responses) = shared.router.wait_for(request_id) else {
         return answer_plain(request, 503, "the server is stopping");

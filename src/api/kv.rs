@@ -43,7 +43,7 @@ pub fn list(store: &Store, request: Request, pairs: &[(String, String)]) {
             }
             Reply::with_type(200, "application/x-ndjson", body).send(request)
         }
-        Err(e) => Reply::error(e.status(), e).send(request),
+        Err(e) => Reply::store_error(e).send(request),
     }
 }
 
@@ -59,7 +59,7 @@ pub fn get(store: &Store, request: Request, key: &str, pairs: &[(String, String)
     match store.kv_get(key) {
         Ok(Some(value)) => Reply::json(value).send(request),
         Ok(None) => Reply::not_found().send(request),
-        Err(e) => Reply::error(e.status(), e).send(request),
+        Err(e) => Reply::store_error(e).send(request),
     }
 }
 
@@ -70,7 +70,7 @@ pub fn put(store: &Store, mut request: Request, key: &str) {
     }
     let body = match read_small_body(&mut request, MAX_VALUE) {
         Ok(body) => body,
-        Err(e) => return Reply::error(e.status(), e).send(request),
+        Err(e) => return Reply::store_error(e).send(request),
     };
     let value: Value = match serde_json::from_slice(&body) {
         Ok(value) => value,
@@ -78,7 +78,7 @@ pub fn put(store: &Store, mut request: Request, key: &str) {
     };
     match store.kv_set(key, &value) {
         Ok(()) => Reply::status(204).send(request),
-        Err(e) => Reply::error(e.status(), e).send(request),
+        Err(e) => Reply::store_error(e).send(request),
     }
 }
 
@@ -89,7 +89,7 @@ pub fn delete(store: &Store, request: Request, key: &str) {
     }
     match store.kv_delete(key) {
         Ok(()) => Reply::status(204).send(request),
-        Err(e) => Reply::error(e.status(), e).send(request),
+        Err(e) => Reply::store_error(e).send(request),
     }
 }
 
@@ -115,7 +115,7 @@ fn watch(store: &Store, request: Request, key: &str) {
     let mut seen = signal.last_seq();
     let current = match store.kv_get(key) {
         Ok(current) => current,
-        Err(e) => return Reply::error(e.status(), e).send(request),
+        Err(e) => return Reply::store_error(e).send(request),
     };
     let Ok(mut out) = ChunkedStream::start(request, "application/x-ndjson") else {
         return;

@@ -11,7 +11,7 @@ use super::respond::{ChunkedStream, Reply};
 use crate::store::id::parse_id;
 use crate::store::metrics::FollowerGuard;
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
-use crate::store::{RawFrame, Store, TopicFilter};
+use crate::store::{Id, RawFrame, Store, TopicFilter};
 
 /// How long a follow stream stays silent before it checks, with a lone
 /// newline, that its client is still there.
@@ -33,11 +33,58 @@ fn wants_sse(request: &Request) -> bool {
 
 /// `GET /`: history, then live frames when following.
 pub fn cat(store: &Store, request: Request, pairs: &[(String, String)]) {
-    let options = match ReadOptions::from_query(pairs) {
+    let options = match read_options(pairs) {
         Ok(options) => options,
         Err(e) => return Reply::error(400, e).send(request),
     };
     stream(store, request, options);
+}
+
+/// `GET /`'s query as what to read; unknown keys are ignored.
+fn read_options(pairs: &[(String, String)]) -> Result<ReadOptions, String> {
+    let mut options = ReadOptions::default();
+    for (key, value) in pairs {
+        match key.as_str() {
+            "follow" => options.follow = parse_follow(value)?,
+            "new" => options.new = !matches!(value.as_str(), "false" | "no" | "0"),
+            "after" => options.after = Some(parse_query_id("after", value)?),
+            "from" => options.from = Some(parse_query_id("from", value)?),
+            "before" => options.before = Some(parse_query_id("before", value)?),
+            "limit" => options.limit = Some(parse_count("limit", value)?),
+            "last" => options.last = Some(parse_count("last", value)?),
+            "topic" => options.topic = TopicFilter::parse(value),
+            "with-timestamp" => options.with_timestamp = true,
+            "rev" => options.rev = !matches!(value.as_str(), "false" | "no" | "0"),
+            _ => {}
+        }
+    }
+    if options.rev && options.follow.is_on() {
+        return Err("rev cannot be combined with follow".into());
+    }
+    Ok(options)
+}
+
+/// cross.stream's `follow` query value: empty/`yes`/`true` on, an integer
+/// is a pulse interval (so `1` is a 1 ms pulse), `false`/`no` off.
+fn parse_follow(value: &str) -> Result<Follow, String> {
+    match value {
+        "" | "yes" | "true" => Ok(Follow::On),
+        "false" | "no" => Ok(Follow::Off),
+        _ => value
+            .parse::<u64>()
+            .map(Follow::Pulse)
+            .map_err(|_| format!("Invalid follow value: {value}")),
+    }
+}
+
+fn parse_query_id(key: &str, value: &str) -> Result<Id, String> {
+    parse_id(value).map_err(|e| format!("Invalid {key}: {e}"))
+}
+
+fn parse_count(key: &str, value: &str) -> Result<u64, String> {
+    value
+        .parse::<u64>()
+        .map_err(|_| format!("Invalid {key}: expected a non-negative integer, got '{value}'"))
 }
 
 /// Streams a read as NDJSON or SSE until it ends or the client leaves.
@@ -162,7 +209,7 @@ pub fn ends(store: &Store, request: Request, spec: &str, pairs: &[(String, Strin
     };
     let frames = match frames {
         Ok(frames) => frames,
-        Err(e) => return Reply::error(e.status(), e).send(request),
+        Err(e) => return Reply::store_error(e).send(request),
     };
     if frames.is_empty() {
         return Reply::not_found().send(request);
@@ -191,7 +238,7 @@ pub fn get(store: &Store, request: Request, id: &str, pairs: &[(String, String)]
             Reply::json(frame.render(with_timestamp)).send(request)
         }
         Ok(None) => Reply::not_found().send(request),
-        Err(e) => Reply::error(e.status(), e).send(request),
+        Err(e) => Reply::store_error(e).send(request),
     }
 }
 
@@ -224,6 +271,50 @@ pub fn neighbour(
             Reply::json(frame.render(with_timestamp)).send(request)
         }
         None => Reply::not_found().send(request),
-        Some(Err(e)) => Reply::error(e.status(), e).send(request),
+        Some(Err(e)) => Reply::store_error(e).send(request),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(query: &[(&str, &str)]) -> Vec<(String, String)> {
+        query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn follow_values() {
+        assert_eq!(parse_follow("").unwrap(), Follow::On);
+        assert_eq!(parse_follow("true").unwrap(), Follow::On);
+        assert_eq!(parse_follow("yes").unwrap(), Follow::On);
+        assert_eq!(parse_follow("1").unwrap(), Follow::Pulse(1));
+        assert_eq!(parse_follow("no").unwrap(), Follow::Off);
+        assert_eq!(
+            parse_follow("maybe").unwrap_err(),
+            "Invalid follow value: maybe"
+        );
+    }
+
+    #[test]
+    fn query_parsing() {
+        let o = read_options(&pairs(&[("follow", ""), ("unknown", "x")])).unwrap();
+        assert_eq!(o.follow, Follow::On);
+        assert!(read_options(&pairs(&[("after", "123")]))
+            .unwrap_err()
+            .starts_with("Invalid after: "));
+        assert_eq!(
+            read_options(&pairs(&[("limit", "-1")])).unwrap_err(),
+            "Invalid limit: expected a non-negative integer, got '-1'"
+        );
+        assert_eq!(
+            read_options(&pairs(&[("rev", ""), ("follow", "")])).unwrap_err(),
+            "rev cannot be combined with follow"
+        );
+        let o = read_options(&pairs(&[("new", "false")])).unwrap();
+        assert!(!o.new);
     }
 }

@@ -4,10 +4,28 @@
 //! would stall a follower waiting on one frame. Streams therefore take the
 //! connection's raw writer and write the chunked body themselves: history
 //! in large chunks, then one flush per live frame.
+//!
+//! A store failure is answered with the status `status_of` gives its
+//! variant and its text as the body: the one place where the store's
+//! failures meet HTTP.
 
 use std::io::{self, Write};
 
 use tiny_http::{Header, Request, Response, StatusCode};
+
+use crate::store::StoreError;
+
+/// The HTTP status a store failure is answered with.
+pub fn status_of(error: &StoreError) -> u16 {
+    match error {
+        StoreError::BadInput(_) | StoreError::BadBody(_) => 400,
+        StoreError::TooLarge(_) => 413,
+        StoreError::Conflict(_) => 409,
+        StoreError::NoSpace(_) => 507,
+        StoreError::Unavailable(_) | StoreError::Closed => 503,
+        StoreError::Locked(_) | StoreError::Io { .. } | StoreError::Storage(_) => 500,
+    }
+}
 
 /// A response to send: status, content type, body.
 pub struct Reply {
@@ -40,6 +58,11 @@ impl Reply {
             body: text.to_string().into_bytes(),
             extra_headers: Vec::new(),
         }
+    }
+
+    /// A store failure: its status (`status_of`) and its text.
+    pub fn store_error(error: StoreError) -> Reply {
+        Reply::error(status_of(&error), error)
     }
 
     pub fn status(status: u16) -> Reply {
@@ -115,5 +138,40 @@ impl ChunkedStream {
     pub fn finish(mut self) -> io::Result<()> {
         self.out.write_all(b"0\r\n\r\n")?;
         self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_store_failure_has_its_status() {
+        let cases = [
+            (StoreError::BadInput("bad topic".into()), 400),
+            (StoreError::BadBody("cut short".into()), 400),
+            (StoreError::TooLarge(10), 413),
+            (StoreError::Conflict("id taken".into()), 409),
+            (StoreError::NoSpace("disk full".into()), 507),
+            (StoreError::Locked("fjall".into()), 500),
+            (StoreError::Unavailable("redis away".into()), 503),
+            (StoreError::Closed, 503),
+            (
+                StoreError::Io {
+                    context: "syncing",
+                    error: io::Error::other("device error"),
+                },
+                500,
+            ),
+            (StoreError::Storage("index database: broken".into()), 500),
+        ];
+        for (error, status) in cases {
+            assert_eq!(status_of(&error), status, "{error:?}");
+            // A requester of a failed batch gets the same answer.
+            assert_eq!(status_of(&error.relay()), status, "{error:?}");
+            let reply = Reply::store_error(error.relay());
+            assert_eq!(reply.status, status);
+            assert_eq!(reply.body, error.to_string().into_bytes());
+        }
     }
 }

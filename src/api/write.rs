@@ -5,7 +5,7 @@ use serde_json::Value;
 use tiny_http::Request;
 
 use super::query;
-use super::respond::Reply;
+use super::respond::{status_of, Reply};
 use crate::store::id::parse_id;
 use crate::store::topic::validate_topic;
 use crate::store::{Draft, Frame, Store, StoreError, Ttl, WriteOp};
@@ -52,7 +52,7 @@ pub fn append(
     } else {
         match read_payload(store, &mut request, declared, limits, ttl == Ttl::Ephemeral) {
             Ok(payload) => payload,
-            Err(e) => return Reply::error(e.status(), e).send(request),
+            Err(e) => return Reply::store_error(e).send(request),
         }
     };
     let draft = Draft {
@@ -68,7 +68,7 @@ pub fn append(
             let with_timestamp = query::get(pairs, "with-timestamp").is_some();
             Reply::json(frame.render(with_timestamp)).send(request)
         }
-        Err(e) => Reply::error(e.status(), e).send(request),
+        Err(e) => Reply::store_error(e).send(request),
     }
 }
 
@@ -128,7 +128,7 @@ pub fn import(store: &Store, mut request: Request, limits: WriteLimits) {
     }
     let body = match read_small_body(&mut request, MAX_FRAME_JSON.min(limits.max_payload)) {
         Ok(body) => body,
-        Err(e) => return Reply::error(e.status(), e).send(request),
+        Err(e) => return Reply::store_error(e).send(request),
     };
     let frame = match Frame::from_json(&body) {
         Ok(frame) => frame,
@@ -136,7 +136,7 @@ pub fn import(store: &Store, mut request: Request, limits: WriteLimits) {
     };
     match store.import(frame) {
         Ok(frame) => Reply::json(frame.to_json()).send(request),
-        Err(e) => Reply::error(e.status(), e).send(request),
+        Err(e) => Reply::store_error(e).send(request),
     }
 }
 
@@ -170,14 +170,14 @@ fn import_many(store: &Store, mut request: Request) {
         let frame = match frame {
             Ok(frame) => frame,
             Err(e) => {
-                failure = Some((e.status(), e.to_string()));
+                failure = Some((status_of(&e), e.to_string()));
                 break;
             }
         };
         pending.push_back(store.submit(WriteOp::Import(frame, None)));
         if pending.len() >= IMPORT_WINDOW {
             if let Err(e) = settle(pending.pop_front()) {
-                failure = Some((e.status(), e.to_string()));
+                failure = Some((status_of(&e), e.to_string()));
                 break;
             }
             imported += 1;
@@ -187,7 +187,7 @@ fn import_many(store: &Store, mut request: Request) {
         match settle(Some(reply)) {
             Ok(()) => imported += 1,
             Err(e) => {
-                failure.get_or_insert((e.status(), e.to_string()));
+                failure.get_or_insert((status_of(&e), e.to_string()));
             }
         }
     }
@@ -206,7 +206,7 @@ fn check_import_lines(
     request: &mut Request,
 ) -> Result<std::io::BufReader<std::fs::File>, (u16, String)> {
     use std::io::{BufRead, Seek, Write};
-    let fail = |e: StoreError| (e.status(), e.to_string());
+    let fail = |e: StoreError| (status_of(&e), e.to_string());
     let scratch = store.scratch_file().map_err(fail)?;
     let mut spool = std::io::BufWriter::new(scratch);
     // Each id with a short digest of its frame (a repeat must be the same
@@ -238,7 +238,7 @@ fn check_import_lines(
             .map_err(|e| (400, format!("Invalid frame JSON on line {number}: {e}")))?;
         store
             .check_import(&frame)
-            .map_err(|e| (e.status(), format!("line {number}: {e}")))?;
+            .map_err(|e| (status_of(&e), format!("line {number}: {e}")))?;
         let json = frame.to_json();
         let digest = {
             use std::hash::{Hash, Hasher};
@@ -248,7 +248,7 @@ fn check_import_lines(
         };
         if seen.insert(frame.id, digest).is_some_and(|d| d != digest) {
             let e = crate::store::local::writer::import_conflict(frame.id);
-            return Err((e.status(), format!("line {number}: {e}")));
+            return Err((status_of(&e), format!("line {number}: {e}")));
         }
         let _claim = store
             .claim_space(json.len() as u64 + 1, "the import")
@@ -303,6 +303,6 @@ pub fn remove(store: &Store, request: Request, id: &str) {
     };
     match store.remove(id) {
         Ok(()) => Reply::status(204).send(request),
-        Err(e) => Reply::error(e.status(), e).send(request),
+        Err(e) => Reply::store_error(e).send(request),
     }
 }

@@ -1,4 +1,12 @@
-//! What can go wrong in the store, and which HTTP status each failure is.
+//! What can go wrong in the store.
+//!
+//! How it works: every store operation fails with a `StoreError`, one
+//! variant per kind of failure, with the text that says what failed and on
+//! which input. The store knows nothing of how a failure is shown to a
+//! client: the API decides that for each variant (src/api/respond.rs).
+//! A writer that fails a whole batch gives every requester its own copy of
+//! the failure (`relay`), of the same variant, so callers can still match on
+//! it.
 
 use std::fmt;
 use std::io;
@@ -29,9 +37,6 @@ pub enum StoreError {
     },
     /// The index database reported a failure.
     Storage(String),
-    /// A failure already reported once, passed on to another requester of
-    /// the same batch: its status and text.
-    Relayed { status: u16, text: String },
 }
 
 impl StoreError {
@@ -65,16 +70,28 @@ impl StoreError {
         }
     }
 
-    /// The HTTP status this failure maps to.
-    pub fn status(&self) -> u16 {
+    /// The same failure again, for another requester of a failed batch:
+    /// same variant, same text. A copy rather than a shared `Arc`, so that
+    /// every requester owns a plain `StoreError` it can match on and pass
+    /// along; a batch fails rarely and its text is short, so the copies cost
+    /// nothing that matters. An `io::Error` cannot be cloned: the copy is a
+    /// new one of the same kind whose message is the original's text, so it
+    /// displays the same (the OS error code survives only in that text).
+    pub fn relay(&self) -> StoreError {
         match self {
-            StoreError::BadInput(_) | StoreError::BadBody(_) => 400,
-            StoreError::TooLarge(_) => 413,
-            StoreError::Conflict(_) => 409,
-            StoreError::NoSpace(_) => 507,
-            StoreError::Unavailable(_) | StoreError::Closed => 503,
-            StoreError::Locked(_) | StoreError::Io { .. } | StoreError::Storage(_) => 500,
-            StoreError::Relayed { status, .. } => *status,
+            StoreError::BadInput(text) => StoreError::BadInput(text.clone()),
+            StoreError::BadBody(text) => StoreError::BadBody(text.clone()),
+            StoreError::TooLarge(max) => StoreError::TooLarge(*max),
+            StoreError::Conflict(text) => StoreError::Conflict(text.clone()),
+            StoreError::NoSpace(text) => StoreError::NoSpace(text.clone()),
+            StoreError::Locked(text) => StoreError::Locked(text.clone()),
+            StoreError::Unavailable(text) => StoreError::Unavailable(text.clone()),
+            StoreError::Closed => StoreError::Closed,
+            StoreError::Io { context, error } => StoreError::Io {
+                context,
+                error: io::Error::new(error.kind(), error.to_string()),
+            },
+            StoreError::Storage(text) => StoreError::Storage(text.clone()),
         }
     }
 }
@@ -97,9 +114,87 @@ impl fmt::Display for StoreError {
             StoreError::Unavailable(text) => write!(f, "store unavailable: {text}"),
             StoreError::Closed => f.write_str("the server is shutting down"),
             StoreError::Io { context, error } => write!(f, "{context}: {error}"),
-            StoreError::Storage(text) | StoreError::Relayed { text, .. } => f.write_str(text),
+            StoreError::Storage(text) => f.write_str(text),
         }
     }
 }
 
-impl std::error::Error for StoreError {}
+impl std::error::Error for StoreError {
+    /// The I/O failure underneath an `Io`; the other variants carry only
+    /// text (their sources were turned into it where they were caught).
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Io { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error;
+
+    fn every_variant() -> Vec<StoreError> {
+        vec![
+            StoreError::BadInput("bad topic".into()),
+            StoreError::BadBody("cut short".into()),
+            StoreError::TooLarge(10),
+            StoreError::Conflict("id taken".into()),
+            StoreError::NoSpace("disk full".into()),
+            StoreError::Locked("fjall".into()),
+            StoreError::Unavailable("redis away".into()),
+            StoreError::Closed,
+            StoreError::Io {
+                context: "syncing",
+                error: io::Error::new(io::ErrorKind::PermissionDenied, "denied"),
+            },
+            StoreError::Storage("index database: broken".into()),
+        ]
+    }
+
+    #[test]
+    fn a_relayed_failure_is_the_same_variant_with_the_same_text() {
+        for error in every_variant() {
+            let relayed = error.relay();
+            assert_eq!(
+                std::mem::discriminant(&relayed),
+                std::mem::discriminant(&error),
+                "{error:?}"
+            );
+            assert_eq!(relayed.to_string(), error.to_string());
+        }
+        let relayed = StoreError::Io {
+            context: "syncing",
+            error: io::Error::new(io::ErrorKind::PermissionDenied, "denied"),
+        }
+        .relay();
+        match relayed {
+            StoreError::Io { context, error } => {
+                assert_eq!(context, "syncing");
+                assert_eq!(error.kind(), io::ErrorKind::PermissionDenied);
+                assert_eq!(error.to_string(), "denied");
+            }
+            other => panic!("relayed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_source_of_an_io_failure_is_its_io_error() {
+        let error = StoreError::Io {
+            context: "reading payload",
+            error: io::Error::new(io::ErrorKind::NotFound, "gone"),
+        };
+        let source = error.source().expect("an Io failure has a source");
+        let io = source
+            .downcast_ref::<io::Error>()
+            .expect("the source is the io::Error");
+        assert_eq!(io.kind(), io::ErrorKind::NotFound);
+        assert_eq!(io.to_string(), "gone");
+        assert!(error.relay().source().is_some());
+        for error in every_variant() {
+            let is_io = matches!(error, StoreError::Io { .. });
+            assert_eq!(error.source().is_some(), is_io, "{error:?}");
+        }
+    }
+}

@@ -1126,6 +1126,28 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_batch_answers_each_writer_with_the_failure_itself() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("store"), StoreOptions::default()).unwrap();
+        store.broken().unwrap().set("the journal failed".into());
+        let draft = Draft {
+            topic: "a".into(),
+            hash: None,
+            meta: None,
+            ttl: None,
+            journal_payload: None,
+        };
+        // The writer fails the whole batch; the caller still sees which
+        // failure it was, not just its text.
+        match store.append(draft) {
+            Err(e @ StoreError::Unavailable(_)) => {
+                assert_eq!(e.to_string(), "store unavailable: the journal failed")
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn a_payload_whose_append_is_refused_goes_unless_a_frame_or_a_write_holds_it() {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(&tmp.path().join("store"), StoreOptions::default()).unwrap();

@@ -14,7 +14,7 @@ use std::ops::Bound;
 use std::time::{Duration, Instant};
 
 use super::frame::synthetic;
-use super::id::{parse_id, Id};
+use super::id::Id;
 use super::local::FrameIter;
 use super::topic::TopicFilter;
 use super::{RawFrame, Store, StoreError};
@@ -33,25 +33,12 @@ pub enum Follow {
 }
 
 impl Follow {
-    /// cross.stream's `follow` query value: empty/`yes`/`true` on, an
-    /// integer is a pulse interval (so `1` is a 1 ms pulse), `false`/`no` off.
-    pub fn parse(value: &str) -> Result<Follow, String> {
-        match value {
-            "" | "yes" | "true" => Ok(Follow::On),
-            "false" | "no" => Ok(Follow::Off),
-            _ => value
-                .parse::<u64>()
-                .map(Follow::Pulse)
-                .map_err(|_| format!("Invalid follow value: {value}")),
-        }
-    }
-
     pub fn is_on(&self) -> bool {
         !matches!(self, Follow::Off)
     }
 }
 
-/// What to read: the query keys of `GET /`.
+/// What to read (`GET /` fills it from its query, src/api/read.rs).
 #[derive(Debug, Clone, Default)]
 pub struct ReadOptions {
     pub follow: Follow,
@@ -70,42 +57,6 @@ pub struct ReadOptions {
     /// (`topic::is_control_topic`); others are read at the next such
     /// wake-up or idle timeout. The processor dispatcher's reader.
     pub wake_on_control: bool,
-}
-
-impl ReadOptions {
-    /// Parses query pairs; unknown keys are ignored.
-    pub fn from_query(pairs: &[(String, String)]) -> Result<ReadOptions, String> {
-        let mut options = ReadOptions::default();
-        for (key, value) in pairs {
-            match key.as_str() {
-                "follow" => options.follow = Follow::parse(value)?,
-                "new" => options.new = !matches!(value.as_str(), "false" | "no" | "0"),
-                "after" => options.after = Some(parse_query_id("after", value)?),
-                "from" => options.from = Some(parse_query_id("from", value)?),
-                "before" => options.before = Some(parse_query_id("before", value)?),
-                "limit" => options.limit = Some(parse_count("limit", value)?),
-                "last" => options.last = Some(parse_count("last", value)?),
-                "topic" => options.topic = TopicFilter::parse(value),
-                "with-timestamp" => options.with_timestamp = true,
-                "rev" => options.rev = !matches!(value.as_str(), "false" | "no" | "0"),
-                _ => {}
-            }
-        }
-        if options.rev && options.follow.is_on() {
-            return Err("rev cannot be combined with follow".into());
-        }
-        Ok(options)
-    }
-}
-
-fn parse_query_id(key: &str, value: &str) -> Result<Id, String> {
-    parse_id(value).map_err(|e| format!("Invalid {key}: {e}"))
-}
-
-fn parse_count(key: &str, value: &str) -> Result<u64, String> {
-    value
-        .parse::<u64>()
-        .map_err(|_| format!("Invalid {key}: expected a non-negative integer, got '{value}'"))
 }
 
 /// One step of a read, for the caller to write out.
@@ -441,38 +392,5 @@ fn synthetic_raw(topic: &str) -> RawFrame {
     RawFrame {
         id: frame.id,
         json: frame.to_json().into_bytes(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pairs(query: &[(&str, &str)]) -> Vec<(String, String)> {
-        query
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn follow_values() {
-        assert_eq!(Follow::parse("").unwrap(), Follow::On);
-        assert_eq!(Follow::parse("true").unwrap(), Follow::On);
-        assert_eq!(Follow::parse("yes").unwrap(), Follow::On);
-        assert_eq!(Follow::parse("1").unwrap(), Follow::Pulse(1));
-        assert_eq!(Follow::parse("no").unwrap(), Follow::Off);
-        assert!(Follow::parse("maybe").is_err());
-    }
-
-    #[test]
-    fn query_parsing() {
-        let o = ReadOptions::from_query(&pairs(&[("follow", ""), ("unknown", "x")])).unwrap();
-        assert_eq!(o.follow, Follow::On);
-        assert!(ReadOptions::from_query(&pairs(&[("after", "123")])).is_err());
-        assert!(ReadOptions::from_query(&pairs(&[("limit", "-1")])).is_err());
-        assert!(ReadOptions::from_query(&pairs(&[("rev", ""), ("follow", "")])).is_err());
-        let o = ReadOptions::from_query(&pairs(&[("new", "false")])).unwrap();
-        assert!(!o.new);
     }
 }

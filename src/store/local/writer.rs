@@ -590,14 +590,9 @@ impl Writer {
             .filter(|r| matches!(r.op, WriteOp::Append(_)))
             .count() as u64;
         Metrics::add(&self.metrics.appends_failed, appends);
-        let text = error.to_string();
-        let status = error.status();
         for request in batch {
             if let Some(reply) = request.reply {
-                reply.send(Err(StoreError::Relayed {
-                    status,
-                    text: text.clone(),
-                }));
+                reply.send(Err(error.relay()));
             }
         }
     }

@@ -14,7 +14,7 @@
 //! crate's blocking API; no async runtime). A connection that fails is
 //! dropped; the next call dials again, so Redis coming back heals by
 //! itself. While Redis is unreachable every call fails fast with
-//! `StoreError::Unavailable` (503).
+//! `StoreError::Unavailable`.
 
 pub mod address;
 pub mod scripts;
@@ -159,7 +159,7 @@ impl Redis {
     }
 
     /// A Redis error as a store error: a server's answer is a storage
-    /// error; anything about reaching it means "unavailable" (503).
+    /// error; anything about reaching it means "unavailable".
     pub fn error(&self, e: &redis::RedisError) -> StoreError {
         if e.is_io_error()
             || e.is_timeout()

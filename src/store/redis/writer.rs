@@ -150,14 +150,7 @@ impl RedisWriter {
                     ))));
                 }
                 Err(e) => {
-                    let text = e.to_string();
-                    let status = e.status();
-                    outcomes.extend(rest.iter().map(|_| {
-                        Err(StoreError::Relayed {
-                            status,
-                            text: text.clone(),
-                        })
-                    }));
+                    outcomes.extend(rest.iter().map(|_| Err(e.relay())));
                 }
             }
         }
@@ -261,14 +254,9 @@ impl RedisWriter {
             Ok(frames) => frames,
             Err(error) => {
                 Metrics::add(&self.metrics.appends_failed, count);
-                let text = error.to_string();
-                let status = error.status();
                 for request in run {
                     if let Some(reply) = request.reply {
-                        reply.send(Err(StoreError::Relayed {
-                            status,
-                            text: text.clone(),
-                        }));
+                        reply.send(Err(error.relay()));
                     }
                 }
                 return;
@@ -367,11 +355,11 @@ impl RedisWriter {
         }
         let args: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
         let answer = self.redis.run_script(&args)?;
-        match status(answer) {
-            (status, _, last_before) if status == "ok" => Ok(Sent::Stored { last_before }),
-            (status, Some(last), _) if status == "retry" => Ok(Sent::Ahead(last)),
-            (status, ..) => Err(StoreError::Storage(format!(
-                "unexpected answer from the append script: {status}"
+        match script_answer(answer) {
+            (verdict, _, last_before) if verdict == "ok" => Ok(Sent::Stored { last_before }),
+            (verdict, Some(last), _) if verdict == "retry" => Ok(Sent::Ahead(last)),
+            (verdict, ..) => Err(StoreError::Storage(format!(
+                "unexpected answer from the append script: {verdict}"
             ))),
         }
     }
@@ -393,13 +381,13 @@ enum Sent {
     Ahead(Id),
 }
 
-/// A script's `{status, hex id, hex id}` answer (the ids optional).
-fn status(answer: Value) -> (String, Option<Id>, Option<Id>) {
+/// A script's `{verdict, hex id, hex id}` answer (the ids optional).
+fn script_answer(answer: Value) -> (String, Option<Id>, Option<Id>) {
     let Value::Array(items) = answer else {
         return (format!("{answer:?}"), None, None);
     };
     let mut items = items.into_iter();
-    let status = items.next().and_then(text).unwrap_or_default();
+    let verdict = items.next().and_then(text).unwrap_or_default();
     let mut id = || {
         items
             .next()
@@ -409,5 +397,5 @@ fn status(answer: Value) -> (String, Option<Id>, Option<Id>) {
     };
     let first = id();
     let second = id();
-    (status, first, second)
+    (verdict, first, second)
 }
