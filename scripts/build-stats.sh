@@ -9,6 +9,8 @@
 #   scripts/build-stats.sh --core    the same for the build without Nushell
 #                                    (`--no-default-features`), in its own
 #                                    target folder (target/core)
+#   scripts/build-stats.sh --features F   the same with extra Cargo features
+#                                    (e.g. nushell-os), in target/features-F
 #
 # The binary is ${CARGO_TARGET_DIR:-target}/release/xs; `cargo build
 # --release` runs first (a no-op when it is up to date), so the size is never
@@ -25,15 +27,21 @@ for arg in "$@"; do
     case "$arg" in
         --clean) clean=1 ;;
         --core) features=(--no-default-features) ;;
-        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "unknown argument: $arg" >&2; exit 2 ;;
+        --features) want_features=1 ;;
+        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *)
+            if [ "${want_features:-0}" = 1 ]; then
+                features=(--features "$arg"); want_features=0; folder="features-$arg"
+            else
+                echo "unknown argument: $arg" >&2; exit 2
+            fi ;;
     esac
 done
 
 target_dir="${CARGO_TARGET_DIR:-target}"
 if [ ${#features[@]} -gt 0 ]; then
     # Its own folder: switching features back and forth rebuilds xs.
-    target_dir="$target_dir/core"
+    target_dir="$target_dir/${folder:-core}"
 fi
 bin="$target_dir/release/xs"
 echo "cargo build --release ${features[*]} (up to date unless the sources changed)..." >&2
