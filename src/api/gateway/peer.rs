@@ -16,12 +16,10 @@
 //! A client that half-closes (shuts down its sending side and waits for
 //! the answer) looks gone; HTTP clients do not do this, `nc -N` does.
 
-use std::mem;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
-/// Linux's `TCP_ESTABLISHED` state number (`tcp_info.tcpi_state`).
-const TCP_ESTABLISHED: u8 = 1;
+use crate::sys;
 
 /// One client's connection to the gateway.
 pub struct Peer {
@@ -51,17 +49,14 @@ impl Peer {
     /// that cannot be found counts as still there.
     pub fn is_gone(&mut self) -> bool {
         self.socket()
-            .is_some_and(|socket| tcp_state(&socket) != Some(TCP_ESTABLISHED))
+            .is_some_and(|socket| !sys::net::is_established(socket.as_fd()).unwrap_or(false))
     }
 
     /// Ends the connection both ways: the client sees it close, and
     /// tiny_http's reader of it wakes up and lets go.
     pub fn shut_down(&mut self) {
         if let Some(socket) = self.socket() {
-            // SAFETY: shutting down a socket we hold a descriptor of.
-            unsafe {
-                libc::shutdown(socket.as_raw_fd(), libc::SHUT_RDWR);
-            }
+            let _ = sys::fd::shutdown(socket.as_raw_fd());
         }
     }
 
@@ -91,74 +86,15 @@ impl Peer {
         if !is_connection(fd, self.local_port, self.remote) {
             return None;
         }
-        // SAFETY: duplicating a descriptor number; failure is checked.
-        let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-        if copy < 0 {
-            return None;
-        }
-        // SAFETY: `copy` is a fresh descriptor that nothing else owns.
-        let socket = unsafe { OwnedFd::from_raw_fd(copy) };
+        let socket = sys::fd::duplicate(fd).ok()?;
         is_connection(socket.as_raw_fd(), self.local_port, self.remote).then_some(socket)
-    }
-}
-
-/// A TCP socket's state (`tcp_info.tcpi_state`).
-fn tcp_state(socket: &OwnedFd) -> Option<u8> {
-    // SAFETY: `tcp_info` is plain old data; the kernel fills at most `len`
-    // bytes of it.
-    unsafe {
-        let mut info: libc::tcp_info = mem::zeroed();
-        let mut len = mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-        let status = libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            &mut info as *mut libc::tcp_info as *mut libc::c_void,
-            &mut len,
-        );
-        (status == 0).then_some(info.tcpi_state)
     }
 }
 
 /// Whether `fd` is a TCP socket on `local_port` connected to `remote`.
 fn is_connection(fd: RawFd, local_port: u16, remote: SocketAddr) -> bool {
-    socket_addr(fd, libc::getsockname).is_some_and(|local| local.port() == local_port)
-        && socket_addr(fd, libc::getpeername) == Some(remote)
-}
-
-type NameFn =
-    unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int;
-
-/// A socket's own or peer address, for IPv4 and IPv6 sockets.
-fn socket_addr(fd: RawFd, name: NameFn) -> Option<SocketAddr> {
-    // SAFETY: `sockaddr_storage` is large enough for any address; the
-    // family tells which layout the kernel wrote.
-    unsafe {
-        let mut storage: libc::sockaddr_storage = mem::zeroed();
-        let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        if name(fd, &mut storage as *mut _ as *mut libc::sockaddr, &mut len) != 0 {
-            return None;
-        }
-        match storage.ss_family as libc::c_int {
-            libc::AF_INET => {
-                let addr = &*(&storage as *const _ as *const libc::sockaddr_in);
-                Some(SocketAddr::V4(SocketAddrV4::new(
-                    Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr)),
-                    u16::from_be(addr.sin_port),
-                )))
-            }
-            libc::AF_INET6 => {
-                let addr = &*(&storage as *const _ as *const libc::sockaddr_in6);
-                Some(SocketAddr::V6(SocketAddrV6::new(
-                    Ipv6Addr::from(addr.sin6_addr.s6_addr),
-                    u16::from_be(addr.sin6_port),
-                    addr.sin6_flowinfo,
-                    addr.sin6_scope_id,
-                )))
-            }
-            _ => None,
-        }
-    }
+    sys::net::local_addr(fd).is_ok_and(|local| local.port() == local_port)
+        && sys::net::peer_addr(fd).is_ok_and(|peer| peer == remote)
 }
 
 #[cfg(test)]
