@@ -4,14 +4,15 @@
 //! and a writer, and its writes swallow "broken pipe". A request that waits
 //! for its handler would therefore never learn that its client left. So,
 //! for a request that has waited a while (never on the fast path), the
-//! gateway looks the socket up itself: the process's open descriptors are
-//! scanned once for the TCP socket whose local port is the gateway's and
-//! whose peer is the request's remote address. Each later look duplicates
-//! that descriptor and checks the copy is still that connection (a number
-//! tiny_http closed may have been reused), uses the copy, and closes it: no
-//! descriptor is held between looks. The socket's TCP state then tells:
-//! `ESTABLISHED` is a client still there; anything else means it closed its
-//! side (`CLOSE_WAIT`) or reset the connection (`CLOSE`).
+//! gateway looks at the socket itself, by the descriptor number the request
+//! came on (`Request::connection_fd`, a patch of ours to tiny_http). Each
+//! look duplicates that number and checks the copy is still the TCP socket
+//! whose local port is the gateway's and whose peer is the request's remote
+//! address (a number tiny_http closed may have been reused), uses the copy,
+//! and closes it: no descriptor is held between looks. The socket's TCP
+//! state then tells: `ESTABLISHED` is a client still there; anything else
+//! means it closed its side (`CLOSE_WAIT`) or reset the connection
+//! (`CLOSE`).
 //!
 //! A client that half-closes (shuts down its sending side and waits for
 //! the answer) looks gone; HTTP clients do not do this, `nc -N` does.
@@ -25,24 +26,27 @@ use crate::sys;
 pub struct Peer {
     local_port: u16,
     remote: SocketAddr,
-    /// The descriptor number the connection was last found at.
-    found_at: Option<RawFd>,
+    /// The descriptor number the request came on.
+    fd: Option<RawFd>,
+    /// Whether a look has found the connection there.
+    located: bool,
 }
 
 impl Peer {
-    /// The connection from `remote` to the gateway's `local_port`; nothing
-    /// is looked up yet.
-    pub fn new(local_port: u16, remote: SocketAddr) -> Peer {
+    /// The connection from `remote` to the gateway's `local_port`, which
+    /// came on descriptor number `fd`; nothing is looked at yet.
+    pub fn new(local_port: u16, remote: SocketAddr, fd: Option<RawFd>) -> Peer {
         Peer {
             local_port,
             remote,
-            found_at: None,
+            fd,
+            located: false,
         }
     }
 
-    /// Whether the socket has been found already (a look is then cheap).
+    /// Whether the socket has been found already.
     pub fn is_located(&self) -> bool {
-        self.found_at.is_some()
+        self.located
     }
 
     /// Whether the client closed or reset the connection. A connection
@@ -60,24 +64,12 @@ impl Peer {
         }
     }
 
-    /// A fresh copy of the connection's descriptor, found again by a scan
-    /// when the number it was last at no longer holds it.
+    /// A fresh copy of the connection's descriptor, while the number the
+    /// request came on still holds it.
     fn socket(&mut self) -> Option<OwnedFd> {
-        if let Some(socket) = self.found_at.and_then(|fd| self.copy_if_ours(fd)) {
-            return Some(socket);
-        }
-        self.found_at = None;
-        let entries = std::fs::read_dir("/proc/self/fd").ok()?;
-        for entry in entries.flatten() {
-            let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
-                continue;
-            };
-            if let Some(socket) = self.copy_if_ours(fd) {
-                self.found_at = Some(fd);
-                return Some(socket);
-            }
-        }
-        None
+        let socket = self.fd.and_then(|fd| self.copy_if_ours(fd));
+        self.located |= socket.is_some();
+        socket
     }
 
     /// A copy of `fd` if it is this connection. The copy is checked too:
@@ -109,8 +101,8 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (_server_side, remote) = listener.accept().unwrap();
-        let mut peer = Peer::new(port, remote);
+        let (server_side, remote) = listener.accept().unwrap();
+        let mut peer = Peer::new(port, remote, Some(server_side.as_raw_fd()));
         assert!(!peer.is_gone());
         assert!(peer.is_located());
         client.write_all(b"x").unwrap();
@@ -123,11 +115,17 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_client_is_not_found_and_not_gone() {
+    fn a_number_that_holds_another_connection_is_not_it_and_not_gone() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let mut peer = Peer::new(port, "127.0.0.1:9".parse().unwrap());
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server_side, _) = listener.accept().unwrap();
+        let elsewhere = "127.0.0.1:9".parse().unwrap();
+        let mut peer = Peer::new(port, elsewhere, Some(server_side.as_raw_fd()));
         assert!(!peer.is_gone());
         assert!(!peer.is_located());
+        let mut unknown = Peer::new(port, elsewhere, None);
+        assert!(!unknown.is_gone());
+        assert!(!unknown.is_located());
     }
 }
