@@ -139,7 +139,7 @@ mod tests {
     use std::os::unix::net::UnixStream;
 
     #[test]
-    fn a_pipe_is_readable_once_written_and_hung_up_once_its_reader_goes() {
+    fn a_socket_is_readable_once_written_and_hung_up_once_its_peer_goes() {
         let (mut ours, theirs) = UnixStream::pair().unwrap();
         let wait = Duration::from_millis(1);
         assert!(!wait_readable(theirs.as_fd(), wait).unwrap());
