@@ -8,13 +8,12 @@
 mod api;
 mod check;
 mod cli;
-mod fd_limit;
 #[cfg(feature = "nushell")]
 mod nu;
 mod processor;
 mod serve;
 mod service_manager;
-mod signals;
 pub mod store;
+mod sys;
 
 pub use cli::run;

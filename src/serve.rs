@@ -12,11 +12,11 @@ use crate::api::gateway::{self, Gateway, GatewayOptions};
 use crate::api::routes::Context;
 use crate::api::server::{self, Limits, Listener, Ready};
 use crate::api::write::WriteLimits;
-use crate::signals::ShutdownSignals;
 use crate::store::head::EphemeralLimits;
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
 use crate::store::redis::RedisAddress;
 use crate::store::{Draft, FsyncPolicy, RawFrame, Store, StoreError, StoreOptions, Ttl};
+use crate::sys::signals::ShutdownSignals;
 
 const USAGE: &str = "usage: xs serve <dir> [--fsync always|interval:<ms>|never] [--expose <addr>] \
 [--auth-file <file>] [--http <addr>] [--http-timeout <ms>] [--http-ttl <ttl>] [--max-payload <bytes>] \
@@ -316,7 +316,7 @@ fn run(args: ServeArgs) -> Result<(), String> {
     }
     // Each connection holds a descriptor: the soft limit goes up to the
     // hard one before anything is opened, and sets the default caps.
-    let fd_limit = crate::fd_limit::raise();
+    let fd_limit = crate::sys::fs::raise_fd_limit();
     let listener_count = 1 + usize::from(expose.is_some()) + usize::from(args.http.is_some());
     let limits = Limits {
         max_connections: args

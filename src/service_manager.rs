@@ -22,6 +22,8 @@ use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::sys;
+
 /// Where to send the messages, if a service manager asked for them.
 #[derive(Clone)]
 pub struct Notifier {
@@ -176,8 +178,7 @@ impl Activated {
                 let name = names.next().unwrap_or_default();
                 // Not to be inherited by the programs the server runs; a
                 // number that is not open is skipped, never owned.
-                // SAFETY: fcntl on a descriptor number; a bad one fails.
-                if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+                if sys::fd::set_cloexec(fd).is_err() {
                     eprintln!("xs: passed socket {name:?} (descriptor {fd}) is not open");
                     return None;
                 }

@@ -11,7 +11,7 @@
 //! the connection closed), so the client sees it did not end cleanly.
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsFd;
 
 use nu_protocol::{PipelineData, Value};
 use tiny_http::Request;
@@ -22,6 +22,7 @@ use crate::nu::bounds::{Bounds, Timed};
 use crate::nu::value::to_json;
 use crate::nu::watch::Probe;
 use crate::nu::Engine;
+use crate::sys;
 
 /// The largest script accepted, in bytes.
 const MAX_SCRIPT: u64 = 16 * 1024 * 1024;
@@ -195,8 +196,8 @@ fn stopped(request: Request, verdict: &str) {
 fn cut_off(verdict: &str, connection: Option<i32>) {
     eprintln!("xs: eval stream cut off: {verdict}");
     if let Some(fd) = connection {
-        // SAFETY: shutting down the request's own socket, still open.
-        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        // The request's own socket, still open (see above).
+        let _ = sys::fd::shutdown(fd);
     }
 }
 
@@ -204,22 +205,10 @@ fn cut_off(verdict: &str, connection: Option<i32>) {
 /// side, or reset): asked without blocking. The probe holds its own copy
 /// of the descriptor, so the number cannot be reused under it.
 fn hang_up_probe(fd: i32) -> Option<Probe> {
-    // SAFETY: `fd` is the request's socket, open while the request lives
-    // (it does here); the copy is ours and closed when the probe drops.
-    let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-    if copy < 0 {
-        return None;
-    }
-    // SAFETY: `copy` is a fresh descriptor nobody else owns.
-    let socket = unsafe { OwnedFd::from_raw_fd(copy) };
+    // `fd` is the request's socket, open while the request lives (it
+    // does here); the copy is ours and closed when the probe drops.
+    let socket = sys::fd::duplicate(fd).ok()?;
     Some(Box::new(move || {
-        let mut poll = libc::pollfd {
-            fd: socket.as_raw_fd(),
-            events: libc::POLLRDHUP,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, no wait.
-        let ready = unsafe { libc::poll(&mut poll, 1, 0) };
-        ready > 0 && poll.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+        sys::fd::peer_hung_up(socket.as_fd()).unwrap_or(false)
     }))
 }

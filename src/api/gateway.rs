@@ -206,7 +206,7 @@ fn serve(shared: &Shared, mut request: Request) {
         responses,
         peer: request
             .remote_addr()
-            .map(|remote| Peer::new(shared.port, *remote)),
+            .map(|remote| Peer::new(shared.port, *remote, request.connection_fd())),
     };
     exchange.run(request, shape);
     // Any later answer to this request is dropped by the router.

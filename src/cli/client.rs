@@ -7,13 +7,15 @@
 //! size is known up front (a regular file on stdin), chunked otherwise, so
 //! `tail -f log | xs append` and a 10 GiB file both work in constant memory.
 
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
 use std::net::TcpStream;
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 
 use super::address::{Address, Endpoint};
 use super::args::Stop;
 use super::body::{Body, Framing};
+use crate::sys;
 
 /// What every request says about us.
 const USER_AGENT: &str = concat!("xs/", env!("CARGO_PKG_VERSION"));
@@ -40,35 +42,18 @@ impl RequestBody {
     /// `xs append <addr> topic` does not sit waiting for typing). A regular
     /// file's remaining size is known, so it goes with `Content-Length`.
     pub fn stdin() -> RequestBody {
-        // SAFETY: isatty only inspects the descriptor.
-        if unsafe { libc::isatty(libc::STDIN_FILENO) } == 1 {
+        let stdin = io::stdin();
+        if stdin.is_terminal() {
             return RequestBody::Empty;
         }
+        let len = sys::fd::regular_file_remaining(stdin.as_fd())
+            .ok()
+            .flatten();
         RequestBody::Stream {
-            reader: Box::new(io::stdin().lock()),
-            len: stdin_file_remaining(),
+            reader: Box::new(stdin.lock()),
+            len,
         }
     }
-}
-
-/// The bytes left to read in stdin when it is a regular file.
-fn stdin_file_remaining() -> Option<u64> {
-    // SAFETY: fstat writes into the zeroed struct we own; lseek with
-    // SEEK_CUR only reports the offset.
-    let (size, offset) = unsafe {
-        let mut stat: libc::stat = std::mem::zeroed();
-        if libc::fstat(libc::STDIN_FILENO, &mut stat) != 0
-            || (stat.st_mode & libc::S_IFMT) != libc::S_IFREG
-        {
-            return None;
-        }
-        (
-            stat.st_size,
-            libc::lseek(libc::STDIN_FILENO, 0, libc::SEEK_CUR),
-        )
-    };
-    let remaining = size.checked_sub(offset.max(0))?;
-    u64::try_from(remaining).ok()
 }
 
 /// One request.

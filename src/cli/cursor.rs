@@ -183,7 +183,7 @@ fn save_periodically(cursor: Arc<Cursor>) {
 
 /// SIGINT and SIGTERM save the cursor before the process ends.
 fn save_on_signal(cursor: Arc<Cursor>) {
-    let signals = crate::signals::ShutdownSignals::block();
+    let signals = crate::sys::signals::ShutdownSignals::block();
     let _ = std::thread::Builder::new()
         .name("cursor-signal".into())
         .spawn(move || {

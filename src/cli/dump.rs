@@ -9,7 +9,7 @@
 
 use std::ffi::OsString;
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -49,9 +49,8 @@ struct Progress {
 
 impl Progress {
     fn new() -> Progress {
-        // SAFETY: isatty only inspects the descriptor.
         Progress {
-            on: unsafe { libc::isatty(libc::STDERR_FILENO) } == 1,
+            on: io::stderr().is_terminal(),
         }
     }
 

@@ -8,7 +8,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -319,8 +319,7 @@ fn confirmed(plan: &str, yes: bool) -> Result<bool, Stop> {
     if yes {
         return Ok(true);
     }
-    // SAFETY: isatty only inspects the descriptor.
-    if unsafe { libc::isatty(libc::STDIN_FILENO) } != 1 {
+    if !io::stdin().is_terminal() {
         return Err(usage(
             "stdin is not a terminal, so nobody can confirm: add --yes",
         ));

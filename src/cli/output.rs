@@ -8,8 +8,10 @@
 //! Raw bytes (`xs cas`, a string from `xs eval`) are never touched.
 
 use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
 
 use super::args::Stop;
+use crate::sys;
 
 /// What the body is, and so what printing it may change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +140,7 @@ pub fn to_stderr(text: &str) {
 /// A closed pipe or descriptor ends the command quietly; anything else
 /// (a full disk) is worth reporting.
 fn write_failure(error: io::Error) -> Stop {
-    if error.kind() == io::ErrorKind::BrokenPipe || error.raw_os_error() == Some(libc::EBADF) {
+    if error.kind() == io::ErrorKind::BrokenPipe || sys::fd::is_bad_descriptor(&error) {
         Stop::OutputClosed
     } else {
         Stop::Failed(format!("writing output: {error}"))
@@ -156,34 +158,14 @@ fn exit_when_stdout_closes() {
     let _ = std::thread::Builder::new()
         .name("stdout-watch".into())
         .spawn(|| {
-            let mut poll = libc::pollfd {
-                fd: libc::STDOUT_FILENO,
-                events: 0,
-                revents: 0,
-            };
-            loop {
-                // SAFETY: one valid pollfd; poll only writes `revents`.
-                let ready = unsafe { libc::poll(&mut poll, 1, -1) };
-                if ready < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                if ready > 0 && poll.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
-                    std::process::exit(0);
-                }
-                return;
+            if sys::fd::wait_hung_up(io::stdout().as_fd()).unwrap_or(false) {
+                std::process::exit(0);
             }
         });
 }
 
 fn stdout_closed() -> bool {
-    let mut poll = libc::pollfd {
-        fd: libc::STDOUT_FILENO,
-        events: 0,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, zero timeout; poll only writes `revents`.
-    let ready = unsafe { libc::poll(&mut poll, 1, 0) };
-    ready > 0 && poll.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0
+    sys::fd::is_hung_up(io::stdout().as_fd()).unwrap_or(false)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! terminal, NDJSON with `--json` or when piped.
 
 use std::ffi::OsString;
+use std::io::IsTerminal;
 
 use super::address::Address;
 use super::args::{exactly, parser, text, Stop};
@@ -39,8 +40,7 @@ pub fn ps(args: Vec<OsString>) -> Result<(), Stop> {
         .body
         .text(16 * 1024 * 1024)
         .map_err(|e| Stop::Failed(format!("reading the process table: {e}")))?;
-    // SAFETY: isatty only inspects the descriptor.
-    let terminal = unsafe { libc::isatty(libc::STDOUT_FILENO) } == 1;
+    let terminal = std::io::stdout().is_terminal();
     if json || !terminal {
         return to_stdout(body.as_bytes());
     }

@@ -15,7 +15,6 @@ use super::lifecycle::{self, Event, Kind};
 use super::output;
 use super::ps::{ProcessTable, State};
 use super::script::{self, Loaded, ReturnOptions};
-use super::supervise::ChildGroups;
 use super::Running;
 use crate::nu::bounds::{Bounds, Timed};
 use crate::nu::commands::{self, AppendBuffer, AppendMode};
@@ -23,6 +22,7 @@ use crate::nu::engine::collect;
 use crate::nu::value::{frame_record, FrameShape};
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
 use crate::store::{Draft, Frame, Id, PayloadPin, Store, TopicFilter};
+use crate::sys::process::ChildGroups;
 
 /// Where an actor starts reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,10 +17,10 @@ use super::lease::Leases;
 use super::lifecycle::{Event, Kind, LifecycleTopic, Slots};
 use super::ps::{ProcessTable, State};
 use super::service::Service;
-use super::supervise::ChildGroups;
 use super::view::View;
 use super::{lifecycle, supervise};
 use crate::nu::engine::{Interrupt, StopReason};
+use crate::sys::process::ChildGroups;
 
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
 use crate::store::{Frame, Id, Store, TopicFilter};
@@ -131,7 +131,7 @@ impl Processors {
 /// Starts the spawner and the dispatcher thread, which reports into
 /// `table`.
 pub fn start(store: Store, table: ProcessTable) -> Result<Processors, String> {
-    supervise::start(store.dir())?;
+    crate::sys::process::start(store.dir())?;
     let (stopped_tx, stopped_rx) = crossbeam_channel::bounded(1);
     let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded(1);
     let mut dispatcher = Dispatcher {

@@ -17,12 +17,14 @@ use super::lifecycle::{self, Event, Kind};
 use super::output;
 use super::ps::{ProcessTable, State};
 use super::script::{self, Loaded, ReturnOptions};
-use super::supervise::{self, Backoff, ChildGroups, Restart};
+use super::supervise::{self, Backoff, Restart};
 use super::Running;
 use crate::nu::bounds::{Bounds, Timed};
 use crate::nu::commands::{self, AppendMode};
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
 use crate::store::{Frame, Id, Store, TopicFilter};
+use crate::sys;
+use crate::sys::process::ChildGroups;
 
 /// Byte streams become frames of at most this many bytes.
 const CHUNK: usize = 8192;
@@ -294,7 +296,7 @@ impl Service {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = match supervise::spawn(process) {
+        let mut child = match sys::process::spawn(process) {
             Ok(child) => child,
             Err(e) => {
                 return RunEnd::Failed {
@@ -335,7 +337,7 @@ impl Service {
             let _ = reader.join();
         }
         self.groups.remove(pid);
-        supervise::forget(pid);
+        sys::process::forget(pid);
         match status {
             Ok(status) if status.success() => RunEnd::Clean(status.code()),
             Ok(status) => {

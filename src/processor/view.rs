@@ -21,7 +21,6 @@ use serde_json::{json, Value as Json};
 use super::lifecycle::{self, Event, Kind};
 use super::ps::{ProcessTable, State};
 use super::script::{self, Loaded};
-use super::supervise::ChildGroups;
 use super::Running;
 use crate::nu::bounds::{Bounds, Timed};
 use crate::nu::commands::{self, AppendMode};
@@ -29,6 +28,7 @@ use crate::nu::engine::collect;
 use crate::nu::value::{frame_record, from_json, to_json_checked, FrameShape, OVER_CAP};
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
 use crate::store::{Frame, Id, Store, TopicFilter, WriteOp};
+use crate::sys::process::ChildGroups;
 
 /// The longest a changed state waits before it is saved.
 const SAVE_EVERY: Duration = Duration::from_millis(100);

@@ -96,11 +96,13 @@ impl StoreError {
     }
 }
 
+/// A full disk (`ENOSPC`) or an exhausted quota (`EDQUOT`): std names
+/// both, so no error number is compared here.
 fn is_no_space(error: &io::Error) -> bool {
     matches!(
-        error.raw_os_error(),
-        Some(libc::ENOSPC) | Some(libc::EDQUOT)
-    ) || error.kind() == io::ErrorKind::StorageFull
+        error.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
 }
 
 impl fmt::Display for StoreError {
@@ -196,5 +198,18 @@ mod tests {
             let is_io = matches!(error, StoreError::Io { .. });
             assert_eq!(error.source().is_some(), is_io, "{error:?}");
         }
+    }
+
+    #[test]
+    fn a_full_disk_and_an_exhausted_quota_are_no_space_and_others_are_not() {
+        // Linux's ENOSPC and EDQUOT, as the kernel reports them.
+        assert!(is_no_space(&io::Error::from_raw_os_error(28)));
+        assert!(is_no_space(&io::Error::from_raw_os_error(122)));
+        assert!(is_no_space(&io::Error::from(io::ErrorKind::StorageFull)));
+        // EACCES and EIO are other failures.
+        assert!(!is_no_space(&io::Error::from_raw_os_error(13)));
+        assert!(!is_no_space(&io::Error::from_raw_os_error(5)));
+        let error = StoreError::io("writing payload", io::Error::from_raw_os_error(122));
+        assert!(matches!(error, StoreError::NoSpace(_)), "{error:?}");
     }
 }

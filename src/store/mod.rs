@@ -1015,7 +1015,6 @@ impl Store {
 /// exclusively: a second server on the same folder is refused, on either
 /// backend (fjall's own lock covers only its keyspaces).
 fn lock_folder(dir: &Path) -> Result<std::fs::File, StoreError> {
-    use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
     if !dir.exists() {
         std::fs::DirBuilder::new()
@@ -1033,12 +1032,12 @@ fn lock_folder(dir: &Path) -> Result<std::fs::File, StoreError> {
         .mode(0o600)
         .open(dir.join("lock"))
         .map_err(|e| StoreError::io("opening the folder lock", e))?;
-    // SAFETY: flock on a descriptor we own.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        return Err(StoreError::Locked(dir.display().to_string()));
+    match crate::sys::fs::try_lock(&file) {
+        Ok(true) => Ok(file),
+        // Another server holds it; a lock that fails otherwise is
+        // reported the same way (the folder cannot be made ours).
+        Ok(false) | Err(_) => Err(StoreError::Locked(dir.display().to_string())),
     }
-    Ok(file)
 }
 
 /// Takes group and others off an existing store folder: only its owner
@@ -1054,8 +1053,7 @@ fn tighten_folder(dir: &Path) -> Result<(), StoreError> {
     if mode & 0o077 == 0 {
         return Ok(());
     }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let ours = meta.uid() == unsafe { libc::geteuid() };
+    let ours = meta.uid() == crate::sys::fs::effective_uid();
     if !ours || mode & 0o1000 != 0 {
         eprintln!(
             "xs: warning: {} is {mode:04o} and shared or not ours: left as it is, \

@@ -4,85 +4,72 @@
 //! and a writer, and its writes swallow "broken pipe". A request that waits
 //! for its handler would therefore never learn that its client left. So,
 //! for a request that has waited a while (never on the fast path), the
-//! gateway looks the socket up itself: the process's open descriptors are
-//! scanned once for the TCP socket whose local port is the gateway's and
-//! whose peer is the request's remote address. Each later look duplicates
-//! that descriptor and checks the copy is still that connection (a number
-//! tiny_http closed may have been reused), uses the copy, and closes it: no
-//! descriptor is held between looks. The socket's TCP state then tells:
-//! `ESTABLISHED` is a client still there; anything else means it closed its
-//! side (`CLOSE_WAIT`) or reset the connection (`CLOSE`).
+//! gateway looks at the socket itself, by the descriptor number the request
+//! came on (`Request::connection_fd`, a patch of ours to tiny_http). Each
+//! look duplicates that number and checks the copy is still the TCP socket
+//! whose local port is the gateway's and whose peer is the request's remote
+//! address (a number tiny_http closed may have been reused), uses the copy,
+//! and closes it: no descriptor is held between looks. The socket's TCP
+//! state then tells: `ESTABLISHED` is a client still there; anything else
+//! means it closed its side (`CLOSE_WAIT`) or reset the connection
+//! (`CLOSE`).
 //!
 //! A client that half-closes (shuts down its sending side and waits for
 //! the answer) looks gone; HTTP clients do not do this, `nc -N` does.
 
-use std::mem;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
-/// Linux's `TCP_ESTABLISHED` state number (`tcp_info.tcpi_state`).
-const TCP_ESTABLISHED: u8 = 1;
+use crate::sys;
 
 /// One client's connection to the gateway.
 pub struct Peer {
     local_port: u16,
     remote: SocketAddr,
-    /// The descriptor number the connection was last found at.
-    found_at: Option<RawFd>,
+    /// The descriptor number the request came on.
+    fd: Option<RawFd>,
+    /// Whether a look has found the connection there.
+    located: bool,
 }
 
 impl Peer {
-    /// The connection from `remote` to the gateway's `local_port`; nothing
-    /// is looked up yet.
-    pub fn new(local_port: u16, remote: SocketAddr) -> Peer {
+    /// The connection from `remote` to the gateway's `local_port`, which
+    /// came on descriptor number `fd`; nothing is looked at yet.
+    pub fn new(local_port: u16, remote: SocketAddr, fd: Option<RawFd>) -> Peer {
         Peer {
             local_port,
             remote,
-            found_at: None,
+            fd,
+            located: false,
         }
     }
 
-    /// Whether the socket has been found already (a look is then cheap).
+    /// Whether the socket has been found already.
     pub fn is_located(&self) -> bool {
-        self.found_at.is_some()
+        self.located
     }
 
     /// Whether the client closed or reset the connection. A connection
     /// that cannot be found counts as still there.
     pub fn is_gone(&mut self) -> bool {
         self.socket()
-            .is_some_and(|socket| tcp_state(&socket) != Some(TCP_ESTABLISHED))
+            .is_some_and(|socket| !sys::net::is_established(socket.as_fd()).unwrap_or(false))
     }
 
     /// Ends the connection both ways: the client sees it close, and
     /// tiny_http's reader of it wakes up and lets go.
     pub fn shut_down(&mut self) {
         if let Some(socket) = self.socket() {
-            // SAFETY: shutting down a socket we hold a descriptor of.
-            unsafe {
-                libc::shutdown(socket.as_raw_fd(), libc::SHUT_RDWR);
-            }
+            let _ = sys::fd::shutdown(socket.as_raw_fd());
         }
     }
 
-    /// A fresh copy of the connection's descriptor, found again by a scan
-    /// when the number it was last at no longer holds it.
+    /// A fresh copy of the connection's descriptor, while the number the
+    /// request came on still holds it.
     fn socket(&mut self) -> Option<OwnedFd> {
-        if let Some(socket) = self.found_at.and_then(|fd| self.copy_if_ours(fd)) {
-            return Some(socket);
-        }
-        self.found_at = None;
-        let entries = std::fs::read_dir("/proc/self/fd").ok()?;
-        for entry in entries.flatten() {
-            let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
-                continue;
-            };
-            if let Some(socket) = self.copy_if_ours(fd) {
-                self.found_at = Some(fd);
-                return Some(socket);
-            }
-        }
-        None
+        let socket = self.fd.and_then(|fd| self.copy_if_ours(fd));
+        self.located |= socket.is_some();
+        socket
     }
 
     /// A copy of `fd` if it is this connection. The copy is checked too:
@@ -91,74 +78,15 @@ impl Peer {
         if !is_connection(fd, self.local_port, self.remote) {
             return None;
         }
-        // SAFETY: duplicating a descriptor number; failure is checked.
-        let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-        if copy < 0 {
-            return None;
-        }
-        // SAFETY: `copy` is a fresh descriptor that nothing else owns.
-        let socket = unsafe { OwnedFd::from_raw_fd(copy) };
+        let socket = sys::fd::duplicate(fd).ok()?;
         is_connection(socket.as_raw_fd(), self.local_port, self.remote).then_some(socket)
-    }
-}
-
-/// A TCP socket's state (`tcp_info.tcpi_state`).
-fn tcp_state(socket: &OwnedFd) -> Option<u8> {
-    // SAFETY: `tcp_info` is plain old data; the kernel fills at most `len`
-    // bytes of it.
-    unsafe {
-        let mut info: libc::tcp_info = mem::zeroed();
-        let mut len = mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-        let status = libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            &mut info as *mut libc::tcp_info as *mut libc::c_void,
-            &mut len,
-        );
-        (status == 0).then_some(info.tcpi_state)
     }
 }
 
 /// Whether `fd` is a TCP socket on `local_port` connected to `remote`.
 fn is_connection(fd: RawFd, local_port: u16, remote: SocketAddr) -> bool {
-    socket_addr(fd, libc::getsockname).is_some_and(|local| local.port() == local_port)
-        && socket_addr(fd, libc::getpeername) == Some(remote)
-}
-
-type NameFn =
-    unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int;
-
-/// A socket's own or peer address, for IPv4 and IPv6 sockets.
-fn socket_addr(fd: RawFd, name: NameFn) -> Option<SocketAddr> {
-    // SAFETY: `sockaddr_storage` is large enough for any address; the
-    // family tells which layout the kernel wrote.
-    unsafe {
-        let mut storage: libc::sockaddr_storage = mem::zeroed();
-        let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        if name(fd, &mut storage as *mut _ as *mut libc::sockaddr, &mut len) != 0 {
-            return None;
-        }
-        match storage.ss_family as libc::c_int {
-            libc::AF_INET => {
-                let addr = &*(&storage as *const _ as *const libc::sockaddr_in);
-                Some(SocketAddr::V4(SocketAddrV4::new(
-                    Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr)),
-                    u16::from_be(addr.sin_port),
-                )))
-            }
-            libc::AF_INET6 => {
-                let addr = &*(&storage as *const _ as *const libc::sockaddr_in6);
-                Some(SocketAddr::V6(SocketAddrV6::new(
-                    Ipv6Addr::from(addr.sin6_addr.s6_addr),
-                    u16::from_be(addr.sin6_port),
-                    addr.sin6_flowinfo,
-                    addr.sin6_scope_id,
-                )))
-            }
-            _ => None,
-        }
-    }
+    sys::net::local_addr(fd).is_ok_and(|local| local.port() == local_port)
+        && sys::net::peer_addr(fd).is_ok_and(|peer| peer == remote)
 }
 
 #[cfg(test)]
@@ -173,8 +101,8 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (_server_side, remote) = listener.accept().unwrap();
-        let mut peer = Peer::new(port, remote);
+        let (server_side, remote) = listener.accept().unwrap();
+        let mut peer = Peer::new(port, remote, Some(server_side.as_raw_fd()));
         assert!(!peer.is_gone());
         assert!(peer.is_located());
         client.write_all(b"x").unwrap();
@@ -187,11 +115,17 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_client_is_not_found_and_not_gone() {
+    fn a_number_that_holds_another_connection_is_not_it_and_not_gone() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let mut peer = Peer::new(port, "127.0.0.1:9".parse().unwrap());
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server_side, _) = listener.accept().unwrap();
+        let elsewhere = "127.0.0.1:9".parse().unwrap();
+        let mut peer = Peer::new(port, elsewhere, Some(server_side.as_raw_fd()));
         assert!(!peer.is_gone());
         assert!(!peer.is_located());
+        let mut unknown = Peer::new(port, elsewhere, None);
+        assert!(!unknown.is_gone());
+        assert!(!unknown.is_located());
     }
 }

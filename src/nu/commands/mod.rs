@@ -22,8 +22,8 @@ mod sleep;
 use nu_protocol::engine::Command;
 use nu_protocol::{ShellError, Span};
 
-use crate::processor::supervise::ChildGroups;
 use crate::store::{Store, StoreError};
+use crate::sys::process::ChildGroups;
 
 pub use append::{Append, AppendBuffer, AppendMode};
 

@@ -4,21 +4,23 @@
 //! they never outlive it and `term` stops them. The pipeline input
 //! goes to the program's stdin, its stdout comes back as a byte stream, and
 //! a non-zero exit is an error. The program runs in a process group of its
-//! own, spawned so it cannot outlive the server (`processor::supervise`).
+//! own, spawned so it cannot outlive the server (`sys::process`).
 //! Reading its output waits in short polls, so an interrupted script
 //! (term, timeout, client gone, memory cap) stops waiting at once and the
 //! program is killed.
 
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::process::{Child, ChildStdout, Command as Process, Stdio};
+use std::time::Duration;
 
 use nu_engine::command_prelude::*;
 use nu_protocol::Signals;
 
 use super::append::input_bytes;
 use super::generic;
-use crate::processor::supervise::{self, ChildGroups};
+use crate::sys;
+use crate::sys::process::ChildGroups;
 
 /// Nushell's commands that come with nu-command's `os` feature (the
 /// filesystem, processes, the terminal). Without `nushell-os` a script
@@ -143,7 +145,7 @@ impl Command for RunExternal {
         if let Ok(cwd) = std::env::current_dir() {
             process.current_dir(cwd);
         }
-        let mut child = supervise::spawn(process).map_err(|e| {
+        let mut child = sys::process::spawn(process).map_err(|e| {
             generic(
                 "command not found",
                 format!("cannot run `{program}`: {e}"),
@@ -220,14 +222,14 @@ struct ChildOutput {
 
 /// How long one wait for the program's output lasts before the script's
 /// interrupt flag is looked at again.
-const POLL_MS: i32 = 100;
+const POLL_WAIT: Duration = Duration::from_millis(100);
 
 impl ChildOutput {
     fn reap(&mut self) -> std::io::Result<std::process::ExitStatus> {
         let status = self.child.wait()?;
         self.reaped = true;
         self.groups.remove(self.child.id());
-        supervise::forget(self.child.id());
+        sys::process::forget(self.child.id());
         Ok(status)
     }
 }
@@ -238,28 +240,19 @@ impl ChildOutput {
     fn wait_readable(&mut self) -> std::io::Result<()> {
         loop {
             if self.signals.interrupted() {
-                supervise::signal_group(self.child.id(), libc::SIGKILL);
+                sys::process::kill_group(self.child.id());
                 return Err(std::io::Error::from(
                     nu_protocol::shell_error::bridge::ShellErrorBridge(ShellError::Interrupted {
                         span: self.span,
                     }),
                 ));
             }
-            let mut poll = libc::pollfd {
-                fd: self.stdout.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd on a descriptor we own.
-            let ready = unsafe { libc::poll(&mut poll, 1, POLL_MS) };
-            if ready > 0 {
-                return Ok(());
-            }
-            if ready < 0
-                && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
-            {
+            match sys::fd::wait_readable(self.stdout.as_fd(), POLL_WAIT) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 // Let the read itself report what is wrong.
-                return Ok(());
+                Err(_) => return Ok(()),
             }
         }
     }
@@ -300,7 +293,7 @@ impl Drop for ChildOutput {
     fn drop(&mut self) {
         if !self.reaped {
             // Nobody read to the end: stop the program rather than leave it.
-            supervise::signal_group(self.child.id(), libc::SIGKILL);
+            sys::process::kill_group(self.child.id());
             let _ = self.reap();
         }
     }

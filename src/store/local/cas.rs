@@ -15,8 +15,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -24,6 +23,7 @@ use cacache::Integrity;
 
 use super::space::DiskSpace;
 use crate::store::StoreError;
+use crate::sys;
 
 /// Payloads up to this size are carried in the journal batch; larger ones
 /// are synced file by file.
@@ -44,9 +44,6 @@ pub struct Cas {
     /// The store's free-space reserve.
     space: std::sync::Arc<DiskSpace>,
 }
-
-/// ext4's "top of a directory hierarchy" hint (`chattr +T`, not in libc).
-const FS_TOPDIR_FL: libc::c_long = 0x0002_0000;
 
 /// Names temporary files uniquely within this process.
 static TEMP_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -172,30 +169,9 @@ impl Cas {
             .get_or_init(|| {
                 let path = self.dir.join("content-v2").join("sha256");
                 std::fs::create_dir_all(&path).ok()?;
-                let cpath = CString::new(path.as_os_str().as_bytes()).ok()?;
-                // SAFETY: a valid C string; the descriptor is owned below.
-                let fd = unsafe {
-                    libc::open(
-                        cpath.as_ptr(),
-                        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-                    )
-                };
-                if fd < 0 {
-                    return None;
-                }
-                // SAFETY: `fd` was just opened and nothing else owns it.
-                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-                let mut flags: libc::c_long = 0;
-                // SAFETY: FS_IOC_{GET,SET}FLAGS read/write one integer at
-                // the pointer, a valid local; failure (not ext4) is fine.
-                unsafe {
-                    if libc::ioctl(fd.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) == 0
-                        && flags & FS_TOPDIR_FL == 0
-                    {
-                        flags |= FS_TOPDIR_FL;
-                        libc::ioctl(fd.as_raw_fd(), libc::FS_IOC_SETFLAGS, &flags);
-                    }
-                }
+                let fd = sys::fs::open_dir(&path).ok()?;
+                // A hint only: a file system without it (not ext4) is fine.
+                let _ = sys::fs::mark_top_dir(fd.as_fd());
                 Some(fd)
             })
             .as_ref()
@@ -271,11 +247,10 @@ impl Cas {
 
     /// `write_bytes` relative to the open `sha256` folder.
     fn write_relative(&self, dir: &OwnedFd, hex: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let io_error = |what: &'static str| StoreError::io(what, io::Error::last_os_error());
         let c = |text: String| {
             CString::new(text).map_err(|_| StoreError::Storage("content path holds NUL".into()))
         };
-        let fd = dir.as_raw_fd();
+        let fd = dir.as_fd();
         let key: [u8; 4] = hex.as_bytes()[..4].try_into().unwrap_or([b'0'; 4]);
         // The first-level folder's key: hex digits are never NUL.
         let top_key = [key[0], key[1], 0, 0];
@@ -293,26 +268,19 @@ impl Cas {
             let second = Some(format!("{}/{}", &hex[0..2], &hex[2..4]));
             for folder in [top, second].into_iter().flatten() {
                 let folder = c(folder)?;
-                // SAFETY: valid descriptor and C string.
-                if unsafe { libc::mkdirat(fd, folder.as_ptr(), 0o777) } == 0 {
-                    fresh_folder = true;
-                } else if io::Error::last_os_error().kind() != io::ErrorKind::AlreadyExists {
-                    return Err(io_error("creating a content folder"));
-                } else {
-                    fresh_folder = false;
+                match sys::fs::mkdir_at(fd, &folder, 0o777) {
+                    Ok(()) => fresh_folder = true,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => fresh_folder = false,
+                    Err(e) => return Err(StoreError::io("creating a content folder", e)),
                 }
             }
             let mut known = self.known_dirs.lock().unwrap_or_else(|e| e.into_inner());
             known.insert(key);
             known.insert(top_key);
         }
-        if !fresh_folder {
-            // SAFETY: a plain C struct, all zeroes is a valid value.
-            let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-            // SAFETY: valid descriptor, C string and out-pointer.
-            if unsafe { libc::fstatat(fd, final_path.as_ptr(), &mut stat, 0) } == 0 {
-                return Ok(());
-            }
+        // A failed look is no answer: the write below then finds out.
+        if !fresh_folder && sys::fs::exists_at(fd, &final_path).unwrap_or(false) {
+            return Ok(());
         }
         let n = TEMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let temp = c(format!(
@@ -321,32 +289,13 @@ impl Cas {
             &hex[2..4],
             std::process::id()
         ))?;
-        // SAFETY: valid descriptor and C string; the result is owned below.
-        let file_fd = unsafe {
-            libc::openat(
-                fd,
-                temp.as_ptr(),
-                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
-                0o600,
-            )
-        };
-        if file_fd < 0 {
-            return Err(io_error("creating a payload file"));
-        }
-        // SAFETY: just opened, owned by nobody else.
-        let mut file = unsafe { File::from_raw_fd(file_fd) };
+        let mut file = sys::fs::create_new_at(fd, &temp, 0o600)
+            .map_err(|e| StoreError::io("creating a payload file", e))?;
         let written = file.write_all(bytes);
         drop(file);
-        // SAFETY: valid descriptor and C strings.
-        let renamed = written.is_ok()
-            && unsafe { libc::renameat(fd, temp.as_ptr(), fd, final_path.as_ptr()) } == 0;
-        if !renamed {
-            let error = match written {
-                Err(e) => e,
-                Ok(()) => io::Error::last_os_error(),
-            };
-            // SAFETY: valid descriptor and C string.
-            unsafe { libc::unlinkat(fd, temp.as_ptr(), 0) };
+        let renamed = written.and_then(|()| sys::fs::rename_at(fd, &temp, &final_path));
+        if let Err(error) = renamed {
+            let _ = sys::fs::unlink_at(fd, &temp);
             return Err(StoreError::io("writing payload", error));
         }
         Ok(())
@@ -459,13 +408,7 @@ impl Cas {
     /// that makes every payload written so far durable.
     pub fn sync_all(&self) -> Result<(), StoreError> {
         let dir = File::open(&self.dir).map_err(|e| StoreError::io("opening cas dir", e))?;
-        use std::os::fd::AsRawFd;
-        // SAFETY: syncfs takes a valid open descriptor and touches no memory.
-        let rc = unsafe { libc::syncfs(dir.as_raw_fd()) };
-        if rc != 0 {
-            return Err(StoreError::io("syncfs", io::Error::last_os_error()));
-        }
-        Ok(())
+        sys::fs::sync_file_system(&dir).map_err(|e| StoreError::io("syncfs", e))
     }
 
     /// Deletes a content file; absent is fine.

@@ -174,16 +174,10 @@ impl DiskSpace {
 /// Bytes available to us on the file system holding `dir`.
 pub fn free_bytes(dir: &Path) -> Result<u64, StoreError> {
     use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| StoreError::BadInput("store path contains NUL".into()))?;
-    // SAFETY: a plain C struct, all zeroes is a valid value.
-    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `path` is a valid C string and `stats` a valid out-pointer.
-    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stats) };
-    if rc != 0 {
-        return Err(StoreError::io("statvfs", std::io::Error::last_os_error()));
+    if dir.as_os_str().as_bytes().contains(&0) {
+        return Err(StoreError::BadInput("store path contains NUL".into()));
     }
-    Ok(stats.f_bavail as u64 * stats.f_frsize as u64)
+    crate::sys::fs::free_bytes(dir).map_err(|e| StoreError::io("statvfs", e))
 }
 
 #[cfg(test)]
