@@ -46,6 +46,8 @@ other:
                           the server's counters (JSON, or Prometheus text)
   version <addr>          the server's version
   scru128                 make, unpack or pack SCRU128 ids
+  completions <shell>     a completion script: bash, zsh, fish or nushell
+  man                     the xs(1) man page, in roff (xs man | man -l -)
   help <command>          a command's usage
 
 <addr> is where the store listens:
@@ -101,6 +103,10 @@ The process table: one line per actor, service, action and view with its
 state (running, backoff, stopped, failed), pid, since when, restarts since
 the server started, and its last exit and error. Aligned columns on a
 terminal; NDJSON with --json or when piped.
+
+options:
+      --json              NDJSON, also on a terminal
+  -h, --help              print this help
 ";
 
 pub const EXPORT: &str = "\
@@ -304,6 +310,34 @@ usage: xs scru128
 With no subcommand, print a new SCRU128 id. `unpack` prints an id's fields
 as JSON ({ts_ms, counter_hi, counter_lo, node}); `-` reads the id from
 stdin. `pack` reads those fields from stdin and prints the id.
+
+options:
+  -h, --help              print this help
+";
+
+pub const COMPLETIONS: &str = "\
+usage: xs completions bash|zsh|fish|nushell
+
+Print a completion script for the shell: commands, their flags, flag
+values, store addresses as paths, and a store's topics (the script runs
+`xs __complete topics <addr>`, which reads them from the running store).
+
+  bash     source <(xs completions bash)            (in ~/.bashrc)
+  zsh      source <(xs completions zsh)             (in ~/.zshrc, after compinit)
+  fish     xs completions fish > ~/.config/fish/completions/xs.fish
+  nushell  xs completions nushell | save -f ~/.xs-completions.nu
+           and `source ~/.xs-completions.nu` in config.nu
+
+options:
+  -h, --help              print this help
+";
+
+pub const MAN: &str = "\
+usage: xs man
+
+Print the xs(1) man page in roff: every command, the address forms, the
+HTTP API, the environment and the store folder's files. Read it with
+`xs man | man -l -`, or install it with `xs man > /usr/local/share/man/man1/xs.1`.
 
 options:
   -h, --help              print this help

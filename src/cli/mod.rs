@@ -11,11 +11,13 @@ mod body;
 mod cas;
 mod cat;
 mod client;
+mod completions;
 mod cursor;
 mod dump;
 mod eval;
 mod help;
 mod kv;
+mod man;
 mod metrics;
 mod nu;
 mod output;
@@ -23,6 +25,7 @@ mod ps;
 mod query;
 mod read;
 mod scru128;
+mod table;
 mod when;
 mod write;
 
@@ -140,7 +143,34 @@ const COMMANDS: &[Command] = &[
         usage: help::SCRU128,
         run: scru128::scru128,
     },
+    Command {
+        name: "completions",
+        usage: help::COMPLETIONS,
+        run: completions::completions,
+    },
+    Command {
+        name: "man",
+        usage: help::MAN,
+        run: man::man,
+    },
 ];
+
+/// The client command called `name`: what runs it.
+#[cfg(test)]
+fn client_command(name: &str) -> Option<fn(Vec<OsString>) -> Result<(), Stop>> {
+    COMMANDS.iter().find(|c| c.name == name).map(|c| c.run)
+}
+
+/// The client commands' names (all but `serve`, `check` and `help`).
+#[cfg(test)]
+fn client_command_names() -> impl Iterator<Item = &'static str> {
+    COMMANDS.iter().map(|c| c.name)
+}
+
+/// A client command's usage text.
+fn usage_of(name: &str) -> Option<&'static str> {
+    COMMANDS.iter().find(|c| c.name == name).map(|c| c.usage)
+}
 
 /// Runs one `xs` command line (without the program name); returns the exit code.
 pub fn run(args: Vec<OsString>) -> i32 {
@@ -158,6 +188,8 @@ pub fn run(args: Vec<OsString>) -> i32 {
             finish(help::TOP, to_stdout(line.as_bytes()))
         }
         "help" => help_for(rest),
+        // Hidden: what completion scripts call back into.
+        "__complete" => completions::complete(rest),
         name => match COMMANDS.iter().find(|c| c.name == name) {
             Some(command) => finish(command.usage, (command.run)(rest)),
             None => server_command(name, rest).unwrap_or_else(|| {
