@@ -38,8 +38,12 @@ use output::{to_stderr, to_stdout};
 struct Command {
     name: &'static str,
     usage: &'static str,
-    run: fn(Vec<OsString>) -> Result<(), Stop>,
+    run: Run,
 }
+
+/// What runs a client command: its arguments (after the command name) to
+/// how it ended.
+type Run = fn(Vec<OsString>) -> Result<(), Stop>;
 
 /// Every client command, in the order `xs --help` lists them.
 const COMMANDS: &[Command] = &[
@@ -157,7 +161,7 @@ const COMMANDS: &[Command] = &[
 
 /// The client command called `name`: what runs it.
 #[cfg(test)]
-fn client_command(name: &str) -> Option<fn(Vec<OsString>) -> Result<(), Stop>> {
+fn client_command(name: &str) -> Option<Run> {
     COMMANDS.iter().find(|c| c.name == name).map(|c| c.run)
 }
 
