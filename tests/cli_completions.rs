@@ -175,6 +175,33 @@ fn zsh_script_loads_after_compinit() {
 }
 
 #[test]
+fn zsh_completes_flag_values_and_topics_on_a_terminal() {
+    let Some(zsh) = program("zsh") else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = script(tmp.path(), "zsh");
+    let server = store_with_topics();
+    // An interactive zsh on a pseudo-terminal (zpty): type a command line
+    // and TAB twice, then read until the listing shows the expected words
+    // (a missing word leaves the read waiting, and `run` kills it).
+    let test = format!(
+        r#"zmodload zsh/zpty
+zpty z zsh -f -i
+zpty -w z 'PS1="> "; autoload -U compinit; compinit -u -d {dump}; source {file}; print RE""ADY'
+zpty -r z out '*READY*'
+zpty -wn z 'xs serve ./s --fsync '$'\t\t'
+zpty -r z out '*always*interval:*never*'
+zpty -wn z $'\C-u''xs cat {store} -T '$'\t\t'
+zpty -r z out '*note*user.login*xs.start*'
+zpty -d z
+print -r -- done"#,
+        dump = tmp.path().join("zcompdump").display(),
+        file = file.display(),
+        store = addr(&server),
+    );
+    assert_eq!(clean_run(&zsh, &["-f", "-c", &test]), "done\n");
+}
+
+#[test]
 fn fish_script_loads_and_completes() {
     let Some(fish) = program("fish") else { return };
     let tmp = tempfile::tempdir().expect("tempdir");
