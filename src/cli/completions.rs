@@ -221,6 +221,7 @@ _xs() {{
     @dir) compopt -o filenames 2>/dev/null; mapfile -t COMPREPLY < <(compgen -d -- "$cur");;
     @topics)
       [[ -n $addr ]] || return
+      addr=${{addr/#\~/$HOME}}
       mapfile -t COMPREPLY < <(compgen -W "$("${{COMP_WORDS[0]}}" __complete topics "$addr" 2>/dev/null)" -- "$cur");;
     @none) ;;
     *) mapfile -t COMPREPLY < <(compgen -W "$want" -- "$cur");;
@@ -300,6 +301,7 @@ fn zsh() -> String {
 _xs_topics() {{
   local addr=${{line[${{@[-1]}}]}}
   [[ -n $addr ]] || return 1
+  addr=${{addr/#\~/$HOME}}
   local -a topics
   topics=(${{(f)"$($_xs_bin __complete topics $addr 2>/dev/null)"}})
   compadd "${{@[1,-2]}}" -a topics
@@ -411,7 +413,8 @@ function __xs_topics --argument-names n
     set -l positionals (__xs_positionals)
     set -l at (math $n + 1)
     test (count $positionals) -ge $at; or return
-    $words[1] __complete topics $positionals[$at] 2>/dev/null
+    set -l addr (string replace -r '^~' -- $HOME $positionals[$at])
+    $words[1] __complete topics $addr 2>/dev/null
 end
 
 complete -c xs -f
