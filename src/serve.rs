@@ -22,7 +22,7 @@ const USAGE: &str = "usage: xs serve <dir> [--fsync always|interval:<ms>|never] 
 [--auth-file <file>] [--http <addr>] [--http-timeout <ms>] [--http-ttl <ttl>] [--max-payload <bytes>] \
 [--ephemeral-frames <n>] [--ephemeral-bytes <bytes>] [--backend redis://host:port/db?ns=<name>] \
 [--redis-replicas <n>] [--ttl-sweep <ms>] [--eval-timeout <secs>] [--eval-memory <bytes>] \
-[--max-connections <n>] [--idle-timeout <secs>]";
+[--max-connections <n>] [--idle-timeout <secs>] [--plugin <path>]...";
 
 const HELP: &str = "Run the store in <dir>: its API listens on <dir>/sock.
 
@@ -62,7 +62,10 @@ Options:
   --idle-timeout <secs>     close a connection that has not sent a whole
                             request head within <secs>, or that pauses that
                             long inside a request body (408) (default 30,
-                            0: never); a follow is never timed out";
+                            0: never); a follow is never timed out
+  --plugin <path>           a Nushell plugin (nu_plugin_*), repeatable: started
+                            once at start, its commands in every script
+                            (needs the nushell-plugins build)";
 
 /// The longest the server waits for services to stop at shutdown: they
 /// are stopped together, each within its own grace (5 s by default).
@@ -88,6 +91,9 @@ struct ServeArgs {
     /// Without Nushell there are no scripts to bound.
     #[cfg_attr(not(feature = "nushell"), allow(dead_code))]
     scripts: ScriptLimits,
+    /// `--plugin`, in order.
+    #[cfg_attr(not(feature = "nushell-plugins"), allow(dead_code))]
+    plugins: Vec<PathBuf>,
 }
 
 /// `--eval-timeout` and `--eval-memory` (0: none).
@@ -136,6 +142,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
         memory: 512 << 20,
     };
     let mut max_connections = None;
+    let mut plugins = Vec::new();
     let mut idle_timeout = Some(Duration::from_secs(server::DEFAULT_IDLE_TIMEOUT_SECS));
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
@@ -180,6 +187,14 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
                     "--{flag}: this xs is built without Nushell (cargo feature nushell), so it runs no scripts"
                 ));
             }
+            Long("plugin") if cfg!(not(feature = "nushell-plugins")) => {
+                return Err(
+                    "--plugin: this xs is built without Nushell plugins (cargo feature \
+                     nushell-plugins, which brings nushell-os)"
+                        .into(),
+                );
+            }
+            Long("plugin") => plugins.push(PathBuf::from(string(&mut parser)?)),
             Long("eval-timeout") => scripts.timeout_secs = number(&mut parser, "--eval-timeout")?,
             Long("eval-memory") => scripts.memory = number(&mut parser, "--eval-memory")?,
             Long("max-connections") => match number(&mut parser, "--max-connections")? {
@@ -230,6 +245,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
         scripts,
         max_connections,
         idle_timeout,
+        plugins,
     }))
 }
 
@@ -338,6 +354,12 @@ fn run(args: ServeArgs) -> Result<(), String> {
         timeout_secs: args.scripts.timeout_secs,
         memory: args.scripts.memory,
     });
+    // Each plugin starts once, now, so a missing or broken one stops the
+    // server before it serves anything.
+    #[cfg(feature = "nushell-plugins")]
+    if !args.plugins.is_empty() {
+        crate::nu::load_plugins(&args.plugins)?;
+    }
 
     let options = StoreOptions {
         fsync: args.fsync,
@@ -426,6 +448,8 @@ fn run(args: ServeArgs) -> Result<(), String> {
     let _ = system_frame(&store, "xs.stopping", None);
     #[cfg(feature = "nushell")]
     processors.shut_down(SHUTDOWN_WAIT);
+    #[cfg(feature = "nushell-plugins")]
+    crate::nu::stop_plugins();
     for listener in &listeners {
         listener.unblock();
     }

@@ -256,6 +256,13 @@ pub const COMMANDS: &[Spec] = &[
                 Kind::Text,
                 "close a connection idle this long (0: never)",
             ),
+            valued(
+                "plugin",
+                None,
+                "path",
+                Kind::File,
+                "a Nushell plugin (nu_plugin_*), repeatable",
+            ),
         ],
     },
     Spec {

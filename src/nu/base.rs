@@ -23,6 +23,26 @@ pub fn base() -> &'static EngineState {
     BASE.get_or_init(build)
 }
 
+/// Builds the base state now, with the commands of these Nushell plugins
+/// (each plugin's process is started to ask for them, and stays, shared
+/// by every script); an error names the plugin. `xs serve --plugin` calls
+/// this before anything runs a script.
+#[cfg(feature = "nushell-plugins")]
+pub fn load_plugins(paths: &[std::path::PathBuf]) -> Result<(), String> {
+    let mut state = build();
+    super::plugins::register(&mut state, paths)?;
+    BASE.set(state)
+        .map_err(|_| "Nushell was started before its plugins were loaded".to_string())
+}
+
+/// Stops the plugins' processes (at shutdown).
+#[cfg(feature = "nushell-plugins")]
+pub fn stop_plugins() {
+    if let Some(state) = BASE.get() {
+        super::plugins::stop(state);
+    }
+}
+
 fn build() -> EngineState {
     // `http …` over TLS: rustls with ring, as official nu builds use.
     #[cfg(feature = "nushell-http")]

@@ -11,7 +11,11 @@ pub mod bounds;
 pub mod commands;
 pub mod engine;
 pub mod memory;
+#[cfg(feature = "nushell-plugins")]
+mod plugins;
 pub mod value;
 pub mod watch;
 
+#[cfg(feature = "nushell-plugins")]
+pub use base::{load_plugins, stop_plugins};
 pub use engine::{Engine, LazyEngine};
