@@ -36,10 +36,6 @@ impl Action {
         })
     }
 
-    pub fn create_id(&self) -> Id {
-        self.create_id
-    }
-
     /// The topics that answer a call: the response and the error.
     pub fn answer_topics(&self) -> [String; 2] {
         [

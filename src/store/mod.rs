@@ -6,8 +6,8 @@
 //! Nothing here knows about HTTP, the CLI or Nushell.
 
 pub mod error;
+mod follow;
 pub mod frame;
-pub mod head;
 pub mod housekeeping;
 pub mod id;
 pub mod kv;
@@ -15,10 +15,12 @@ pub mod local;
 pub mod merge;
 pub mod metrics;
 pub mod queue;
-pub mod read;
 pub mod redis;
 pub mod topic;
 pub mod ttl;
+
+/// The follow machinery (src/store/follow/), at its old paths.
+pub use follow::{head, reader as read};
 
 use std::collections::HashMap;
 use std::io::Read;
