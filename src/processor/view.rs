@@ -28,7 +28,7 @@ use crate::nu::commands::{self, AppendMode};
 use crate::nu::engine::collect;
 use crate::nu::value::{frame_record, from_json, to_json_checked, FrameShape, OVER_CAP};
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
-use crate::store::{Frame, Id, Store, TopicFilter, WriteOp};
+use crate::store::{Frame, Id, Store, TopicFilter};
 
 /// The longest a changed state waits before it is saved.
 const SAVE_EVERY: Duration = Duration::from_millis(100);
@@ -95,7 +95,7 @@ impl View {
     pub fn spawn(self, store: Store, table: ProcessTable, fresh: bool) -> Result<Running, String> {
         if fresh {
             store
-                .write(WriteOp::KvDelete(key(&self.name)))
+                .kv_delete(&key(&self.name))
                 .map_err(|e| e.to_string())?;
         }
         let stop = Arc::new(AtomicBool::new(false));
@@ -247,7 +247,7 @@ impl View {
         };
         let value = json!({ "state": state, "last_id": last_id.to_string() });
         if let Ok(bytes) = serde_json::to_vec(&value) {
-            drop(store.submit(WriteOp::KvSet(key(&self.name), bytes)));
+            store.kv_set_queued(&key(&self.name), bytes);
         }
     }
 }

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use super::frame::synthetic;
 use super::id::Id;
-use super::local::FrameIter;
 use super::topic::TopicFilter;
+use super::FrameIter;
 use super::{RawFrame, Store, StoreError};
 
 /// Frames read from the store per step.

@@ -163,8 +163,7 @@ impl Keyspaces {
     }
 }
 
-/// A boxed iterator over frames, oldest first or newest first.
-pub type FrameIter = Box<dyn Iterator<Item = Result<RawFrame, StoreError>> + Send>;
+pub use crate::store::FrameIter;
 
 impl Local {
     /// Opens the store's database, if it has one, and content folder.

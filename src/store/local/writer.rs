@@ -70,7 +70,6 @@ use std::time::Instant;
 
 use crossbeam_channel::Sender;
 use fjall::{Database, OwnedWriteBatch, PersistMode};
-use serde_json::Value;
 
 use super::{Keyspaces, Local, Ours};
 use crate::store::frame::Frame;
@@ -81,6 +80,9 @@ use crate::store::metrics::Metrics;
 use crate::store::queue::{Empty, QueueReceiver};
 use crate::store::topic::index_prefixes;
 use crate::store::ttl::Ttl;
+use crate::store::write::{
+    import_conflict, same_frame, WriteOp, WriteOutcome, WriteReply, WriteRequest,
+};
 use crate::store::{FsyncPolicy, RawFrame, StoreError};
 
 /// The most requests folded into one batch.
@@ -93,135 +95,29 @@ const TOMBSTONE_BYTES: u64 = 32;
 /// few index keys, an expiry key.
 const TOMBSTONES_PER_FRAME: u64 = 256;
 
-/// A frame to append; the writer gives it its id.
-#[derive(Debug, Clone)]
-pub struct Draft {
-    pub topic: String,
-    pub hash: Option<String>,
-    pub meta: Option<Value>,
-    pub ttl: Option<Ttl>,
-    /// A small payload's bytes, journaled with the frame (see above).
-    pub journal_payload: Option<Vec<u8>>,
-}
-
-/// One change to the store.
+/// What only the local backend is asked to do (`WriteOp::Local`).
 #[derive(Debug)]
-pub enum WriteOp {
-    Append(Draft),
-    /// A frame stored verbatim (id, hash and ttl kept); not news.
-    Import(Frame, Option<Vec<u8>>),
-    Remove(Id),
+pub enum LocalOp {
     /// Pending payload copies whose files are now known to be synced.
     ForgetPending(Vec<Vec<u8>>),
-    /// A small payload stored without a frame (`POST /cas`), journaled so
-    /// one batch sync makes it durable.
-    JournalPayload(String, Vec<u8>),
-    KvSet(String, Vec<u8>),
-    KvDelete(String),
 }
 
-impl WriteOp {
-    /// Whether it writes to our keyspaces (`local::Ours`), which a new
-    /// store makes only after its first batch: a payload reference, an
-    /// expiry, a journaled payload, the k/v store.
-    fn needs_ours(&self) -> bool {
-        let frame_needs = |hash: &Option<String>, ttl: Option<Ttl>| {
-            hash.is_some() || matches!(ttl, Some(Ttl::Time(_)))
-        };
-        match self {
-            WriteOp::Append(draft) => frame_needs(&draft.hash, draft.ttl),
-            WriteOp::Import(frame, _) => frame_needs(&frame.hash, frame.ttl),
-            WriteOp::ForgetPending(keys) => !keys.is_empty(),
-            WriteOp::Remove(_)
-            | WriteOp::JournalPayload(..)
-            | WriteOp::KvSet(..)
-            | WriteOp::KvDelete(_) => true,
-        }
-    }
-}
-
-/// What a successful write returns.
-#[derive(Debug)]
-pub enum WriteOutcome {
-    Frame(Frame),
-    Done,
-}
-
-pub type WriteReply = Result<WriteOutcome, StoreError>;
-
-pub struct WriteRequest {
-    pub op: WriteOp,
-    pub reply: Option<ReplyTo>,
-}
-
-/// Where the writer answers a request.
-pub enum ReplyTo {
-    /// A channel the requester may wait on later (`Store::submit`).
-    Channel(Sender<WriteReply>),
-    /// A requester blocked right now (`Store::write`): one condvar wake,
-    /// no spinning (a crossbeam receiver spins and `sched_yield`s before
-    /// it sleeps, CPU a busy 2-core machine lacks).
-    Waiter(Answer),
-}
-
-impl ReplyTo {
-    pub fn send(self, reply: WriteReply) {
-        match self {
-            ReplyTo::Channel(sender) => {
-                let _ = sender.send(reply);
-            }
-            ReplyTo::Waiter(mut answer) => answer.put(reply),
-        }
-    }
-}
-
-/// A one-shot slot for one reply.
-#[derive(Default)]
-pub struct Waiter {
-    slot: std::sync::Mutex<Option<WriteReply>>,
-    ready: std::sync::Condvar,
-}
-
-impl Waiter {
-    /// Blocks until the reply is there.
-    pub fn wait(&self) -> WriteReply {
-        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(reply) = slot.take() {
-                return reply;
-            }
-            slot = self.ready.wait(slot).unwrap_or_else(|e| e.into_inner());
-        }
-    }
-}
-
-/// The writer's end of a `Waiter`. Dropped unanswered (the writer gone,
-/// or a panic), it answers `Closed`, so no requester waits forever.
-pub struct Answer {
-    waiter: std::sync::Arc<Waiter>,
-    answered: bool,
-}
-
-impl Answer {
-    pub fn new(waiter: std::sync::Arc<Waiter>) -> Answer {
-        Answer {
-            waiter,
-            answered: false,
-        }
-    }
-
-    fn put(&mut self, reply: WriteReply) {
-        self.answered = true;
-        *self.waiter.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(reply);
-        self.waiter.ready.notify_one();
-    }
-}
-
-impl Drop for Answer {
-    fn drop(&mut self) {
-        if !self.answered {
-            self.put(Err(StoreError::Closed));
-        }
+/// Whether a request writes to our keyspaces (`local::Ours`), which a new
+/// store makes only after its first batch: a payload reference, an
+/// expiry, a journaled payload, the k/v store.
+fn needs_ours(op: &WriteOp) -> bool {
+    let frame_needs = |hash: &Option<String>, ttl: Option<Ttl>| {
+        hash.is_some() || matches!(ttl, Some(Ttl::Time(_)))
+    };
+    match op {
+        WriteOp::Append(draft, _) => frame_needs(&draft.hash, draft.ttl),
+        WriteOp::Import(frame, _) => frame_needs(&frame.hash, frame.ttl),
+        WriteOp::Local(LocalOp::ForgetPending(keys)) => !keys.is_empty(),
+        WriteOp::Nothing => false,
+        WriteOp::Remove(_)
+        | WriteOp::KeepPayload(..)
+        | WriteOp::KvSet(..)
+        | WriteOp::KvDelete(_) => true,
     }
 }
 
@@ -270,7 +166,7 @@ impl Writer {
     }
 
     /// Runs until every sender is gone, then makes everything durable.
-    pub fn run(mut self, requests: QueueReceiver<WriteRequest>) {
+    pub(in crate::store) fn run(mut self, requests: QueueReceiver<WriteRequest>) {
         // A new store's database and cross.stream's keyspaces are made
         // here, before the first batch, rather than before the socket
         // opens (see `local::Keyspaces`).
@@ -369,7 +265,7 @@ impl Writer {
         };
         // A new store's first batch writes only to cross.stream's
         // keyspaces (see `local::Keyspaces`); any other makes ours first.
-        let ours = if batch.iter().any(|r| r.op.needs_ours()) {
+        let ours = if batch.iter().any(|r| needs_ours(&r.op)) {
             match spaces.ours() {
                 Ok(ours) => Some(ours.clone()),
                 Err(error) => {
@@ -406,7 +302,7 @@ impl Writer {
 
         for request in &batch {
             let outcome = match &request.op {
-                WriteOp::Append(draft) => {
+                WriteOp::Append(draft, payload) => {
                     let id = match next_id_after(self.last_id) {
                         Ok(id) => id,
                         Err(e) => {
@@ -432,13 +328,7 @@ impl Writer {
                         });
                     } else {
                         let json = frame.to_json().into_bytes();
-                        match stage_frame(
-                            &mut write,
-                            &staging,
-                            &frame,
-                            &json,
-                            draft.journal_payload.as_deref(),
-                        ) {
+                        match stage_frame(&mut write, &staging, &frame, &json, payload.as_deref()) {
                             Ok(bytes) => bytes_to_disk += bytes,
                             Err(error) => {
                                 self.fail(batch, last_before, &error);
@@ -449,7 +339,7 @@ impl Writer {
                             topic: frame.topic.clone(),
                             frame: RawFrame { id, json },
                         });
-                        if let (Some(hash), Some(_)) = (&frame.hash, &draft.journal_payload) {
+                        if let (Some(hash), Some(_)) = (&frame.hash, payload) {
                             journaled.push(hash.as_bytes().to_vec());
                         }
                         count_ref(&mut ref_deltas, &frame.hash, 1);
@@ -497,14 +387,17 @@ impl Writer {
                     removed.push(*id);
                     WriteOutcome::Done
                 }),
-                WriteOp::JournalPayload(hash, bytes) => staging.ours().map(|ours| {
+                WriteOp::KeepPayload(hash, bytes) => staging.ours().map(|ours| {
                     bytes_to_disk += bytes.len() as u64;
                     write.insert(&ours.cas_pending, hash.as_bytes(), bytes.clone());
                     journaled.push(hash.as_bytes().to_vec());
                     WriteOutcome::Done
                 }),
-                WriteOp::ForgetPending(keys) if keys.is_empty() => Ok(WriteOutcome::Done),
-                WriteOp::ForgetPending(keys) => staging.ours().map(|ours| {
+                WriteOp::Nothing => Ok(WriteOutcome::Done),
+                WriteOp::Local(LocalOp::ForgetPending(keys)) if keys.is_empty() => {
+                    Ok(WriteOutcome::Done)
+                }
+                WriteOp::Local(LocalOp::ForgetPending(keys)) => staging.ours().map(|ours| {
                     for key in keys {
                         deletion_bytes += key.len() as u64 + TOMBSTONE_BYTES;
                         write.remove(&ours.cas_pending, key.clone());
@@ -542,7 +435,7 @@ impl Writer {
 
         let appended = batch
             .iter()
-            .filter(|r| matches!(r.op, WriteOp::Append(_)))
+            .filter(|r| matches!(r.op, WriteOp::Append(..)))
             .count() as u64;
         Metrics::add(&self.metrics.appends_ok, appended);
         Metrics::add(&self.metrics.frames_appended, appended);
@@ -587,7 +480,7 @@ impl Writer {
         self.last_id = last_before;
         let appends = batch
             .iter()
-            .filter(|r| matches!(r.op, WriteOp::Append(_)))
+            .filter(|r| matches!(r.op, WriteOp::Append(..)))
             .count() as u64;
         Metrics::add(&self.metrics.appends_failed, appends);
         for request in batch {
@@ -787,18 +680,4 @@ pub fn expiry_key(id: Id, ttl_ms: u64) -> Vec<u8> {
     let mut key = expires.to_be_bytes().to_vec();
     key.extend_from_slice(&id.to_bytes());
     key
-}
-
-/// Whether stored JSON is `frame`: the same bytes, or (a frame written by
-/// cross.stream, spelled its way) the same frame once read.
-pub fn same_frame(stored: &[u8], frame: &Frame) -> bool {
-    stored == frame.to_json().as_bytes()
-        || Frame::from_json(stored).is_ok_and(|stored| stored == *frame)
-}
-
-/// The refusal of an import whose id holds another frame.
-pub fn import_conflict(id: Id) -> StoreError {
-    StoreError::Conflict(format!(
-        "cannot import {id}: a different frame is stored under that id (only the same bytes may be imported again)"
-    ))
 }
