@@ -18,6 +18,7 @@
 //! A new store gets its database and keyspaces from the writer, after its
 //! socket opens (`Keyspaces`).
 
+mod batch;
 pub mod cas;
 pub mod schema;
 pub mod space;
