@@ -469,13 +469,7 @@ fn stop_when_broken(store: Store) {
 
 fn system_frame(store: &Store, topic: &str, meta: Option<serde_json::Value>) -> Result<(), String> {
     store
-        .append(Draft {
-            topic: topic.into(),
-            hash: None,
-            meta,
-            ttl: None,
-            journal_payload: None,
-        })
+        .append(Draft::new(topic).meta(meta))
         .map(|_| ())
         .map_err(|e| format!("cannot append {topic}: {e}"))
 }

@@ -184,13 +184,9 @@ fn serve(shared: &Context, mut request: Request) {
         Ok(body) => body,
         Err(e) => return answer_plain(request, status_of(&e), &e.to_string()),
     };
-    let draft = Draft {
-        topic: REQUEST_TOPIC.into(),
-        hash: None,
-        meta: Some(meta),
-        ttl: Some(shared.options.ttl),
-        journal_payload: None,
-    };
+    let draft = Draft::new(REQUEST_TOPIC)
+        .meta(Some(meta))
+        .ttl(Some(shared.options.ttl));
     // A refused append leaves no payload file behind (`PayloadPin`).
     let appended = shared.store.append_with_payload(draft, body);
     let request_id = match appended {
@@ -443,13 +439,9 @@ impl Exchange<'_> {
         if let Some(peer) = &mut self.peer {
             peer.shut_down();
         }
-        let draft = Draft {
-            topic: DISCONNECT_TOPIC.into(),
-            hash: None,
-            meta: Some(json!({ "request_id": self.request_id.to_string() })),
-            ttl: Some(self.shared.options.ttl),
-            journal_payload: None,
-        };
+        let draft = Draft::new(DISCONNECT_TOPIC)
+            .meta(Some(json!({ "request_id": self.request_id.to_string() })))
+            .ttl(Some(self.shared.options.ttl));
         if let Err(e) = self.shared.store.append(draft) {
             eprintln!("xs: http gateway: cannot append {DISCONNECT_TOPIC}: {e}");
         }

@@ -21,7 +21,7 @@ use crate::nu::commands::{self, AppendBuffer, AppendMode};
 use crate::nu::engine::collect;
 use crate::nu::value::{frame_record, FrameShape};
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
-use crate::store::{Draft, Frame, Id, PayloadPin, Store, TopicFilter};
+use crate::store::{Draft, Frame, Id, Store, StoredPayload, TopicFilter};
 use crate::sys::process::ChildGroups;
 
 /// Where an actor starts reading.
@@ -273,11 +273,11 @@ impl Actor {
                 return self.finish(store, Event::FinError, frame, Some(error));
             }
         };
-        let buffered: Vec<(Draft, Option<PayloadPin>)> =
+        let buffered: Vec<(Draft, Option<StoredPayload>)> =
             std::mem::take(&mut *self.buffer.lock().unwrap_or_else(|e| e.into_inner()));
-        for (draft, pin) in buffered {
+        for (draft, payload) in buffered {
             let draft = output::tag(draft, &frame_ids);
-            output::send(store, output::Output { draft, pin });
+            output::send(store, output::Output { draft, payload });
         }
         let (out, next) = match &value {
             Value::Nothing { .. } => (None, None),

@@ -186,13 +186,7 @@ pub fn emit(
     event: Event,
     meta: Map<String, Value>,
 ) -> Result<Frame, crate::store::StoreError> {
-    store.append(Draft {
-        topic: topic(kind, name, event),
-        hash: None,
-        meta: Some(Value::Object(meta)),
-        ttl: None,
-        journal_payload: None,
-    })
+    store.append(Draft::new(topic(kind, name, event)).meta(Some(Value::Object(meta))))
 }
 
 /// `{<kind id key>: <create id>}` plus more fields.

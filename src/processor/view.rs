@@ -26,7 +26,7 @@ use crate::nu::commands::{self, AppendMode};
 use crate::nu::engine::collect;
 use crate::nu::value::{frame_record, from_json, to_json_checked, FrameShape, OVER_CAP};
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
-use crate::store::{Frame, Id, Store, TopicFilter, WriteOp};
+use crate::store::{Frame, Id, Store, TopicFilter};
 use crate::sys::process::ChildGroups;
 
 /// The longest a changed state waits before it is saved.
@@ -89,7 +89,7 @@ impl View {
     pub fn spawn(self, store: Store, table: ProcessTable, fresh: bool) -> Result<Running, String> {
         if fresh {
             store
-                .write(WriteOp::KvDelete(lifecycle::view_key(&self.name)))
+                .kv_delete(&lifecycle::view_key(&self.name))
                 .map_err(|e| e.to_string())?;
         }
         let interrupt = self.loaded.engine.interrupter().clone();
@@ -237,7 +237,7 @@ impl View {
         };
         let value = json!({ "state": state, "last_id": last_id.to_string() });
         if let Ok(bytes) = serde_json::to_vec(&value) {
-            drop(store.submit(WriteOp::KvSet(lifecycle::view_key(&self.name), bytes)));
+            store.kv_set_queued(&lifecycle::view_key(&self.name), bytes);
         }
     }
 }

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use crate::store::frame::synthetic;
 use crate::store::id::Id;
-use crate::store::local::FrameIter;
 use crate::store::topic::TopicFilter;
+use crate::store::FrameIter;
 use crate::store::{RawFrame, Store, StoreError};
 
 /// Frames read from the store per step.
