@@ -168,7 +168,7 @@ function flush() {
   spacer.style.height = frameList.length * ROW + "px";
   if (stick) list.scrollTop = list.scrollHeight;
   render();
-  $("count").textContent = `${frameList.length.toLocaleString()} frameList · ${rate}/s`;
+  $("count").textContent = `${frameList.length.toLocaleString()} frames · ${rate}/s`;
   $("latest").hidden = stick;
 }
 
@@ -239,7 +239,7 @@ $("controls").addEventListener("submit", (event) => {
 setInterval(() => {
   rate = received;
   received = 0;
-  if (!scheduled) $("count").textContent = `${frameList.length.toLocaleString()} frameList · ${rate}/s`;
+  if (!scheduled) $("count").textContent = `${frameList.length.toLocaleString()} frames · ${rate}/s`;
 }, 1000);
 
 // ---------------------------------------------------------------- a frame
