@@ -33,7 +33,8 @@ Options:
   --expose <addr>           also serve the API on :port, host:port or a Unix path
   --auth-file <file>        one user:password line (password 12+ characters,
                             file mode 600); required for a non-loopback
-                            --expose; the TCP --expose then needs Basic auth
+                            --expose or --ui; a TCP --expose and --ui then
+                            need Basic auth
   --http <addr>             also run the HTTP gateway on :port (loopback) or
                             host:port: requests become http.request frames,
                             http.response frames answer them
