@@ -502,6 +502,23 @@ fn the_page_in_a_real_browser_tails_filters_and_opens_payloads() {
         "document.querySelector('#kv').innerText.includes('counter')",
         Duration::from_secs(5),
     );
+    // A key clicked is watched live.
+    browser.eval(
+        &tab,
+        "document.querySelector('#kv tr:nth-child(2)').click()",
+    );
+    browser.wait_until(
+        &tab,
+        "document.querySelector('#kv-watch pre').textContent == '{\\n  \"n\": 1\\n}'",
+        Duration::from_secs(5),
+    );
+    let put = request(&server.sock(), "PUT", "/kv/counter", &[], b"{\"n\":2}");
+    assert_eq!(put.status, 204);
+    browser.wait_until(
+        &tab,
+        "document.querySelector('#kv-watch pre').textContent == '{\\n  \"n\": 2\\n}'",
+        Duration::from_secs(2),
+    );
 
     // A click opens a frame: its meta, and its JSON payload pretty-printed.
     let click =

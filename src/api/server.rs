@@ -202,10 +202,20 @@ impl Listener {
         credentials: Option<Credentials>,
         limits: Limits,
     ) -> Result<Listener, String> {
+        Listener::tcp_named(listener, credentials, limits, "--expose")
+    }
+
+    /// Serves a TCP socket; `flag` names it in messages and the log.
+    fn tcp_named(
+        listener: TcpListener,
+        credentials: Option<Credentials>,
+        limits: Limits,
+        flag: &str,
+    ) -> Result<Listener, String> {
         let addr = listener
             .local_addr()
-            .map_err(|e| format!("a --expose socket without an address: {e}"))?;
-        let limits = tiny_limits(limits, format!("--expose {addr}"));
+            .map_err(|e| format!("a {flag} socket without an address: {e}"))?;
+        let limits = tiny_limits(limits, format!("{flag} {addr}"));
         let server = Server::from_listener_with(listener, None, limits)
             .map_err(|e| format!("cannot serve {addr}: {e}"))?;
         Ok(Listener {
@@ -221,7 +231,8 @@ impl Listener {
         credentials: Option<Credentials>,
         limits: Limits,
     ) -> Result<Listener, String> {
-        let mut listener = Listener::tcp(addr, credentials, limits)?;
+        let bound = TcpListener::bind(addr).map_err(|e| format!("cannot bind {addr}: {e}"))?;
+        let mut listener = Listener::tcp_named(bound, credentials, limits, "--ui")?;
         listener.ui = Some(addr);
         Ok(listener)
     }
