@@ -590,6 +590,31 @@ fn the_page_in_a_real_browser_tails_filters_and_opens_payloads() {
         Duration::from_secs(10),
     );
 
+    // Since a time: the id made from it in the page reads from there.
+    let recent = browser.open(&format!("{base}#since=10m&topic=user.*"));
+    browser.wait_until(
+        &recent,
+        &format!("{ROW_TOPICS}.join() == 'user.signup,user.avatar,user.login'"),
+        Duration::from_secs(10),
+    );
+    // Since a date: the frames from that millisecond on.
+    let at_ms = |id: &str| id.parse::<scru128::Scru128Id>().unwrap().timestamp();
+    let from_ms = at_ms(binary_frame["id"].as_str().unwrap());
+    let expected: Vec<String> = server
+        .frames("/")
+        .iter()
+        .filter(|f| at_ms(f["id"].as_str().unwrap()) >= from_ms)
+        .map(|f| f["topic"].as_str().unwrap().to_string())
+        .filter(|topic| !topic.starts_with("xs."))
+        .collect();
+    let date = browser.eval(&tab, &format!("new Date({from_ms}).toISOString()"));
+    let dated = browser.open(&format!("{base}#since={}", date.as_str().unwrap()));
+    browser.wait_until(
+        &dated,
+        &format!("{ROW_TOPICS}.join() == '{}'", expected.join(",")),
+        Duration::from_secs(10),
+    );
+
     if std::env::var("XS_UPDATE_SCREENSHOT").as_deref() == Ok("1") {
         browser.eval(&tab, &click(json_frame["id"].as_str().unwrap()));
         browser.wait_until(
