@@ -242,6 +242,7 @@ struct Browser {
 
 /// One tab of the browser.
 struct Tab {
+    target: Value,
     session: String,
 }
 
@@ -371,11 +372,22 @@ impl Browser {
             json!({ "targetId": target_id, "flatten": true }),
         );
         Tab {
+            target: target_id,
             session: attached["sessionId"]
                 .as_str()
                 .expect("a session")
                 .to_string(),
         }
+    }
+
+    /// Closes a tab, and with it its connections: a browser opens at most
+    /// 6 at a time to one host, and each tab of the page holds one or two.
+    fn close(&mut self, tab: Tab) {
+        self.call(
+            None,
+            "Target.closeTarget",
+            json!({ "targetId": tab.target }),
+        );
     }
 
     /// The value of a JavaScript expression in the tab.
@@ -579,6 +591,7 @@ fn the_page_in_a_real_browser_tails_filters_and_opens_payloads() {
         &format!("{ROW_TOPICS}.join() == 'user.signup,user.avatar,live.one,user.login'"),
         Duration::from_secs(5),
     );
+    browser.close(filtered);
     // Since an id: only what follows it.
     let since = browser.open(&format!(
         "{base}#since={}",
@@ -589,6 +602,7 @@ fn the_page_in_a_real_browser_tails_filters_and_opens_payloads() {
         &format!("{ROW_TOPICS}[0] == 'blob.raw' && {ROW_TOPICS}.includes('order.shipped')"),
         Duration::from_secs(10),
     );
+    browser.close(since);
 
     // Since a time: the id made from it in the page reads from there.
     let recent = browser.open(&format!("{base}#since=10m&topic=user.*"));
@@ -597,6 +611,7 @@ fn the_page_in_a_real_browser_tails_filters_and_opens_payloads() {
         &format!("{ROW_TOPICS}.join() == 'user.signup,user.avatar,user.login'"),
         Duration::from_secs(10),
     );
+    browser.close(recent);
     // Since a date: the frames from that millisecond on.
     let at_ms = |id: &str| id.parse::<scru128::Scru128Id>().unwrap().timestamp();
     let from_ms = at_ms(binary_frame["id"].as_str().unwrap());
@@ -614,6 +629,7 @@ fn the_page_in_a_real_browser_tails_filters_and_opens_payloads() {
         &format!("{ROW_TOPICS}.join() == '{}'", expected.join(",")),
         Duration::from_secs(10),
     );
+    browser.close(dated);
 
     if std::env::var("XS_UPDATE_SCREENSHOT").as_deref() == Ok("1") {
         browser.eval(&tab, &click(json_frame["id"].as_str().unwrap()));
