@@ -486,6 +486,13 @@ fn the_page_in_a_real_browser_tails_filters_and_opens_payloads() {
     server.append("order.placed", b"order 1");
     let put = request(&server.sock(), "PUT", "/kv/counter", &[], b"{\"n\":1}");
     assert_eq!(put.status, 204, "{}", put.text());
+    // A service, for the process table.
+    if cfg!(feature = "nushell") {
+        server.append(
+            "xs.service.ticker.create",
+            br#"{ command: ["sleep", "60"] restart: "never" }"#,
+        );
+    }
 
     // History, then live: the page shows what is there...
     let base = format!("http://127.0.0.1:{port}/");
@@ -514,6 +521,13 @@ fn the_page_in_a_real_browser_tails_filters_and_opens_payloads() {
         "document.querySelector('#kv').innerText.includes('counter')",
         Duration::from_secs(5),
     );
+    if cfg!(feature = "nushell") {
+        browser.wait_until(
+            &tab,
+            "document.querySelector('#ps').innerText.includes('ticker\\tservice\\trunning')",
+            Duration::from_secs(5),
+        );
+    }
     // A key clicked is watched live.
     browser.eval(
         &tab,
@@ -528,7 +542,8 @@ fn the_page_in_a_real_browser_tails_filters_and_opens_payloads() {
     assert_eq!(put.status, 204);
     browser.wait_until(
         &tab,
-        "document.querySelector('#kv-watch pre').textContent == '{\\n  \"n\": 2\\n}'",
+        "document.querySelector('#kv-watch pre').textContent == '{\\n  \"n\": 2\\n}' && \
+         document.querySelector('#kv').innerText.includes('{\"n\":2}')",
         Duration::from_secs(2),
     );
 

@@ -495,6 +495,7 @@ async function watchKey(key) {
         if (!line) continue;
         const entry = JSON.parse(line);
         value.textContent = entry.deleted ? "(deleted)" : JSON.stringify(entry.value, null, 2);
+        refreshKv(); // the table too, not 2 s later
       }
     }
     title.textContent = `${key} (watch ended)`;
