@@ -279,6 +279,21 @@ fn parse_expose(flag: &str, addr: &str) -> Result<Expose, String> {
         .map(Expose::Tcp)
 }
 
+/// A TCP listener (`flag`: `--expose` or `--ui`) beyond loopback needs
+/// credentials.
+fn check_reach(
+    flag: &str,
+    addr: SocketAddr,
+    credentials: Option<&Credentials>,
+) -> Result<(), String> {
+    if !addr.ip().is_loopback() && credentials.is_none() {
+        return Err(format!(
+            "{flag} {addr} is not a loopback address: give --auth-file <file> with a user:password line"
+        ));
+    }
+    Ok(())
+}
+
 /// Runs `xs serve`; returns the exit code.
 pub fn main(args: Vec<OsString>) -> i32 {
     let args = match parse_args(args) {
@@ -327,19 +342,10 @@ fn run(args: ServeArgs) -> Result<(), String> {
         .map(|http| gateway::parse_addr(&http.addr))
         .transpose()?;
     if let Some(addr) = ui {
-        if !addr.ip().is_loopback() && credentials.is_none() {
-            return Err(format!(
-                "--ui {addr} is not a loopback address: give --auth-file <file> with a user:password line"
-            ));
-        }
+        check_reach("--ui", addr, credentials.as_ref())?;
     }
     match &expose {
-        Some(Expose::Tcp(addr)) if !addr.ip().is_loopback() && credentials.is_none() => {
-            return Err(format!(
-                "--expose {addr} is not a loopback address: give --auth-file <file> with a user:password line"
-            ));
-        }
-        Some(Expose::Tcp(_)) => {}
+        Some(Expose::Tcp(addr)) => check_reach("--expose", *addr, credentials.as_ref())?,
         // Only a TCP listener checks credentials: refuse rather than
         // leave them silently unused.
         _ if credentials.is_some() && ui.is_none() => {
