@@ -22,7 +22,7 @@ const USAGE: &str = "usage: xs serve <dir> [--fsync always|interval:<ms>|never] 
 [--auth-file <file>] [--http <addr>] [--http-timeout <ms>] [--http-ttl <ttl>] [--max-payload <bytes>] \
 [--ephemeral-frames <n>] [--ephemeral-bytes <bytes>] [--backend redis://host:port/db?ns=<name>] \
 [--redis-replicas <n>] [--ttl-sweep <ms>] [--eval-timeout <secs>] [--eval-memory <bytes>] \
-[--max-connections <n>] [--idle-timeout <secs>] [--plugin <path>]...";
+[--max-connections <n>] [--idle-timeout <secs>] [--ui <addr>] [--plugin <path>]...";
 
 const HELP: &str = "Run the store in <dir>: its API listens on <dir>/sock.
 
@@ -33,7 +33,8 @@ Options:
   --expose <addr>           also serve the API on :port, host:port or a Unix path
   --auth-file <file>        one user:password line (password 12+ characters,
                             file mode 600); required for a non-loopback
-                            --expose; the TCP --expose then needs Basic auth
+                            --expose or --ui; a TCP --expose and --ui then
+                            need Basic auth
   --http <addr>             also run the HTTP gateway on :port (loopback) or
                             host:port: requests become http.request frames,
                             http.response frames answer them
@@ -63,6 +64,9 @@ Options:
                             request head within <secs>, or that pauses that
                             long inside a request body (408) (default 30,
                             0: never); a follow is never timed out
+  --ui <addr>               also serve the live viewer page (and the API it
+                            reads) on :port (loopback) or host:port; beyond
+                            loopback only with --auth-file, as --expose
   --plugin <path>           a Nushell plugin (nu_plugin_*), repeatable: started
                             once at start, its commands in every script
                             (needs the nushell-plugins build)";
@@ -88,6 +92,8 @@ struct ServeArgs {
     max_connections: Option<usize>,
     /// `--idle-timeout`; `None`: never.
     idle_timeout: Option<Duration>,
+    /// `--ui`: where the viewer page is served, as given.
+    ui: Option<String>,
     /// Without Nushell there are no scripts to bound.
     #[cfg_attr(not(feature = "nushell"), allow(dead_code))]
     scripts: ScriptLimits,
@@ -142,6 +148,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
         memory: 512 << 20,
     };
     let mut max_connections = None;
+    let mut ui = None;
     let mut plugins = Vec::new();
     let mut idle_timeout = Some(Duration::from_secs(server::DEFAULT_IDLE_TIMEOUT_SECS));
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
@@ -152,6 +159,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
                 fsync_given = true;
             }
             Long("expose") => expose = Some(string(&mut parser)?),
+            Long("ui") => ui = Some(string(&mut parser)?),
             Long("auth-file") => auth_file = Some(PathBuf::from(string(&mut parser)?)),
             Long("max-payload") => max_payload = number(&mut parser, "--max-payload")?,
             Long("ephemeral-frames") => {
@@ -245,6 +253,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
         scripts,
         max_connections,
         idle_timeout,
+        ui,
         plugins,
     }))
 }
@@ -263,13 +272,14 @@ fn number(parser: &mut lexopt::Parser, flag: &str) -> Result<u64, String> {
         .map_err(|_| format!("invalid value '{text}' for {flag}: expected a number"))
 }
 
-fn parse_expose(addr: &str) -> Result<Expose, String> {
+/// An `--expose` (or `--ui`: `flag` names it in errors) address.
+fn parse_expose(flag: &str, addr: &str) -> Result<Expose, String> {
     if addr.starts_with('/') || addr.starts_with("./") || addr.starts_with("../") {
         return Ok(Expose::Unix(PathBuf::from(addr)));
     }
     if addr.starts_with("iroh://") || addr.starts_with("https://") {
         return Err(format!(
-            "--expose {addr}: only TCP and Unix addresses are supported"
+            "{flag} {addr}: only TCP and Unix addresses are supported"
         ));
     }
     let bare = addr.strip_prefix("http://").unwrap_or(addr);
@@ -279,10 +289,25 @@ fn parse_expose(addr: &str) -> Result<Expose, String> {
         bare.to_string()
     };
     full.to_socket_addrs()
-        .map_err(|e| format!("--expose {addr}: {e}"))?
+        .map_err(|e| format!("{flag} {addr}: {e}"))?
         .next()
-        .ok_or_else(|| format!("--expose {addr}: no address"))
+        .ok_or_else(|| format!("{flag} {addr}: no address"))
         .map(Expose::Tcp)
+}
+
+/// A TCP listener (`flag`: `--expose` or `--ui`) beyond loopback needs
+/// credentials.
+fn check_reach(
+    flag: &str,
+    addr: SocketAddr,
+    credentials: Option<&Credentials>,
+) -> Result<(), String> {
+    if !addr.ip().is_loopback() && credentials.is_none() {
+        return Err(format!(
+            "{flag} {addr} is not a loopback address: give --auth-file <file> with a user:password line"
+        ));
+    }
+    Ok(())
 }
 
 /// Runs `xs serve`; returns the exit code.
@@ -305,7 +330,23 @@ pub fn main(args: Vec<OsString>) -> i32 {
 }
 
 fn run(args: ServeArgs) -> Result<(), String> {
-    let expose = args.expose.as_deref().map(parse_expose).transpose()?;
+    let expose = args
+        .expose
+        .as_deref()
+        .map(|addr| parse_expose("--expose", addr))
+        .transpose()?;
+    // A browser reaches the viewer over TCP only.
+    let ui = match args.ui.as_deref().map(|addr| parse_expose("--ui", addr)) {
+        Some(Ok(Expose::Tcp(addr))) => Some(addr),
+        Some(Ok(Expose::Unix(_))) => {
+            return Err(format!(
+                "--ui {}: the viewer needs a TCP address (:port or host:port)",
+                args.ui.as_deref().unwrap_or_default()
+            ))
+        }
+        Some(Err(e)) => return Err(e),
+        None => None,
+    };
     let credentials = args
         .auth_file
         .as_deref()
@@ -316,16 +357,14 @@ fn run(args: ServeArgs) -> Result<(), String> {
         .as_ref()
         .map(|http| gateway::parse_addr(&http.addr))
         .transpose()?;
+    if let Some(addr) = ui {
+        check_reach("--ui", addr, credentials.as_ref())?;
+    }
     match &expose {
-        Some(Expose::Tcp(addr)) if !addr.ip().is_loopback() && credentials.is_none() => {
-            return Err(format!(
-                "--expose {addr} is not a loopback address: give --auth-file <file> with a user:password line"
-            ));
-        }
-        Some(Expose::Tcp(_)) => {}
+        Some(Expose::Tcp(addr)) => check_reach("--expose", *addr, credentials.as_ref())?,
         // Only a TCP listener checks credentials: refuse rather than
         // leave them silently unused.
-        _ if credentials.is_some() => {
+        _ if credentials.is_some() && ui.is_none() => {
             return Err("--auth-file applies to a TCP --expose address".into())
         }
         _ => {}
@@ -333,7 +372,10 @@ fn run(args: ServeArgs) -> Result<(), String> {
     // Each connection holds a descriptor: the soft limit goes up to the
     // hard one before anything is opened, and sets the default caps.
     let fd_limit = crate::sys::fs::raise_fd_limit();
-    let listener_count = 1 + usize::from(expose.is_some()) + usize::from(args.http.is_some());
+    let listener_count = 1
+        + usize::from(expose.is_some())
+        + usize::from(args.http.is_some())
+        + usize::from(ui.is_some());
     let limits = Limits {
         max_connections: args
             .max_connections
@@ -402,6 +444,12 @@ fn run(args: ServeArgs) -> Result<(), String> {
         };
         let listener = Arc::new(listener);
         server::spawn(listener.clone(), context.clone(), ready.clone())?;
+        listeners.push(listener);
+    }
+    if let Some(addr) = ui {
+        let listener = Arc::new(Listener::ui(addr, credentials.clone(), limits)?);
+        server::spawn(listener.clone(), context.clone(), ready.clone())?;
+        eprintln!("xs: viewer on http://{addr}/");
         listeners.push(listener);
     }
     let gateway = match (&args.http, http_addr) {
@@ -493,13 +541,7 @@ fn stop_when_broken(store: Store) {
 
 fn system_frame(store: &Store, topic: &str, meta: Option<serde_json::Value>) -> Result<(), String> {
     store
-        .append(Draft {
-            topic: topic.into(),
-            hash: None,
-            meta,
-            ttl: None,
-            journal_payload: None,
-        })
+        .append(Draft::new(topic).meta(meta))
         .map(|_| ())
         .map_err(|e| format!("cannot append {topic}: {e}"))
 }

@@ -8,8 +8,7 @@ mod common;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::cli::*;
@@ -19,73 +18,6 @@ use serde_json::Value;
 /// `xs append <dir> <topic>` with an empty stdin; the printed frame.
 fn append(server: &Server, topic: &str) -> Value {
     json(&ok(&xs(&["append", &addr(server), topic])))
-}
-
-/// A long-running `xs …` whose stdout is read line by line.
-struct Follower {
-    child: Child,
-    lines: Receiver<String>,
-}
-
-impl Follower {
-    fn spawn(args: &[&str]) -> Follower {
-        let mut child = cmd(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn xs");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            loop {
-                let mut line = Vec::new();
-                match reader.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {
-                        if line.last() == Some(&b'\n') {
-                            line.pop();
-                        }
-                        let line = String::from_utf8_lossy(&line).into_owned();
-                        if tx.send(line).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        });
-        Follower { child, lines: rx }
-    }
-
-    /// The next line; panics after `LINE_TIMEOUT` or at the end.
-    fn line(&self) -> String {
-        match self.lines.recv_timeout(LINE_TIMEOUT) {
-            Ok(line) => line,
-            Err(RecvTimeoutError::Timeout) => panic!("no line within {LINE_TIMEOUT:?}"),
-            Err(RecvTimeoutError::Disconnected) => panic!("output ended"),
-        }
-    }
-
-    fn frame(&self) -> Value {
-        json(&self.line())
-    }
-
-    /// Asserts nothing is printed within `wait`.
-    fn silent(&self, wait: Duration) {
-        match self.lines.recv_timeout(wait) {
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(line) => panic!("expected silence, got {line:?}"),
-            Err(RecvTimeoutError::Disconnected) => panic!("expected silence, output ended"),
-        }
-    }
-}
-
-impl Drop for Follower {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 // ---------------------------------------------------------------------------

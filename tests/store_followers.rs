@@ -15,20 +15,12 @@ fn open(dir: &std::path::Path) -> Store {
 }
 
 fn draft(n: usize) -> Draft {
-    Draft {
-        topic: format!("t{}", n % 3),
-        hash: None,
-        meta: Some(serde_json::json!({ "n": n })),
-        ttl: None,
-        journal_payload: None,
-    }
+    Draft::new(format!("t{}", n % 3)).meta(Some(serde_json::json!({ "n": n })))
 }
 
 /// Appends `n` frames, submitted together; their ids in order.
 fn append_many(store: &Store, n: usize) -> Vec<Id> {
-    let replies: Vec<_> = (0..n)
-        .map(|i| store.submit(xs::store::WriteOp::Append(draft(i))))
-        .collect();
+    let replies: Vec<_> = (0..n).map(|i| store.append_queued(draft(i))).collect();
     replies
         .into_iter()
         .map(|r| match r.recv().unwrap().unwrap() {

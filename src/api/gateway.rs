@@ -42,7 +42,7 @@ use super::respond::status_of;
 use super::server::{self, Limits, Ready};
 use crate::store::{Draft, Frame, Id, Store, StoreError, StoredPayload, Ttl};
 use peer::Peer;
-use reply::{Answer, Chunked, Shape};
+use reply::{Chunked, ResponseMeta, Shape};
 use router::Router;
 
 /// The topic of each request's frame.
@@ -91,7 +91,7 @@ pub struct Gateway {
 }
 
 /// What every request's thread shares.
-struct Shared {
+struct Context {
     store: Store,
     router: Arc<Router>,
     options: GatewayOptions,
@@ -124,7 +124,7 @@ impl Gateway {
                 .map_err(|e| format!("cannot serve --http {addr}: {e}"))?,
         );
         let router = Router::start(store.clone())?;
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Context {
             store,
             router,
             options,
@@ -177,20 +177,16 @@ impl Gateway {
 }
 
 /// One request, from its head to its last byte.
-fn serve(shared: &Shared, mut request: Request) {
+fn serve(shared: &Context, mut request: Request) {
     let shape = Shape::of(&request);
     let meta = request_meta::request_meta(&request);
     let body = match store_body(shared, &mut request) {
         Ok(body) => body,
         Err(e) => return answer_plain(request, status_of(&e), &e.to_string()),
     };
-    let draft = Draft {
-        topic: REQUEST_TOPIC.into(),
-        hash: None,
-        meta: Some(meta),
-        ttl: Some(shared.options.ttl),
-        journal_payload: None,
-    };
+    let draft = Draft::new(REQUEST_TOPIC)
+        .meta(Some(meta))
+        .ttl(Some(shared.options.ttl));
     // A refused append leaves no payload file behind (`PayloadPin`).
     let appended = shared.store.append_with_payload(draft, body);
     let request_id = match appended {
@@ -217,7 +213,10 @@ fn serve(shared: &Shared, mut request: Request) {
 /// appends' own, checked against `Content-Length` before a byte is read.
 /// An ephemeral body must also fit the in-memory window
 /// (`--ephemeral-bytes`), or no handler could read it.
-fn store_body(shared: &Shared, request: &mut Request) -> Result<Option<StoredPayload>, StoreError> {
+fn store_body(
+    shared: &Context,
+    request: &mut Request,
+) -> Result<Option<StoredPayload>, StoreError> {
     let ephemeral = shared.options.ttl == Ttl::Ephemeral;
     let max = if ephemeral {
         let window = shared.store.options().ephemeral.max_bytes as u64;
@@ -272,7 +271,7 @@ enum Waited {
 
 /// A registered request waiting for, then relaying, its answers.
 struct Exchange<'a> {
-    shared: &'a Shared,
+    shared: &'a Context,
     request_id: Id,
     responses: Receiver<Frame>,
     /// The client's connection, looked up once the request has waited a
@@ -355,7 +354,7 @@ impl Exchange<'_> {
         mut self,
         mut out: Box<dyn std::io::Write + Send>,
         shape: &Shape,
-        answer: &Answer,
+        answer: &ResponseMeta,
         mut body: Vec<u8>,
     ) {
         loop {
@@ -404,8 +403,8 @@ impl Exchange<'_> {
     }
 
     /// An answer's meta and its whole body.
-    fn read_answer(&self, frame: &Frame) -> Result<(Answer, Vec<u8>), String> {
-        let answer = Answer::from_meta(frame.meta.as_ref()).map_err(|e| {
+    fn read_answer(&self, frame: &Frame) -> Result<(ResponseMeta, Vec<u8>), String> {
+        let answer = ResponseMeta::from_meta(frame.meta.as_ref()).map_err(|e| {
             format!(
                 "invalid http.response {} for request {}: {e}",
                 frame.id, self.request_id
@@ -440,13 +439,9 @@ impl Exchange<'_> {
         if let Some(peer) = &mut self.peer {
             peer.shut_down();
         }
-        let draft = Draft {
-            topic: DISCONNECT_TOPIC.into(),
-            hash: None,
-            meta: Some(json!({ "request_id": self.request_id.to_string() })),
-            ttl: Some(self.shared.options.ttl),
-            journal_payload: None,
-        };
+        let draft = Draft::new(DISCONNECT_TOPIC)
+            .meta(Some(json!({ "request_id": self.request_id.to_string() })))
+            .ttl(Some(self.shared.options.ttl));
         if let Err(e) = self.shared.store.append(draft) {
             eprintln!("xs: http gateway: cannot append {DISCONNECT_TOPIC}: {e}");
         }

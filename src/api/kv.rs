@@ -9,6 +9,7 @@ use tiny_http::Request;
 use super::query;
 use super::respond::{ChunkedStream, Reply};
 use super::write::read_small_body;
+use crate::processor::lifecycle;
 use crate::store::kv::KvNews;
 use crate::store::topic::validate_topic;
 use crate::store::Store;
@@ -19,17 +20,11 @@ const MAX_VALUE: u64 = 16 * 1024 * 1024;
 /// How long a watch stays silent before probing its client.
 const IDLE_PROBE: Duration = Duration::from_secs(20);
 
-/// Keys under this prefix belong to materialized views.
-const VIEW_PREFIX: &str = "view.";
-
 fn check_writable(key: &str) -> Result<(), Reply> {
-    if key.starts_with(VIEW_PREFIX) {
-        return Err(Reply::error(
-            409,
-            format!("{key} belongs to a view: only the view writes it"),
-        ));
+    match lifecycle::reserved_key(key) {
+        Some(why) => Err(Reply::error(409, why)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// `GET /kv?prefix=<p>`: NDJSON `{"key","value"}` in key order.

@@ -12,4 +12,5 @@ pub mod read;
 pub mod respond;
 pub mod routes;
 pub mod server;
+pub mod ui;
 pub mod write;

@@ -37,6 +37,13 @@ pub fn handle(context: &Context, listener: &Listener, request: Request) {
             .push(("WWW-Authenticate", "Basic realm=\"xs\"".into()));
         return reply.send(request);
     }
+    let request = match listener.ui_addr() {
+        Some(addr) => match super::ui::handle(addr, request) {
+            Some(request) => request,
+            None => return,
+        },
+        None => request,
+    };
     let store = &context.store;
     let url = request.url().to_string();
     let (path, pairs) = split_url(&url);

@@ -14,6 +14,9 @@
 //! never ending the listener. Each kind of trouble is logged once per
 //! burst, among the frame log's lines on stderr.
 //!
+//! A `--ui` listener is a TCP one that also serves the viewer page
+//! (`super::ui`); every other path there goes to the same route table.
+//!
 //! The socket is bound before the store's `xs.start` frame is written, but
 //! requests wait at the `Ready` gate until it is: the first answer a
 //! client gets already sees the server started.
@@ -147,6 +150,8 @@ pub struct Listener {
     server: Server,
     /// The `Basic` credentials required on this listener (`--auth-file`).
     credentials: Option<Credentials>,
+    /// Set on a `--ui` listener: its address; it serves the viewer page.
+    ui: Option<SocketAddr>,
 }
 
 impl Listener {
@@ -176,6 +181,7 @@ impl Listener {
         Ok(Listener {
             server,
             credentials: None,
+            ui: None,
         })
     }
 
@@ -196,16 +202,44 @@ impl Listener {
         credentials: Option<Credentials>,
         limits: Limits,
     ) -> Result<Listener, String> {
+        Listener::tcp_named(listener, credentials, limits, "--expose")
+    }
+
+    /// Serves a TCP socket; `flag` names it in messages and the log.
+    fn tcp_named(
+        listener: TcpListener,
+        credentials: Option<Credentials>,
+        limits: Limits,
+        flag: &str,
+    ) -> Result<Listener, String> {
         let addr = listener
             .local_addr()
-            .map_err(|e| format!("a --expose socket without an address: {e}"))?;
-        let limits = tiny_limits(limits, format!("--expose {addr}"));
+            .map_err(|e| format!("a {flag} socket without an address: {e}"))?;
+        let limits = tiny_limits(limits, format!("{flag} {addr}"));
         let server = Server::from_listener_with(listener, None, limits)
             .map_err(|e| format!("cannot serve {addr}: {e}"))?;
         Ok(Listener {
             server,
             credentials,
+            ui: None,
         })
+    }
+
+    /// Binds a `--ui` address: a TCP listener that also serves the viewer.
+    pub fn ui(
+        addr: SocketAddr,
+        credentials: Option<Credentials>,
+        limits: Limits,
+    ) -> Result<Listener, String> {
+        let bound = TcpListener::bind(addr).map_err(|e| format!("cannot bind {addr}: {e}"))?;
+        let mut listener = Listener::tcp_named(bound, credentials, limits, "--ui")?;
+        listener.ui = Some(addr);
+        Ok(listener)
+    }
+
+    /// The address of a `--ui` listener; `None` on any other.
+    pub fn ui_addr(&self) -> Option<SocketAddr> {
+        self.ui
     }
 
     /// Whether the request carries the credentials this listener needs.

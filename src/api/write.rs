@@ -8,7 +8,7 @@ use super::query;
 use super::respond::{status_of, Reply};
 use crate::store::id::parse_id;
 use crate::store::topic::validate_topic;
-use crate::store::{Draft, Frame, Store, StoreError, Ttl, WriteOp};
+use crate::store::{Draft, Frame, Store, StoreError, Ttl};
 
 /// The largest `xs-meta` header accepted, in bytes.
 pub const MAX_META_HEADER: usize = 64 * 1024;
@@ -55,13 +55,7 @@ pub fn append(
             Err(e) => return Reply::store_error(e).send(request),
         }
     };
-    let draft = Draft {
-        topic: topic.to_string(),
-        hash: None,
-        meta,
-        ttl: Some(ttl),
-        journal_payload: None,
-    };
+    let draft = Draft::new(topic).meta(meta).ttl(Some(ttl));
     // A refused append leaves no payload file behind (`PayloadPin`).
     match store.append_with_payload(draft, payload) {
         Ok(frame) => {
@@ -174,7 +168,7 @@ fn import_many(store: &Store, mut request: Request) {
                 break;
             }
         };
-        pending.push_back(store.submit(WriteOp::Import(frame, None)));
+        pending.push_back(store.import_queued(frame));
         if pending.len() >= IMPORT_WINDOW {
             if let Err(e) = settle(pending.pop_front()) {
                 failure = Some((status_of(&e), e.to_string()));
@@ -247,7 +241,7 @@ fn check_import_lines(
             hasher.finish()
         };
         if seen.insert(frame.id, digest).is_some_and(|d| d != digest) {
-            let e = crate::store::local::writer::import_conflict(frame.id);
+            let e = crate::store::import_conflict(frame.id);
             return Err((status_of(&e), format!("line {number}: {e}")));
         }
         let _claim = store

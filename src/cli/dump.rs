@@ -225,7 +225,7 @@ pub fn import_folder(addr: &str, folder: &Path) -> Result<(), Stop> {
 /// it (`POST /import` would answer 409).
 fn import_into_namespace(addr: &str, folder: &Path) -> Result<(), Stop> {
     use crate::store::redis::RedisAddress;
-    use crate::store::{Frame, Store, StoreOptions, WriteOp};
+    use crate::store::{Frame, Store, StoreOptions};
     let address = RedisAddress::parse(addr).map_err(Stop::Usage)?;
     // The store wants a folder (for its lock): a private one, removed after.
     let scratch = std::env::temp_dir().join(format!("xs-import-{}", std::process::id()));
@@ -288,7 +288,7 @@ fn import_into_namespace(addr: &str, folder: &Path) -> Result<(), Stop> {
                 .map_err(|e| Stop::Failed(e.to_string()))
         };
         read_frames(&mut |frame| {
-            pending.push_back(store.submit(WriteOp::Import(frame, None)));
+            pending.push_back(store.import_queued(frame));
             if pending.len() >= 1024 {
                 if let Some(reply) = pending.pop_front() {
                     settle(reply)?;

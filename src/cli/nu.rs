@@ -26,7 +26,7 @@ const STUB_FILE: &str = "xs-use.nu";
 
 /// What `xs nu` was asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
+enum NuTask {
     Print,
     Install,
     Clean,
@@ -35,7 +35,7 @@ enum Action {
 /// `xs nu`'s command line.
 #[derive(Debug, PartialEq, Eq)]
 struct NuOptions {
-    action: Action,
+    action: NuTask,
     /// `--lib-path` and `--autoload-path`, always both or neither.
     paths: Option<(PathBuf, PathBuf)>,
     yes: bool,
@@ -63,9 +63,9 @@ impl NuOptions {
         }
         let action = match (install, clean) {
             (true, true) => return Err(usage("--install and --clean cannot be combined")),
-            (true, false) => Action::Install,
-            (false, true) => Action::Clean,
-            (false, false) => Action::Print,
+            (true, false) => NuTask::Install,
+            (false, true) => NuTask::Clean,
+            (false, false) => NuTask::Print,
         };
         let paths = match (lib, autoload) {
             (Some(lib), Some(autoload)) => Some((lib, autoload)),
@@ -73,12 +73,12 @@ impl NuOptions {
             (Some(_), None) => return Err(usage("--lib-path needs --autoload-path too")),
             (None, Some(_)) => return Err(usage("--autoload-path needs --lib-path too")),
         };
-        if action == Action::Print && paths.is_some() {
+        if action == NuTask::Print && paths.is_some() {
             return Err(usage(
                 "--lib-path and --autoload-path go with --install or --clean",
             ));
         }
-        if action == Action::Print && yes {
+        if action == NuTask::Print && yes {
             return Err(usage("--yes goes with --install or --clean"));
         }
         Ok(NuOptions { action, paths, yes })
@@ -97,7 +97,7 @@ fn path_value(parser: &mut lexopt::Parser, option: &str) -> Result<PathBuf, Stop
 /// `xs nu [--install | --clean] [--lib-path P --autoload-path P] [--yes]`
 pub fn nu(args: Vec<OsString>) -> Result<(), Stop> {
     let options = NuOptions::parse(args)?;
-    if options.action == Action::Print {
+    if options.action == NuTask::Print {
         return to_stdout(MODULE.as_bytes());
     }
     let targets = match options.paths {
@@ -105,14 +105,14 @@ pub fn nu(args: Vec<OsString>) -> Result<(), Stop> {
         None => Targets::found()?,
     };
     let plan = match options.action {
-        Action::Install => targets.install_plan(),
+        NuTask::Install => targets.install_plan(),
         _ => targets.clean_plan(),
     };
     if !confirmed(&plan, options.yes)? {
         return Err(Stop::Failed("not confirmed: nothing changed".to_string()));
     }
     match options.action {
-        Action::Install => targets.install(),
+        NuTask::Install => targets.install(),
         _ => targets.clean(),
     }
 }
@@ -357,7 +357,7 @@ mod tests {
     #[test]
     fn no_flag_prints() {
         let options = parse(&[]).unwrap();
-        assert_eq!(options.action, Action::Print);
+        assert_eq!(options.action, NuTask::Print);
         assert_eq!(options.paths, None);
         assert!(!options.yes);
     }
@@ -365,13 +365,13 @@ mod tests {
     #[test]
     fn install_and_clean_take_both_paths() {
         let options = parse(&["--install", "--lib-path", "a", "--autoload-path", "b"]).unwrap();
-        assert_eq!(options.action, Action::Install);
+        assert_eq!(options.action, NuTask::Install);
         assert_eq!(
             options.paths,
             Some((PathBuf::from("a"), PathBuf::from("b")))
         );
         let options = parse(&["--autoload-path=b", "--clean", "--lib-path=a", "-y"]).unwrap();
-        assert_eq!(options.action, Action::Clean);
+        assert_eq!(options.action, NuTask::Clean);
         assert!(options.yes);
         assert_eq!(parse(&["--install", "--yes"]).unwrap().paths, None);
     }

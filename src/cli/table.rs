@@ -163,7 +163,7 @@ pub const COMMANDS: &[Spec] = &[
                 None,
                 "file",
                 Kind::File,
-                "one user:password line; Basic auth for a TCP --expose",
+                "one user:password line; Basic auth for a TCP --expose or --ui",
             ),
             valued(
                 "http",
@@ -255,6 +255,13 @@ pub const COMMANDS: &[Spec] = &[
                 "secs",
                 Kind::Text,
                 "close a connection idle this long (0: never)",
+            ),
+            valued(
+                "ui",
+                None,
+                "addr",
+                Kind::Text,
+                "also serve the live viewer page on :port or host:port",
             ),
             valued(
                 "plugin",

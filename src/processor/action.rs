@@ -36,10 +36,6 @@ impl Action {
         })
     }
 
-    pub fn create_id(&self) -> Id {
-        self.create_id
-    }
-
     /// The topics that answer a call: the response and the error.
     pub fn answer_topics(&self) -> [String; 2] {
         [
@@ -108,14 +104,10 @@ fn respond(
 ) -> output::Output {
     let topic = format!("{name}{}", returns.suffix);
     if let Value::Nothing { .. } = value {
-        return Draft {
-            topic,
-            hash: None,
-            meta: Some(Json::Object(ids.clone())),
-            ttl: returns.ttl,
-            journal_payload: None,
-        }
-        .into();
+        return Draft::new(topic)
+            .meta(Some(Json::Object(ids.clone())))
+            .ttl(returns.ttl)
+            .into();
     }
     match output::draft(store, topic, value, returns, ids) {
         Ok(output) => output,
@@ -129,11 +121,5 @@ fn respond(
 }
 
 fn error_draft(name: &str, meta: serde_json::Map<String, Json>) -> Draft {
-    Draft {
-        topic: format!("{name}.error"),
-        hash: None,
-        meta: Some(Json::Object(meta)),
-        ttl: None,
-        journal_payload: None,
-    }
+    Draft::new(format!("{name}.error")).meta(Some(Json::Object(meta)))
 }

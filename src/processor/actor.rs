@@ -15,13 +15,13 @@ use super::lifecycle::{self, Event, Kind};
 use super::output;
 use super::ps::{ProcessTable, State};
 use super::script::{self, Loaded, ReturnOptions};
-use super::Running;
+use super::{Running, DEFAULT_GRACE};
 use crate::nu::bounds::{Bounds, Timed};
 use crate::nu::commands::{self, AppendBuffer, AppendMode};
 use crate::nu::engine::collect;
 use crate::nu::value::{frame_record, FrameShape};
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
-use crate::store::{Draft, Frame, Id, PayloadPin, Store, TopicFilter};
+use crate::store::{Draft, Frame, Id, Store, StoredPayload, TopicFilter};
 use crate::sys::process::ChildGroups;
 
 /// Where an actor starts reading.
@@ -51,10 +51,6 @@ enum Ending {
     /// `fin.error`, with the error.
     Failed(String),
 }
-
-/// Actors run no programs of their own beyond `^prog` calls; those get
-/// this long after SIGTERM.
-const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 
 /// An actor ready to run: its script and options, checked.
 pub struct Actor {
@@ -143,16 +139,20 @@ impl Actor {
 
     /// Starts the actor's thread; it emits `active` once subscribed.
     pub fn spawn(self, store: Store, table: ProcessTable) -> Result<Running, String> {
-        let stop = Arc::new(AtomicBool::new(false));
         let interrupt = self.loaded.engine.interrupter().clone();
         let groups = self.groups.clone();
-        let thread_stop = stop.clone();
-        table.started(Kind::Actor, &self.name, None, false);
-        let handle = std::thread::Builder::new()
-            .name(format!("actor {}", self.name))
-            .spawn(move || {
+        let name = self.name.clone();
+        table.started(Kind::Actor, &name, None, false);
+        // Actors run no programs of their own beyond `^prog` calls.
+        Running::spawn(
+            Kind::Actor,
+            &name,
+            interrupt,
+            groups,
+            DEFAULT_GRACE,
+            move |stop| {
                 let name = self.name.clone();
-                match self.run(&store, &thread_stop) {
+                match self.run(&store, stop) {
                     Ending::Finished => table.set_state(Kind::Actor, &name, State::Stopped),
                     Ending::Failed(error) => {
                         table.failed(Kind::Actor, &name, error);
@@ -160,9 +160,8 @@ impl Actor {
                     }
                     Ending::Stopped => {}
                 }
-            })
-            .map_err(|e| format!("cannot start a thread: {e}"))?;
-        Ok(Running::new(stop, interrupt, groups, DEFAULT_GRACE, handle))
+            },
+        )
     }
 
     fn run(self, store: &Store, stop: &AtomicBool) -> Ending {
@@ -274,11 +273,11 @@ impl Actor {
                 return self.finish(store, Event::FinError, frame, Some(error));
             }
         };
-        let buffered: Vec<(Draft, Option<PayloadPin>)> =
+        let buffered: Vec<(Draft, Option<StoredPayload>)> =
             std::mem::take(&mut *self.buffer.lock().unwrap_or_else(|e| e.into_inner()));
-        for (draft, pin) in buffered {
+        for (draft, payload) in buffered {
             let draft = output::tag(draft, &frame_ids);
-            output::send(store, output::Output { draft, pin });
+            output::send(store, output::Output { draft, payload });
         }
         let (out, next) = match &value {
             Value::Nothing { .. } => (None, None),

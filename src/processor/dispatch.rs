@@ -25,6 +25,10 @@ use crate::sys::process::ChildGroups;
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
 use crate::store::{Frame, Id, Store, TopicFilter};
 
+/// How long a stopping processor's programs get between SIGTERM and
+/// SIGKILL: every actor and view, and a service without `grace_ms`.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+
 /// A processor's running thread and how to stop it.
 pub struct Running {
     stop: Arc<AtomicBool>,
@@ -37,20 +41,30 @@ pub struct Running {
 }
 
 impl Running {
-    pub fn new(
-        stop: Arc<AtomicBool>,
+    /// Runs `body` on a thread named `<kind> <name>`, handing it the flag
+    /// `stop` raises; `interrupt` and `groups` are how a stop reaches its
+    /// script and its programs.
+    pub fn spawn(
+        kind: Kind,
+        name: &str,
         interrupt: Interrupt,
         groups: ChildGroups,
         grace: Duration,
-        handle: JoinHandle<()>,
-    ) -> Running {
-        Running {
+        body: impl FnOnce(&AtomicBool) + Send + 'static,
+    ) -> Result<Running, String> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread_stop = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("{} {name}", kind.word()))
+            .spawn(move || body(&thread_stop))
+            .map_err(|e| format!("cannot start a thread: {e}"))?;
+        Ok(Running {
             stop,
             interrupt,
             groups,
             grace,
             handle,
-        }
+        })
     }
 
     /// Asks the thread to stop: its script is interrupted and its programs
@@ -414,26 +428,26 @@ impl Dispatcher {
         let _ = lifecycle::emit(&self.store, kind, name, Event::Invalid, meta);
     }
 
-    fn load(&self, kind: Kind, name: &str, create: &Frame) -> Result<Loaded, String> {
+    fn load(&self, kind: Kind, name: &str, create: &Frame) -> Result<Processor, String> {
         Ok(match kind {
-            Kind::Actor => Loaded::Actor(Actor::load(&self.store, name, create)?),
+            Kind::Actor => Processor::Actor(Actor::load(&self.store, name, create)?),
             Kind::Service => {
-                Loaded::Service(Service::load(&self.store, name, create, &self.table)?)
+                Processor::Service(Service::load(&self.store, name, create, &self.table)?)
             }
-            Kind::Action => Loaded::Action(Action::load(&self.store, name, create)?),
-            Kind::View => Loaded::View(View::load(&self.store, name, create)?),
+            Kind::Action => Processor::Action(Action::load(&self.store, name, create)?),
+            Kind::View => Processor::View(View::load(&self.store, name, create)?),
         })
     }
 
     /// Runs a loaded processor. `fresh`: started by a live create (a view
     /// then folds from the start), not resumed at boot.
-    fn launch(&mut self, kind: Kind, name: &str, create_id: Id, loaded: Loaded, fresh: bool) {
+    fn launch(&mut self, kind: Kind, name: &str, create_id: Id, loaded: Processor, fresh: bool) {
         self.table.registered(kind, name);
         let running = match loaded {
-            Loaded::Actor(actor) => actor.spawn(self.store.clone(), self.table.clone()),
-            Loaded::Service(service) => service.spawn(self.store.clone()),
-            Loaded::View(view) => view.spawn(self.store.clone(), self.table.clone(), fresh),
-            Loaded::Action(action) => {
+            Processor::Actor(actor) => actor.spawn(self.store.clone(), self.table.clone()),
+            Processor::Service(service) => service.spawn(self.store.clone()),
+            Processor::View(view) => view.spawn(self.store.clone(), self.table.clone(), fresh),
+            Processor::Action(action) => {
                 let meta = lifecycle::meta(Kind::Action, create_id, &[]);
                 let _ = lifecycle::emit(&self.store, Kind::Action, name, Event::Active, meta);
                 self.actions.insert(name.to_string(), action);
@@ -520,10 +534,9 @@ impl Dispatcher {
         let term_id = Json::String(term.id.to_string());
         let meta = match kind {
             Kind::Action => {
-                let Some(action) = self.actions.remove(&name) else {
+                if self.actions.remove(&name).is_none() {
                     return;
-                };
-                let _ = action.create_id();
+                }
                 let mut meta = serde_json::Map::new();
                 meta.insert("frame_id".into(), term_id);
                 meta
@@ -590,7 +603,7 @@ impl Dispatcher {
 }
 
 /// A processor whose script loaded.
-enum Loaded {
+enum Processor {
     Actor(Actor),
     Service(Service),
     Action(Action),

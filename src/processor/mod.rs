@@ -46,4 +46,4 @@ pub mod supervise;
 pub mod view;
 
 #[cfg(feature = "nushell")]
-pub use dispatch::{start, Running, StopHandle};
+pub use dispatch::{start, Running, StopHandle, DEFAULT_GRACE};

@@ -1,9 +1,9 @@
 //! Turning a processor's results into frames.
 //!
-//! An output is a draft and, when its payload is stored, the payload's pin
-//! (`Output`). `send` queues the frame without waiting and hands the pin to
-//! the store (`Store::append_in_background`), which keeps it until the
-//! writer answers: refused, or never sent, the payload's file goes again.
+//! An output is a draft and, when its payload is stored, that payload
+//! (`Output`). `send` queues the frame without waiting
+//! (`Store::append_in_background`); the store keeps the payload pinned
+//! until the writer answers: refused, or never sent, its file goes again.
 
 use serde_json::{Map, Value as Json};
 
@@ -12,17 +12,20 @@ use nu_protocol::Value;
 use super::script::{cas_bytes, ReturnOptions};
 use crate::nu::memory;
 use crate::nu::value::to_json;
-use crate::store::{Draft, PayloadPin, Store};
+use crate::store::{Draft, Store, StoredPayload};
 
-/// A frame to append and the pin of its stored payload, if any.
+/// A frame to append and its stored payload, if any.
 pub struct Output {
     pub draft: Draft,
-    pub pin: Option<PayloadPin>,
+    pub payload: Option<StoredPayload>,
 }
 
 impl From<Draft> for Output {
     fn from(draft: Draft) -> Output {
-        Output { draft, pin: None }
+        Output {
+            draft,
+            payload: None,
+        }
     }
 }
 
@@ -37,18 +40,14 @@ pub fn draft(
     ids: &Map<String, Json>,
 ) -> Result<Output, String> {
     let mut meta = Map::new();
-    let mut hash = None;
-    let mut journal_payload = None;
-    let mut pin = None;
+    let mut payload = None;
     if options.to_cas {
         let bytes = cas_bytes(value, options.raw_strings);
         let len = bytes.len() as u64;
         let stored = store
             .put_payload(&mut bytes.as_slice(), Some(len), u64::MAX, false)
             .map_err(|e| e.to_string())?;
-        hash = Some(stored.hash.to_string());
-        journal_payload = stored.journal_bytes;
-        pin = stored.pin;
+        payload = Some(stored);
     } else {
         match to_json(value) {
             Json::Object(fields) => meta = fields,
@@ -67,14 +66,10 @@ pub fn draft(
     for (key, value) in ids {
         meta.insert(key.clone(), value.clone());
     }
-    let draft = Draft {
-        topic,
-        hash,
-        meta: Some(Json::Object(meta)),
-        ttl: options.ttl,
-        journal_payload,
-    };
-    Ok(Output { draft, pin })
+    let draft = Draft::new(topic)
+        .meta(Some(Json::Object(meta)))
+        .ttl(options.ttl);
+    Ok(Output { draft, payload })
 }
 
 /// A frame whose payload is `bytes` (a byte stream's chunk).
@@ -88,25 +83,21 @@ pub fn bytes_draft(
     let stored = store
         .put_payload(&mut &bytes[..], Some(bytes.len() as u64), u64::MAX, false)
         .map_err(|e| e.to_string())?;
-    let draft = Draft {
-        topic,
-        hash: Some(stored.hash.to_string()),
-        meta: Some(Json::Object(ids.clone())),
-        ttl: options.ttl,
-        journal_payload: stored.journal_bytes,
-    };
+    let draft = Draft::new(topic)
+        .meta(Some(Json::Object(ids.clone())))
+        .ttl(options.ttl);
     Ok(Output {
         draft,
-        pin: stored.pin,
+        payload: Some(stored),
     })
 }
 
 /// Queues a frame behind the processor's earlier ones, without waiting
-/// for it to be synced (the writer keeps the order); its payload's pin is
-/// held until the writer answers.
+/// for it to be synced (the writer keeps the order); its payload stays
+/// pinned until the writer answers.
 pub fn send(store: &Store, output: impl Into<Output>) {
-    let Output { draft, pin } = output.into();
-    store.append_in_background(draft, pin);
+    let Output { draft, payload } = output.into();
+    store.append_in_background(draft, payload);
 }
 
 /// Adds the `*_id` keys to a buffered `.append`'s meta.

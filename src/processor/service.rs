@@ -7,7 +7,6 @@
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nu_protocol::{ByteStream, ByteStreamType, PipelineData, Signals, Value};
@@ -18,7 +17,7 @@ use super::output;
 use super::ps::{ProcessTable, State};
 use super::script::{self, Loaded, ReturnOptions};
 use super::supervise::{self, Backoff, Restart};
-use super::Running;
+use super::{Running, DEFAULT_GRACE};
 use crate::nu::bounds::{Bounds, Timed};
 use crate::nu::commands::{self, AppendMode};
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
@@ -68,9 +67,6 @@ pub struct Service {
 /// The default run length that counts as healthy (resets the back-off).
 const HEALTHY: Duration = Duration::from_secs(60);
 
-/// The default time between SIGTERM and SIGKILL.
-const GRACE: Duration = Duration::from_secs(5);
-
 impl Service {
     pub fn load(
         store: &Store,
@@ -116,7 +112,7 @@ impl Service {
             }
         };
         let healthy = millis("healthy_ms", HEALTHY)?;
-        let grace = millis("grace_ms", GRACE)?;
+        let grace = millis("grace_ms", DEFAULT_GRACE)?;
         let duplex = options
             .get("duplex")
             .map(|v| v.as_bool().unwrap_or(false))
@@ -141,16 +137,18 @@ impl Service {
     }
 
     pub fn spawn(self, store: Store) -> Result<Running, String> {
-        let stop = Arc::new(AtomicBool::new(false));
         let interrupt = self.loaded.engine.interrupter().clone();
         let groups = self.groups.clone();
+        let name = self.name.clone();
         let grace = self.grace;
-        let thread_stop = stop.clone();
-        let handle = std::thread::Builder::new()
-            .name(format!("service {}", self.name))
-            .spawn(move || self.run(&store, &thread_stop))
-            .map_err(|e| format!("cannot start a thread: {e}"))?;
-        Ok(Running::new(stop, interrupt, groups, grace, handle))
+        Running::spawn(
+            Kind::Service,
+            &name,
+            interrupt,
+            groups,
+            grace,
+            move |stop| self.run(&store, stop),
+        )
     }
 
     fn run(self, store: &Store, stop: &AtomicBool) {

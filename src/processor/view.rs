@@ -12,7 +12,6 @@
 //! over the cap ends it with `fin.error`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nu_protocol::{PipelineData, Value};
@@ -21,22 +20,17 @@ use serde_json::{json, Value as Json};
 use super::lifecycle::{self, Event, Kind};
 use super::ps::{ProcessTable, State};
 use super::script::{self, Loaded};
-use super::Running;
+use super::{Running, DEFAULT_GRACE};
 use crate::nu::bounds::{Bounds, Timed};
 use crate::nu::commands::{self, AppendMode};
 use crate::nu::engine::collect;
 use crate::nu::value::{frame_record, from_json, to_json_checked, FrameShape, OVER_CAP};
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
-use crate::store::{Frame, Id, Store, TopicFilter, WriteOp};
+use crate::store::{Frame, Id, Store, TopicFilter};
 use crate::sys::process::ChildGroups;
 
 /// The longest a changed state waits before it is saved.
 const SAVE_EVERY: Duration = Duration::from_millis(100);
-
-/// The k/v key holding a view's state.
-pub fn key(name: &str) -> String {
-    format!("view.{name}")
-}
 
 pub struct View {
     name: String,
@@ -95,36 +89,32 @@ impl View {
     pub fn spawn(self, store: Store, table: ProcessTable, fresh: bool) -> Result<Running, String> {
         if fresh {
             store
-                .write(WriteOp::KvDelete(key(&self.name)))
+                .kv_delete(&lifecycle::view_key(&self.name))
                 .map_err(|e| e.to_string())?;
         }
-        let stop = Arc::new(AtomicBool::new(false));
         let interrupt = self.loaded.engine.interrupter().clone();
         let groups = self.groups.clone();
-        let thread_stop = stop.clone();
-        table.started(Kind::View, &self.name, None, false);
-        let handle = std::thread::Builder::new()
-            .name(format!("view {}", self.name))
-            .spawn(move || {
+        let name = self.name.clone();
+        table.started(Kind::View, &name, None, false);
+        Running::spawn(
+            Kind::View,
+            &name,
+            interrupt,
+            groups,
+            DEFAULT_GRACE,
+            move |stop| {
                 let name = self.name.clone();
-                if let Err(error) = self.run(&store, &thread_stop) {
+                if let Err(error) = self.run(&store, stop) {
                     table.failed(Kind::View, &name, error);
                     table.set_state(Kind::View, &name, State::Failed);
                 }
-            })
-            .map_err(|e| format!("cannot start a thread: {e}"))?;
-        Ok(Running::new(
-            stop,
-            interrupt,
-            groups,
-            Duration::from_secs(5),
-            handle,
-        ))
+            },
+        )
     }
 
     /// The saved state and the id it is current to, if any.
     fn saved(&self, store: &Store) -> Option<(Value, Id)> {
-        let bytes = store.kv_get(&key(&self.name)).ok()??;
+        let bytes = store.kv_get(&lifecycle::view_key(&self.name)).ok()??;
         let saved: Json = serde_json::from_slice(&bytes).ok()?;
         let last_id = crate::store::id::parse_id(saved.get("last_id")?.as_str()?).ok()?;
         let state = from_json(saved.get("state")?, script::span());
@@ -247,7 +237,7 @@ impl View {
         };
         let value = json!({ "state": state, "last_id": last_id.to_string() });
         if let Ok(bytes) = serde_json::to_vec(&value) {
-            drop(store.submit(WriteOp::KvSet(key(&self.name), bytes)));
+            store.kv_set_queued(&lifecycle::view_key(&self.name), bytes);
         }
     }
 }

@@ -20,10 +20,11 @@ use cacache::Integrity;
 use crossbeam_channel::Receiver;
 
 use super::id::{now_ms, Id};
-use super::local::writer::AfterCommit;
+use super::local::writer::{AfterCommit, LocalOp};
 use super::local::{id_from_key, Local};
 use super::topic::TopicFilter;
-use super::{Store, StoreError, WriteOp};
+use super::write::WriteOp;
+use super::{Store, StoreError};
 
 /// How often the timer chores run.
 const TICK: Duration = Duration::from_millis(250);
@@ -168,7 +169,7 @@ fn flush_pending_payloads(store: &Store, keys: Vec<Vec<u8>>) {
     }
     let Some(local) = store.local() else { return };
     match local.cas.sync_all() {
-        Ok(()) => drop(store.submit(WriteOp::ForgetPending(keys))),
+        Ok(()) => drop(store.submit(WriteOp::Local(LocalOp::ForgetPending(keys)))),
         Err(e) => eprintln!("xs: syncing payloads failed: {e}"),
     }
 }

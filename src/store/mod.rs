@@ -2,12 +2,13 @@
 //! caller uses. `Store` is that interface; behind it is one of two
 //! backends: `local/` (fjall for frames, cacache for payloads, the default)
 //! or `redis/` (one namespace of a Redis shared by several nodes). Each has
-//! its single writer thread fed by the same channel of `WriteRequest`s.
+//! its single writer thread fed by the same channel of `WriteRequest`s
+//! (`write/`: the protocol both serve).
 //! Nothing here knows about HTTP, the CLI or Nushell.
 
 pub mod error;
+mod follow;
 pub mod frame;
-pub mod head;
 pub mod housekeeping;
 pub mod id;
 pub mod kv;
@@ -15,10 +16,13 @@ pub mod local;
 pub mod merge;
 pub mod metrics;
 pub mod queue;
-pub mod read;
 pub mod redis;
 pub mod topic;
 pub mod ttl;
+pub mod write;
+
+/// The follow machinery (src/store/follow/), at its old paths.
+pub use follow::{head, reader as read};
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -34,18 +38,19 @@ use crossbeam_channel::{Receiver, Sender};
 pub use error::StoreError;
 pub use frame::Frame;
 pub use id::Id;
-pub use local::writer::{Draft, WriteOp, WriteOutcome, WriteReply};
 pub use topic::TopicFilter;
 pub use ttl::Ttl;
+pub use write::{import_conflict, same_frame, Draft, WriteOutcome, WriteReply};
 
 use head::{EphemeralLimits, Head};
 use housekeeping::Chore;
 use kv::KvSignal;
 use local::cas::JOURNALED_PAYLOAD_MAX;
 use local::schema::Schema;
-use local::writer::{Answer, ReplyTo, Waiter, WriteRequest, Writer};
-use local::{FrameIter, Local};
+use local::writer::{LocalOp, Writer};
+use local::Local;
 use queue::{QueueReceiver, QueueSender};
+use write::{Answer, ReplyTo, Waiter, WriteOp, WriteRequest};
 
 /// A frame as read from the store: its id and its JSON, exactly the stored
 /// bytes (so a store written by cross.stream is served byte for byte).
@@ -121,6 +126,9 @@ impl RawFrame {
     }
 }
 
+/// A boxed iterator over frames, oldest first or newest first.
+pub type FrameIter = Box<dyn Iterator<Item = Result<RawFrame, StoreError>> + Send>;
+
 /// When an acknowledged append is on stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FsyncPolicy {
@@ -186,11 +194,12 @@ impl Default for StoreOptions {
 pub struct StoredPayload {
     pub hash: Integrity,
     pub size: u64,
-    /// The bytes, when small enough to be journaled with the frame.
-    pub journal_bytes: Option<Vec<u8>>,
+    /// The bytes, when the backend keeps them with the frame (a small
+    /// payload on the local backend, any on Redis).
+    pub(in crate::store) bytes: Option<Vec<u8>>,
     /// Keeps garbage collection off this payload until its frame is
     /// written; removes the file when dropped uncommitted.
-    pub pin: Option<PayloadPin>,
+    pub(in crate::store) pin: Option<PayloadPin>,
 }
 
 /// While alive, the payload's file is not garbage collected, even if no
@@ -494,8 +503,8 @@ impl Store {
     }
 
     /// Sends a change to the writer; the reply arrives once it is durable
-    /// per the fsync policy. Processors use this to go on without waiting.
-    pub fn submit(&self, op: WriteOp) -> Receiver<WriteReply> {
+    /// per the fsync policy (for callers that go on without waiting).
+    pub(in crate::store) fn submit(&self, op: WriteOp) -> Receiver<WriteReply> {
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
         let request = WriteRequest {
             op,
@@ -513,14 +522,13 @@ impl Store {
     /// liveness probe (a stuck or dead writer fails it).
     pub fn writer_answers(&self, within: Duration) -> bool {
         matches!(
-            self.submit(WriteOp::ForgetPending(Vec::new()))
-                .recv_timeout(within),
+            self.submit(WriteOp::Nothing).recv_timeout(within),
             Ok(Ok(_))
         )
     }
 
     /// Sends a change and waits for its outcome.
-    pub fn write(&self, op: WriteOp) -> WriteReply {
+    pub(in crate::store) fn write(&self, op: WriteOp) -> WriteReply {
         let waiter = Arc::new(Waiter::default());
         let request = WriteRequest {
             op,
@@ -533,37 +541,46 @@ impl Store {
 
     /// Appends a frame; returns it with its id once acknowledged.
     pub fn append(&self, draft: Draft) -> Result<Frame, StoreError> {
-        match self.write(WriteOp::Append(draft))? {
+        self.append_op(WriteOp::Append(draft, None))
+    }
+
+    fn append_op(&self, op: WriteOp) -> Result<Frame, StoreError> {
+        match self.write(op)? {
             WriteOutcome::Frame(frame) => Ok(frame),
             WriteOutcome::Done => Err(StoreError::Storage("append returned no frame".into())),
         }
     }
 
     /// Appends a frame with a payload stored for it (`put_payload`): the
-    /// draft's hash and journaled bytes come from `payload`. Refused, the
-    /// payload's file goes again (see `PayloadPin`).
+    /// draft's hash is the payload's; the payload is pinned until the
+    /// frame is stored, then released. Refused, the payload's file goes
+    /// again (see `PayloadPin`).
     pub fn append_with_payload(
         &self,
-        mut draft: Draft,
+        draft: Draft,
         payload: Option<StoredPayload>,
     ) -> Result<Frame, StoreError> {
-        let pin = payload.and_then(|stored| {
-            draft.hash = Some(stored.hash.to_string());
-            draft.journal_payload = stored.journal_bytes;
-            stored.pin
-        });
-        let frame = self.append(draft)?;
+        let (op, pin) = append_op(draft, payload);
+        let frame = self.append_op(op)?;
         if let Some(pin) = pin {
             pin.commit();
         }
         Ok(frame)
     }
 
-    /// Sends an append without waiting for it (processors: the writer
-    /// keeps their order). A payload pin is held until the writer answers,
-    /// on a thread of its own, and removes the file if it was refused.
-    pub fn append_in_background(&self, draft: Draft, pin: Option<PayloadPin>) {
-        let reply = self.submit(WriteOp::Append(draft));
+    /// Sends an append without waiting for it: the reply brings the frame
+    /// (a caller keeping many in flight; the writer keeps their order).
+    pub fn append_queued(&self, draft: Draft) -> Receiver<WriteReply> {
+        self.submit(WriteOp::Append(draft, None))
+    }
+
+    /// As `append_with_payload`, without waiting for it (processors: the
+    /// writer keeps their order). The payload stays pinned until the
+    /// writer answers, on a thread of its own, and its file goes if the
+    /// append was refused.
+    pub fn append_in_background(&self, draft: Draft, payload: Option<StoredPayload>) {
+        let (op, pin) = append_op(draft, payload);
+        let reply = self.submit(op);
         let Some(pin) = pin else {
             return;
         };
@@ -604,9 +621,7 @@ impl Store {
             Backend::Redis(redis) => redis.get(frame.id)?,
         };
         match stored {
-            Some(stored) if !local::writer::same_frame(&stored.json, frame) => {
-                Err(local::writer::import_conflict(frame.id))
-            }
+            Some(stored) if !same_frame(&stored.json, frame) => Err(import_conflict(frame.id)),
             _ => Ok(()),
         }
     }
@@ -663,6 +678,13 @@ impl Store {
             WriteOutcome::Frame(frame) => Ok(frame),
             WriteOutcome::Done => Err(StoreError::Storage("import returned no frame".into())),
         }
+    }
+
+    /// Sends an import without waiting for it: the reply says whether it
+    /// was stored (a restore or `POST /import` keeps a window of them in
+    /// flight; the writer keeps their order).
+    pub fn import_queued(&self, frame: Frame) -> Receiver<WriteReply> {
+        self.submit(WriteOp::Import(frame, None))
     }
 
     /// Removes a frame; removing an unknown id succeeds.
@@ -773,12 +795,12 @@ impl Store {
             return Ok(StoredPayload {
                 hash,
                 size,
-                journal_bytes: None,
+                bytes: None,
                 pin: None,
             });
         }
         let _writing = self.inner.gc_lock.read().unwrap_or_else(|e| e.into_inner());
-        let (hash, size, journal_bytes) = if small {
+        let (hash, size, bytes) = if small {
             let bytes = read_bounded(body, max_bytes)?;
             let _claim = local.space.claim(bytes.len() as u64, "the payload")?;
             let hash = local.cas.write_bytes(&bytes)?;
@@ -793,7 +815,7 @@ impl Store {
         Ok(StoredPayload {
             hash,
             size,
-            journal_bytes,
+            bytes,
             pin: Some(pin),
         })
     }
@@ -817,7 +839,7 @@ impl Store {
             return Ok(StoredPayload {
                 hash,
                 size,
-                journal_bytes: Some(bytes),
+                bytes: Some(bytes),
                 pin: None,
             });
         }
@@ -826,7 +848,7 @@ impl Store {
         Ok(StoredPayload {
             hash,
             size,
-            journal_bytes: Some(bytes),
+            bytes: Some(bytes),
             pin: None,
         })
     }
@@ -883,7 +905,9 @@ impl Store {
             None => false,
         };
         if pending {
-            drop(self.submit(WriteOp::ForgetPending(vec![hash.as_bytes().to_vec()])));
+            drop(self.submit(WriteOp::Local(LocalOp::ForgetPending(vec![
+                hash.as_bytes().to_vec(),
+            ]))));
         }
         Ok(true)
     }
@@ -893,8 +917,8 @@ impl Store {
     /// batch (shared with concurrent writes), a large one was synced as it
     /// was written. Returns its hash; on failure the file goes again.
     pub fn sync_payload(&self, stored: StoredPayload) -> Result<Integrity, StoreError> {
-        if let Some(bytes) = stored.journal_bytes {
-            self.write(WriteOp::JournalPayload(stored.hash.to_string(), bytes))?;
+        if let Some(bytes) = stored.bytes {
+            self.write(WriteOp::KeepPayload(stored.hash.to_string(), bytes))?;
         }
         if let Some(pin) = stored.pin {
             pin.commit();
@@ -958,6 +982,12 @@ impl Store {
             .map(|_| ())
     }
 
+    /// Sets a k/v value (JSON bytes) without waiting for it (a view
+    /// saving its state as it folds; the writer keeps the order).
+    pub fn kv_set_queued(&self, key: &str, bytes: Vec<u8>) {
+        drop(self.submit(WriteOp::KvSet(key.to_string(), bytes)));
+    }
+
     /// Deletes a k/v key; deleting an absent key succeeds.
     pub fn kv_delete(&self, key: &str) -> Result<(), StoreError> {
         topic::validate_topic(key).map_err(|e| StoreError::BadInput(kv_key_error(e)))?;
@@ -1002,7 +1032,7 @@ impl Store {
         }
         self.inner.head.close();
         let _ = self.inner.chores.send(Chore::Stop);
-        let _ = self.write(WriteOp::ForgetPending(Vec::new()));
+        let _ = self.write(WriteOp::Nothing);
         if let Backend::Local(local) = &self.inner.backend {
             if let Some(spaces) = local.keyspaces_if_made() {
                 let _ = spaces.db.persist(fjall::PersistMode::SyncAll);
@@ -1072,6 +1102,19 @@ fn tighten_folder(dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The op that appends `draft` with `payload` (its hash, and the bytes the
+/// backend keeps with the frame), and the payload's pin to release once
+/// the frame is stored.
+fn append_op(draft: Draft, payload: Option<StoredPayload>) -> (WriteOp, Option<PayloadPin>) {
+    match payload {
+        None => (WriteOp::Append(draft, None), None),
+        Some(stored) => {
+            let draft = draft.hash(Some(stored.hash.to_string()));
+            (WriteOp::Append(draft, stored.bytes), stored.pin)
+        }
+    }
+}
+
 fn kv_key_error(topic_error: String) -> String {
     format!("invalid key: {}", topic_error.replace("Topic", "Key"))
 }
@@ -1128,13 +1171,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(&tmp.path().join("store"), StoreOptions::default()).unwrap();
         store.broken().unwrap().set("the journal failed".into());
-        let draft = Draft {
-            topic: "a".into(),
-            hash: None,
-            meta: None,
-            ttl: None,
-            journal_payload: None,
-        };
+        let draft = Draft::new("a");
         // The writer fails the whole batch; the caller still sees which
         // failure it was, not just its text.
         match store.append(draft) {
@@ -1154,13 +1191,7 @@ mod tests {
                 .put_payload(&mut &bytes[..], Some(bytes.len() as u64), u64::MAX, false)
                 .unwrap()
         };
-        let draft = || Draft {
-            topic: "a".into(),
-            hash: None,
-            meta: None,
-            ttl: None,
-            journal_payload: None,
-        };
+        let draft = || Draft::new("a");
         let exists = |sri: &Integrity| store.local().unwrap().cas.path_of(sri).exists();
 
         // Content of its own, its append never made: the file goes.
@@ -1193,10 +1224,7 @@ mod tests {
         // under way and after it is stored.
         let stored = put(b"in the background");
         let sri = stored.hash.clone();
-        let mut later = draft();
-        later.hash = Some(sri.to_string());
-        later.journal_payload = stored.journal_bytes;
-        store.append_in_background(later, stored.pin);
+        store.append_in_background(draft(), Some(stored));
         assert!(exists(&sri));
         let landed = (0..1000).any(|_| {
             std::thread::sleep(Duration::from_millis(5));

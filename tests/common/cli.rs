@@ -1,8 +1,10 @@
 //! Helpers for the CLI tests: running the `xs` binary and reading what it
-//! prints.
+//! prints, to its end (`xs`, `run`, with a deadline) or line by line while
+//! it keeps running (`Follower`).
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -141,4 +143,91 @@ pub fn ids(frames: &[Value]) -> Vec<String> {
 /// The store folder as a command-line address.
 pub fn addr(server: &Server) -> String {
     server.dir().to_str().expect("UTF-8 path").to_string()
+}
+
+// ---------------------------------------------------------------------------
+// Followers
+
+/// A long-running `xs …` (`cat -f`, `kv watch`, a cursor consumer) whose
+/// stdout a thread reads line by line into a channel, so a test waits for
+/// each line with a timeout; killed on drop.
+pub struct Follower {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Follower {
+    pub fn spawn(args: &[&str]) -> Follower {
+        let mut child = cmd(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn xs");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            loop {
+                let mut line = Vec::new();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        if line.last() == Some(&b'\n') {
+                            line.pop();
+                        }
+                        let line = String::from_utf8_lossy(&line).into_owned();
+                        if tx.send(line).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Follower { child, lines: rx }
+    }
+
+    /// The next line; panics after `LINE_TIMEOUT` or at the end.
+    pub fn line(&self) -> String {
+        match self.lines.recv_timeout(LINE_TIMEOUT) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => panic!("no line within {LINE_TIMEOUT:?}"),
+            Err(RecvTimeoutError::Disconnected) => panic!("output ended"),
+        }
+    }
+
+    pub fn frame(&self) -> Value {
+        json(&self.line())
+    }
+
+    /// SIGKILL, and waits for it to go.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, and waits for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        // SAFETY: signalling our own child by its pid.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        wait_for(&mut self.child, Duration::from_secs(10)).expect("exits after SIGTERM")
+    }
+
+    /// Asserts nothing is printed within `wait`.
+    pub fn silent(&self, wait: Duration) {
+        match self.lines.recv_timeout(wait) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(line) => panic!("expected silence, got {line:?}"),
+            Err(RecvTimeoutError::Disconnected) => panic!("expected silence, output ended"),
+        }
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

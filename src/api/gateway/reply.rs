@@ -20,7 +20,7 @@ const FRAMING_HEADERS: [&str; 3] = ["content-length", "transfer-encoding", "conn
 
 /// What a handler's `http.response` meta asks for.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
+pub struct ResponseMeta {
     pub status: u16,
     /// In order; a header given a list appears once per item.
     pub headers: Vec<(String, String)>,
@@ -28,10 +28,10 @@ pub struct Answer {
     pub more: bool,
 }
 
-impl Answer {
+impl ResponseMeta {
     /// Reads `status` (default 200), `headers` (a record of strings or
     /// lists of strings) and `more` from a response's meta.
-    pub fn from_meta(meta: Option<&Value>) -> Result<Answer, String> {
+    pub fn from_meta(meta: Option<&Value>) -> Result<ResponseMeta, String> {
         let field = |key: &str| meta.and_then(|m| m.get(key)).filter(|v| !v.is_null());
         let status = match field("status") {
             None => 200,
@@ -62,7 +62,7 @@ impl Answer {
             Some(other) => return Err(format!("headers must be a record, got {other}")),
         }
         let more = field("more").and_then(Value::as_bool).unwrap_or(false);
-        Ok(Answer {
+        Ok(ResponseMeta {
             status,
             headers,
             more,
@@ -156,7 +156,7 @@ enum Framing {
 fn write_head(
     out: &mut dyn Write,
     shape: &Shape,
-    answer: &Answer,
+    answer: &ResponseMeta,
     content_type: &str,
     framing: Framing,
 ) -> io::Result<()> {
@@ -187,7 +187,7 @@ fn write_head(
 pub fn write_whole(
     out: &mut dyn Write,
     shape: &Shape,
-    answer: &Answer,
+    answer: &ResponseMeta,
     body: &[u8],
 ) -> io::Result<()> {
     let content_type = default_content_type(body);
@@ -216,7 +216,7 @@ impl Chunked {
     pub fn start(
         mut out: Box<dyn Write + Send>,
         shape: &Shape,
-        answer: &Answer,
+        answer: &ResponseMeta,
         first_chunk: &[u8],
     ) -> io::Result<Chunked> {
         let content_type = default_content_type(first_chunk);
@@ -253,13 +253,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn answer(meta: Value) -> Result<Answer, String> {
-        Answer::from_meta(Some(&meta))
+    fn answer(meta: Value) -> Result<ResponseMeta, String> {
+        ResponseMeta::from_meta(Some(&meta))
     }
 
     #[test]
     fn defaults() {
-        let a = Answer::from_meta(None).unwrap();
+        let a = ResponseMeta::from_meta(None).unwrap();
         assert_eq!((a.status, a.headers.len(), a.more), (200, 0, false));
         let a = answer(json!({"request_id": "x", "status": null, "more": true})).unwrap();
         assert_eq!((a.status, a.more), (200, true));
@@ -316,7 +316,7 @@ mod tests {
         write_whole(
             &mut out,
             &closing,
-            &Answer::from_meta(None).unwrap(),
+            &ResponseMeta::from_meta(None).unwrap(),
             &[0xff],
         )
         .unwrap();

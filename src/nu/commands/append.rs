@@ -11,7 +11,7 @@ use nu_engine::command_prelude::*;
 use super::{generic, json_of, store_error};
 use crate::nu::value::{frame_record, FrameShape};
 use crate::store::topic::validate_topic;
-use crate::store::{Draft, PayloadPin, Store, StoredPayload, Ttl};
+use crate::store::{Draft, Store, StoredPayload, Ttl};
 
 /// Where `.append` sends its frames.
 #[derive(Clone)]
@@ -19,12 +19,13 @@ pub enum AppendMode {
     /// Straight to the store; returns the frame.
     Direct,
     /// Into a buffer the caller empties after the closure returns (actors),
-    /// each draft with its payload's pin; returns nothing.
+    /// each draft with its stored payload; returns nothing.
     Buffered(AppendBuffer),
 }
 
-/// An actor's buffered appends: each draft with its payload's pin.
-pub type AppendBuffer = Arc<Mutex<Vec<(Draft, Option<PayloadPin>)>>>;
+/// An actor's buffered appends: each draft with its stored payload (kept
+/// pinned until its frame is stored).
+pub type AppendBuffer = Arc<Mutex<Vec<(Draft, Option<StoredPayload>)>>>;
 
 #[derive(Clone)]
 pub struct Append {
@@ -95,23 +96,16 @@ impl Command for Append {
             }
             None => None,
         };
-        let draft = Draft {
-            topic,
-            hash: None,
-            meta: Some(meta),
-            ttl,
-            journal_payload: None,
-        };
+        let draft = Draft::new(topic).meta(Some(meta)).ttl(ttl);
         match &self.mode {
             AppendMode::Buffered(buffer) => {
                 // The actor's frames land right after its closure returns;
-                // the pin goes with its frame (dropped unsent, the payload
+                // the payload goes with its frame (dropped unsent, its
                 // file goes too).
-                let (draft, pin) = with_payload(draft, stored);
                 buffer
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .push((draft, pin));
+                    .push((draft, stored));
                 Ok(PipelineData::empty())
             }
             AppendMode::Direct => {
@@ -128,20 +122,6 @@ impl Command for Append {
             }
         }
     }
-}
-
-/// A draft with a stored payload's hash and journaled bytes, and the pin
-/// to hold until its frame is stored.
-pub fn with_payload(
-    mut draft: Draft,
-    stored: Option<StoredPayload>,
-) -> (Draft, Option<PayloadPin>) {
-    let Some(stored) = stored else {
-        return (draft, None);
-    };
-    draft.hash = Some(stored.hash.to_string());
-    draft.journal_payload = stored.journal_bytes;
-    (draft, stored.pin)
 }
 
 /// `$env.XS_APPEND_META` (a JSON object string) merged with `--meta`.

@@ -6,17 +6,14 @@ use nu_engine::command_prelude::*;
 
 use super::{generic, json_of, store_error};
 use crate::nu::value::from_json;
+use crate::processor::lifecycle;
 use crate::store::Store;
 
 fn check_writable(key: &str, span: Span) -> Result<(), ShellError> {
-    if key.starts_with("view.") {
-        return Err(generic(
-            "read-only key",
-            format!("{key} belongs to a view: only the view writes it"),
-            span,
-        ));
+    match lifecycle::reserved_key(key) {
+        Some(why) => Err(generic("read-only key", why, span)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn signature(name: &str, key: bool) -> Signature {

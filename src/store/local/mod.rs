@@ -18,6 +18,7 @@
 //! A new store gets its database and keyspaces from the writer, after its
 //! socket opens (`Keyspaces`).
 
+mod batch;
 pub mod cas;
 pub mod schema;
 pub mod space;
@@ -163,8 +164,7 @@ impl Keyspaces {
     }
 }
 
-/// A boxed iterator over frames, oldest first or newest first.
-pub type FrameIter = Box<dyn Iterator<Item = Result<RawFrame, StoreError>> + Send>;
+pub use crate::store::FrameIter;
 
 impl Local {
     /// Opens the store's database, if it has one, and content folder.

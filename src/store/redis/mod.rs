@@ -31,10 +31,9 @@ use redis::Value;
 pub use address::RedisAddress;
 
 use super::id::Id;
-use super::local::FrameIter;
 use super::merge::MergeFrames;
 use super::topic::{TopicFilter, TopicPattern};
-use super::{RawFrame, StoreError};
+use super::{FrameIter, RawFrame, StoreError};
 
 /// How long dialing Redis may take before the call fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);

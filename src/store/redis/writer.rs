@@ -10,7 +10,7 @@
 //! across nodes, and a node's own frames keep the order they were sent in.
 //!
 //! A stored frame's payload travels with it (the connection thread hands
-//! the bytes over in the draft) and is SET by the same script: frame and
+//! the bytes over with the draft) and is SET by the same script: frame and
 //! payload in one round trip, one AOF write. An append is acknowledged once
 //! Redis acknowledged the script (and, with `--redis-replicas N`, once N
 //! replicas did: WAIT).
@@ -26,7 +26,8 @@ use crate::store::head::{Head, TopicFrame};
 use crate::store::id::{next_id_after, Id};
 use crate::store::metrics::Metrics;
 use crate::store::ttl::Ttl;
-use crate::store::{Draft, RawFrame, StoreError, WriteOp, WriteOutcome, WriteReply, WriteRequest};
+use crate::store::write::{Draft, WriteOp, WriteOutcome, WriteReply, WriteRequest};
+use crate::store::{RawFrame, StoreError};
 
 /// The most requests folded into one batch.
 const MAX_BATCH: usize = 512;
@@ -54,7 +55,7 @@ impl RedisWriter {
         }
     }
 
-    pub fn run(mut self, requests: QueueReceiver<WriteRequest>) {
+    pub(in crate::store) fn run(mut self, requests: QueueReceiver<WriteRequest>) {
         while let Some(batch) = requests.recv_batch(MAX_BATCH) {
             self.apply(batch);
         }
@@ -71,7 +72,7 @@ impl RedisWriter {
             if !same_kind {
                 self.flush_run(std::mem::take(&mut run));
             }
-            if matches!(request.op, WriteOp::Append(_) | WriteOp::Import(..)) {
+            if matches!(request.op, WriteOp::Append(..) | WriteOp::Import(..)) {
                 run.push(request);
                 continue;
             }
@@ -85,7 +86,7 @@ impl RedisWriter {
 
     fn flush_run(&mut self, run: Vec<WriteRequest>) {
         match run.first().map(|r| &r.op) {
-            Some(WriteOp::Append(_)) => self.append_run(run),
+            Some(WriteOp::Append(..)) => self.append_run(run),
             Some(WriteOp::Import(..)) => self.import_run(run),
             _ => {}
         }
@@ -93,7 +94,7 @@ impl RedisWriter {
 
     fn apply_one(&mut self, op: &WriteOp) -> WriteReply {
         match op {
-            WriteOp::Append(_) | WriteOp::Import(..) => {
+            WriteOp::Append(..) | WriteOp::Import(..) => {
                 Err(StoreError::Storage("append or import outside a run".into()))
             }
             WriteOp::Remove(id) => {
@@ -111,11 +112,11 @@ impl RedisWriter {
                 .run_script(&[b"kvdel", key.as_bytes()])
                 .map(|_| WriteOutcome::Done),
             // A payload without a frame (`POST /cas`).
-            WriteOp::JournalPayload(hash, bytes) => self
+            WriteOp::KeepPayload(hash, bytes) => self
                 .redis
                 .put_payload(hash, bytes)
                 .map(|_| WriteOutcome::Done),
-            WriteOp::ForgetPending(_) => Ok(WriteOutcome::Done),
+            WriteOp::Nothing | WriteOp::Local(_) => Ok(WriteOutcome::Done),
         }
     }
 
@@ -217,10 +218,10 @@ impl RedisWriter {
     /// Appends consecutive drafts in one script call, retrying with new
     /// ids while another node is ahead.
     fn append_run(&mut self, run: Vec<WriteRequest>) {
-        let drafts: Vec<&Draft> = run
+        let drafts: Vec<(&Draft, &Option<Vec<u8>>)> = run
             .iter()
             .filter_map(|r| match &r.op {
-                WriteOp::Append(draft) => Some(draft),
+                WriteOp::Append(draft, payload) => Some((draft, payload)),
                 _ => None,
             })
             .collect();
@@ -308,10 +309,13 @@ impl RedisWriter {
     }
 
     /// The drafts as frames with ids above the newest known.
-    fn frames_for(&mut self, drafts: &[&Draft]) -> Result<Vec<Frame>, StoreError> {
+    fn frames_for(
+        &mut self,
+        drafts: &[(&Draft, &Option<Vec<u8>>)],
+    ) -> Result<Vec<Frame>, StoreError> {
         drafts
             .iter()
-            .map(|draft| {
+            .map(|(draft, _)| {
                 let id = next_id_after(self.last_id)?;
                 self.last_id = Some(id);
                 Ok(Frame {
@@ -326,20 +330,24 @@ impl RedisWriter {
     }
 
     /// One script call.
-    fn send(&self, drafts: &[&Draft], frames: &[Frame]) -> Result<Sent, StoreError> {
+    fn send(
+        &self,
+        drafts: &[(&Draft, &Option<Vec<u8>>)],
+        frames: &[Frame],
+    ) -> Result<Sent, StoreError> {
         let mut owned: Vec<Vec<u8>> = vec![
             b"append".to_vec(),
             self.redis.node().as_bytes().to_vec(),
             frames.len().to_string().into(),
         ];
-        for (draft, frame) in drafts.iter().zip(frames) {
+        for ((_, payload), frame) in drafts.iter().zip(frames) {
             let (kind, arg) = match frame.ttl {
                 Some(Ttl::Time(ms)) => ("t", frame.id.timestamp().saturating_add(ms).to_string()),
                 Some(Ttl::Last(n)) => ("l", n.to_string()),
                 Some(Ttl::Ephemeral) => ("e", String::new()),
                 Some(Ttl::Forever) | None => ("f", String::new()),
             };
-            let (has_payload, payload) = match &draft.journal_payload {
+            let (has_payload, payload) = match payload {
                 Some(bytes) => (&b"1"[..], bytes.clone()),
                 None => (&b""[..], Vec::new()),
             };

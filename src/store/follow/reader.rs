@@ -13,11 +13,11 @@ use std::collections::VecDeque;
 use std::ops::Bound;
 use std::time::{Duration, Instant};
 
-use super::frame::synthetic;
-use super::id::Id;
-use super::local::FrameIter;
-use super::topic::TopicFilter;
-use super::{RawFrame, Store, StoreError};
+use crate::store::frame::synthetic;
+use crate::store::id::Id;
+use crate::store::topic::TopicFilter;
+use crate::store::FrameIter;
+use crate::store::{RawFrame, Store, StoreError};
 
 /// Frames read from the store per step.
 const CHUNK: usize = 1024;

@@ -1,52 +1,29 @@
 //! The head of the stream, and how followers learn that it moved.
 //!
-//! The writer publishes after every batch: the newest id, a version number
-//! that only grows, and any ephemeral frames of the batch (they never reach
-//! disk, so they are kept here, in a bounded window). A follower remembers
-//! the version it last saw and sleeps on the condvar until the version
-//! changes; then it reads the store from its last delivered id. Nothing is
-//! queued per follower, so a slow follower costs no memory: it catches up
-//! from disk.
+//! The writer publishes after every batch: the newest id and a version
+//! number that only grows, under this lock alone, and wakes the followers
+//! sleeping on its condvar. A follower remembers the version it last saw
+//! and sleeps until the version changes; then it reads the store from its
+//! last delivered id. Nothing is queued per follower, so a slow follower
+//! costs no memory: it catches up from disk.
 //!
-//! The local writer also leaves the stored frames of its latest batches
-//! here (`recent`, bounded): a follower that is close behind reads them
-//! from memory instead of opening a store scan on every wake-up. Opening
-//! a fjall range (snapshot, version, memtable seek) for one new frame was
-//! a third of the server's CPU per append with one client, spent by the
-//! frame logger and the processor dispatcher, which follow every frame.
+//! What a batch leaves in memory (its ephemeral frames, which never reach
+//! disk, and on the local backend its stored frames, so a follower close
+//! behind reads them without opening a store scan) goes to the window
+//! beside the head (`window.rs`, its own lock), before the batch is
+//! announced here.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::id::Id;
-use super::topic::is_control_topic;
-use super::RawFrame;
+use super::window::Window;
+pub use super::window::{EphemeralLimits, Published, TopicFrame};
+use crate::store::id::Id;
+use crate::store::topic::is_control_topic;
+use crate::store::RawFrame;
 
-/// Bounds of the in-memory window of ephemeral frames and payloads.
-#[derive(Debug, Clone, Copy)]
-pub struct EphemeralLimits {
-    pub max_frames: usize,
-    pub max_bytes: usize,
-}
-
-impl Default for EphemeralLimits {
-    fn default() -> Self {
-        EphemeralLimits {
-            max_frames: 10_000,
-            max_bytes: 64 * 1024 * 1024,
-        }
-    }
-}
-
-/// A frame kept in the head (ephemeral, or recently stored) as followers
-/// filter it: its topic beside its id and JSON.
-#[derive(Debug, Clone)]
-pub struct TopicFrame {
-    pub topic: String,
-    pub frame: RawFrame,
-}
-
+/// The wake-up state: what followers wait on.
 #[derive(Debug, Default)]
 struct HeadState {
     /// The newest id committed (appended, imported or ephemeral).
@@ -58,23 +35,6 @@ struct HeadState {
     control_version: u64,
     /// Set once the server shuts down: followers end their streams.
     closed: bool,
-    /// Recent ephemeral frames, oldest first.
-    ephemeral_frames: VecDeque<TopicFrame>,
-    ephemeral_frame_bytes: usize,
-    /// Recent ephemeral payloads by hash, with their arrival order.
-    ephemeral_payloads: HashMap<String, Vec<u8>>,
-    ephemeral_payload_order: VecDeque<String>,
-    ephemeral_payload_bytes: usize,
-    /// Imported ids that lie above what followers had seen: history, not
-    /// news, so live readers skip them.
-    imported_ahead: HashSet<Id>,
-    /// Stored frames of the latest batches, in id order.
-    recent: VecDeque<TopicFrame>,
-    recent_bytes: usize,
-    /// `recent` holds every frame stored with an id above this one (zero:
-    /// since the first). `None` while the window is off: on the Redis
-    /// backend other nodes store frames this node never sees in memory.
-    recent_covers_after: Option<Id>,
 }
 
 impl HeadState {
@@ -87,25 +47,6 @@ impl HeadState {
     }
 }
 
-/// Bounds of the window of recently stored frames: enough for followers
-/// a few batches behind; anyone further back reads the store.
-const RECENT_MAX_FRAMES: usize = 4096;
-const RECENT_MAX_BYTES: usize = 4 * 1024 * 1024;
-
-/// What one committed batch changed, as the head publishes it.
-#[derive(Debug, Default)]
-pub struct Published {
-    /// The newest id committed so far.
-    pub last_id: Option<Id>,
-    pub ephemeral: Vec<TopicFrame>,
-    /// Frames stored by this batch's appends, in id order.
-    pub stored: Vec<TopicFrame>,
-    /// Ids imported by this batch.
-    pub imported: Vec<Id>,
-    /// Ids removed by this batch.
-    pub removed: Vec<Id>,
-}
-
 /// Shared by the writer (publishes) and every follower (waits).
 #[derive(Debug)]
 pub struct Head {
@@ -114,10 +55,14 @@ pub struct Head {
     /// Waited on by `wait_control_past`: a batch of ordinary frames does
     /// not wake the dispatcher (a wake-up per append was 10% of the CPU).
     control_moved: Condvar,
+    /// Ephemeral and recent frames, imported ids. Lock order: the window,
+    /// then the head state (only `publish_batch` and `keep_recent` hold
+    /// both).
+    window: Window,
     limits: EphemeralLimits,
     /// Readers alive (`Reader` counts itself in and out): shutdown lets
     /// them write their last frames before the process ends.
-    readers: std::sync::atomic::AtomicUsize,
+    readers: AtomicUsize,
 }
 
 /// What a follower sees when it looks at the head.
@@ -137,8 +82,9 @@ impl Head {
             }),
             moved: Condvar::new(),
             control_moved: Condvar::new(),
+            window: Window::new(limits),
             limits,
-            readers: Default::default(),
+            readers: AtomicUsize::new(0),
         }
     }
 
@@ -149,21 +95,17 @@ impl Head {
     }
 
     pub fn reader_started(&self) {
-        self.readers
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.readers.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn reader_ended(&self) {
-        self.readers
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.readers.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// After `close`: waits (at most `limit`) until every reader is done.
     pub fn wait_readers_done(&self, limit: Duration) {
-        let deadline = std::time::Instant::now() + limit;
-        while self.readers.load(std::sync::atomic::Ordering::Relaxed) > 0
-            && std::time::Instant::now() < deadline
-        {
+        let deadline = Instant::now() + limit;
+        while self.readers.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
@@ -175,8 +117,9 @@ impl Head {
     /// Turns the window of recently stored frames on: from now on every
     /// frame stored is published with its batch (the local writer does).
     pub fn keep_recent(&self) {
-        let mut state = self.lock();
-        state.recent_covers_after = Some(state.last_id.unwrap_or(Id::from_u128(0)));
+        let mut window = self.window.lock();
+        let last_id = self.lock().last_id;
+        window.keep_recent(last_id);
     }
 
     /// Publishes a committed batch and wakes every follower.
@@ -192,58 +135,24 @@ impl Head {
     /// Publishes a committed batch, with what it stored, and wakes every
     /// follower.
     pub fn publish_batch(&self, batch: Published) {
-        let Published {
-            last_id,
-            ephemeral,
-            stored,
-            imported,
-            removed,
-        } = batch;
+        // Both locks, the window's first: the batch's frames are in the
+        // window before a follower can see the head move, and concurrent
+        // publishers (the Redis writer and watcher) take turns whole.
+        let mut window = self.window.lock();
         let mut state = self.lock();
         // Without the window (Redis) the frames of other nodes are not
         // seen here: any batch may hold a control frame.
-        let control = state.recent_covers_after.is_none()
-            || stored
+        let control = !window.keeps_recent()
+            || batch
+                .stored
                 .iter()
-                .chain(&ephemeral)
+                .chain(&batch.ephemeral)
                 .any(|f| is_control_topic(&f.topic));
-        Self::remember_recent(&mut state, last_id, stored, &imported, &removed);
-        for id in &imported {
-            if state.last_id.is_none_or(|last| *id > last) {
-                state.imported_ahead.insert(*id);
-            }
-        }
+        let last_id = batch.last_id;
+        window.take(batch, state.last_id, &self.limits);
+        drop(window);
         if last_id > state.last_id {
             state.last_id = last_id;
-        }
-        for frame in ephemeral {
-            // Kept in id order (followers binary-search it): a frame from
-            // another node may arrive after a newer one of ours. One kept
-            // already (the Redis backend's writer and watcher may both
-            // bring this node's own) is not kept twice.
-            let bytes = frame.frame.json.len();
-            let frames = &mut state.ephemeral_frames;
-            if frames
-                .back()
-                .is_none_or(|last| last.frame.id < frame.frame.id)
-            {
-                frames.push_back(frame);
-            } else {
-                let at = frames.partition_point(|e| e.frame.id < frame.frame.id);
-                if frames.get(at).is_some_and(|e| e.frame.id == frame.frame.id) {
-                    continue;
-                }
-                frames.insert(at, frame);
-            }
-            state.ephemeral_frame_bytes += bytes;
-        }
-        while state.ephemeral_frames.len() > self.limits.max_frames
-            || state.ephemeral_frame_bytes > self.limits.max_bytes
-        {
-            match state.ephemeral_frames.pop_front() {
-                Some(old) => state.ephemeral_frame_bytes -= old.frame.json.len(),
-                None => break,
-            }
         }
         state.version += 1;
         if control {
@@ -253,45 +162,6 @@ impl Head {
         self.moved.notify_all();
         if control {
             self.control_moved.notify_all();
-        }
-    }
-
-    fn remember_recent(
-        state: &mut HeadState,
-        last_id: Option<Id>,
-        stored: Vec<TopicFrame>,
-        imported: &[Id],
-        removed: &[Id],
-    ) {
-        if state.recent_covers_after.is_none() {
-            return;
-        }
-        if !imported.is_empty() {
-            // Imports land anywhere in the order: start the window afresh
-            // after them rather than sort them in.
-            state.recent.clear();
-            state.recent_bytes = 0;
-            state.recent_covers_after = Some(last_id.unwrap_or(Id::from_u128(0)));
-            return;
-        }
-        for id in removed {
-            let at = state.recent.partition_point(|f| f.frame.id < *id);
-            if state.recent.get(at).is_some_and(|f| f.frame.id == *id) {
-                if let Some(gone) = state.recent.remove(at) {
-                    state.recent_bytes -= gone.frame.json.len();
-                }
-            }
-        }
-        for frame in stored {
-            state.recent_bytes += frame.frame.json.len();
-            state.recent.push_back(frame);
-        }
-        while state.recent.len() > RECENT_MAX_FRAMES || state.recent_bytes > RECENT_MAX_BYTES {
-            let Some(old) = state.recent.pop_front() else {
-                break;
-            };
-            state.recent_bytes -= old.frame.json.len();
-            state.recent_covers_after = Some(old.frame.id);
         }
     }
 
@@ -305,25 +175,7 @@ impl Head {
         limit: usize,
         keep: impl Fn(&str) -> bool,
     ) -> Option<Vec<RawFrame>> {
-        let state = self.lock();
-        let after = after.unwrap_or(Id::from_u128(0));
-        if state
-            .recent_covers_after
-            .is_none_or(|covers| after < covers)
-        {
-            return None;
-        }
-        let frames = &state.recent;
-        let from = frames.partition_point(|f| f.frame.id <= after);
-        Some(
-            frames
-                .range(from..)
-                .take_while(|f| f.frame.id <= upto)
-                .filter(|f| keep(&f.topic))
-                .take(limit)
-                .map(|f| f.frame.clone())
-                .collect(),
-        )
+        self.window.recent_between(after, upto, limit, keep)
     }
 
     /// Ends every follow stream (server shutdown).
@@ -372,61 +224,29 @@ impl Head {
         upto: Id,
         keep: impl Fn(&str) -> bool,
     ) -> Vec<RawFrame> {
-        let state = self.lock();
-        // The window is in id order: start at the first frame after
-        // `after` rather than walking up to 10,000 frames on every wake-up.
-        let frames = &state.ephemeral_frames;
-        let from = match after {
-            Some(after) => frames.partition_point(|e| e.frame.id <= after),
-            None => 0,
-        };
-        frames
-            .range(from..)
-            .take_while(|e| e.frame.id <= upto)
-            .filter(|e| keep(&e.topic))
-            .map(|e| e.frame.clone())
-            .collect()
+        self.window.ephemeral_between(after, upto, keep)
     }
 
     /// Whether a live reader should skip this id (an import, not news).
     pub fn is_imported_ahead(&self, id: Id) -> bool {
-        let state = self.lock();
-        !state.imported_ahead.is_empty() && state.imported_ahead.contains(&id)
+        self.window.is_imported_ahead(id)
     }
 
     /// Keeps an ephemeral payload in memory, evicting the oldest beyond
     /// the byte bound. A payload larger than the whole bound is not kept.
     pub fn keep_ephemeral_payload(&self, hash: String, bytes: Vec<u8>) {
-        if bytes.len() > self.limits.max_bytes {
-            return;
-        }
-        let mut state = self.lock();
-        if state.ephemeral_payloads.contains_key(&hash) {
-            return;
-        }
-        state.ephemeral_payload_bytes += bytes.len();
-        state.ephemeral_payload_order.push_back(hash.clone());
-        state.ephemeral_payloads.insert(hash, bytes);
-        while state.ephemeral_payload_bytes > self.limits.max_bytes
-            || state.ephemeral_payload_order.len() > self.limits.max_frames
-        {
-            let Some(old) = state.ephemeral_payload_order.pop_front() else {
-                break;
-            };
-            if let Some(bytes) = state.ephemeral_payloads.remove(&old) {
-                state.ephemeral_payload_bytes -= bytes.len();
-            }
-        }
+        self.window.keep_ephemeral_payload(hash, bytes);
     }
 
     /// An ephemeral payload still in the window.
     pub fn ephemeral_payload(&self, hash: &str) -> Option<Vec<u8>> {
-        self.lock().ephemeral_payloads.get(hash).cloned()
+        self.window.ephemeral_payload(hash)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::window::{IMPORTED_AHEAD_MAX, RECENT_MAX_FRAMES};
     use super::*;
 
     fn frame(n: u128, topic: &str) -> TopicFrame {
@@ -569,5 +389,29 @@ mod tests {
         let head = Head::new(None, EphemeralLimits::default());
         head.publish_batch(stored(&[1]));
         assert_eq!(head.control_version(), 1);
+    }
+
+    #[test]
+    fn imported_ids_ahead_of_the_head_are_kept_only_up_to_the_bound() {
+        let head = Head::new(Some(Id::from_u128(10)), EphemeralLimits::default());
+        // Below the head: history already, not kept.
+        head.publish(Some(Id::from_u128(10)), vec![], &[Id::from_u128(5)]);
+        assert!(!head.is_imported_ahead(Id::from_u128(5)));
+        // Ahead of it: the bound's worth in one import, then appends
+        // (not imported: never skipped), then `over` more imported.
+        let over = 10;
+        let top = 11 + IMPORTED_AHEAD_MAX as u128;
+        let first: Vec<Id> = (11..top).map(Id::from_u128).collect();
+        head.publish(first.last().copied(), vec![], &first);
+        head.publish(Some(Id::from_u128(top + over - 1)), vec![], &[]);
+        let ahead: Vec<Id> = (top + over..top + 2 * over).map(Id::from_u128).collect();
+        head.publish(ahead.last().copied(), vec![], &ahead);
+        // Past the bound the lowest went.
+        assert_eq!(head.window.lock().imported_ahead_len(), IMPORTED_AHEAD_MAX);
+        assert!(!head.is_imported_ahead(Id::from_u128(11)));
+        assert!(!head.is_imported_ahead(Id::from_u128(20)));
+        assert!(head.is_imported_ahead(Id::from_u128(21)));
+        assert!(head.is_imported_ahead(Id::from_u128(top + 2 * over - 1)));
+        assert!(!head.is_imported_ahead(Id::from_u128(top)), "appended");
     }
 }

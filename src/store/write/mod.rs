@@ -1,0 +1,183 @@
+//! The write protocol both backends serve.
+//!
+//! How it works. `Store` (the facade) turns a caller's request into a
+//! `WriteOp` and sends it, as a `WriteRequest`, on the channel of the
+//! backend's single writer thread; the writer answers each request through
+//! its `ReplyTo`: a channel (the caller goes on and reads the answer later)
+//! or a `Waiter` (the caller blocks right now). Everything here is said in
+//! the interface's words: what to append, import, remove or keep. What a
+//! backend does to make it durable (the local backend journals small
+//! payloads; Redis SETs them with the frame) is the backend's business, and
+//! ops only one backend knows go in `WriteOp::Local`.
+
+use std::sync::{Arc, Condvar, Mutex};
+
+use crossbeam_channel::Sender;
+use serde_json::Value;
+
+use super::frame::Frame;
+use super::id::Id;
+use super::local::writer::LocalOp;
+use super::ttl::Ttl;
+use super::StoreError;
+
+/// A frame to append; the writer gives it its id. Build it with
+/// `Draft::new(topic)` and the builder methods.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub topic: String,
+    pub hash: Option<String>,
+    pub meta: Option<Value>,
+    pub ttl: Option<Ttl>,
+}
+
+impl Draft {
+    /// A frame on `topic` with no payload, meta or ttl.
+    pub fn new(topic: impl Into<String>) -> Draft {
+        Draft {
+            topic: topic.into(),
+            hash: None,
+            meta: None,
+            ttl: None,
+        }
+    }
+
+    /// The payload's hash (one already stored; see
+    /// `Store::append_with_payload` for one stored for this frame).
+    pub fn hash(mut self, hash: Option<String>) -> Draft {
+        self.hash = hash;
+        self
+    }
+
+    pub fn meta(mut self, meta: Option<Value>) -> Draft {
+        self.meta = meta;
+        self
+    }
+
+    pub fn ttl(mut self, ttl: Option<Ttl>) -> Draft {
+        self.ttl = ttl;
+        self
+    }
+}
+
+/// One change to the store. Built by `Store` only.
+#[derive(Debug)]
+pub(in crate::store) enum WriteOp {
+    /// A new frame, with its payload's bytes when the backend may keep
+    /// them with the frame (a small payload on the local backend, any on
+    /// Redis).
+    Append(Draft, Option<Vec<u8>>),
+    /// A frame stored verbatim (id, hash and ttl kept); not news.
+    Import(Frame, Option<Vec<u8>>),
+    Remove(Id),
+    /// A payload kept without a frame (`POST /cas`), made durable by the
+    /// backend with its next write.
+    KeepPayload(String, Vec<u8>),
+    KvSet(String, Vec<u8>),
+    KvDelete(String),
+    /// Nothing: answered once every request sent before it is (a
+    /// liveness probe, the last write at close).
+    Nothing,
+    /// What only the local backend knows (its journal's housekeeping);
+    /// any other backend answers it `Done`.
+    Local(LocalOp),
+}
+
+/// What a successful write returns.
+#[derive(Debug)]
+pub enum WriteOutcome {
+    Frame(Frame),
+    Done,
+}
+
+pub type WriteReply = Result<WriteOutcome, StoreError>;
+
+pub(in crate::store) struct WriteRequest {
+    pub op: WriteOp,
+    pub reply: Option<ReplyTo>,
+}
+
+/// Where the writer answers a request.
+pub(in crate::store) enum ReplyTo {
+    /// A channel the requester may wait on later (`Store::submit`).
+    Channel(Sender<WriteReply>),
+    /// A requester blocked right now (`Store::write`): one condvar wake,
+    /// no spinning (a crossbeam receiver spins and `sched_yield`s before
+    /// it sleeps, CPU a busy 2-core machine lacks).
+    Waiter(Answer),
+}
+
+impl ReplyTo {
+    pub fn send(self, reply: WriteReply) {
+        match self {
+            ReplyTo::Channel(sender) => {
+                let _ = sender.send(reply);
+            }
+            ReplyTo::Waiter(mut answer) => answer.put(reply),
+        }
+    }
+}
+
+/// A one-shot slot for one reply.
+#[derive(Default)]
+pub(in crate::store) struct Waiter {
+    slot: Mutex<Option<WriteReply>>,
+    ready: Condvar,
+}
+
+impl Waiter {
+    /// Blocks until the reply is there.
+    pub fn wait(&self) -> WriteReply {
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(reply) = slot.take() {
+                return reply;
+            }
+            slot = self.ready.wait(slot).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// The writer's end of a `Waiter`. Dropped unanswered (the writer gone,
+/// or a panic), it answers `Closed`, so no requester waits forever.
+pub(in crate::store) struct Answer {
+    waiter: Arc<Waiter>,
+    answered: bool,
+}
+
+impl Answer {
+    pub fn new(waiter: Arc<Waiter>) -> Answer {
+        Answer {
+            waiter,
+            answered: false,
+        }
+    }
+
+    fn put(&mut self, reply: WriteReply) {
+        self.answered = true;
+        *self.waiter.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(reply);
+        self.waiter.ready.notify_one();
+    }
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.put(Err(StoreError::Closed));
+        }
+    }
+}
+
+/// Whether stored JSON is `frame`: the same bytes, or (a frame written by
+/// cross.stream, spelled its way) the same frame once read.
+pub fn same_frame(stored: &[u8], frame: &Frame) -> bool {
+    stored == frame.to_json().as_bytes()
+        || Frame::from_json(stored).is_ok_and(|stored| stored == *frame)
+}
+
+/// The refusal of an import whose id holds another frame.
+pub fn import_conflict(id: Id) -> StoreError {
+    StoreError::Conflict(format!(
+        "cannot import {id}: a different frame is stored under that id (only the same bytes may be imported again)"
+    ))
+}
