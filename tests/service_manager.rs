@@ -137,7 +137,7 @@ fn a_watchdog_meant_for_another_process_is_not_pinged() {
 }
 
 #[test]
-fn the_shipped_systemd_unit_verifies() {
+fn the_shipped_systemd_units_verify() {
     let Some(analyze) = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"]
         .into_iter()
         .find(|path| Path::new(path).is_file())
@@ -145,24 +145,34 @@ fn the_shipped_systemd_unit_verifies() {
         eprintln!("skipped: no systemd-analyze to verify contrib/systemd/xs@.service");
         return;
     };
-    let unit = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/contrib/systemd/xs@.service"
-    ))
-    .expect("the unit");
-    assert!(unit.contains("Type=notify"), "{unit}");
-    // The unit names the installed binary; verify it with this one.
+    let unit = |name: &str| {
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("contrib/systemd")
+                .join(name),
+        )
+        .expect("the unit")
+    };
+    let service = unit("xs@.service");
+    let socket = unit("xs@.socket");
+    assert!(service.contains("Type=notify"), "{service}");
+    assert!(socket.contains("FileDescriptorName=sock"), "{socket}");
+    // The units name the installed binary; verify them with this one, as
+    // one instance, the socket beside its service.
     let tmp = tempfile::tempdir().expect("tempdir");
-    let instance = tmp.path().join("xs@demo.service");
-    std::fs::write(&instance, unit.replace("/usr/local/bin/xs", XS)).expect("write");
+    let service_file = tmp.path().join("xs@demo.service");
+    let socket_file = tmp.path().join("xs@demo.socket");
+    std::fs::write(&service_file, service.replace("/usr/local/bin/xs", XS)).expect("write");
+    std::fs::write(&socket_file, socket).expect("write");
     let out = Command::new(analyze)
         .arg("verify")
-        .arg(&instance)
+        .arg(&socket_file)
+        .arg(&service_file)
         .output()
         .expect("run systemd-analyze");
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{said}");
-    assert!(!said.contains("xs@demo.service"), "warnings: {said}");
+    assert!(!said.contains("xs@demo"), "warnings: {said}");
 }
 
 /// Runs `xs serve` with `sockets` passed as descriptors 3, 4, … the way a
