@@ -449,7 +449,9 @@ fn run(args: ServeArgs) -> Result<(), String> {
     if let Some(addr) = ui {
         let listener = Arc::new(Listener::ui(addr, credentials.clone(), limits)?);
         server::spawn(listener.clone(), context.clone(), ready.clone())?;
-        eprintln!("xs: viewer on http://{addr}/");
+        if let Some(bound) = listener.ui_addr() {
+            eprintln!("xs: viewer on http://{bound}/");
+        }
         listeners.push(listener);
     }
     let gateway = match (&args.http, http_addr) {

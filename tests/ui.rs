@@ -129,6 +129,17 @@ fn the_ui_listener_serves_the_page_and_the_api() {
         .starts_with(&format!("id: {id}\ndata: {{")));
     let hash = frame["hash"].as_str().unwrap();
     assert_eq!(get(port, &format!("/cas/{hash}"), &[]).2, b"hello");
+    // A payload is never a page of this origin: an HTML payload opened
+    // from a link is not sniffed into HTML, and runs no script if shown.
+    let html = server.append("page", b"<script>fetch('/eval')</script>");
+    let (status, head, _) = get(
+        port,
+        &format!("/cas/{}", html["hash"].as_str().unwrap()),
+        &[("Accept", BROWSER_ACCEPT)],
+    );
+    assert_eq!(status, 200);
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+    assert!(head.contains("content-security-policy: sandbox"), "{head}");
     assert_eq!(
         get(port, &format!("/{id}"), &[]).2,
         server.get(&format!("/{id}")).body

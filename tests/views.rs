@@ -37,6 +37,10 @@ fn wait_state(server: &Server, name: &str, done: impl Fn(&Value) -> bool) -> Val
 
 /// Appends `n` frames of `topic` fast: one bulk import of fresh ids.
 fn fill(server: &Server, topic: &str, n: usize) {
+    // Ids made here must sort after the store's last one (Redis refuses
+    // an import below it): one made in the same millisecond as a frame
+    // just appended may not, one made in a later millisecond does.
+    std::thread::sleep(Duration::from_millis(2));
     let mut body = String::new();
     for _ in 0..n {
         let id = scru128::new();

@@ -9,6 +9,15 @@ use super::write::WriteLimits;
 use crate::store::local::cas::parse_sri;
 use crate::store::{Store, StoreError};
 
+/// What a payload's answer says to a browser: never guess a type (an HTML
+/// payload opened from a link must not render as a page of the listener's
+/// origin, such as the `--ui` viewer's) and, if shown, run no script in it.
+/// API clients ignore both.
+const INERT: [(&str, &str); 2] = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("Content-Security-Policy", "sandbox; default-src 'none'"),
+];
+
 /// `GET /cas/<sri>`: the raw bytes; 404 when absent.
 pub fn get(store: &Store, request: Request, sri: &str) {
     let sri = match parse_sri(sri) {
@@ -28,12 +37,16 @@ pub fn get(store: &Store, request: Request, sri: &str) {
                     status: 200,
                     content_type: None,
                     body: bytes,
-                    extra_headers: Vec::new(),
+                    extra_headers: INERT.map(|(k, v)| (k, v.to_string())).to_vec(),
                 }
                 .send(request);
             }
             let body = std::io::Cursor::new(bytes).chain(reader);
-            let _ = request.respond(Response::new(StatusCode(200), Vec::new(), body, None, None));
+            let headers = INERT
+                .iter()
+                .filter_map(|(k, v)| tiny_http::Header::from_bytes(*k, *v).ok())
+                .collect();
+            let _ = request.respond(Response::new(StatusCode(200), headers, body, None, None));
         }
         Ok(None) => Reply::not_found().send(request),
         Err(e) => Reply::store_error(e).send(request),

@@ -232,6 +232,8 @@ impl Listener {
         limits: Limits,
     ) -> Result<Listener, String> {
         let bound = TcpListener::bind(addr).map_err(|e| format!("cannot bind {addr}: {e}"))?;
+        // The port bound, when `:0` asked for any.
+        let addr = bound.local_addr().unwrap_or(addr);
         let mut listener = Listener::tcp_named(bound, credentials, limits, "--ui")?;
         listener.ui = Some(addr);
         Ok(listener)

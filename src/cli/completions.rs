@@ -92,8 +92,12 @@ fn topics(addr: &str) -> Option<BTreeSet<String>> {
         let Ok(frame) = serde_json::from_str::<serde_json::Value>(&line) else {
             continue;
         };
+        // Only what a topic may be: the words go into a shell's
+        // completion list, where `$(…)` from a server would run.
         if let Some(topic) = frame.get("topic").and_then(|t| t.as_str()) {
-            topics.insert(topic.to_string());
+            if crate::store::topic::validate_topic(topic).is_ok() {
+                topics.insert(topic.to_string());
+            }
         }
     }
     Some(topics)

@@ -5,10 +5,9 @@
 //! the server starts, asked for its commands, and those commands are put
 //! in the base state (`base.rs`), so every script (eval, actors, services,
 //! actions, views, gateway handlers) has them. The process is Nushell's
-//! `PersistentPlugin`: shared by every engine, stopped when idle by
-//! Nushell's plugin GC and started again on next use, and started again
-//! on next use after a crash too (only the scripts calling it meanwhile
-//! fail, with an error naming the plugin). It reads its stdin until the
+//! `PersistentPlugin`: shared by every engine and kept running (its idle
+//! stop is off), and started again on next use after a crash (only the
+//! scripts calling it meanwhile fail, with an error naming the plugin). It reads its stdin until the
 //! server closes it: at shutdown (`stop`), or when the server dies, so it
 //! never outlives the server.
 
@@ -16,7 +15,7 @@ use std::path::PathBuf;
 
 use nu_plugin_engine::{add_plugin_to_working_set, GetPlugin, PluginDeclaration};
 use nu_protocol::engine::{EngineState, Stack, StateWorkingSet};
-use nu_protocol::{PluginIdentity, RegisteredPlugin, ShellError};
+use nu_protocol::{PluginGcConfig, PluginIdentity, RegisteredPlugin, ShellError};
 
 /// Adds each plugin's commands to `state`; an error names the plugin.
 pub fn register(state: &mut EngineState, paths: &[PathBuf]) -> Result<(), String> {
@@ -29,6 +28,13 @@ pub fn register(state: &mut EngineState, paths: &[PathBuf]) -> Result<(), String
             let mut working_set = StateWorkingSet::new(state);
             let plugin = add_plugin_to_working_set(&mut working_set, &identity)
                 .map_err(|e| failed(describe(&e)))?;
+            // Started once and kept: Nushell's default stops a plugin idle
+            // for 10 s, which would lose what a stateful one holds
+            // (dataframes, caches) between scripts.
+            plugin.set_gc_config(&PluginGcConfig {
+                enabled: false,
+                stop_after: 0,
+            });
             let mut stack = Stack::new();
             let interface = plugin
                 .clone()

@@ -83,13 +83,13 @@ pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
 }
 
 /// ext4's "top of a directory hierarchy" hint (`chattr +T`, not in libc).
-const FS_TOPDIR_FL: libc::c_long = 0x0002_0000;
+const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
 
 /// Marks a folder as the top of a hierarchy (`chattr +T`): ext4 then
 /// spreads its subfolders across block groups. A file system without the
 /// flag refuses; that is an error the caller may ignore.
 pub fn mark_top_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
-    let mut flags: libc::c_long = 0;
+    let mut flags: libc::c_int = 0;
     // SAFETY: FS_IOC_GETFLAGS writes one integer at the pointer, a valid
     // local.
     if unsafe { libc::ioctl(dir.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) } != 0 {

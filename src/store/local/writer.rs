@@ -61,6 +61,8 @@ pub struct Writer {
     journaled: JournaledKeys,
     kv_changed: std::sync::Arc<crate::store::kv::KvSignal>,
     metrics: std::sync::Arc<Metrics>,
+    /// Whether `make_ours` ran (it tries once; see there).
+    tried_ours: bool,
 }
 
 impl Writer {
@@ -83,6 +85,7 @@ impl Writer {
             journaled,
             kv_changed,
             metrics,
+            tried_ours: false,
         })
     }
 
@@ -142,12 +145,17 @@ impl Writer {
 
     /// A new store's own keyspaces, made once its first batch is
     /// answered (see `local::Keyspaces`); a batch that needs them earlier
-    /// makes them itself. If it fails, the next batch that needs them
-    /// tries again and fails with the reason.
-    fn make_ours(&self) {
+    /// makes them itself. Tried once here: if it fails (a full disk, say),
+    /// it is said once, and each batch that needs them tries again and
+    /// fails with the reason.
+    fn make_ours(&mut self) {
+        if self.tried_ours {
+            return;
+        }
         let Some(spaces) = self.local.keyspaces_if_made() else {
             return;
         };
+        self.tried_ours = true;
         if spaces.ours_if_made().is_none() {
             if let Err(e) = spaces.ours() {
                 eprintln!("xs: {e}");
