@@ -48,6 +48,38 @@ pub const CONVERSIONS: &[&str] = &[
     "from ini",
 ];
 
+/// The parts of a `Command` a wrapper of Nushell's own (a struct with an
+/// `inner: Box<dyn Command>`) shows as its inner command's: everything
+/// but `run`.
+macro_rules! described_as_inner {
+    () => {
+        fn name(&self) -> &str {
+            self.inner.name()
+        }
+
+        fn description(&self) -> &str {
+            self.inner.description()
+        }
+
+        fn extra_description(&self) -> &str {
+            self.inner.extra_description()
+        }
+
+        fn signature(&self) -> Signature {
+            self.inner.signature()
+        }
+
+        fn search_terms(&self) -> Vec<&str> {
+            self.inner.search_terms()
+        }
+
+        fn examples(&self) -> Vec<Example<'_>> {
+            self.inner.examples()
+        }
+    };
+}
+pub(super) use described_as_inner;
+
 /// A conversion with its input weighed against the memory cap first.
 #[derive(Clone)]
 pub struct Guarded {
@@ -61,29 +93,7 @@ impl Guarded {
 }
 
 impl Command for Guarded {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn description(&self) -> &str {
-        self.inner.description()
-    }
-
-    fn extra_description(&self) -> &str {
-        self.inner.extra_description()
-    }
-
-    fn signature(&self) -> Signature {
-        self.inner.signature()
-    }
-
-    fn search_terms(&self) -> Vec<&str> {
-        self.inner.search_terms()
-    }
-
-    fn examples(&self) -> Vec<Example<'_>> {
-        self.inner.examples()
-    }
+    described_as_inner!();
 
     fn run(
         &self,

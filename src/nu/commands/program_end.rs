@@ -17,6 +17,8 @@ use std::io::{self, Read};
 use nu_engine::command_prelude::*;
 use nu_protocol::shell_error::bridge::ShellErrorBridge;
 
+use super::guard::described_as_inner;
+
 /// The commands that read a byte stream piece by piece, by name.
 pub const PIECEWISE: &[&str] = &["lines", "each", "bytes split", "find", "chunks"];
 
@@ -33,29 +35,7 @@ impl EndsWithProgram {
 }
 
 impl Command for EndsWithProgram {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn description(&self) -> &str {
-        self.inner.description()
-    }
-
-    fn extra_description(&self) -> &str {
-        self.inner.extra_description()
-    }
-
-    fn signature(&self) -> Signature {
-        self.inner.signature()
-    }
-
-    fn search_terms(&self) -> Vec<&str> {
-        self.inner.search_terms()
-    }
-
-    fn examples(&self) -> Vec<Example<'_>> {
-        self.inner.examples()
-    }
+    described_as_inner!();
 
     fn run(
         &self,
