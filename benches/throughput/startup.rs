@@ -22,7 +22,11 @@ pub(crate) fn startup(bin: &Path) -> Res<Outcome> {
         times.push(server.spawned_at.elapsed());
         drop(server);
     }
-    Ok(start_times(times))
+    Ok(median_times(
+        times,
+        Duration::from_millis(10),
+        "median<=10ms",
+    ))
 }
 
 /// Like `startup`, on a store that exists: made by a first start and
@@ -41,11 +45,16 @@ pub(crate) fn startup_existing(bin: &Path) -> Res<Outcome> {
         drop(server);
     }
     drop(first);
-    Ok(start_times(times))
+    Ok(median_times(
+        times,
+        Duration::from_millis(10),
+        "median<=10ms",
+    ))
 }
 
-/// The median (and min/max) of start times, against the 10 ms target.
-fn start_times(mut times: Vec<Duration>) -> Outcome {
+/// The median (and min/max) of `times`, met when the median is within
+/// `target` (`target_text` says it in the report).
+fn median_times(mut times: Vec<Duration>, target: Duration, target_text: &'static str) -> Outcome {
     times.sort();
     let median = percentile(&times, 0.5);
     Outcome::Measured {
@@ -56,8 +65,8 @@ fn start_times(mut times: Vec<Duration>) -> Outcome {
             ("max_ms", ms(times[times.len() - 1])),
         ],
         headline: format!("median {} ms", ms(median)),
-        met: median <= Duration::from_millis(10),
-        target: "median<=10ms",
+        met: median <= target,
+        target: target_text,
     }
 }
 
@@ -156,19 +165,7 @@ pub(crate) fn eval_trivial(bin: &Path) -> Res<Outcome> {
         }
     }
     drop(server);
-    times.sort();
-    let median = percentile(&times, 0.5);
-    Ok(Outcome::Measured {
-        keys: vec![
-            ("runs", times.len().to_string()),
-            ("median_ms", ms(median)),
-            ("min_ms", ms(times[0])),
-            ("max_ms", ms(times[times.len() - 1])),
-        ],
-        headline: format!("median {} ms", ms(median)),
-        met: median <= Duration::from_millis(5),
-        target: "median<=5ms",
-    })
+    Ok(median_times(times, Duration::from_millis(5), "median<=5ms"))
 }
 
 /// Runs `xs <args>` with `input` on stdin, killing it after `limit`; its
@@ -242,17 +239,5 @@ pub(crate) fn oneshot_append(bin: &Path) -> Res<Outcome> {
         }
     }
     drop(server);
-    times.sort();
-    let median = percentile(&times, 0.5);
-    Ok(Outcome::Measured {
-        keys: vec![
-            ("runs", times.len().to_string()),
-            ("median_ms", ms(median)),
-            ("min_ms", ms(times[0])),
-            ("max_ms", ms(times[times.len() - 1])),
-        ],
-        headline: format!("median {} ms", ms(median)),
-        met: median <= Duration::from_millis(3),
-        target: "median<=3ms",
-    })
+    Ok(median_times(times, Duration::from_millis(3), "median<=3ms"))
 }
