@@ -6,7 +6,6 @@
 //! into `store` to build and inspect store folders.
 
 mod api;
-mod check;
 mod cli;
 #[cfg(feature = "nushell")]
 mod nu;

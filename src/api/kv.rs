@@ -9,7 +9,7 @@ use tiny_http::Request;
 use super::query;
 use super::respond::{ChunkedStream, Reply};
 use super::write::read_small_body;
-use crate::processor::lifecycle;
+use crate::store::kv::reserved_key;
 use crate::store::kv::KvNews;
 use crate::store::topic::validate_topic;
 use crate::store::Store;
@@ -21,7 +21,7 @@ const MAX_VALUE: u64 = 16 * 1024 * 1024;
 const IDLE_PROBE: Duration = Duration::from_secs(20);
 
 fn check_writable(key: &str) -> Result<(), Reply> {
-    match lifecycle::reserved_key(key) {
+    match reserved_key(key) {
         Some(why) => Err(Reply::error(409, why)),
         None => Ok(()),
     }

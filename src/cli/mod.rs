@@ -10,6 +10,7 @@ mod args;
 mod body;
 mod cas;
 mod cat;
+mod check;
 mod client;
 mod completions;
 mod cursor;
@@ -211,7 +212,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
 fn server_command(name: &str, args: Vec<OsString>) -> Option<i32> {
     match name {
         "serve" => Some(crate::serve::main(args)),
-        "check" => Some(crate::check::main(args)),
+        "check" => Some(check::main(args)),
         _ => None,
     }
 }

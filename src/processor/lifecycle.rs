@@ -119,21 +119,6 @@ pub fn topic(kind: Kind, name: &str, event: Event) -> String {
     format!("xs.{}.{name}.{}", kind.word(), event.word())
 }
 
-/// Keys under this prefix hold views' states (`view.<name>`).
-const VIEW_KEY_PREFIX: &str = "view.";
-
-/// The k/v key holding view `name`'s state.
-pub fn view_key(name: &str) -> String {
-    format!("{VIEW_KEY_PREFIX}{name}")
-}
-
-/// Why a client (HTTP, `xs kv`, `.kv` in a script) may not write `key`:
-/// it belongs to a view, which alone writes it. `None` when it may.
-pub fn reserved_key(key: &str) -> Option<String> {
-    key.starts_with(VIEW_KEY_PREFIX)
-        .then(|| format!("{key} belongs to a view: only the view writes it"))
-}
-
 /// The create frame a lifecycle frame refers to (its `*_id` meta).
 pub fn source_id(kind: Kind, frame: &Frame) -> Option<Id> {
     let id = frame.meta.as_ref()?.get(kind.id_key())?.as_str()?;
@@ -205,13 +190,6 @@ mod tests {
 
     fn id(n: u128) -> Id {
         Id::from_u128(n)
-    }
-
-    #[test]
-    fn a_views_key_is_reserved_and_others_are_not() {
-        assert!(reserved_key(&view_key("count")).is_some());
-        assert_eq!(reserved_key("views.count"), None);
-        assert_eq!(reserved_key("count.view."), None);
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::nu::bounds::{Bounds, Timed};
 use crate::nu::commands::{self, AppendMode};
 use crate::nu::engine::collect;
 use crate::nu::value::{frame_record, from_json, to_json_checked, FrameShape, OVER_CAP};
+use crate::store::kv::view_key;
 use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
 use crate::store::{Frame, Id, Store, TopicFilter};
 use crate::sys::process::ChildGroups;
@@ -89,7 +90,7 @@ impl View {
     pub fn spawn(self, store: Store, table: ProcessTable, fresh: bool) -> Result<Running, String> {
         if fresh {
             store
-                .kv_delete(&lifecycle::view_key(&self.name))
+                .kv_delete(&view_key(&self.name))
                 .map_err(|e| e.to_string())?;
         }
         let interrupt = self.loaded.engine.interrupter().clone();
@@ -114,7 +115,7 @@ impl View {
 
     /// The saved state and the id it is current to, if any.
     fn saved(&self, store: &Store) -> Option<(Value, Id)> {
-        let bytes = store.kv_get(&lifecycle::view_key(&self.name)).ok()??;
+        let bytes = store.kv_get(&view_key(&self.name)).ok()??;
         let saved: Json = serde_json::from_slice(&bytes).ok()?;
         let last_id = crate::store::id::parse_id(saved.get("last_id")?.as_str()?).ok()?;
         let state = from_json(saved.get("state")?, script::span());
@@ -237,7 +238,7 @@ impl View {
         };
         let value = json!({ "state": state, "last_id": last_id.to_string() });
         if let Ok(bytes) = serde_json::to_vec(&value) {
-            store.kv_set_queued(&lifecycle::view_key(&self.name), bytes);
+            store.kv_set_queued(&view_key(&self.name), bytes);
         }
     }
 }

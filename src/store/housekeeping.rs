@@ -20,11 +20,19 @@ use cacache::Integrity;
 use crossbeam_channel::Receiver;
 
 use super::id::{now_ms, Id};
-use super::local::writer::{AfterCommit, LocalOp};
 use super::local::{id_from_key, Local};
 use super::topic::TopicFilter;
 use super::write::WriteOp;
 use super::{Store, StoreError};
+
+/// Work the writer hands to the housekeeper after a commit.
+#[derive(Debug)]
+pub enum AfterCommit {
+    /// A `last:<n>` frame landed on this topic: prune older ones.
+    Prune(String, u32),
+    /// No stored frame references this payload any more.
+    Unreferenced(String),
+}
 
 /// How often the timer chores run.
 const TICK: Duration = Duration::from_millis(250);
@@ -169,7 +177,7 @@ fn flush_pending_payloads(store: &Store, keys: Vec<Vec<u8>>) {
     }
     let Some(local) = store.local() else { return };
     match local.cas.sync_all() {
-        Ok(()) => drop(store.submit(WriteOp::Local(LocalOp::ForgetPending(keys)))),
+        Ok(()) => drop(store.submit(WriteOp::PayloadsSynced(keys))),
         Err(e) => eprintln!("xs: syncing payloads failed: {e}"),
     }
 }

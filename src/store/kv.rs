@@ -11,6 +11,22 @@ use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
+/// Keys under this prefix hold views' states (`view.<name>`): the k/v
+/// store's one reserved namespace.
+const VIEW_KEY_PREFIX: &str = "view.";
+
+/// The k/v key holding view `name`'s state.
+pub fn view_key(name: &str) -> String {
+    format!("{VIEW_KEY_PREFIX}{name}")
+}
+
+/// Why a client (HTTP, `xs kv`, `.kv` in a script) may not write `key`:
+/// it belongs to a view, which alone writes it. `None` when it may.
+pub fn reserved_key(key: &str) -> Option<String> {
+    key.starts_with(VIEW_KEY_PREFIX)
+        .then(|| format!("{key} belongs to a view: only the view writes it"))
+}
+
 /// Changes kept for watchers.
 const LOG_LEN: usize = 10_000;
 
@@ -91,6 +107,13 @@ impl KvSignal {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_views_key_is_reserved_and_others_are_not() {
+        assert!(reserved_key(&view_key("count")).is_some());
+        assert_eq!(reserved_key("views.count"), None);
+        assert_eq!(reserved_key("count.view."), None);
+    }
+
     use super::*;
 
     #[test]

@@ -38,6 +38,7 @@ use crossbeam_channel::{Receiver, Sender};
 pub use error::StoreError;
 pub use frame::Frame;
 pub use id::Id;
+pub use local::{check, CheckFixes, CheckReport};
 pub use topic::TopicFilter;
 pub use ttl::Ttl;
 pub use write::{import_conflict, same_frame, Draft, WriteOutcome, WriteReply};
@@ -47,7 +48,7 @@ use housekeeping::Chore;
 use kv::KvSignal;
 use local::cas::JOURNALED_PAYLOAD_MAX;
 use local::schema::Schema;
-use local::writer::{LocalOp, Writer};
+use local::writer::Writer;
 use local::Local;
 use queue::{QueueReceiver, QueueSender};
 use write::{Answer, ReplyTo, Waiter, WriteOp, WriteRequest};
@@ -905,9 +906,7 @@ impl Store {
             None => false,
         };
         if pending {
-            drop(self.submit(WriteOp::Local(LocalOp::ForgetPending(vec![
-                hash.as_bytes().to_vec(),
-            ]))));
+            drop(self.submit(WriteOp::PayloadsSynced(vec![hash.as_bytes().to_vec()])));
         }
         Ok(true)
     }

@@ -6,11 +6,11 @@ use nu_engine::command_prelude::*;
 
 use super::{generic, json_of, store_error};
 use crate::nu::value::from_json;
-use crate::processor::lifecycle;
+use crate::store::kv::reserved_key;
 use crate::store::Store;
 
 fn check_writable(key: &str, span: Span) -> Result<(), ShellError> {
-    match lifecycle::reserved_key(key) {
+    match reserved_key(key) {
         Some(why) => Err(generic("read-only key", why, span)),
         None => Ok(()),
     }

@@ -18,8 +18,8 @@
 //! A new store gets its database and keyspaces from the writer, after its
 //! socket opens (`Keyspaces`).
 
-mod batch;
 pub mod cas;
+mod check;
 pub mod schema;
 pub mod space;
 pub mod writer;
@@ -37,6 +37,8 @@ use super::{RawFrame, StoreError};
 use cas::Cas;
 use schema::Schema;
 use space::DiskSpace;
+
+pub use check::{check, CheckFixes, CheckReport};
 
 /// The store's fjall database and content folder.
 #[derive(Clone)]

@@ -116,7 +116,7 @@ impl RedisWriter {
                 .redis
                 .put_payload(hash, bytes)
                 .map(|_| WriteOutcome::Done),
-            WriteOp::Nothing | WriteOp::Local(_) => Ok(WriteOutcome::Done),
+            WriteOp::Nothing | WriteOp::PayloadsSynced(_) => Ok(WriteOutcome::Done),
         }
     }
 

@@ -7,8 +7,7 @@
 //! or a `Waiter` (the caller blocks right now). Everything here is said in
 //! the interface's words: what to append, import, remove or keep. What a
 //! backend does to make it durable (the local backend journals small
-//! payloads; Redis SETs them with the frame) is the backend's business, and
-//! ops only one backend knows go in `WriteOp::Local`.
+//! payloads; Redis SETs them with the frame) is the backend's business.
 
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -17,7 +16,6 @@ use serde_json::Value;
 
 use super::frame::Frame;
 use super::id::Id;
-use super::local::writer::LocalOp;
 use super::ttl::Ttl;
 use super::StoreError;
 
@@ -78,9 +76,10 @@ pub(in crate::store) enum WriteOp {
     /// Nothing: answered once every request sent before it is (a
     /// liveness probe, the last write at close).
     Nothing,
-    /// What only the local backend knows (its journal's housekeeping);
-    /// any other backend answers it `Done`.
-    Local(LocalOp),
+    /// These payloads' files are synced now: a copy a backend kept with
+    /// their frames to make them durable may go (the local backend's
+    /// journal); a backend that keeps none answers `Done`.
+    PayloadsSynced(Vec<Vec<u8>>),
 }
 
 /// What a successful write returns.

@@ -16,11 +16,11 @@ use std::collections::{BTreeSet, HashMap};
 
 use fjall::OwnedWriteBatch;
 
-use super::writer::{LocalOp, Writer};
-use super::{Keyspaces, Ours};
+use super::Writer;
 use crate::store::frame::Frame;
 use crate::store::head::{Published, TopicFrame};
 use crate::store::id::{check_room_after, next_id_after, Id};
+use crate::store::local::{Keyspaces, Ours};
 use crate::store::topic::index_prefixes;
 use crate::store::ttl::Ttl;
 use crate::store::write::{
@@ -130,7 +130,7 @@ impl<'w> Batch<'w> {
             WriteOp::Import(frame, payload) => self.stage_import(frame, payload.as_deref())?,
             WriteOp::Remove(id) => self.stage_remove(*id),
             WriteOp::KeepPayload(hash, bytes) => self.stage_payload(hash, bytes),
-            WriteOp::Local(LocalOp::ForgetPending(keys)) => self.stage_forget(keys),
+            WriteOp::PayloadsSynced(keys) => self.stage_forget(keys),
             WriteOp::KvSet(key, value) => self.stage_kv(key, Some(value)),
             WriteOp::KvDelete(key) => self.stage_kv(key, None),
             WriteOp::Nothing => Ok(WriteOutcome::Done),
@@ -396,7 +396,7 @@ fn needs_ours(op: &WriteOp) -> bool {
     match op {
         WriteOp::Append(draft, _) => frame_needs(&draft.hash, draft.ttl),
         WriteOp::Import(frame, _) => frame_needs(&frame.hash, frame.ttl),
-        WriteOp::Local(LocalOp::ForgetPending(keys)) => !keys.is_empty(),
+        WriteOp::PayloadsSynced(keys) => !keys.is_empty(),
         WriteOp::Nothing => false,
         WriteOp::Remove(_)
         | WriteOp::KeepPayload(..)

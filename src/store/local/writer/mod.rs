@@ -16,39 +16,25 @@
 //! poisons fjall, and the store is then marked broken (`Broken`). Why it is
 //! shaped so, and what was measured and dropped: docs/design.md.
 
+mod batch;
+
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
 use fjall::{Database, OwnedWriteBatch, PersistMode};
 
-use super::batch::{Batch, Committed};
 use super::Local;
 use crate::store::head::Head;
-use crate::store::housekeeping::JournaledKeys;
+use crate::store::housekeeping::{AfterCommit, JournaledKeys};
 use crate::store::id::Id;
 use crate::store::metrics::Metrics;
 use crate::store::queue::{Empty, QueueReceiver};
 use crate::store::write::{WriteOp, WriteRequest};
 use crate::store::{FsyncPolicy, StoreError};
+use batch::{Batch, Committed};
 
 /// The most requests folded into one batch.
 const MAX_BATCH: usize = 4096;
-
-/// What only the local backend is asked to do (`WriteOp::Local`).
-#[derive(Debug)]
-pub enum LocalOp {
-    /// Pending payload copies whose files are now known to be synced.
-    ForgetPending(Vec<Vec<u8>>),
-}
-
-/// Work the writer hands to the housekeeper after a commit.
-#[derive(Debug)]
-pub enum AfterCommit {
-    /// A `last:<n>` frame landed on this topic: prune older ones.
-    Prune(String, u32),
-    /// No stored frame references this payload any more.
-    Unreferenced(String),
-}
 
 pub struct Writer {
     pub(super) local: Local,

@@ -1,40 +1,29 @@
-//! `xs check <dir> [--repair] [--mark-schema]`: verify a stopped store,
-//! like sqlite's `integrity_check`.
+//! Verifies a stopped local store (`xs check`), like sqlite's
+//! `integrity_check`.
 //!
 //! Checked: every index entry points at a stored frame whose topic files
 //! it there; every frame parses, and is indexed under each of its keys;
 //! every referenced payload exists and matches its hash. Index damage is
-//! what `--repair` can fix (it rebuilds the topic index from the stream);
-//! the rest is listed with the command that would fix it, and keeps the
-//! exit status 1 until it is fixed.
+//! what a repair can fix (it rebuilds the topic index from the stream);
+//! the rest is reported with the command that would fix it.
 //!
 //! Entries newer cross.stream writes are left alone: reserved `idx_topic`
 //! keys (the schema version) are not index entries, and the values some
 //! entries carry are neither checked nor rewritten.
 
 use std::collections::HashSet;
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use super::cas::parse_sri;
+use super::schema::{self, is_reserved_key};
+use super::{id_from_key, Keyspaces, Local};
 use crate::store::frame::Frame;
-use crate::store::local::cas::parse_sri;
-use crate::store::local::schema::{self, is_reserved_key};
-use crate::store::local::{id_from_key, Keyspaces, Local};
 use crate::store::topic::index_prefixes;
 use crate::store::StoreError;
 
-const USAGE: &str = "usage: xs check <dir> [--repair] [--mark-schema]";
-
-const HELP: &str = "Verify a stopped store.
-
-Options:
-  --repair       rebuild the topic index from the stream
-  --mark-schema  write the schema version newer cross.stream looks for, so
-                 that it leaves topics such as order.ready as they are";
-
 /// What a check found.
 #[derive(Debug, Default)]
-pub struct Report {
+pub struct CheckReport {
     pub frames: u64,
     pub index_entries: u64,
     /// Wrong or missing topic index entries: rebuilding the index fixes
@@ -46,108 +35,16 @@ pub struct Report {
     pub schema_version: Option<u32>,
 }
 
-/// What `run` was asked to do besides checking.
+/// What `check` is asked to do besides checking.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Fixes {
+pub struct CheckFixes {
     pub repair: bool,
     pub mark_schema: bool,
 }
 
-pub fn main(args: Vec<OsString>) -> i32 {
-    use lexopt::prelude::*;
-    let mut parser = lexopt::Parser::from_args(args);
-    let mut dir: Option<PathBuf> = None;
-    let mut fixes = Fixes::default();
-    loop {
-        let arg = match parser.next() {
-            Ok(Some(arg)) => arg,
-            Ok(None) => break,
-            Err(e) => return usage_error(e),
-        };
-        match arg {
-            Short('h') | Long("help") => {
-                println!("{USAGE}\n\n{HELP}");
-                return 0;
-            }
-            Long("repair") => fixes.repair = true,
-            Long("mark-schema") => fixes.mark_schema = true,
-            Value(value) if dir.is_none() => dir = Some(PathBuf::from(value)),
-            other => return usage_error(other.unexpected()),
-        }
-    }
-    let Some(dir) = dir else {
-        return usage_error("missing <dir>");
-    };
-    match run(&dir, fixes) {
-        Ok(report) => print_report(&report, fixes),
-        Err(StoreError::Locked(_)) => {
-            eprintln!(
-                "store locked: {} (already running): stop the server first",
-                dir.display()
-            );
-            1
-        }
-        Err(e) => {
-            eprintln!("xs check: {e}");
-            1
-        }
-    }
-}
-
-fn usage_error(text: impl std::fmt::Display) -> i32 {
-    eprintln!("error: {text}");
-    eprintln!("{USAGE}");
-    2
-}
-
-fn print_report(report: &Report, fixes: Fixes) -> i32 {
-    for problem in report.index_problems.iter().chain(&report.frame_problems) {
-        println!("{problem}");
-    }
-    let index_fixed = fixes.repair && !report.index_problems.is_empty();
-    if index_fixed {
-        println!(
-            "fixed: rebuilt the topic index ({} index problems)",
-            report.index_problems.len()
-        );
-    } else if !report.index_problems.is_empty() {
-        println!("to fix the index problems: xs check <dir> --repair (server stopped)");
-    }
-    let unfixed = report.frame_problems.len()
-        + if index_fixed {
-            0
-        } else {
-            report.index_problems.len()
-        };
-    let verdict = match (unfixed, index_fixed) {
-        (0, false) => "ok",
-        (0, true) => "repaired",
-        (_, _) => "damaged",
-    };
-    let schema = match report.schema_version {
-        Some(version) => format!("schema version {version}"),
-        None => "no schema version".to_string(),
-    };
-    println!(
-        "{verdict}: {} frames, {} index entries, {schema}, {unfixed} problems{}",
-        report.frames,
-        report.index_entries,
-        if fixes.repair && unfixed > 0 {
-            " left (xs check cannot fix them: see each line)"
-        } else {
-            ""
-        }
-    );
-    if unfixed == 0 {
-        0
-    } else {
-        1
-    }
-}
-
 /// Checks the store in `dir`; with `fixes.repair` rebuilds its index, with
 /// `fixes.mark_schema` writes its schema version.
-pub fn run(dir: &Path, fixes: Fixes) -> Result<Report, StoreError> {
+pub fn check(dir: &Path, fixes: CheckFixes) -> Result<CheckReport, StoreError> {
     if !dir.join("fjall").exists() {
         return Err(StoreError::BadInput(format!(
             "no store at: {}",
@@ -155,7 +52,7 @@ pub fn run(dir: &Path, fixes: Fixes) -> Result<Report, StoreError> {
         )));
     }
     let local = Local::open(dir)?;
-    let mut report = Report::default();
+    let mut report = CheckReport::default();
     // It has a database (checked above), so `open` made the keyspaces.
     let spaces = local.keyspaces()?;
     let mut expected_index: HashSet<Vec<u8>> = HashSet::new();
