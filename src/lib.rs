@@ -10,7 +10,7 @@ mod cli;
 #[cfg(feature = "nushell")]
 mod nu;
 mod processor;
-mod serve;
+mod server;
 mod service_manager;
 pub mod store;
 mod sys;

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use xs::store::read::{Follow, ReadEvent, ReadOptions, Reader};
 use xs::store::{Draft, FsyncPolicy, Id, RawFrame, Store, StoreOptions, TopicFilter};
+use xs::store::{Follow, ReadEvent, ReadOptions, Reader};
 
 fn open(dir: &std::path::Path) -> Store {
     let options = StoreOptions {

@@ -50,8 +50,7 @@ fn check_finds_and_repairs_index_damage() {
     let (server, frames) = stopped_store();
     assert_eq!(check(server.dir(), false).0, 0);
     {
-        let local = xs::store::local::Local::open(server.dir()).expect("open");
-        let spaces = local.keyspaces_if_made().expect("keyspaces");
+        let spaces = Fjall::open(server.dir());
         let index = &spaces.idx_topic;
         // A missing index entry: the first note is no longer filed under `note`.
         let mut missing = b"note\0".to_vec();
@@ -123,8 +122,7 @@ fn check_reports_missing_and_corrupt_payloads() {
     // Missing content cannot be repaired: --repair fixes the index damage it
     // can, says so, and fails for what is left.
     {
-        let local = xs::store::local::Local::open(server.dir()).expect("open");
-        let spaces = local.keyspaces_if_made().expect("keyspaces");
+        let spaces = Fjall::open(server.dir());
         let mut dangling = b"ghost\0".to_vec();
         dangling.extend_from_slice(&[7u8; 16]);
         spaces.idx_topic.insert(dangling, []).expect("insert");
@@ -289,8 +287,7 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 
 /// Whether the stopped store's `stream` keyspace holds `frame`.
 fn on_disk(dir: &Path, frame: &Value) -> bool {
-    let local = xs::store::local::Local::open(dir).expect("open");
-    let spaces = local.keyspaces_if_made().expect("keyspaces");
+    let spaces = Fjall::open(dir);
     spaces.stream.contains_key(id_bytes(frame)).expect("read")
 }
 
@@ -329,4 +326,29 @@ fn expired_frames_are_swept_from_disk_by_default() {
     assert!(removed, "not swept: {}", server.get("/metrics").text());
     server.stop();
     assert!(!on_disk(server.dir(), &brief));
+}
+
+/// A stopped store's fjall database, opened as any tool would open it, to
+/// damage or inspect what `xs check` reads.
+struct Fjall {
+    db: fjall::Database,
+    stream: fjall::Keyspace,
+    idx_topic: fjall::Keyspace,
+}
+
+impl Fjall {
+    fn open(dir: &Path) -> Fjall {
+        let db = fjall::Database::builder(dir.join("fjall"))
+            .open()
+            .expect("open fjall");
+        let keyspace = |name: &str| {
+            db.keyspace(name, fjall::KeyspaceCreateOptions::default)
+                .expect("keyspace")
+        };
+        Fjall {
+            stream: keyspace("stream"),
+            idx_topic: keyspace("idx_topic"),
+            db,
+        }
+    }
 }

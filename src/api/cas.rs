@@ -6,7 +6,7 @@ use tiny_http::{Request, Response, StatusCode};
 
 use super::respond::Reply;
 use super::write::WriteLimits;
-use crate::store::local::cas::parse_sri;
+use crate::store::parse_sri;
 use crate::store::{Store, StoreError};
 
 /// What a payload's answer says to a browser: never guess a type (an HTML

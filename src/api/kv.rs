@@ -9,9 +9,9 @@ use tiny_http::Request;
 use super::query;
 use super::respond::{ChunkedStream, Reply};
 use super::write::read_small_body;
-use crate::store::kv::reserved_key;
-use crate::store::kv::KvNews;
+use crate::store::reserved_key;
 use crate::store::topic::validate_topic;
+use crate::store::KvNews;
 use crate::store::Store;
 
 /// The largest value accepted, in bytes.

@@ -21,7 +21,7 @@ use tiny_http::Request;
 
 use super::respond::Reply;
 use crate::processor::ps::ProcessTable;
-use crate::store::metrics::Metrics;
+use crate::store::Metrics;
 use crate::store::Store;
 
 /// The Prometheus text format's content type.

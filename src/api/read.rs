@@ -9,8 +9,8 @@ use tiny_http::Request;
 use super::query;
 use super::respond::{ChunkedStream, Reply};
 use crate::store::id::parse_id;
-use crate::store::metrics::FollowerGuard;
-use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
+use crate::store::FollowerGuard;
+use crate::store::{Follow, ReadEvent, ReadOptions, Reader};
 use crate::store::{Id, RawFrame, Store, TopicFilter};
 
 /// How long a follow stream stays silent before it checks, with a lone

@@ -224,7 +224,7 @@ pub fn import_folder(addr: &str, folder: &Path) -> Result<(), Stop> {
 /// so a dump goes into a fresh namespace this way, before any node serves
 /// it (`POST /import` would answer 409).
 fn import_into_namespace(addr: &str, folder: &Path) -> Result<(), Stop> {
-    use crate::store::redis::RedisAddress;
+    use crate::store::RedisAddress;
     use crate::store::{Frame, Store, StoreOptions};
     let address = RedisAddress::parse(addr).map_err(Stop::Usage)?;
     // The store wants a folder (for its lock): a private one, removed after.

@@ -26,6 +26,7 @@ mod ps;
 mod query;
 mod read;
 mod scru128;
+mod serve;
 mod table;
 mod when;
 mod write;
@@ -211,7 +212,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
 /// any other name.
 fn server_command(name: &str, args: Vec<OsString>) -> Option<i32> {
     match name {
-        "serve" => Some(crate::serve::main(args)),
+        "serve" => Some(serve::main(args)),
         "check" => Some(check::main(args)),
         _ => None,
     }

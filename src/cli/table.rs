@@ -612,7 +612,7 @@ mod tests {
         include_str!("man.rs"),
     ];
     /// serve and check parse in their own files, one command each.
-    const SERVE: &str = include_str!("../serve.rs");
+    const SERVE: &str = include_str!("serve.rs");
     const CHECK: &str = include_str!("check.rs");
 
     /// `--long` and `-s` spellings of every flag matched in `source`.

@@ -13,7 +13,7 @@ use super::client::{call, Request, RequestBody};
 use super::output::{body_to_stdout, Lines};
 use super::query::Query;
 use crate::store::topic::validate_topic;
-use crate::store::ttl::Ttl;
+use crate::store::Ttl;
 
 /// `xs append`'s command line.
 #[derive(Debug, PartialEq, Eq)]

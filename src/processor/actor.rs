@@ -20,8 +20,8 @@ use crate::nu::bounds::{Bounds, Timed};
 use crate::nu::commands::{self, AppendBuffer, AppendMode};
 use crate::nu::engine::collect;
 use crate::nu::value::{frame_record, FrameShape};
-use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
 use crate::store::{Draft, Frame, Id, Store, StoredPayload, TopicFilter};
+use crate::store::{Follow, ReadEvent, ReadOptions, Reader};
 use crate::sys::process::ChildGroups;
 
 /// Where an actor starts reading.

@@ -22,7 +22,7 @@ use super::{lifecycle, supervise};
 use crate::nu::engine::{Interrupt, StopReason};
 use crate::sys::process::ChildGroups;
 
-use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
+use crate::store::{Follow, ReadEvent, ReadOptions, Reader};
 use crate::store::{Frame, Id, Store, TopicFilter};
 
 /// How long a stopping processor's programs get between SIGTERM and

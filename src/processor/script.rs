@@ -12,7 +12,7 @@ use nu_protocol::{Record, Span, Value};
 use crate::nu::bounds::{Bounds, Timed};
 use crate::nu::engine::collect;
 use crate::nu::Engine;
-use crate::store::local::cas::parse_sri;
+use crate::store::parse_sri;
 use crate::store::{Frame, Store, TopicFilter};
 
 /// A script evaluated and ready to run.

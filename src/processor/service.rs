@@ -20,7 +20,7 @@ use super::supervise::{self, Backoff, Restart};
 use super::{Running, DEFAULT_GRACE};
 use crate::nu::bounds::{Bounds, Timed};
 use crate::nu::commands::{self, AppendMode};
-use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
+use crate::store::{Follow, ReadEvent, ReadOptions, Reader};
 use crate::store::{Frame, Id, Store, TopicFilter};
 use crate::sys;
 use crate::sys::process::ChildGroups;
@@ -510,7 +510,7 @@ impl Read for SendReader {
                 let Some(hash) = frame.hash.as_deref() else {
                     continue;
                 };
-                let Ok(sri) = crate::store::local::cas::parse_sri(hash) else {
+                let Ok(sri) = crate::store::parse_sri(hash) else {
                     continue;
                 };
                 if let Ok(Some(bytes)) = self.store.read_payload(&sri) {

@@ -25,8 +25,8 @@ use crate::nu::bounds::{Bounds, Timed};
 use crate::nu::commands::{self, AppendMode};
 use crate::nu::engine::collect;
 use crate::nu::value::{frame_record, from_json, to_json_checked, FrameShape, OVER_CAP};
-use crate::store::kv::view_key;
-use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
+use crate::store::view_key;
+use crate::store::{Follow, ReadEvent, ReadOptions, Reader};
 use crate::store::{Frame, Id, Store, TopicFilter};
 use crate::sys::process::ChildGroups;
 

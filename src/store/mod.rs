@@ -6,23 +6,26 @@
 //! (`write/`: the protocol both serve).
 //! Nothing here knows about HTTP, the CLI or Nushell.
 
-pub mod error;
+mod error;
 mod follow;
-pub mod frame;
-pub mod housekeeping;
-pub mod id;
-pub mod kv;
-pub mod local;
-pub mod merge;
-pub mod metrics;
-pub mod queue;
-pub mod redis;
-pub mod topic;
-pub mod ttl;
-pub mod write;
+mod frame;
+mod housekeeping;
+mod kv;
+mod local;
+mod merge;
+mod metrics;
+mod queue;
+mod redis;
+mod ttl;
+mod write;
 
-/// The follow machinery (src/store/follow/), at its old paths.
-pub use follow::{head, reader as read};
+// Two namespaces are public as a whole by design: ids and topic names are
+// values every layer parses, checks and prints.
+pub mod id;
+pub mod topic;
+
+use follow::head;
+pub use follow::reader::{Follow, ReadEvent, ReadOptions, Reader};
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -36,14 +39,19 @@ use cacache::Integrity;
 use crossbeam_channel::{Receiver, Sender};
 
 pub use error::StoreError;
+pub use follow::head::EphemeralLimits;
 pub use frame::Frame;
 pub use id::Id;
+pub use kv::{reserved_key, view_key, KvNews};
+pub use local::cas::parse_sri;
 pub use local::{check, CheckFixes, CheckReport};
+pub use metrics::{FollowerGuard, Metrics};
+pub use redis::RedisAddress;
 pub use topic::TopicFilter;
 pub use ttl::Ttl;
 pub use write::{import_conflict, same_frame, Draft, WriteOutcome, WriteReply};
 
-use head::{EphemeralLimits, Head};
+use head::Head;
 use housekeeping::Chore;
 use kv::KvSignal;
 use local::cas::JOURNALED_PAYLOAD_MAX;

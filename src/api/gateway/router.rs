@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::store::id::parse_id;
-use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
+use crate::store::{Follow, ReadEvent, ReadOptions, Reader};
 use crate::store::{Frame, Id, RawFrame, Store, TopicFilter};
 
 /// The topic the router follows.

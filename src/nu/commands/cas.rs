@@ -5,7 +5,7 @@ use nu_engine::command_prelude::*;
 
 use super::{generic, store_error};
 use crate::nu::value::from_json;
-use crate::store::local::cas::parse_sri;
+use crate::store::parse_sri;
 use crate::store::Store;
 
 #[derive(Clone)]

@@ -9,7 +9,7 @@ use nu_engine::command_prelude::*;
 use super::{generic, store_error};
 use crate::nu::value::{frame_record, FrameShape};
 use crate::store::id::parse_id;
-use crate::store::read::{Follow, ReadEvent, ReadOptions, Reader};
+use crate::store::{Follow, ReadEvent, ReadOptions, Reader};
 use crate::store::{Store, TopicFilter};
 
 #[derive(Clone)]

@@ -6,7 +6,7 @@ use nu_engine::command_prelude::*;
 
 use super::{generic, json_of, store_error};
 use crate::nu::value::from_json;
-use crate::store::kv::reserved_key;
+use crate::store::reserved_key;
 use crate::store::Store;
 
 fn check_writable(key: &str, span: Span) -> Result<(), ShellError> {

@@ -9,8 +9,8 @@ use nu_engine::command_prelude::*;
 use super::cat::{topic_flag, FrameRecords};
 use super::store_error;
 use crate::nu::value::{frame_record, FrameShape};
-use crate::store::read::{Follow, ReadOptions, Reader};
 use crate::store::Store;
+use crate::store::{Follow, ReadOptions, Reader};
 
 #[derive(Clone)]
 pub struct Last(pub Store);

@@ -15,6 +15,6 @@
 //! The store re-exports `head` and `reader` (as `store::read`), the paths
 //! the rest of xs uses.
 
-pub mod head;
-pub mod reader;
+pub(in crate::store) mod head;
+pub(in crate::store) mod reader;
 mod window;

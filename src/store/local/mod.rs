@@ -18,11 +18,11 @@
 //! A new store gets its database and keyspaces from the writer, after its
 //! socket opens (`Keyspaces`).
 
-pub mod cas;
+pub(in crate::store) mod cas;
 mod check;
-pub mod schema;
-pub mod space;
-pub mod writer;
+pub(in crate::store) mod schema;
+pub(in crate::store) mod space;
+pub(in crate::store) mod writer;
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};

@@ -16,11 +16,11 @@
 //! itself. While Redis is unreachable every call fails fast with
 //! `StoreError::Unavailable`.
 
-pub mod address;
-pub mod scripts;
-pub mod sweeper;
-pub mod watcher;
-pub mod writer;
+pub(in crate::store) mod address;
+pub(in crate::store) mod scripts;
+pub(in crate::store) mod sweeper;
+pub(in crate::store) mod watcher;
+pub(in crate::store) mod writer;
 
 use std::ops::Bound;
 use std::sync::Mutex;
