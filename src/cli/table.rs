@@ -4,7 +4,7 @@
 //! are generated from it.
 //!
 //! Source of truth: the table holds the *structure* of the command line;
-//! the usage texts in `help.rs` (and serve.rs, cli/check.rs) hold the prose,
+//! the usage texts in `help.rs` (and serve.rs, check.rs) hold the prose,
 //! which says more than one line per flag can. The two cannot drift: the
 //! tests below check that every flag in the table is one its parser
 //! accepts (each client parser is run on it) and one its usage text lists,
