@@ -16,7 +16,7 @@ use std::os::fd::AsFd;
 use nu_protocol::{PipelineData, Value};
 use tiny_http::Request;
 
-use super::respond::{ChunkedStream, Reply};
+use super::respond::{Answer, ChunkedStream, Handled, Reply};
 use super::write::read_small_body;
 use crate::nu::bounds::{Bounds, Timed};
 use crate::nu::value::to_json;
@@ -27,14 +27,10 @@ use crate::sys;
 /// The largest script accepted, in bytes.
 const MAX_SCRIPT: u64 = 16 * 1024 * 1024;
 
-pub fn eval(base: &Engine, store: &crate::store::Store, mut request: Request) {
-    let body = match read_small_body(&mut request, MAX_SCRIPT) {
-        Ok(body) => body,
-        Err(e) => return Reply::store_error(e).send(request),
-    };
-    let Ok(script) = String::from_utf8(body) else {
-        return Reply::error(400, "the script is not valid UTF-8").send(request);
-    };
+pub fn eval(base: &Engine, store: &crate::store::Store, request: &mut Request) -> Handled {
+    let body = read_small_body(request, MAX_SCRIPT)?;
+    let script =
+        String::from_utf8(body).map_err(|_| Reply::error(400, "the script is not valid UTF-8"))?;
     let mut engine = base.fork();
     let connection = request.connection_fd();
     let probe = connection.and_then(hang_up_probe);
@@ -43,7 +39,7 @@ pub fn eval(base: &Engine, store: &crate::store::Store, mut request: Request) {
     if let Some(head) = store.head().view().last_id {
         for (name, source) in crate::processor::script::modules_as_of(store, head) {
             if let Err(e) = engine.add_module(&name, &source) {
-                return failed(request, &e.0);
+                return Err(failed(&e.0));
             }
         }
     }
@@ -51,16 +47,12 @@ pub fn eval(base: &Engine, store: &crate::store::Store, mut request: Request) {
     // A bound that stopped the script outranks its result, which may be
     // a stream that was cut short.
     if let Some(verdict) = bounds.verdict() {
-        return stopped(request, &verdict);
+        return Err(stopped(&verdict));
     }
-    let data = match result {
-        Ok(data) => data,
-        Err(e) => return failed(request, &e.0),
-    };
-    match data {
-        PipelineData::Empty => Reply::status(204).send(request),
-        PipelineData::Value(value, _) => single(&engine, &bounds, request, value),
-        PipelineData::ListStream(stream, _) => {
+    match result.map_err(|e| failed(&e.0))? {
+        PipelineData::Empty => Ok(Reply::status(204).into()),
+        PipelineData::Value(value, _) => single(&engine, &bounds, value).map(Answer::from),
+        PipelineData::ListStream(stream, _) => Ok(Answer::stream(move |request| {
             let Ok(mut out) = ChunkedStream::start(request, "application/x-ndjson") else {
                 return;
             };
@@ -91,82 +83,78 @@ pub fn eval(base: &Engine, store: &crate::store::Store, mut request: Request) {
                 return cut_off(&verdict, connection);
             }
             let _ = out.finish();
-        }
+        })),
         PipelineData::ByteStream(stream, _) => {
             let Some(mut reader) = stream.reader() else {
-                return Reply::status(204).send(request);
+                return Ok(Reply::status(204).into());
             };
             let mut buf = vec![0u8; 64 * 1024];
             // The first read decides the status: a program that fails
             // before printing anything is a failed script.
             let first = reader.read(&mut buf);
             if let Some(verdict) = bounds.verdict() {
-                return stopped(request, &verdict);
+                return Err(stopped(&verdict));
             }
-            let first = match first {
-                Ok(n) => n,
-                Err(e) => return failed(request, &io_error_text(&engine, e)),
-            };
-            let Ok(mut out) = ChunkedStream::start(request, "application/octet-stream") else {
-                return;
-            };
-            bounds.answering();
-            if out.chunk(&buf[..first]).and_then(|_| out.flush()).is_err() {
-                engine.interrupt();
-                return;
-            }
-            if first == 0 {
-                let _ = out.finish();
-                return;
-            }
-            loop {
-                match reader.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        if out.chunk(&buf[..n]).and_then(|_| out.flush()).is_err() {
-                            engine.interrupt();
-                            return;
+            let first = first.map_err(|e| failed(&io_error_text(&engine, e)))?;
+            Ok(Answer::stream(move |request| {
+                let Ok(mut out) = ChunkedStream::start(request, "application/octet-stream") else {
+                    return;
+                };
+                bounds.answering();
+                if out.chunk(&buf[..first]).and_then(|_| out.flush()).is_err() {
+                    engine.interrupt();
+                    return;
+                }
+                if first == 0 {
+                    let _ = out.finish();
+                    return;
+                }
+                loop {
+                    match reader.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            if out.chunk(&buf[..n]).and_then(|_| out.flush()).is_err() {
+                                engine.interrupt();
+                                return;
+                            }
                         }
-                    }
-                    Err(e) => {
-                        if let Some(verdict) = bounds.verdict() {
-                            return cut_off(&verdict, connection);
+                        Err(e) => {
+                            if let Some(verdict) = bounds.verdict() {
+                                return cut_off(&verdict, connection);
+                            }
+                            eprintln!("xs: eval byte stream failed: {e}");
+                            break;
                         }
-                        eprintln!("xs: eval byte stream failed: {e}");
-                        break;
                     }
                 }
-            }
-            if let Some(verdict) = bounds.verdict() {
-                return cut_off(&verdict, connection);
-            }
-            let _ = out.finish();
+                if let Some(verdict) = bounds.verdict() {
+                    return cut_off(&verdict, connection);
+                }
+                let _ = out.finish();
+            }))
         }
     }
 }
 
-fn single(engine: &Engine, bounds: &Bounds, request: Request, value: Value) {
+fn single(engine: &Engine, bounds: &Bounds, value: Value) -> Handled<Reply> {
+    let text = |text: String| Ok(Reply::with_type(200, "text/plain", text));
     match value {
-        Value::Nothing { .. } => Reply::status(204).send(request),
-        Value::String { val, .. } => Reply::with_type(200, "text/plain", val).send(request),
-        Value::Int { val, .. } => {
-            Reply::with_type(200, "text/plain", val.to_string()).send(request)
-        }
-        Value::Float { val, .. } => {
-            Reply::with_type(200, "text/plain", val.to_string()).send(request)
-        }
-        Value::Bool { val, .. } => {
-            Reply::with_type(200, "text/plain", val.to_string()).send(request)
-        }
-        Value::Error { error, .. } => failed(request, &engine.render_shell_error(&error)),
-        Value::Binary { val, .. } => {
-            Reply::with_type(200, "application/octet-stream", val.to_vec()).send(request)
-        }
+        Value::Nothing { .. } => Ok(Reply::status(204)),
+        Value::String { val, .. } => text(val),
+        Value::Int { val, .. } => text(val.to_string()),
+        Value::Float { val, .. } => text(val.to_string()),
+        Value::Bool { val, .. } => text(val.to_string()),
+        Value::Error { error, .. } => Err(failed(&engine.render_shell_error(&error))),
+        Value::Binary { val, .. } => Ok(Reply::with_type(
+            200,
+            "application/octet-stream",
+            val.to_vec(),
+        )),
         other => {
             let json = to_json(&other).to_string();
             match bounds.verdict() {
-                Some(verdict) => stopped(request, &verdict),
-                None => Reply::json(json).send(request),
+                Some(verdict) => Err(stopped(&verdict)),
+                None => Ok(Reply::json(json)),
             }
         }
     }
@@ -180,13 +168,13 @@ fn io_error_text(engine: &Engine, error: std::io::Error) -> String {
     }
 }
 
-fn failed(request: Request, text: &str) {
-    Reply::error(500, format!("Script evaluation failed:\n{text}")).send(request)
+fn failed(text: &str) -> Reply {
+    Reply::error(500, format!("Script evaluation failed:\n{text}"))
 }
 
 /// A script a bound stopped before its answer started.
-fn stopped(request: Request, verdict: &str) {
-    Reply::error(500, format!("Script evaluation failed: {verdict}")).send(request)
+fn stopped(verdict: &str) -> Reply {
+    Reply::error(500, format!("Script evaluation failed: {verdict}"))
 }
 
 /// A streamed answer a bound stopped: it ends without its last chunk,

@@ -7,7 +7,7 @@ use serde_json::Value;
 use tiny_http::Request;
 
 use super::query;
-use super::respond::{ChunkedStream, Reply};
+use super::respond::{Answer, ChunkedStream, Handled, Reply};
 use super::write::read_small_body;
 use crate::store::reserved_key;
 use crate::store::topic::validate_topic;
@@ -28,64 +28,41 @@ fn check_writable(key: &str) -> Result<(), Reply> {
 }
 
 /// `GET /kv?prefix=<p>`: NDJSON `{"key","value"}` in key order.
-pub fn list(store: &Store, request: Request, pairs: &[(String, String)]) {
+pub fn list(store: &Store, pairs: &[(String, String)]) -> Handled<Reply> {
     let prefix = query::get(pairs, "prefix").unwrap_or("");
-    match store.kv_list(prefix) {
-        Ok(entries) => {
-            let mut body = Vec::new();
-            for (key, value) in entries {
-                body.extend_from_slice(&entry_line(&key, Some(&value)));
-            }
-            Reply::with_type(200, "application/x-ndjson", body).send(request)
-        }
-        Err(e) => Reply::store_error(e).send(request),
+    let mut body = Vec::new();
+    for (key, value) in store.kv_list(prefix)? {
+        body.extend_from_slice(&entry_line(&key, Some(&value)));
     }
+    Ok(Reply::with_type(200, "application/x-ndjson", body))
 }
 
 /// `GET /kv/<key>`, or its watch with `follow`.
-pub fn get(store: &Store, request: Request, key: &str, pairs: &[(String, String)]) {
-    if let Err(e) = validate_topic(key) {
-        return Reply::error(400, format!("invalid key: {}", e.replace("Topic", "Key")))
-            .send(request);
-    }
+pub fn get(store: &Store, key: &str, pairs: &[(String, String)]) -> Handled {
+    validate_topic(key)
+        .map_err(|e| Reply::error(400, format!("invalid key: {}", e.replace("Topic", "Key"))))?;
     if query::flag(pairs, "follow") {
-        return watch(store, request, key);
+        return watch(store, key);
     }
-    match store.kv_get(key) {
-        Ok(Some(value)) => Reply::json(value).send(request),
-        Ok(None) => Reply::not_found().send(request),
-        Err(e) => Reply::store_error(e).send(request),
-    }
+    let value = store.kv_get(key)?.ok_or_else(Reply::not_found)?;
+    Ok(Reply::json(value).into())
 }
 
 /// `PUT /kv/<key>` with a JSON body.
-pub fn put(store: &Store, mut request: Request, key: &str) {
-    if let Err(reply) = check_writable(key) {
-        return reply.send(request);
-    }
-    let body = match read_small_body(&mut request, MAX_VALUE) {
-        Ok(body) => body,
-        Err(e) => return Reply::store_error(e).send(request),
-    };
-    let value: Value = match serde_json::from_slice(&body) {
-        Ok(value) => value,
-        Err(e) => return Reply::error(400, format!("value is not valid JSON: {e}")).send(request),
-    };
-    match store.kv_set(key, &value) {
-        Ok(()) => Reply::status(204).send(request),
-        Err(e) => Reply::store_error(e).send(request),
-    }
+pub fn put(store: &Store, request: &mut Request, key: &str) -> Handled<Reply> {
+    check_writable(key)?;
+    let body = read_small_body(request, MAX_VALUE)?;
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| Reply::error(400, format!("value is not valid JSON: {e}")))?;
+    store.kv_set(key, &value)?;
+    Ok(Reply::status(204))
 }
 
 /// `DELETE /kv/<key>`.
-pub fn delete(store: &Store, request: Request, key: &str) {
-    if let Err(reply) = check_writable(key) {
-        return reply.send(request);
-    }
-    match store.kv_delete(key) {
-        Ok(()) => Reply::status(204).send(request),
-        Err(e) => Reply::store_error(e).send(request),
-    }
+pub fn delete(store: &Store, key: &str) -> Handled<Reply> {
+    check_writable(key)?;
+    store.kv_delete(key)?;
+    Ok(Reply::status(204))
 }
 
 /// One NDJSON line: `{"key":…,"value":…}` or `{"key":…,"deleted":true}`.
@@ -103,15 +80,27 @@ fn entry_line(key: &str, value: Option<&[u8]>) -> Vec<u8> {
     line
 }
 
-/// Streams the key's current state, then every change to it.
-fn watch(store: &Store, request: Request, key: &str) {
-    let signal = store.kv_signal();
+/// The key's current state, then every change to it, streamed.
+fn watch(store: &Store, key: &str) -> Handled {
     // Note the sequence before reading, so no change slips between the two.
-    let mut seen = signal.last_seq();
-    let current = match store.kv_get(key) {
-        Ok(current) => current,
-        Err(e) => return Reply::store_error(e).send(request),
-    };
+    let seen = store.kv_signal().last_seq();
+    let current = store.kv_get(key)?;
+    let (store, key) = (store.clone(), key.to_string());
+    Ok(Answer::stream(move |request| {
+        write_watch(&store, request, &key, seen, current)
+    }))
+}
+
+/// Writes a watch from `current` (as of change `seen`) until the client
+/// leaves or the server stops.
+fn write_watch(
+    store: &Store,
+    request: Request,
+    key: &str,
+    mut seen: u64,
+    current: Option<Vec<u8>>,
+) {
+    let signal = store.kv_signal();
     let Ok(mut out) = ChunkedStream::start(request, "application/x-ndjson") else {
         return;
     };

@@ -30,7 +30,7 @@ const PROMETHEUS_TYPE: &str = "text/plain; version=0.0.4";
 /// cross.stream's keyspaces, as its `/metrics` names them.
 const KEYSPACES: [&str; 3] = ["stream", "idx_topic", "idx_expiry"];
 
-pub fn metrics(store: &Store, processes: &ProcessTable, request: Request) {
+pub fn metrics(store: &Store, processes: &ProcessTable, request: &Request) -> Reply {
     let accept = request
         .headers()
         .iter()
@@ -38,12 +38,11 @@ pub fn metrics(store: &Store, processes: &ProcessTable, request: Request) {
         .map(|h| h.value.as_str())
         .collect::<Vec<_>>()
         .join(",");
-    let reply = if wants_prometheus(&accept) {
+    if wants_prometheus(&accept) {
         Reply::with_type(200, PROMETHEUS_TYPE, prometheus(store, processes))
     } else {
         Reply::json(json_document(store, processes).to_string())
-    };
-    reply.send(request)
+    }
 }
 
 /// Whether an `Accept` value prefers the Prometheus text over JSON.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tiny_http::Request;
 
 use super::query;
-use super::respond::{ChunkedStream, Reply};
+use super::respond::{Answer, ChunkedStream, Handled, Reply};
 use crate::store::id::parse_id;
 use crate::store::FollowerGuard;
 use crate::store::{Follow, ReadEvent, ReadOptions, Reader};
@@ -32,12 +32,9 @@ fn wants_sse(request: &Request) -> bool {
 }
 
 /// `GET /`: history, then live frames when following.
-pub fn cat(store: &Store, request: Request, pairs: &[(String, String)]) {
-    let options = match read_options(pairs) {
-        Ok(options) => options,
-        Err(e) => return Reply::error(400, e).send(request),
-    };
-    stream(store, request, options);
+pub fn cat(store: &Store, request: &Request, pairs: &[(String, String)]) -> Handled {
+    let options = read_options(pairs).map_err(|e| Reply::error(400, e))?;
+    Ok(stream(store, request, options))
 }
 
 /// `GET /`'s query as what to read; unknown keys are ignored.
@@ -87,13 +84,19 @@ fn parse_count(key: &str, value: &str) -> Result<u64, String> {
         .map_err(|_| format!("Invalid {key}: expected a non-negative integer, got '{value}'"))
 }
 
-/// Streams a read as NDJSON or SSE until it ends or the client leaves.
-fn stream(store: &Store, request: Request, options: ReadOptions) {
-    let format = if wants_sse(&request) {
+/// A read streamed as NDJSON or SSE (as the request accepts).
+fn stream(store: &Store, request: &Request, options: ReadOptions) -> Answer {
+    let format = if wants_sse(request) {
         Format::Sse
     } else {
         Format::Ndjson
     };
+    let store = store.clone();
+    Answer::stream(move |request| write_stream(&store, request, options, format))
+}
+
+/// Writes a read until it ends or the client leaves.
+fn write_stream(store: &Store, request: Request, options: ReadOptions, format: Format) {
     let content_type = match format {
         Format::Sse => "text/event-stream",
         Format::Ndjson => "application/x-ndjson",
@@ -182,7 +185,13 @@ pub enum End {
 }
 
 /// `GET /last[/<topics>]` and `GET /first[/<topics>]`.
-pub fn ends(store: &Store, request: Request, spec: &str, pairs: &[(String, String)], end: End) {
+pub fn ends(
+    store: &Store,
+    request: &Request,
+    spec: &str,
+    pairs: &[(String, String)],
+    end: End,
+) -> Handled {
     let count_key = match end {
         End::Last => "last",
         End::First => "first",
@@ -201,60 +210,49 @@ pub fn ends(store: &Store, request: Request, spec: &str, pairs: &[(String, Strin
             with_timestamp,
             ..ReadOptions::default()
         };
-        return stream(store, request, options);
+        return Ok(stream(store, request, options));
     }
     let frames = match end {
         End::Last => store.last_n(&filter, count as usize, Bound::Unbounded),
         End::First => store.first_n(&filter, count as usize),
     };
-    let frames = match frames {
-        Ok(frames) => frames,
-        Err(e) => return Reply::store_error(e).send(request),
-    };
+    let frames = frames?;
     if frames.is_empty() {
-        return Reply::not_found().send(request);
+        return Err(Reply::not_found());
     }
     // The requested count picks the shape, even when fewer frames exist.
     if count == 1 {
-        return Reply::json(frames[0].render(with_timestamp)).send(request);
+        return Ok(Reply::json(frames[0].render(with_timestamp)).into());
     }
     let mut body = Vec::new();
     for frame in &frames {
         body.extend_from_slice(&frame.render(with_timestamp));
         body.push(b'\n');
     }
-    Reply::with_type(200, "application/x-ndjson", body).send(request)
+    Ok(Reply::with_type(200, "application/x-ndjson", body).into())
+}
+
+/// A frame id from the path.
+pub fn path_id(id: &str) -> Result<Id, Reply> {
+    parse_id(id).map_err(|e| Reply::error(400, format!("Invalid frame ID: {e}")))
 }
 
 /// `GET /<id>`.
-pub fn get(store: &Store, request: Request, id: &str, pairs: &[(String, String)]) {
-    let id = match parse_id(id) {
-        Ok(id) => id,
-        Err(e) => return Reply::error(400, format!("Invalid frame ID: {e}")).send(request),
-    };
-    match store.get(id) {
-        Ok(Some(frame)) => {
-            let with_timestamp = query::get(pairs, "with-timestamp").is_some();
-            Reply::json(frame.render(with_timestamp)).send(request)
-        }
-        Ok(None) => Reply::not_found().send(request),
-        Err(e) => Reply::store_error(e).send(request),
-    }
+pub fn get(store: &Store, id: &str, pairs: &[(String, String)]) -> Handled<Reply> {
+    let frame = store.get(path_id(id)?)?.ok_or_else(Reply::not_found)?;
+    let with_timestamp = query::get(pairs, "with-timestamp").is_some();
+    Ok(Reply::json(frame.render(with_timestamp)))
 }
 
 /// `GET /<id>/next` and `GET /<id>/prev`: the neighbour, optionally within
 /// a topic filter.
 pub fn neighbour(
     store: &Store,
-    request: Request,
     id: &str,
     pairs: &[(String, String)],
     forward: bool,
-) {
-    let id = match parse_id(id) {
-        Ok(id) => id,
-        Err(e) => return Reply::error(400, format!("Invalid frame ID: {e}")).send(request),
-    };
+) -> Handled<Reply> {
+    let id = path_id(id)?;
     let filter = TopicFilter::from_option(query::get(pairs, "topic"));
     let found = if forward {
         store
@@ -265,14 +263,9 @@ pub fn neighbour(
             .scan(&filter, Bound::Unbounded, Bound::Excluded(id), true)
             .next()
     };
-    match found {
-        Some(Ok(frame)) => {
-            let with_timestamp = query::get(pairs, "with-timestamp").is_some();
-            Reply::json(frame.render(with_timestamp)).send(request)
-        }
-        None => Reply::not_found().send(request),
-        Some(Err(e)) => Reply::store_error(e).send(request),
-    }
+    let frame = found.ok_or_else(Reply::not_found)??;
+    let with_timestamp = query::get(pairs, "with-timestamp").is_some();
+    Ok(Reply::json(frame.render(with_timestamp)))
 }
 
 #[cfg(test)]

@@ -1,5 +1,10 @@
 //! Writing responses: small ones through tiny_http, streams by hand.
 //!
+//! Handlers return what to answer (`Handled`): a `Reply` the route table
+//! sends, or a `Stream` it hands the request to; a refusal is the `Err`
+//! reply, so a handler says `?` for every failure (a store failure turns
+//! into its reply by `From`). The route table sends once.
+//!
 //! tiny_http's `Read`-based responses hold back 8 KiB before sending, which
 //! would stall a follower waiting on one frame. Streams therefore take the
 //! connection's raw writer and write the chunked body themselves: history
@@ -100,6 +105,45 @@ impl Reply {
         );
         // A client that went away is not an error of ours.
         let _ = request.respond(response);
+    }
+}
+
+impl From<StoreError> for Reply {
+    fn from(error: StoreError) -> Reply {
+        Reply::store_error(error)
+    }
+}
+
+/// What a handler answers.
+pub enum Answer {
+    /// A whole reply.
+    Reply(Reply),
+    /// A body the handler writes onto the connection itself (a follow, a
+    /// large payload, a script's output as it comes), given the request
+    /// once routing is done.
+    Stream(Box<dyn FnOnce(Request)>),
+}
+
+/// A handler's outcome: its answer, or the reply that refuses the request.
+pub type Handled<T = Answer> = Result<T, Reply>;
+
+impl From<Reply> for Answer {
+    fn from(reply: Reply) -> Answer {
+        Answer::Reply(reply)
+    }
+}
+
+impl Answer {
+    pub fn stream(write: impl FnOnce(Request) + 'static) -> Answer {
+        Answer::Stream(Box::new(write))
+    }
+
+    /// Sends a handler's outcome: the route table's one send.
+    pub fn send(handled: Handled, request: Request) {
+        match handled {
+            Ok(Answer::Reply(reply)) | Err(reply) => reply.send(request),
+            Ok(Answer::Stream(write)) => write(request),
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use tiny_http::{Method, Request};
 
 use super::query::split_url;
 use super::read::{self, End};
-use super::respond::Reply;
+use super::respond::{Answer, Handled, Reply};
 use super::write::{self, WriteLimits};
 use super::{cas, kv, server::Listener};
 use crate::store::Store;
@@ -28,67 +28,73 @@ pub struct Context {
     pub processes: crate::processor::ps::ProcessTable,
 }
 
-/// Dispatches one request to its handler.
-pub fn handle(context: &Context, listener: &Listener, request: Request) {
-    if !listener.authorized(&request) {
+/// Dispatches one request to its handler, and sends what it answers.
+pub fn handle(context: &Context, listener: &Listener, mut request: Request) {
+    let handled = route(context, listener, &mut request);
+    Answer::send(handled, request);
+}
+
+/// The handler's answer to `request`.
+fn route(context: &Context, listener: &Listener, request: &mut Request) -> Handled {
+    if !listener.authorized(request) {
         let mut reply = Reply::error(401, "unauthorized");
         reply
             .extra_headers
             .push(("WWW-Authenticate", "Basic realm=\"xs\"".into()));
-        return reply.send(request);
+        return Err(reply);
     }
-    let request = match listener.ui_addr() {
-        Some(addr) => match super::ui::handle(addr, request) {
-            Some(request) => request,
-            None => return,
-        },
-        None => request,
-    };
+    if let Some(addr) = listener.ui_addr() {
+        if let Some(answer) = super::ui::answer(addr, request) {
+            return answer.map(Answer::from);
+        }
+    }
     let store = &context.store;
     let url = request.url().to_string();
     let (path, pairs) = split_url(&url);
     let method = request.method().clone();
     let segments: Vec<&str> = path.trim_start_matches('/').splitn(2, '/').collect();
+    let limits = context.limits;
     match (&method, segments.as_slice()) {
         (Method::Get, ["version"]) => {
-            Reply::json(format!("{{\"version\":\"{}\"}}", env!("CARGO_PKG_VERSION"))).send(request)
+            Ok(Reply::json(format!("{{\"version\":\"{}\"}}", env!("CARGO_PKG_VERSION"))).into())
         }
         (Method::Get, [""]) => read::cat(store, request, &pairs),
-        (Method::Get, ["metrics"]) => super::metrics::metrics(store, &context.processes, request),
+        (Method::Get, ["metrics"]) => {
+            Ok(super::metrics::metrics(store, &context.processes, request).into())
+        }
         (Method::Get, ["ps"]) => {
             let mut body = Vec::new();
             for row in context.processes.rows() {
                 body.extend_from_slice(row.to_string().as_bytes());
                 body.push(b'\n');
             }
-            Reply::with_type(200, "application/x-ndjson", body).send(request)
+            Ok(Reply::with_type(200, "application/x-ndjson", body).into())
         }
         (Method::Get, ["last"]) => read::ends(store, request, "", &pairs, End::Last),
         (Method::Get, ["last", spec]) => read::ends(store, request, spec, &pairs, End::Last),
         (Method::Get, ["first"]) => read::ends(store, request, "", &pairs, End::First),
         (Method::Get, ["first", spec]) => read::ends(store, request, spec, &pairs, End::First),
-        (Method::Get, ["cas", sri]) => cas::get(store, request, sri),
-        (Method::Post, ["cas"]) => cas::post(store, request, context.limits),
-        (Method::Post, ["import"]) => write::import(store, request, context.limits),
+        (Method::Get, ["cas", sri]) => cas::get(store, sri),
+        (Method::Post, ["cas"]) => cas::post(store, request, limits).map(Answer::from),
+        (Method::Post, ["import"]) => write::import(store, request, limits).map(Answer::from),
         #[cfg(feature = "nushell")]
         (Method::Post, ["eval"]) => super::eval::eval(context.engine.get(), store, request),
         #[cfg(not(feature = "nushell"))]
-        (Method::Post, ["eval"]) => Reply::error(
+        (Method::Post, ["eval"]) => Err(Reply::error(
             501,
             "this xs was built without Nushell (cargo feature `nushell`)",
-        )
-        .send(request),
-        (Method::Get, ["kv"]) => kv::list(store, request, &pairs),
-        (Method::Get, ["kv", key]) => kv::get(store, request, key, &pairs),
-        (Method::Put, ["kv", key]) => kv::put(store, request, key),
-        (Method::Delete, ["kv", key]) => kv::delete(store, request, key),
+        )),
+        (Method::Get, ["kv"]) => kv::list(store, &pairs).map(Answer::from),
+        (Method::Get, ["kv", key]) => kv::get(store, key, &pairs),
+        (Method::Put, ["kv", key]) => kv::put(store, request, key).map(Answer::from),
+        (Method::Delete, ["kv", key]) => kv::delete(store, key).map(Answer::from),
         (Method::Post, ["append", topic]) => {
-            write::append(store, request, topic, &pairs, context.limits)
+            write::append(store, request, topic, &pairs, limits).map(Answer::from)
         }
-        (Method::Get, [id, "next"]) => read::neighbour(store, request, id, &pairs, true),
-        (Method::Get, [id, "prev"]) => read::neighbour(store, request, id, &pairs, false),
-        (Method::Get, [id]) => read::get(store, request, id, &pairs),
-        (Method::Delete, [id]) => write::remove(store, request, id),
-        _ => Reply::not_found().send(request),
+        (Method::Get, [id, "next"]) => read::neighbour(store, id, &pairs, true).map(Answer::from),
+        (Method::Get, [id, "prev"]) => read::neighbour(store, id, &pairs, false).map(Answer::from),
+        (Method::Get, [id]) => read::get(store, id, &pairs).map(Answer::from),
+        (Method::Delete, [id]) => write::remove(store, id).map(Answer::from),
+        _ => Err(Reply::not_found()),
     }
 }

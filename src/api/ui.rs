@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 
 use tiny_http::{Method, Request};
 
-use super::respond::Reply;
+use super::respond::{Handled, Reply};
 
 const PAGE: &str = include_str!("../ui/index.html");
 const SCRIPT: &str = include_str!("../ui/app.js");
@@ -32,27 +32,19 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
 img-src 'self' blob:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
 frame-ancestors 'none'";
 
-/// Answers the request if it is the viewer's (or refused); otherwise hands
-/// it back for the route table.
-pub fn handle(addr: SocketAddr, request: Request) -> Option<Request> {
-    if let Err(reply) = check_origin(addr, &request) {
-        reply.send(request);
-        return None;
+/// The viewer's answer when the request is the viewer's (or refused);
+/// `None`: it is the API's.
+pub fn answer(addr: SocketAddr, request: &Request) -> Option<Handled<Reply>> {
+    if let Err(reply) = check_origin(addr, request) {
+        return Some(Err(reply));
     }
-    let url = request.url();
-    let asset = match (request.method(), url) {
-        (Method::Get, "/ui" | "/ui/") => Some(("text/html; charset=utf-8", PAGE)),
-        (Method::Get, "/") if wants_html(&request) => Some(("text/html; charset=utf-8", PAGE)),
-        (Method::Get, "/ui/app.js") => Some(("text/javascript; charset=utf-8", SCRIPT)),
-        (Method::Get, "/ui/app.css") => Some(("text/css; charset=utf-8", STYLE)),
-        (_, path) if path.starts_with("/ui/") => {
-            Reply::not_found().send(request);
-            return None;
-        }
-        _ => None,
-    };
-    let Some((content_type, body)) = asset else {
-        return Some(request);
+    let (content_type, body) = match (request.method(), request.url()) {
+        (Method::Get, "/ui" | "/ui/") => ("text/html; charset=utf-8", PAGE),
+        (Method::Get, "/") if wants_html(request) => ("text/html; charset=utf-8", PAGE),
+        (Method::Get, "/ui/app.js") => ("text/javascript; charset=utf-8", SCRIPT),
+        (Method::Get, "/ui/app.css") => ("text/css; charset=utf-8", STYLE),
+        (_, path) if path.starts_with("/ui/") => return Some(Err(Reply::not_found())),
+        _ => return None,
     };
     let mut reply = Reply::with_type(200, content_type, body);
     reply.extra_headers.extend([
@@ -60,8 +52,7 @@ pub fn handle(addr: SocketAddr, request: Request) -> Option<Request> {
         ("X-Content-Type-Options", "nosniff".to_string()),
         ("Cache-Control", "no-cache".to_string()),
     ]);
-    reply.send(request);
-    None
+    Some(Ok(reply))
 }
 
 /// A browser navigating to the page: `Accept` names HTML. The API's

@@ -5,8 +5,8 @@ use serde_json::Value;
 use tiny_http::Request;
 
 use super::query;
-use super::respond::{status_of, Reply};
-use crate::store::id::parse_id;
+use super::read::path_id;
+use super::respond::{status_of, Handled, Reply};
 use crate::store::topic::validate_topic;
 use crate::store::{Draft, Frame, Store, StoreError, Ttl};
 
@@ -24,46 +24,31 @@ pub struct WriteLimits {
 /// payload is stored.
 pub fn append(
     store: &Store,
-    mut request: Request,
+    request: &mut Request,
     topic: &str,
     pairs: &[(String, String)],
     limits: WriteLimits,
-) {
-    if let Err(e) = validate_topic(topic) {
-        return Reply::error(400, e).send(request);
-    }
+) -> Handled<Reply> {
+    validate_topic(topic).map_err(|e| Reply::error(400, e))?;
     let ttl = match query::get(pairs, "ttl") {
-        Some(text) => match Ttl::parse(text) {
-            Ok(ttl) => ttl,
-            Err(e) => return Reply::error(400, e).send(request),
-        },
+        Some(text) => Ttl::parse(text).map_err(|e| Reply::error(400, e))?,
         None => Ttl::Forever,
     };
-    let meta = match meta_header(&request) {
-        Ok(meta) => meta,
-        Err((status, text)) => return Reply::error(status, text).send(request),
-    };
+    let meta = meta_header(request)?;
     let declared = request.body_length().map(|n| n as u64);
     if declared.is_some_and(|n| n > limits.max_payload) {
-        return Reply::error(413, StoreError::TooLarge(limits.max_payload)).send(request);
+        return Err(Reply::error(413, StoreError::TooLarge(limits.max_payload)));
     }
     let payload = if declared == Some(0) {
         None
     } else {
-        match read_payload(store, &mut request, declared, limits, ttl == Ttl::Ephemeral) {
-            Ok(payload) => payload,
-            Err(e) => return Reply::store_error(e).send(request),
-        }
+        read_payload(store, request, declared, limits, ttl == Ttl::Ephemeral)?
     };
     let draft = Draft::new(topic).meta(meta).ttl(Some(ttl));
     // A refused append leaves no payload file behind (`PayloadPin`).
-    match store.append_with_payload(draft, payload) {
-        Ok(frame) => {
-            let with_timestamp = query::get(pairs, "with-timestamp").is_some();
-            Reply::json(frame.render(with_timestamp)).send(request)
-        }
-        Err(e) => Reply::store_error(e).send(request),
-    }
+    let frame = store.append_with_payload(draft, payload)?;
+    let with_timestamp = query::get(pairs, "with-timestamp").is_some();
+    Ok(Reply::json(frame.render(with_timestamp)))
 }
 
 /// Reads and stores the body; `None` for an empty body. A body shorter
@@ -89,49 +74,42 @@ fn read_payload(
 }
 
 /// Decodes `xs-meta`: standard base64 of UTF-8 JSON.
-fn meta_header(request: &Request) -> Result<Option<Value>, (u16, String)> {
+fn meta_header(request: &Request) -> Result<Option<Value>, Reply> {
     let Some(header) = request.headers().iter().find(|h| h.field.equiv("xs-meta")) else {
         return Ok(None);
     };
     let text = header.value.as_str();
     if text.len() > MAX_META_HEADER {
-        return Err((
+        return Err(Reply::error(
             413,
             format!("xs-meta is too large: the limit is {MAX_META_HEADER} bytes"),
         ));
     }
+    let bad = |text: String| Reply::error(400, text);
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text.trim())
-        .map_err(|e| (400, format!("xs-meta isn't valid Base64: {e}")))?;
+        .map_err(|e| bad(format!("xs-meta isn't valid Base64: {e}")))?;
     let json =
-        String::from_utf8(bytes).map_err(|e| (400, format!("xs-meta isn't valid UTF-8: {e}")))?;
+        String::from_utf8(bytes).map_err(|e| bad(format!("xs-meta isn't valid UTF-8: {e}")))?;
     let value: Value =
-        serde_json::from_str(&json).map_err(|e| (400, format!("xs-meta isn't valid JSON: {e}")))?;
+        serde_json::from_str(&json).map_err(|e| bad(format!("xs-meta isn't valid JSON: {e}")))?;
     Ok(Some(value))
 }
 
 /// `POST /import`: one frame JSON, stored verbatim; or, with
 /// `Content-Type: application/x-ndjson`, many (one per line), sent to the
 /// writer without waiting for each so they share syncs.
-pub fn import(store: &Store, mut request: Request, limits: WriteLimits) {
+pub fn import(store: &Store, request: &mut Request, limits: WriteLimits) -> Handled<Reply> {
     let ndjson = request.headers().iter().any(|h| {
         h.field.equiv("Content-Type") && h.value.as_str().starts_with("application/x-ndjson")
     });
     if ndjson {
         return import_many(store, request);
     }
-    let body = match read_small_body(&mut request, MAX_FRAME_JSON.min(limits.max_payload)) {
-        Ok(body) => body,
-        Err(e) => return Reply::store_error(e).send(request),
-    };
-    let frame = match Frame::from_json(&body) {
-        Ok(frame) => frame,
-        Err(e) => return Reply::error(400, format!("Invalid frame JSON: {e}")).send(request),
-    };
-    match store.import(frame) {
-        Ok(frame) => Reply::json(frame.to_json()).send(request),
-        Err(e) => Reply::store_error(e).send(request),
-    }
+    let body = read_small_body(request, MAX_FRAME_JSON.min(limits.max_payload))?;
+    let frame = Frame::from_json(&body)
+        .map_err(|e| Reply::error(400, format!("Invalid frame JSON: {e}")))?;
+    Ok(Reply::json(store.import(frame)?.to_json()))
 }
 
 /// How many bulk-imported frames may wait for the writer at once.
@@ -146,15 +124,13 @@ const IMPORT_WINDOW: usize = 4096;
 /// are held whole in memory while they are checked.
 const MAX_FRAME_JSON: u64 = 16 * 1024 * 1024;
 
-fn import_many(store: &Store, mut request: Request) {
+fn import_many(store: &Store, request: &mut Request) -> Handled<Reply> {
     use std::io::BufRead;
-    let checked = match check_import_lines(store, &mut request) {
-        Ok(checked) => checked,
-        Err((status, text)) => return Reply::error(status, text).send(request),
-    };
+    let checked =
+        check_import_lines(store, request).map_err(|(status, text)| Reply::error(status, text))?;
     let mut pending = std::collections::VecDeque::new();
     let mut imported: u64 = 0;
-    let mut failure: Option<(u16, String)> = None;
+    let mut failure: Option<StoreError> = None;
     for line in checked.split(b'\n') {
         let frame = match line.map_err(|e| StoreError::io("reading the scratch file", e)) {
             Ok(line) => Frame::from_json(&line)
@@ -164,14 +140,14 @@ fn import_many(store: &Store, mut request: Request) {
         let frame = match frame {
             Ok(frame) => frame,
             Err(e) => {
-                failure = Some((status_of(&e), e.to_string()));
+                failure = Some(e);
                 break;
             }
         };
         pending.push_back(store.import_queued(frame));
         if pending.len() >= IMPORT_WINDOW {
             if let Err(e) = settle(pending.pop_front()) {
-                failure = Some((status_of(&e), e.to_string()));
+                failure = Some(e);
                 break;
             }
             imported += 1;
@@ -181,13 +157,13 @@ fn import_many(store: &Store, mut request: Request) {
         match settle(Some(reply)) {
             Ok(()) => imported += 1,
             Err(e) => {
-                failure.get_or_insert((status_of(&e), e.to_string()));
+                failure.get_or_insert(e);
             }
         }
     }
     match failure {
-        Some((status, text)) => Reply::error(status, text).send(request),
-        None => Reply::json(format!("{{\"imported\":{imported}}}")).send(request),
+        Some(e) => Err(e.into()),
+        None => Ok(Reply::json(format!("{{\"imported\":{imported}}}"))),
     }
 }
 
@@ -290,13 +266,7 @@ pub fn read_small_body(request: &mut Request, max: u64) -> Result<Vec<u8>, Store
 }
 
 /// `DELETE /<id>`.
-pub fn remove(store: &Store, request: Request, id: &str) {
-    let id = match parse_id(id) {
-        Ok(id) => id,
-        Err(e) => return Reply::error(400, format!("Invalid frame ID: {e}")).send(request),
-    };
-    match store.remove(id) {
-        Ok(()) => Reply::status(204).send(request),
-        Err(e) => Reply::store_error(e).send(request),
-    }
+pub fn remove(store: &Store, id: &str) -> Handled<Reply> {
+    store.remove(path_id(id)?)?;
+    Ok(Reply::status(204))
 }
