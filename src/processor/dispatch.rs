@@ -377,7 +377,7 @@ impl Dispatcher {
 
     /// Whether a frame on `topic` may matter to `live`: the dispatcher
     /// sees every frame and parses only these (a narrower test than the
-    /// head's `is_control_topic`, which decides when it wakes).
+    /// `wakes_dispatcher`, which decides when it wakes).
     fn concerns(&self, topic: &str) -> bool {
         topic.starts_with("xs.")
             || topic

@@ -47,3 +47,11 @@ pub mod view;
 
 #[cfg(feature = "nushell")]
 pub use dispatch::{start, Running, StopHandle, DEFAULT_GRACE};
+
+/// Whether a frame on `topic` may steer processors: lifecycle frames
+/// (`xs.*`) and action calls (`<name>.call`). The store wakes the
+/// dispatcher only for batches that hold one (the server passes this as
+/// `StoreOptions::control_topic`); a batch of ordinary frames does not.
+pub fn wakes_dispatcher(topic: &str) -> bool {
+    topic.starts_with("xs.") || topic.ends_with(".call")
+}

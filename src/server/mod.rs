@@ -153,6 +153,7 @@ pub fn run(args: Options) -> Result<(), String> {
         redis: args.backend.clone(),
         redis_replicas: args.redis_replicas,
         ttl_sweep: args.ttl_sweep,
+        control_topic: crate::processor::wakes_dispatcher,
     };
     let store = Store::open(&args.dir, options).map_err(|e| match e {
         StoreError::Locked(_) => locked_message(&args.dir),

@@ -179,6 +179,10 @@ pub struct StoreOptions {
     /// `--ttl-sweep <ms>`: how often expired `time:` frames are removed;
     /// `None` (`0`): never by this server (reads still skip them).
     pub ttl_sweep: Option<Duration>,
+    /// Which topics steer the caller's watchers of `wait_control_past`
+    /// (the processor dispatcher): a batch holding one wakes them. The
+    /// caller's rule, not the store's; by default none.
+    pub control_topic: fn(&str) -> bool,
 }
 
 /// How often expired `time:` frames are removed unless told otherwise.
@@ -192,6 +196,7 @@ impl Default for StoreOptions {
             redis: None,
             redis_replicas: 0,
             ttl_sweep: Some(DEFAULT_TTL_SWEEP),
+            control_topic: |_| false,
         }
     }
 }
@@ -349,7 +354,11 @@ impl Store {
                 );
             }
         }
-        let head = Arc::new(Head::new(local.last_id()?, options.ephemeral));
+        let head = Arc::new(Head::new(
+            local.last_id()?,
+            options.ephemeral,
+            options.control_topic,
+        ));
         // Only this process writes a local store: every stored frame
         // passes through its head.
         head.keep_recent();
@@ -383,7 +392,11 @@ impl Store {
     ) -> Result<Store, StoreError> {
         let redis = Arc::new(redis::Redis::open(address, options.redis_replicas)?);
         let cursors = redis::watcher::start_cursors(&redis)?;
-        let head = Arc::new(Head::new(redis.last_id()?, options.ephemeral));
+        let head = Arc::new(Head::new(
+            redis.last_id()?,
+            options.ephemeral,
+            options.control_topic,
+        ));
         let (shared, writer_rx, chores_rx) = Shared::new(head);
         let writer = redis::writer::RedisWriter::new(
             redis.clone(),

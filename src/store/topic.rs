@@ -41,13 +41,6 @@ pub fn validate_topic(topic: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether a topic steers processors: lifecycle frames (`xs.*`) and
-/// action calls (`<name>.call`). The head wakes the processor dispatcher
-/// only for batches that hold one (`Head::wait_control_past`).
-pub fn is_control_topic(topic: &str) -> bool {
-    topic.starts_with("xs.") || topic.ends_with(".call")
-}
-
 /// One element of a topic filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TopicPattern {

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use super::window::Window;
 pub use super::window::{EphemeralLimits, Published, TopicFrame};
 use crate::store::id::Id;
-use crate::store::topic::is_control_topic;
 use crate::store::RawFrame;
 
 /// The wake-up state: what followers wait on.
@@ -30,8 +29,8 @@ struct HeadState {
     last_id: Option<Id>,
     /// Bumped on every publish; followers wait for it to change.
     version: u64,
-    /// Bumped on a publish that may hold a control frame (`xs.*`,
-    /// `*.call`): the processor dispatcher waits for this one.
+    /// Bumped on a publish that may hold a control frame (a topic
+    /// `control_topic` names): the processor dispatcher waits for this one.
     control_version: u64,
     /// Set once the server shuts down: followers end their streams.
     closed: bool,
@@ -60,6 +59,8 @@ pub struct Head {
     /// both).
     window: Window,
     limits: EphemeralLimits,
+    /// Whether a topic wakes `wait_control_past` (`StoreOptions`).
+    control_topic: fn(&str) -> bool,
     /// Readers alive (`Reader` counts itself in and out): shutdown lets
     /// them write their last frames before the process ends.
     readers: AtomicUsize,
@@ -74,7 +75,11 @@ pub struct HeadView {
 }
 
 impl Head {
-    pub fn new(last_id: Option<Id>, limits: EphemeralLimits) -> Head {
+    pub fn new(
+        last_id: Option<Id>,
+        limits: EphemeralLimits,
+        control_topic: fn(&str) -> bool,
+    ) -> Head {
         Head {
             state: Mutex::new(HeadState {
                 last_id,
@@ -84,6 +89,7 @@ impl Head {
             control_moved: Condvar::new(),
             window: Window::new(limits),
             limits,
+            control_topic,
             readers: AtomicUsize::new(0),
         }
     }
@@ -147,7 +153,7 @@ impl Head {
                 .stored
                 .iter()
                 .chain(&batch.ephemeral)
-                .any(|f| is_control_topic(&f.topic));
+                .any(|f| (self.control_topic)(&f.topic));
         let last_id = batch.last_id;
         window.take(batch, state.last_id, &self.limits);
         drop(window);
@@ -249,6 +255,11 @@ mod tests {
     use super::super::window::{IMPORTED_AHEAD_MAX, RECENT_MAX_FRAMES};
     use super::*;
 
+    /// A rule like the processors' (`StoreOptions::control_topic`).
+    fn control(topic: &str) -> bool {
+        topic.starts_with("xs.") || topic.ends_with(".call")
+    }
+
     fn frame(n: u128, topic: &str) -> TopicFrame {
         TopicFrame {
             topic: topic.into(),
@@ -265,7 +276,7 @@ mod tests {
 
     #[test]
     fn ephemeral_window_is_read_in_id_order_from_a_position() {
-        let head = Head::new(None, EphemeralLimits::default());
+        let head = Head::new(None, EphemeralLimits::default(), control);
         head.publish(None, vec![frame(10, "a"), frame(20, "b")], &[]);
         // A late frame from another node lands in its place; a repeat
         // is dropped.
@@ -309,13 +320,13 @@ mod tests {
         let all = |_: &str| true;
         let upto = Id::from_u128(1_000_000);
         // Off (the Redis backend): always read the store.
-        let head = Head::new(Some(Id::from_u128(5)), EphemeralLimits::default());
+        let head = Head::new(Some(Id::from_u128(5)), EphemeralLimits::default(), control);
         head.publish_batch(stored(&[6, 7]));
         assert!(head
             .recent_between(Some(Id::from_u128(5)), upto, 10, all)
             .is_none());
 
-        let head = Head::new(Some(Id::from_u128(5)), EphemeralLimits::default());
+        let head = Head::new(Some(Id::from_u128(5)), EphemeralLimits::default(), control);
         head.keep_recent();
         head.publish_batch(stored(&[6, 7, 8]));
         // Behind the window's start: from the store.
@@ -365,7 +376,7 @@ mod tests {
 
     #[test]
     fn only_control_frames_move_the_control_version_when_the_window_is_on() {
-        let head = Head::new(None, EphemeralLimits::default());
+        let head = Head::new(None, EphemeralLimits::default(), control);
         head.keep_recent();
         let v0 = head.control_version();
         head.publish_batch(stored(&[1, 2]));
@@ -386,14 +397,14 @@ mod tests {
         );
 
         // Window off (Redis): any batch may hold one.
-        let head = Head::new(None, EphemeralLimits::default());
+        let head = Head::new(None, EphemeralLimits::default(), control);
         head.publish_batch(stored(&[1]));
         assert_eq!(head.control_version(), 1);
     }
 
     #[test]
     fn imported_ids_ahead_of_the_head_are_kept_only_up_to_the_bound() {
-        let head = Head::new(Some(Id::from_u128(10)), EphemeralLimits::default());
+        let head = Head::new(Some(Id::from_u128(10)), EphemeralLimits::default(), control);
         // Below the head: history already, not kept.
         head.publish(Some(Id::from_u128(10)), vec![], &[Id::from_u128(5)]);
         assert!(!head.is_imported_ahead(Id::from_u128(5)));

@@ -54,7 +54,7 @@ pub struct ReadOptions {
     /// With `rev`: start below this id.
     pub before: Option<Id>,
     /// Live, wake only for batches that may hold a control frame
-    /// (`topic::is_control_topic`); others are read at the next such
+    /// (`StoreOptions::control_topic`); others are read at the next such
     /// wake-up or idle timeout. The processor dispatcher's reader.
     pub wake_on_control: bool,
 }

@@ -316,7 +316,7 @@ mod tests {
 
     fn writer(dir: &std::path::Path) -> Writer {
         let local = Local::open(dir).unwrap();
-        let head = Arc::new(Head::new(None, EphemeralLimits::default()));
+        let head = Arc::new(Head::new(None, EphemeralLimits::default(), |_| false));
         let (after_commit, _) = crossbeam_channel::unbounded();
         Writer::new(
             local,
