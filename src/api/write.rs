@@ -112,9 +112,6 @@ pub fn import(store: &Store, request: &mut Request, limits: WriteLimits) -> Hand
     Ok(Reply::json(store.import(frame)?.to_json()))
 }
 
-/// How many bulk-imported frames may wait for the writer at once.
-const IMPORT_WINDOW: usize = 4096;
-
 /// The NDJSON form of `POST /import`: answers `{"imported":<n>}`, or the
 /// first bad line's error. Every line is checked before anything is
 /// written, so a bad line stores nothing: the checked lines wait in a
@@ -128,43 +125,27 @@ fn import_many(store: &Store, request: &mut Request) -> Handled<Reply> {
     use std::io::BufRead;
     let checked =
         check_import_lines(store, request).map_err(|(status, text)| Reply::error(status, text))?;
-    let mut pending = std::collections::VecDeque::new();
-    let mut imported: u64 = 0;
-    let mut failure: Option<StoreError> = None;
+    let mut import = store.bulk_import();
+    let mut failure = None;
     for line in checked.split(b'\n') {
-        let frame = match line.map_err(|e| StoreError::io("reading the scratch file", e)) {
-            Ok(line) => Frame::from_json(&line)
-                .map_err(|e| StoreError::Storage(format!("a checked frame is unreadable: {e}"))),
-            Err(e) => Err(e),
-        };
-        let frame = match frame {
-            Ok(frame) => frame,
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
-        };
-        pending.push_back(store.import_queued(frame));
-        if pending.len() >= IMPORT_WINDOW {
-            if let Err(e) = settle(pending.pop_front()) {
-                failure = Some(e);
-                break;
-            }
-            imported += 1;
+        let sent = line
+            .map_err(|e| StoreError::io("reading the scratch file", e))
+            .and_then(|line| {
+                Frame::from_json(&line)
+                    .map_err(|e| StoreError::Storage(format!("a checked frame is unreadable: {e}")))
+            })
+            .and_then(|frame| import.push(frame));
+        if let Err(e) = sent {
+            failure = Some(e);
+            break;
         }
     }
-    for reply in pending {
-        match settle(Some(reply)) {
-            Ok(()) => imported += 1,
-            Err(e) => {
-                failure.get_or_insert(e);
-            }
-        }
+    // The frames sent are answered either way; the first failure wins.
+    let imported = import.finish();
+    if let Some(e) = failure {
+        return Err(e.into());
     }
-    match failure {
-        Some(e) => Err(e.into()),
-        None => Ok(Reply::json(format!("{{\"imported\":{imported}}}"))),
-    }
+    Ok(Reply::json(format!("{{\"imported\":{}}}", imported?)))
 }
 
 /// Reads every line of an NDJSON import and checks it: a frame JSON that
@@ -238,15 +219,6 @@ fn check_import_lines(
 }
 
 /// Waits for one queued write.
-fn settle(
-    reply: Option<crossbeam_channel::Receiver<crate::store::WriteReply>>,
-) -> Result<(), StoreError> {
-    match reply {
-        Some(reply) => reply.recv().unwrap_or(Err(StoreError::Closed)).map(|_| ()),
-        None => Ok(()),
-    }
-}
-
 /// Reads a whole body that is meant to be small (JSON, scripts).
 pub fn read_small_body(request: &mut Request, max: u64) -> Result<Vec<u8>, StoreError> {
     use std::io::Read;

@@ -278,28 +278,9 @@ fn import_into_namespace(addr: &str, folder: &Path) -> Result<(), Stop> {
             crate::store::id::check_room_after(frame.id)
                 .map_err(|e| Stop::Failed(format!("{}: {e}", frames_path.display())))
         })?;
-        let mut pending = std::collections::VecDeque::new();
-        let mut frames = 0u64;
-        let settle = |reply: crossbeam_channel::Receiver<crate::store::WriteReply>| {
-            reply
-                .recv()
-                .unwrap_or(Err(crate::store::StoreError::Closed))
-                .map(drop)
-                .map_err(|e| Stop::Failed(e.to_string()))
-        };
-        read_frames(&mut |frame| {
-            pending.push_back(store.import_queued(frame));
-            if pending.len() >= 1024 {
-                if let Some(reply) = pending.pop_front() {
-                    settle(reply)?;
-                }
-            }
-            frames += 1;
-            Ok(())
-        })?;
-        for reply in pending {
-            settle(reply)?;
-        }
+        let mut import = store.bulk_import();
+        read_frames(&mut |frame| import.push(frame).map_err(|e| Stop::Failed(e.to_string())))?;
+        let frames = import.finish().map_err(|e| Stop::Failed(e.to_string()))?;
         Ok((frames, payloads))
     })();
     store.close();

@@ -61,6 +61,54 @@ use local::Local;
 use queue::{QueueReceiver, QueueSender};
 use write::{Answer, ReplyTo, Waiter, WriteOp, WriteRequest};
 
+/// Imports frames in order, up to `IMPORT_WINDOW` unanswered at once
+/// (`Store::bulk_import`).
+pub struct BulkImport<'s> {
+    store: &'s Store,
+    in_flight: std::collections::VecDeque<Receiver<WriteReply>>,
+    imported: u64,
+}
+
+/// How many bulk-imported frames may wait for the writer at once.
+const IMPORT_WINDOW: usize = 4096;
+
+impl BulkImport<'_> {
+    /// Sends `frame`; fails with the first refusal among the frames sent
+    /// before it that have been answered (stop sending then).
+    pub fn push(&mut self, frame: Frame) -> Result<(), StoreError> {
+        self.in_flight
+            .push_back(self.store.submit(WriteOp::Import(frame, None)));
+        if self.in_flight.len() >= IMPORT_WINDOW {
+            self.settle_one()?;
+        }
+        Ok(())
+    }
+
+    /// Waits for every frame sent: how many were imported, or the first
+    /// refusal.
+    pub fn finish(mut self) -> Result<u64, StoreError> {
+        let mut failure = None;
+        while !self.in_flight.is_empty() {
+            if let Err(e) = self.settle_one() {
+                failure.get_or_insert(e);
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(self.imported),
+        }
+    }
+
+    fn settle_one(&mut self) -> Result<(), StoreError> {
+        let Some(reply) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        reply.recv().unwrap_or(Err(StoreError::Closed))?;
+        self.imported += 1;
+        Ok(())
+    }
+}
+
 /// A frame as read from the store: its id and its JSON, exactly the stored
 /// bytes (so a store written by cross.stream is served byte for byte).
 #[derive(Debug, Clone, PartialEq)]
@@ -702,11 +750,14 @@ impl Store {
         }
     }
 
-    /// Sends an import without waiting for it: the reply says whether it
-    /// was stored (a restore or `POST /import` keeps a window of them in
-    /// flight; the writer keeps their order).
-    pub fn import_queued(&self, frame: Frame) -> Receiver<WriteReply> {
-        self.submit(WriteOp::Import(frame, None))
+    /// A bulk import (a restore, `POST /import` of NDJSON): frames sent
+    /// in order with a window of them in flight, so they share syncs.
+    pub fn bulk_import(&self) -> BulkImport<'_> {
+        BulkImport {
+            store: self,
+            in_flight: std::collections::VecDeque::new(),
+            imported: 0,
+        }
     }
 
     /// Removes a frame; removing an unknown id succeeds.
