@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 use super::id::{parse_id, rfc3339_from_ms, Id};
 use super::topic::validate_topic;
 use super::ttl::Ttl;
+use super::StoreError;
 
 /// One entry of the stream. The payload itself lives in CAS under `hash`.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,9 +136,129 @@ pub fn synthetic(topic: &str) -> Frame {
     }
 }
 
+/// A frame as read from the store: its id and its JSON, exactly the stored
+/// bytes (so a store written by cross.stream is served byte for byte).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawFrame {
+    pub id: Id,
+    pub json: Vec<u8>,
+}
+
+impl RawFrame {
+    /// Parses the JSON into a `Frame`.
+    pub fn parse(&self) -> Result<Frame, StoreError> {
+        Frame::from_json(&self.json).map_err(|e| {
+            StoreError::Storage(format!("stored frame {} is unreadable: {e}", self.id))
+        })
+    }
+
+    /// The topic, read off the front of the JSON without parsing the rest
+    /// (every frame's JSON starts with it); `None` when it is not there
+    /// plainly, without escapes: then parse.
+    pub fn quick_topic(&self) -> Option<&str> {
+        const MARK: &[u8] = b"{\"topic\":\"";
+        let rest = self.json.strip_prefix(MARK)?;
+        let end = rest.iter().position(|b| *b == b'"' || *b == b'\\')?;
+        if rest[end] != b'"' {
+            return None;
+        }
+        std::str::from_utf8(&rest[..end]).ok()
+    }
+
+    /// Whether a `time:` ttl has run out. Cheap for every other frame: it
+    /// reads the JSON backwards from its end, where `ttl`, the last key
+    /// (ours and cross.stream's), ends as `"ttl":"time:<digits>"}`; any
+    /// other ending is told apart by its last two bytes. Every replayed
+    /// frame passes here.
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        const MARK: &[u8] = b"\"ttl\":\"time:";
+        let json = self.json.trim_ascii_end();
+        let Some(rest) = json.strip_suffix(b"\"}") else {
+            return false;
+        };
+        let digits = rest.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+        let (rest, digits) = rest.split_at(rest.len() - digits);
+        if digits.is_empty() || !rest.ends_with(MARK) {
+            return false;
+        }
+        let ms = std::str::from_utf8(digits)
+            .ok()
+            .and_then(|d| d.parse::<u64>().ok());
+        match ms {
+            Some(ms) => Ttl::Time(ms).is_expired(self.id.timestamp(), now_ms),
+            None => false,
+        }
+    }
+
+    /// The JSON with `timestamp` added last when asked for.
+    pub fn render(&self, with_timestamp: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.json.len() + 48);
+        self.render_into(&mut out, with_timestamp);
+        out
+    }
+
+    /// As `render`, appended to `out` (no copy in between).
+    pub fn render_into(&self, out: &mut Vec<u8>, with_timestamp: bool) {
+        if !with_timestamp || self.json.last() != Some(&b'}') {
+            out.extend_from_slice(&self.json);
+            return;
+        }
+        out.extend_from_slice(&self.json[..self.json.len() - 1]);
+        out.extend_from_slice(b",\"timestamp\":\"");
+        out.extend_from_slice(rfc3339_from_ms(self.id.timestamp()).as_bytes());
+        out.extend_from_slice(b"\"}");
+    }
+}
+
+/// A boxed iterator over frames, oldest first or newest first.
+pub type FrameIter = Box<dyn Iterator<Item = Result<RawFrame, StoreError>> + Send>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn raw(json: &str) -> RawFrame {
+        let frame = Frame::from_json(json.as_bytes()).unwrap();
+        RawFrame {
+            id: frame.id,
+            json: json.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn expiry_reads_the_ttl_at_the_end_only() {
+        let created = raw(
+            r#"{"topic":"a","id":"03hb7oay5warmpyenes4bmsxk","hash":null,"meta":null,"ttl":"time:100"}"#,
+        );
+        let at = created.id.timestamp();
+        assert!(!created.is_expired(at + 99));
+        assert!(created.is_expired(at + 100));
+        let decoy = raw(
+            r#"{"topic":"a","id":"03hb7oay5warmpyenes4bmsxk","hash":null,"meta":{"note":"\"ttl\":\"time:1\" is not this frame's ttl, it is a string in meta"},"ttl":"forever"}"#,
+        );
+        assert!(!decoy.is_expired(u64::MAX));
+        let spaced = raw(
+            r#"{"topic":"a","id":"03hb7oay5warmpyenes4bmsxk","hash":null,"meta":null,"ttl":"time:100"}
+"#,
+        );
+        assert!(spaced.is_expired(at + 100));
+        let last = raw(
+            r#"{"topic":"a","id":"03hb7oay5warmpyenes4bmsxk","hash":null,"meta":null,"ttl":"last:100"}"#,
+        );
+        assert!(!last.is_expired(u64::MAX));
+    }
+
+    #[test]
+    fn timestamp_goes_last() {
+        let frame = raw(
+            r#"{"topic":"a","id":"03hb7oay5warmpyenes4bmsxk","hash":null,"meta":null,"ttl":null}"#,
+        );
+        let mut out = Vec::new();
+        frame.render_into(&mut out, true);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with("+00:00\"}"), "{text}");
+        assert_eq!(frame.render(false), frame.json);
+    }
 
     #[test]
     fn json_keeps_key_order_and_nulls() {

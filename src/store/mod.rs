@@ -5,8 +5,15 @@
 //! its single writer thread fed by the same channel of `WriteRequest`s
 //! (`write/`: the protocol both serve).
 //! Nothing here knows about HTTP, the CLI or Nushell.
+//!
+//! This file is the facade: opening and closing, appends, imports and
+//! removals, reads, the k/v store. Beside it: payloads (`payloads.rs`),
+//! the store folder and its lock (`folder.rs`), the open options
+//! (`options.rs`), bulk imports (`bulk_import.rs`).
 
+mod bulk_import;
 mod error;
+mod folder;
 mod follow;
 mod frame;
 mod housekeeping;
@@ -14,6 +21,8 @@ mod kv;
 mod local;
 mod merge;
 mod metrics;
+mod options;
+mod payloads;
 mod queue;
 mod redis;
 mod ttl;
@@ -28,24 +37,24 @@ use follow::head;
 pub use follow::reader::{Follow, ReadEvent, ReadOptions, Reader};
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::ops::Bound;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use cacache::Integrity;
 use crossbeam_channel::{Receiver, Sender};
 
+pub use bulk_import::BulkImport;
 pub use error::StoreError;
 pub use follow::head::EphemeralLimits;
-pub use frame::Frame;
+pub use frame::{Frame, FrameIter, RawFrame};
 pub use id::Id;
 pub use kv::{reserved_key, view_key, KvNews};
 pub use local::cas::parse_sri;
 pub use local::{check, CheckFixes, CheckReport};
 pub use metrics::{FollowerGuard, Metrics};
+pub use options::{FsyncPolicy, StoreOptions, DEFAULT_TTL_SWEEP};
+pub use payloads::{PayloadPin, StoredPayload};
 pub use redis::RedisAddress;
 pub use topic::TopicFilter;
 pub use ttl::Ttl;
@@ -54,265 +63,11 @@ pub use write::{import_conflict, same_frame, Draft, WriteOutcome, WriteReply};
 use head::Head;
 use housekeeping::Chore;
 use kv::KvSignal;
-use local::cas::JOURNALED_PAYLOAD_MAX;
 use local::schema::Schema;
 use local::writer::Writer;
 use local::Local;
 use queue::{QueueReceiver, QueueSender};
 use write::{Answer, ReplyTo, Waiter, WriteOp, WriteRequest};
-
-/// Imports frames in order, up to `IMPORT_WINDOW` unanswered at once
-/// (`Store::bulk_import`).
-pub struct BulkImport<'s> {
-    store: &'s Store,
-    in_flight: std::collections::VecDeque<Receiver<WriteReply>>,
-    imported: u64,
-}
-
-/// How many bulk-imported frames may wait for the writer at once.
-const IMPORT_WINDOW: usize = 4096;
-
-impl BulkImport<'_> {
-    /// Sends `frame`; fails with the first refusal among the frames sent
-    /// before it that have been answered (stop sending then).
-    pub fn push(&mut self, frame: Frame) -> Result<(), StoreError> {
-        self.in_flight
-            .push_back(self.store.submit(WriteOp::Import(frame, None)));
-        if self.in_flight.len() >= IMPORT_WINDOW {
-            self.settle_one()?;
-        }
-        Ok(())
-    }
-
-    /// Waits for every frame sent: how many were imported, or the first
-    /// refusal.
-    pub fn finish(mut self) -> Result<u64, StoreError> {
-        let mut failure = None;
-        while !self.in_flight.is_empty() {
-            if let Err(e) = self.settle_one() {
-                failure.get_or_insert(e);
-            }
-        }
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(self.imported),
-        }
-    }
-
-    fn settle_one(&mut self) -> Result<(), StoreError> {
-        let Some(reply) = self.in_flight.pop_front() else {
-            return Ok(());
-        };
-        reply.recv().unwrap_or(Err(StoreError::Closed))?;
-        self.imported += 1;
-        Ok(())
-    }
-}
-
-/// A frame as read from the store: its id and its JSON, exactly the stored
-/// bytes (so a store written by cross.stream is served byte for byte).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RawFrame {
-    pub id: Id,
-    pub json: Vec<u8>,
-}
-
-impl RawFrame {
-    /// Parses the JSON into a `Frame`.
-    pub fn parse(&self) -> Result<Frame, StoreError> {
-        Frame::from_json(&self.json).map_err(|e| {
-            StoreError::Storage(format!("stored frame {} is unreadable: {e}", self.id))
-        })
-    }
-
-    /// The topic, read off the front of the JSON without parsing the rest
-    /// (every frame's JSON starts with it); `None` when it is not there
-    /// plainly, without escapes: then parse.
-    pub fn quick_topic(&self) -> Option<&str> {
-        const MARK: &[u8] = b"{\"topic\":\"";
-        let rest = self.json.strip_prefix(MARK)?;
-        let end = rest.iter().position(|b| *b == b'"' || *b == b'\\')?;
-        if rest[end] != b'"' {
-            return None;
-        }
-        std::str::from_utf8(&rest[..end]).ok()
-    }
-
-    /// Whether a `time:` ttl has run out. Cheap for every other frame: it
-    /// reads the JSON backwards from its end, where `ttl`, the last key
-    /// (ours and cross.stream's), ends as `"ttl":"time:<digits>"}`; any
-    /// other ending is told apart by its last two bytes. Every replayed
-    /// frame passes here.
-    pub fn is_expired(&self, now_ms: u64) -> bool {
-        const MARK: &[u8] = b"\"ttl\":\"time:";
-        let json = self.json.trim_ascii_end();
-        let Some(rest) = json.strip_suffix(b"\"}") else {
-            return false;
-        };
-        let digits = rest.iter().rev().take_while(|b| b.is_ascii_digit()).count();
-        let (rest, digits) = rest.split_at(rest.len() - digits);
-        if digits.is_empty() || !rest.ends_with(MARK) {
-            return false;
-        }
-        let ms = std::str::from_utf8(digits)
-            .ok()
-            .and_then(|d| d.parse::<u64>().ok());
-        match ms {
-            Some(ms) => Ttl::Time(ms).is_expired(self.id.timestamp(), now_ms),
-            None => false,
-        }
-    }
-
-    /// The JSON with `timestamp` added last when asked for.
-    pub fn render(&self, with_timestamp: bool) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.json.len() + 48);
-        self.render_into(&mut out, with_timestamp);
-        out
-    }
-
-    /// As `render`, appended to `out` (no copy in between).
-    pub fn render_into(&self, out: &mut Vec<u8>, with_timestamp: bool) {
-        if !with_timestamp || self.json.last() != Some(&b'}') {
-            out.extend_from_slice(&self.json);
-            return;
-        }
-        out.extend_from_slice(&self.json[..self.json.len() - 1]);
-        out.extend_from_slice(b",\"timestamp\":\"");
-        out.extend_from_slice(id::rfc3339_from_ms(self.id.timestamp()).as_bytes());
-        out.extend_from_slice(b"\"}");
-    }
-}
-
-/// A boxed iterator over frames, oldest first or newest first.
-pub type FrameIter = Box<dyn Iterator<Item = Result<RawFrame, StoreError>> + Send>;
-
-/// When an acknowledged append is on stable storage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FsyncPolicy {
-    /// Before the append is answered (the default).
-    Always,
-    /// At most this long after the answer.
-    Interval(Duration),
-    /// Whenever the OS writes it back.
-    Never,
-}
-
-impl FsyncPolicy {
-    pub fn parse(text: &str) -> Result<FsyncPolicy, String> {
-        match text {
-            "always" => Ok(FsyncPolicy::Always),
-            "never" => Ok(FsyncPolicy::Never),
-            _ => text
-                .strip_prefix("interval:")
-                .and_then(|ms| ms.parse::<u64>().ok())
-                .filter(|ms| *ms > 0)
-                .map(|ms| FsyncPolicy::Interval(Duration::from_millis(ms)))
-                .ok_or_else(|| {
-                    format!("invalid --fsync '{text}': expected always, interval:<ms> or never")
-                }),
-        }
-    }
-}
-
-/// How a store is opened.
-#[derive(Debug, Clone)]
-pub struct StoreOptions {
-    pub fsync: FsyncPolicy,
-    pub ephemeral: EphemeralLimits,
-    /// `--backend redis://...`: frames, payloads and k/v live there; the
-    /// folder only holds the socket.
-    pub redis: Option<redis::RedisAddress>,
-    /// `--redis-replicas N`: replicas that must acknowledge each write.
-    pub redis_replicas: u32,
-    /// `--ttl-sweep <ms>`: how often expired `time:` frames are removed;
-    /// `None` (`0`): never by this server (reads still skip them).
-    pub ttl_sweep: Option<Duration>,
-    /// Which topics steer the caller's watchers of `wait_control_past`
-    /// (the processor dispatcher): a batch holding one wakes them. The
-    /// caller's rule, not the store's; by default none.
-    pub control_topic: fn(&str) -> bool,
-}
-
-/// How often expired `time:` frames are removed unless told otherwise.
-pub const DEFAULT_TTL_SWEEP: Duration = Duration::from_millis(1000);
-
-impl Default for StoreOptions {
-    fn default() -> Self {
-        StoreOptions {
-            fsync: FsyncPolicy::Always,
-            ephemeral: EphemeralLimits::default(),
-            redis: None,
-            redis_replicas: 0,
-            ttl_sweep: Some(DEFAULT_TTL_SWEEP),
-            control_topic: |_| false,
-        }
-    }
-}
-
-/// A payload stored (or kept in memory) before its frame is appended.
-/// Dropped without its frame appended (`Store::append_with_payload`) or
-/// kept on its own (`Store::sync_payload`), its file is removed again:
-/// see `PayloadPin`.
-pub struct StoredPayload {
-    pub hash: Integrity,
-    pub size: u64,
-    /// The bytes, when the backend keeps them with the frame (a small
-    /// payload on the local backend, any on Redis).
-    pub(in crate::store) bytes: Option<Vec<u8>>,
-    /// Keeps garbage collection off this payload until its frame is
-    /// written; removes the file when dropped uncommitted.
-    pub(in crate::store) pin: Option<PayloadPin>,
-}
-
-/// While alive, the payload's file is not garbage collected, even if no
-/// stored frame references it yet. Dropped without `commit` (the append
-/// that was to use it was refused, or never made), it removes the file
-/// unless a stored frame references the same content or another write of
-/// it is under way (`Store::collect_payload` checks both under the
-/// garbage collector's lock), so no caller leaves an orphan behind.
-pub struct PayloadPin {
-    store: Store,
-    hash: String,
-    committed: bool,
-}
-
-impl PayloadPin {
-    /// The frame that uses the payload is stored (or it is kept on its
-    /// own): let go without removing anything.
-    pub fn commit(mut self) {
-        self.committed = true;
-    }
-}
-
-impl Drop for PayloadPin {
-    fn drop(&mut self) {
-        {
-            let mut pins = self
-                .store
-                .inner
-                .pins
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if let Some(count) = pins.get_mut(&self.hash) {
-                *count -= 1;
-                if *count == 0 {
-                    pins.remove(&self.hash);
-                }
-            }
-        }
-        if self.committed {
-            return;
-        }
-        // Another pin of the same content keeps the file ("try later"):
-        // that write removes it in turn if it is refused too.
-        if let Err(e) = self.store.collect_payload(&self.hash) {
-            eprintln!(
-                "xs: removing the payload {} of a refused write: {e}",
-                self.hash
-            );
-        }
-    }
-}
 
 /// The open store. Cheap to clone; every clone talks to the same writer.
 #[derive(Clone)]
@@ -379,7 +134,7 @@ impl Store {
     /// Opens the store at `dir`, creating it (mode 0700) when missing, and
     /// starts its writer and housekeeping threads.
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
-        let folder_lock = lock_folder(dir)?;
+        let folder_lock = folder::lock_folder(dir)?;
         if let Some(address) = &options.redis {
             return Store::open_redis(dir, address.clone(), options, folder_lock);
         }
@@ -837,197 +592,6 @@ impl Store {
         let _ = self.inner.chores.send(Chore::Expired(id));
     }
 
-    /// Stores a payload from `body` (at most `max_bytes`). Ephemeral
-    /// payloads stay in memory; small ones are written unsynced and
-    /// journaled with their frame; large ones are synced here when the
-    /// policy is `always`.
-    pub fn put_payload(
-        &self,
-        body: &mut dyn Read,
-        size_hint: Option<u64>,
-        max_bytes: u64,
-        ephemeral: bool,
-    ) -> Result<StoredPayload, StoreError> {
-        if let Some(size) = size_hint {
-            if size > max_bytes {
-                return Err(StoreError::TooLarge(max_bytes));
-            }
-        }
-        let small = size_hint.is_some_and(|s| s <= JOURNALED_PAYLOAD_MAX as u64);
-        let local = match &self.inner.backend {
-            Backend::Local(local) => local,
-            Backend::Redis(_) => return self.put_redis_payload(body, max_bytes, ephemeral),
-        };
-        if ephemeral {
-            let bytes = read_bounded(body, max_bytes)?;
-            let hash = Integrity::from(&bytes);
-            let size = bytes.len() as u64;
-            self.inner
-                .head
-                .keep_ephemeral_payload(hash.to_string(), bytes);
-            return Ok(StoredPayload {
-                hash,
-                size,
-                bytes: None,
-                pin: None,
-            });
-        }
-        let _writing = self.inner.gc_lock.read().unwrap_or_else(|e| e.into_inner());
-        let (hash, size, bytes) = if small {
-            let bytes = read_bounded(body, max_bytes)?;
-            let _claim = local.space.claim(bytes.len() as u64, "the payload")?;
-            let hash = local.cas.write_bytes(&bytes)?;
-            (hash, bytes.len() as u64, Some(bytes))
-        } else {
-            let sync = self.inner.options.fsync == FsyncPolicy::Always;
-            let (hash, size) = local.cas.write_stream(body, size_hint, max_bytes, sync)?;
-            (hash, size, None)
-        };
-        metrics::Metrics::add(&self.inner.metrics.payload_bytes_appended, size);
-        let pin = self.pin(hash.to_string());
-        Ok(StoredPayload {
-            hash,
-            size,
-            bytes,
-            pin: Some(pin),
-        })
-    }
-
-    /// A payload on Redis: one string keyed by its hash, written by the
-    /// writer with its frame. An ephemeral one also stays in memory here
-    /// and travels with its frame to other nodes.
-    fn put_redis_payload(
-        &self,
-        body: &mut dyn Read,
-        max_bytes: u64,
-        ephemeral: bool,
-    ) -> Result<StoredPayload, StoreError> {
-        let bytes = read_bounded(body, max_bytes.min(redis::MAX_PAYLOAD))?;
-        let hash = Integrity::from(&bytes);
-        let size = bytes.len() as u64;
-        if ephemeral {
-            self.inner
-                .head
-                .keep_ephemeral_payload(hash.to_string(), bytes.clone());
-            return Ok(StoredPayload {
-                hash,
-                size,
-                bytes: Some(bytes),
-                pin: None,
-            });
-        }
-        // The writer SETs it with its frame (or alone: `sync_payload`).
-        metrics::Metrics::add(&self.inner.metrics.payload_bytes_appended, size);
-        Ok(StoredPayload {
-            hash,
-            size,
-            bytes: Some(bytes),
-            pin: None,
-        })
-    }
-
-    fn pin(&self, hash: String) -> PayloadPin {
-        let mut pins = self.inner.pins.lock().unwrap_or_else(|e| e.into_inner());
-        *pins.entry(hash.clone()).or_default() += 1;
-        PayloadPin {
-            store: self.clone(),
-            hash,
-            committed: false,
-        }
-    }
-
-    /// Deletes a payload's file if no stored frame references it and no
-    /// append is about to. Returns whether it is settled (deleted, or
-    /// referenced again); `false` means "pinned, try later".
-    pub(crate) fn collect_payload(&self, hash: &str) -> Result<bool, StoreError> {
-        let Backend::Local(local) = &self.inner.backend else {
-            return Ok(true);
-        };
-        let _alone = self
-            .inner
-            .gc_lock
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        if self
-            .inner
-            .pins
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(hash)
-        {
-            return Ok(false);
-        }
-        let started = std::time::Instant::now();
-        if local.refs(hash)? > 0 {
-            return Ok(true);
-        }
-        if let Ok(sri) = hash.parse::<Integrity>() {
-            local.cas.remove(&sri)?;
-        }
-        let took = started.elapsed().as_nanos().try_into().unwrap_or(u64::MAX);
-        metrics::Metrics::add(&self.inner.metrics.gc_drains, 1);
-        metrics::Metrics::add(&self.inner.metrics.gc_nanos, took);
-        // A journaled copy must not bring the file back after a crash.
-        // (Only when there is one: a refused append has none, and a
-        // needless tombstone would eat into the disk reserve.)
-        let pending = match local.ours_if_made() {
-            Some(ours) => ours
-                .cas_pending
-                .contains_key(hash.as_bytes())
-                .map_err(StoreError::fjall)?,
-            None => false,
-        };
-        if pending {
-            drop(self.submit(WriteOp::PayloadsSynced(vec![hash.as_bytes().to_vec()])));
-        }
-        Ok(true)
-    }
-
-    /// Keeps a payload stored without a frame (`POST /cas`, `.cas-post`,
-    /// a restored dump), made durable: a small one rides in a journal
-    /// batch (shared with concurrent writes), a large one was synced as it
-    /// was written. Returns its hash; on failure the file goes again.
-    pub fn sync_payload(&self, stored: StoredPayload) -> Result<Integrity, StoreError> {
-        if let Some(bytes) = stored.bytes {
-            self.write(WriteOp::KeepPayload(stored.hash.to_string(), bytes))?;
-        }
-        if let Some(pin) = stored.pin {
-            pin.commit();
-        }
-        Ok(stored.hash)
-    }
-
-    /// Reads a payload: from the ephemeral window, else from cacache.
-    pub fn open_payload(
-        &self,
-        sri: &Integrity,
-    ) -> Result<Option<Box<dyn Read + Send>>, StoreError> {
-        if let Some(bytes) = self.inner.head.ephemeral_payload(&sri.to_string()) {
-            return Ok(Some(Box::new(std::io::Cursor::new(bytes))));
-        }
-        match &self.inner.backend {
-            Backend::Local(local) => Ok(local
-                .cas
-                .open(sri)?
-                .map(|f| Box::new(f) as Box<dyn Read + Send>)),
-            Backend::Redis(redis) => Ok(redis
-                .read_payload(&sri.to_string())?
-                .map(|bytes| Box::new(std::io::Cursor::new(bytes)) as Box<dyn Read + Send>)),
-        }
-    }
-
-    /// Reads a whole payload into memory.
-    pub fn read_payload(&self, sri: &Integrity) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(mut reader) = self.open_payload(sri)? else {
-            return Ok(None);
-        };
-        let mut bytes = Vec::new();
-        reader
-            .read_to_end(&mut bytes)
-            .map_err(|e| StoreError::io("reading payload", e))?;
-        Ok(Some(bytes))
-    }
-
     /// A k/v value, as stored JSON bytes.
     pub fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let local = match &self.inner.backend {
@@ -1112,67 +676,6 @@ impl Store {
     }
 }
 
-/// Creates the folder (0700) when missing and takes `<dir>/lock`
-/// exclusively: a second server on the same folder is refused, on either
-/// backend (fjall's own lock covers only its keyspaces).
-fn lock_folder(dir: &Path) -> Result<std::fs::File, StoreError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| StoreError::io("creating the store folder", e))?;
-    } else {
-        tighten_folder(dir)?;
-    }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(dir.join("lock"))
-        .map_err(|e| StoreError::io("opening the folder lock", e))?;
-    match crate::sys::fs::try_lock(&file) {
-        Ok(true) => Ok(file),
-        // Another server holds it; a lock that fails otherwise is
-        // reported the same way (the folder cannot be made ours).
-        Ok(false) | Err(_) => Err(StoreError::Locked(dir.display().to_string())),
-    }
-}
-
-/// Takes group and others off an existing store folder: only its owner
-/// gets in (the socket, the payloads), as for a folder made here. Says so
-/// on stderr, since it changes what the user set.
-/// A shared folder (sticky, like /tmp) or another user's is left alone,
-/// with a warning: taking it from everyone else is not ours to do.
-fn tighten_folder(dir: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let meta = std::fs::metadata(dir)
-        .map_err(|e| StoreError::io("reading the store folder's permissions", e))?;
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o077 == 0 {
-        return Ok(());
-    }
-    let ours = meta.uid() == crate::sys::fs::effective_uid();
-    if !ours || mode & 0o1000 != 0 {
-        eprintln!(
-            "xs: warning: {} is {mode:04o} and shared or not ours: left as it is, \
-             so others may reach the store; use a folder of your own",
-            dir.display()
-        );
-        return Ok(());
-    }
-    let tight = mode & 0o700;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(tight))
-        .map_err(|e| StoreError::io("tightening the store folder's permissions", e))?;
-    eprintln!(
-        "xs: {} was {mode:04o}; made it {tight:04o} so only its owner gets in",
-        dir.display()
-    );
-    Ok(())
-}
-
 /// The op that appends `draft` with `payload` (its hash, and the bytes the
 /// backend keeps with the frame), and the payload's pin to release once
 /// the frame is stored.
@@ -1190,52 +693,9 @@ fn kv_key_error(topic_error: String) -> String {
     format!("invalid key: {}", topic_error.replace("Topic", "Key"))
 }
 
-fn read_bounded(body: &mut dyn Read, max_bytes: u64) -> Result<Vec<u8>, StoreError> {
-    let mut bytes = Vec::new();
-    let read = body
-        .take(max_bytes.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(|e| StoreError::BadBody(e.to_string()))?;
-    if read as u64 > max_bytes {
-        return Err(StoreError::TooLarge(max_bytes));
-    }
-    Ok(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn raw(json: &str) -> RawFrame {
-        let frame = Frame::from_json(json.as_bytes()).unwrap();
-        RawFrame {
-            id: frame.id,
-            json: json.as_bytes().to_vec(),
-        }
-    }
-
-    #[test]
-    fn expiry_reads_the_ttl_at_the_end_only() {
-        let created = raw(
-            r#"{"topic":"a","id":"03hb7oay5warmpyenes4bmsxk","hash":null,"meta":null,"ttl":"time:100"}"#,
-        );
-        let at = created.id.timestamp();
-        assert!(!created.is_expired(at + 99));
-        assert!(created.is_expired(at + 100));
-        let decoy = raw(
-            r#"{"topic":"a","id":"03hb7oay5warmpyenes4bmsxk","hash":null,"meta":{"note":"\"ttl\":\"time:1\" is not this frame's ttl, it is a string in meta"},"ttl":"forever"}"#,
-        );
-        assert!(!decoy.is_expired(u64::MAX));
-        let spaced = raw(
-            r#"{"topic":"a","id":"03hb7oay5warmpyenes4bmsxk","hash":null,"meta":null,"ttl":"time:100"}
-"#,
-        );
-        assert!(spaced.is_expired(at + 100));
-        let last = raw(
-            r#"{"topic":"a","id":"03hb7oay5warmpyenes4bmsxk","hash":null,"meta":null,"ttl":"last:100"}"#,
-        );
-        assert!(!last.is_expired(u64::MAX));
-    }
 
     #[test]
     fn a_failed_batch_answers_each_writer_with_the_failure_itself() {
@@ -1263,7 +723,7 @@ mod tests {
                 .unwrap()
         };
         let draft = || Draft::new("a");
-        let exists = |sri: &Integrity| store.local().unwrap().cas.path_of(sri).exists();
+        let exists = |sri: &cacache::Integrity| store.local().unwrap().cas.path_of(sri).exists();
 
         // Content of its own, its append never made: the file goes.
         let lone = put(b"lone");
@@ -1310,17 +770,5 @@ mod tests {
         let sri = store.sync_payload(posted).unwrap();
         assert!(exists(&sri));
         store.close();
-    }
-
-    #[test]
-    fn timestamp_goes_last() {
-        let frame = raw(
-            r#"{"topic":"a","id":"03hb7oay5warmpyenes4bmsxk","hash":null,"meta":null,"ttl":null}"#,
-        );
-        let mut out = Vec::new();
-        frame.render_into(&mut out, true);
-        let text = String::from_utf8(out).unwrap();
-        assert!(text.ends_with("+00:00\"}"), "{text}");
-        assert_eq!(frame.render(false), frame.json);
     }
 }
