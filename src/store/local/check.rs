@@ -55,6 +55,7 @@ pub fn check(dir: &Path, fixes: CheckFixes) -> Result<CheckReport, StoreError> {
     let mut report = CheckReport::default();
     // It has a database (checked above), so `open` made the keyspaces.
     let spaces = local.keyspaces()?;
+    let index = spaces.index()?;
     let mut expected_index: HashSet<Vec<u8>> = HashSet::new();
     // Each distinct payload is read once; its verdict applies to every
     // frame that references it.
@@ -109,7 +110,7 @@ pub fn check(dir: &Path, fixes: CheckFixes) -> Result<CheckReport, StoreError> {
     }
 
     let mut seen_index = HashSet::new();
-    for guard in spaces.idx_topic.iter() {
+    for guard in index.iter() {
         let key = guard.key().map_err(StoreError::fjall)?.to_vec();
         if is_reserved_key(&key) {
             continue;
@@ -146,7 +147,7 @@ pub fn check(dir: &Path, fixes: CheckFixes) -> Result<CheckReport, StoreError> {
         rebuild_index(spaces, &expected_index, &mut batch)?;
     }
     if fixes.mark_schema {
-        schema::mark(&spaces.idx_topic, &mut batch);
+        schema::mark(index, &mut batch);
     }
     if !batch.is_empty() {
         batch.commit().map_err(StoreError::fjall)?;
@@ -155,7 +156,7 @@ pub fn check(dir: &Path, fixes: CheckFixes) -> Result<CheckReport, StoreError> {
             .persist(fjall::PersistMode::SyncAll)
             .map_err(StoreError::fjall)?;
     }
-    report.schema_version = schema::read(&spaces.idx_topic)?;
+    report.schema_version = schema::read(index)?;
     Ok(report)
 }
 
@@ -183,7 +184,7 @@ fn rebuild_index(
     expected: &HashSet<Vec<u8>>,
     batch: &mut fjall::OwnedWriteBatch,
 ) -> Result<(), StoreError> {
-    let idx_topic = &spaces.idx_topic;
+    let idx_topic = spaces.index()?;
     let mut present = HashSet::new();
     for guard in idx_topic.iter() {
         let key = guard.key().map_err(StoreError::fjall)?;

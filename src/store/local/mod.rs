@@ -95,24 +95,30 @@ impl Broken {
     }
 }
 
-/// The fjall database and the store's keyspaces: cross.stream's two, then
-/// ours (`Ours`).
+/// The fjall database and the store's keyspaces: cross.stream's two
+/// (`stream`, then the topic index), then ours (`Ours`).
 ///
 /// A new store (no `fjall` folder yet) opens its socket first, and the
-/// writer makes the database and cross.stream's two keyspaces before its
-/// first batch (`xs.start`), as sqlite makes its file on the first write;
-/// it makes ours right after that batch. fjall syncs four times to make a
-/// database and about fifteen times for each keyspace (`strace`: 45
-/// syncs before `xs.start` instead of 115), and a fresh store answers its
-/// first request in half the time. Until they exist the store is empty,
-/// and readers treat it so. A store that has a database opens it and gets
-/// all six keyspaces at once (a folder written by cross.stream has only
-/// the first two: ours are made then).
+/// writer makes the database and `stream` before its first batch
+/// (`xs.start`), as sqlite makes its file on the first write; it makes the
+/// topic index (filing every frame of that batch) and ours right after
+/// that batch. fjall syncs four times to make a database and about
+/// fifteen times for each keyspace (`strace`: 31 syncs before `xs.start`
+/// instead of 115), and a fresh store answers its first request in a
+/// third of the time. Until a keyspace exists it holds nothing, and
+/// readers treat it so: a topic read before the index exists reads the
+/// stream (`Local::scan`). A store that has a database opens it and gets
+/// every keyspace at once (a folder written by cross.stream has only the
+/// first two: ours are made then), and files its first frame in the
+/// index if a crash came between that first batch and the index.
 #[derive(Clone)]
 pub struct Keyspaces {
     pub db: Database,
     pub stream: Keyspace,
-    pub idx_topic: Keyspace,
+    /// `idx_topic`, once it files every stored frame (`index`).
+    index: Arc<OnceLock<Keyspace>>,
+    /// Held while making the index, so it is made once.
+    making_index: Arc<Mutex<()>>,
     ours: Arc<OnceLock<Ours>>,
     /// Held while making ours, so they are made once.
     making_ours: Arc<Mutex<()>>,
@@ -128,6 +134,44 @@ pub struct Ours {
 }
 
 impl Keyspaces {
+    /// The topic index if it is made; `None`: a new store's, not yet.
+    pub fn index_if_made(&self) -> Option<&Keyspace> {
+        self.index.get()
+    }
+
+    /// The topic index (`idx_topic`), made now when missing. It is handed
+    /// out only once it files every stored frame: when the stream's first
+    /// frame is not filed (the first batch of a new store goes in before
+    /// the index exists), every frame is filed and the schema version
+    /// written, committed and synced, first.
+    pub fn index(&self) -> Result<&Keyspace, StoreError> {
+        if let Some(index) = self.index.get() {
+            return Ok(index);
+        }
+        let _making = self.making_index.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(index) = self.index.get() {
+            return Ok(index);
+        }
+        let index = self
+            .db
+            .keyspace("idx_topic", KeyspaceCreateOptions::default)
+            .map_err(StoreError::fjall)?;
+        if !first_frame_filed(&self.stream, &index)? {
+            let mut batch = self.db.batch();
+            file_every_frame(&self.stream, &index, &mut batch)?;
+            batch.commit().map_err(StoreError::fjall)?;
+            let mut batch = self.db.batch();
+            schema::ensure(&index, &mut batch)?;
+            if !batch.is_empty() {
+                batch.commit().map_err(StoreError::fjall)?;
+            }
+            self.db
+                .persist(fjall::PersistMode::SyncData)
+                .map_err(StoreError::fjall)?;
+        }
+        Ok(self.index.get_or_init(|| index))
+    }
+
     /// Ours if they exist yet; `None`: they hold nothing.
     pub fn ours_if_made(&self) -> Option<&Ours> {
         self.ours.get()
@@ -181,7 +225,9 @@ impl Local {
             broken: Default::default(),
         };
         if local.fjall_dir().exists() {
-            local.keyspaces()?.ours()?;
+            let spaces = local.keyspaces()?;
+            spaces.index()?;
+            spaces.ours()?;
         }
         Ok(local)
     }
@@ -201,8 +247,8 @@ impl Local {
         self.keyspaces_if_made()?.ours_if_made()
     }
 
-    /// The database and cross.stream's keyspaces, made now when missing
-    /// (ours: `Keyspaces::ours`).
+    /// The database and `stream`, made now when missing (the index:
+    /// `Keyspaces::index`; ours: `Keyspaces::ours`).
     pub fn keyspaces(&self) -> Result<&Keyspaces, StoreError> {
         if let Some(spaces) = self.spaces.get() {
             return Ok(spaces);
@@ -216,13 +262,12 @@ impl Local {
             .manual_journal_persist(true)
             .open()
             .map_err(StoreError::fjall)?;
-        let keyspace = |name: &str| {
-            db.keyspace(name, KeyspaceCreateOptions::default)
-                .map_err(StoreError::fjall)
-        };
         let made = Keyspaces {
-            stream: keyspace("stream")?,
-            idx_topic: keyspace("idx_topic")?,
+            stream: db
+                .keyspace("stream", KeyspaceCreateOptions::default)
+                .map_err(StoreError::fjall)?,
+            index: Default::default(),
+            making_index: Default::default(),
             ours: Default::default(),
             making_ours: Default::default(),
             db,
@@ -244,16 +289,20 @@ impl Local {
             .unwrap_or(0))
     }
 
-    /// Readies the database for writing: makes cross.stream's keyspaces
-    /// if they are missing and writes the schema version where that is
-    /// safe (`schema.rs`). That commit is not synced on its own: the
+    /// Readies the database for writing: makes it and `stream` if they
+    /// are missing, and on a store that has its index writes the schema
+    /// version where that is safe (`schema.rs`; a new store's index is
+    /// marked when it is made). That commit is not synced on its own: the
     /// journal is one sequence, so the next synced batch (`xs.start`)
     /// makes it durable, and if a crash comes first the next open writes
     /// it again.
     pub fn prepare(&self) -> Result<Schema, StoreError> {
         let spaces = self.keyspaces()?;
+        let Some(index) = spaces.index_if_made() else {
+            return Ok(Schema::Marked(schema::SCHEMA_VERSION));
+        };
         let mut batch = spaces.db.batch();
-        let schema = schema::ensure(&spaces.idx_topic, &mut batch)?;
+        let schema = schema::ensure(index, &mut batch)?;
         if !batch.is_empty() {
             batch.commit().map_err(StoreError::fjall)?;
         }
@@ -322,9 +371,22 @@ impl Local {
                 }
             }
             TopicFilter::Patterns(patterns) => {
+                let Some(index) = spaces.index_if_made().cloned() else {
+                    // A new store's first frames, before the index exists:
+                    // a few, read from the stream itself.
+                    let filter = filter.clone();
+                    let all = self.scan(&TopicFilter::All, lower, upper, reverse);
+                    return Box::new(all.filter(move |frame| match frame {
+                        Ok(frame) => match frame.quick_topic() {
+                            Some(topic) => filter.matches(topic),
+                            None => frame.parse().is_ok_and(|f| filter.matches(&f.topic)),
+                        },
+                        Err(_) => true,
+                    }));
+                };
                 let sources: Vec<IdIter> = patterns
                     .iter()
-                    .map(|p| index_ids(&spaces.idx_topic, p, lower, upper, reverse))
+                    .map(|p| index_ids(&index, p, lower, upper, reverse))
                     .collect();
                 let stream = spaces.stream.clone();
                 let merged = MergeIds::new(sources, reverse);
@@ -347,6 +409,48 @@ impl Local {
             }
         }
     }
+}
+
+/// Whether the stream's first frame is filed in the index (true when the
+/// stream is empty, or its first frame unreadable: `xs check` says so).
+/// Every batch files its frames with them, but for the first batch of a
+/// new store, which goes in before the index exists: so if the first frame
+/// is filed, every frame is.
+fn first_frame_filed(stream: &Keyspace, index: &Keyspace) -> Result<bool, StoreError> {
+    let Some(guard) = stream.first_key_value() else {
+        return Ok(true);
+    };
+    let (key, json) = guard.into_inner().map_err(StoreError::fjall)?;
+    let Ok(frame) = super::frame::Frame::from_json(&json) else {
+        return Ok(true);
+    };
+    let mut entry = frame.topic.into_bytes();
+    entry.push(0);
+    entry.extend_from_slice(&key);
+    index.contains_key(entry).map_err(StoreError::fjall)
+}
+
+/// Files every frame of the stream in the index (in `batch`); entries
+/// already there are left as they are (newer cross.stream may keep a
+/// value in them).
+fn file_every_frame(
+    stream: &Keyspace,
+    index: &Keyspace,
+    batch: &mut WriteBatch,
+) -> Result<(), StoreError> {
+    for guard in stream.iter() {
+        let (key, json) = guard.into_inner().map_err(StoreError::fjall)?;
+        let Ok(frame) = super::frame::Frame::from_json(&json) else {
+            continue;
+        };
+        for mut entry in super::topic::index_prefixes(&frame.topic) {
+            entry.extend_from_slice(&key);
+            if !index.contains_key(&entry).map_err(StoreError::fjall)? {
+                batch.insert(index, entry, []);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Adds the payload reference counts to `batch` unless they were counted

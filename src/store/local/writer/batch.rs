@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use fjall::OwnedWriteBatch;
+use fjall::{Keyspace, OwnedWriteBatch};
 
 use super::Writer;
 use crate::store::frame::Frame;
@@ -85,8 +85,16 @@ impl<'w> Batch<'w> {
             return Err(StoreError::Unavailable(reason));
         }
         let spaces = writer.local.keyspaces()?.clone();
-        // A new store's first batch writes only to cross.stream's
-        // keyspaces (see `local::Keyspaces`); any other makes ours first.
+        // A new store's first batch writes only to `stream` (see
+        // `local::Keyspaces`): the writer files its frames when it makes
+        // the index, right after. Any later batch needs the index.
+        let index = match spaces.index_if_made() {
+            Some(index) => Some(index.clone()),
+            None if writer.first_batch => None,
+            None => Some(spaces.index()?.clone()),
+        };
+        // A new store makes ours after its first batch too, unless a
+        // request needs them sooner.
         let ours = if requests.iter().any(|r| needs_ours(&r.op)) {
             Some(spaces.ours()?.clone())
         } else {
@@ -95,7 +103,11 @@ impl<'w> Batch<'w> {
         let write = spaces.db.batch();
         Ok(Batch {
             writer,
-            staging: Staging { spaces, ours },
+            staging: Staging {
+                spaces,
+                index,
+                ours,
+            },
             write,
             bytes_to_disk: 0,
             deletion_bytes: 0,
@@ -230,10 +242,12 @@ impl<'w> Batch<'w> {
         let key = frame.id.to_bytes();
         let mut bytes = (json.len() + 16) as u64;
         self.write.insert(&spaces.stream, key, json);
-        for mut index_key in index_prefixes(&frame.topic) {
-            index_key.extend_from_slice(&key);
-            bytes += index_key.len() as u64;
-            self.write.insert(&spaces.idx_topic, index_key, []);
+        if let Some(index) = &self.staging.index {
+            for mut index_key in index_prefixes(&frame.topic) {
+                index_key.extend_from_slice(&key);
+                bytes += index_key.len() as u64;
+                self.write.insert(index, index_key, []);
+            }
         }
         if let Some(Ttl::Time(ms)) = frame.ttl {
             self.write
@@ -275,9 +289,11 @@ impl<'w> Batch<'w> {
         let Ok(frame) = Frame::from_json(&raw.json) else {
             return Ok(Some(None));
         };
-        for mut index_key in index_prefixes(&frame.topic) {
-            index_key.extend_from_slice(&key);
-            self.write.remove(&spaces.idx_topic, index_key);
+        if let Some(index) = &self.staging.index {
+            for mut index_key in index_prefixes(&frame.topic) {
+                index_key.extend_from_slice(&key);
+                self.write.remove(index, index_key);
+            }
         }
         if let Some(Ttl::Time(ms)) = frame.ttl {
             self.write
@@ -371,6 +387,9 @@ impl<'w> Batch<'w> {
 /// The keyspaces one batch writes to.
 struct Staging {
     spaces: Keyspaces,
+    /// The topic index; `None` in a new store's first batch, whose frames
+    /// are filed when the index is made (`Keyspaces::index`).
+    index: Option<Keyspace>,
     /// Made before the batch if any of its requests needs them
     /// (`needs_ours`).
     ours: Option<Ours>,

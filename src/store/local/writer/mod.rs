@@ -47,8 +47,11 @@ pub struct Writer {
     journaled: JournaledKeys,
     kv_changed: std::sync::Arc<crate::store::kv::KvSignal>,
     metrics: std::sync::Arc<Metrics>,
-    /// Whether `make_ours` ran (it tries once; see there).
-    tried_ours: bool,
+    /// Whether no batch has run yet (a new store's first batch goes in
+    /// before its index is made: see `local::Keyspaces`).
+    pub(super) first_batch: bool,
+    /// Whether `make_the_rest` ran (it tries once; see there).
+    tried_rest: bool,
 }
 
 impl Writer {
@@ -71,7 +74,8 @@ impl Writer {
             journaled,
             kv_changed,
             metrics,
-            tried_ours: false,
+            first_batch: true,
+            tried_rest: false,
         })
     }
 
@@ -118,7 +122,7 @@ impl Writer {
                     unsynced_since = Some(Instant::now());
                 }
             }
-            self.make_ours();
+            self.make_the_rest();
             if let FsyncPolicy::Interval(every) = self.fsync {
                 if unsynced_since.is_some_and(|s| s.elapsed() >= every) {
                     self.sync_journal();
@@ -129,23 +133,22 @@ impl Writer {
         self.sync_journal();
     }
 
-    /// A new store's own keyspaces, made once its first batch is
-    /// answered (see `local::Keyspaces`); a batch that needs them earlier
-    /// makes them itself. Tried once here: if it fails (a full disk, say),
-    /// it is said once, and each batch that needs them tries again and
-    /// fails with the reason.
-    fn make_ours(&mut self) {
-        if self.tried_ours {
+    /// A new store's topic index (filing the first batch's frames) and
+    /// own keyspaces, made once its first batch is answered (see
+    /// `local::Keyspaces`); a batch that needs ours earlier makes them
+    /// itself. Tried once here: if it fails (a full disk, say), it is said
+    /// once, and each batch that needs them tries again and fails with
+    /// the reason.
+    fn make_the_rest(&mut self) {
+        if self.tried_rest {
             return;
         }
         let Some(spaces) = self.local.keyspaces_if_made() else {
             return;
         };
-        self.tried_ours = true;
-        if spaces.ours_if_made().is_none() {
-            if let Err(e) = spaces.ours() {
-                eprintln!("xs: {e}");
-            }
+        self.tried_rest = true;
+        if let Err(e) = spaces.index().and_then(|_| spaces.ours()) {
+            eprintln!("xs: {e}");
         }
     }
 
@@ -173,6 +176,7 @@ impl Writer {
             }
             batch.commit()
         });
+        self.first_batch = false;
         match staged {
             Ok(committed) => self.finish(requests, committed),
             Err(error) => {
@@ -309,6 +313,8 @@ mod tests {
 
     use crossbeam_channel::Receiver;
 
+    use std::ops::Bound;
+
     use super::*;
     use crate::store::frame::Frame;
     use crate::store::head::EphemeralLimits;
@@ -344,6 +350,15 @@ mod tests {
         replies.iter().map(|rx| rx.recv().unwrap()).collect()
     }
 
+    /// The ids a read of `topic` finds, oldest first.
+    fn topic_ids(local: &Local, topic: &str) -> Vec<crate::store::Id> {
+        let filter = crate::store::TopicFilter::parse(topic);
+        local
+            .scan(&filter, Bound::Unbounded, Bound::Unbounded, false)
+            .map(|frame| frame.unwrap().id)
+            .collect()
+    }
+
     fn frame(reply: &WriteReply) -> &Frame {
         match reply {
             Ok(WriteOutcome::Frame(frame)) => frame,
@@ -368,6 +383,10 @@ mod tests {
         let (a, b) = (frame(&first[0]).clone(), frame(&first[1]).clone());
         assert!(a.id < b.id);
         assert!(writer.local.ours_if_made().is_none());
+        // Nor the topic index: a topic read finds its frame in the stream.
+        let spaces = writer.local.keyspaces_if_made().unwrap().clone();
+        assert!(spaces.index_if_made().is_none());
+        assert_eq!(topic_ids(&writer.local, "b"), vec![b.id]);
 
         // One request refused on its own (another frame under that id)
         // leaves the rest of its batch stored; a k/v write makes ours.
@@ -387,6 +406,11 @@ mod tests {
         );
         let c = frame(&second[1]).clone();
         assert!(c.id > b.id);
+        // The next batch made the index first, filing the first batch's
+        // frames, then filed its own.
+        assert!(spaces.index_if_made().is_some());
+        assert_eq!(topic_ids(&writer.local, "a"), vec![a.id]);
+        assert_eq!(topic_ids(&writer.local, "c"), vec![c.id]);
         assert!(matches!(second[2], Ok(WriteOutcome::Done)));
         assert!(writer.local.ours_if_made().is_some());
 
@@ -411,5 +435,32 @@ mod tests {
         writer.local.space.set_unflushed(0);
         let after = apply(&mut writer, vec![WriteOp::Append(Draft::new("f"), None)]);
         assert!(frame(&after[0]).id > c.id);
+    }
+
+    #[test]
+    fn a_crash_before_the_index_is_made_is_mended_at_the_next_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        let started = {
+            let mut writer = writer(&dir);
+            writer.local.prepare().unwrap();
+            let first = apply(
+                &mut writer,
+                vec![WriteOp::Append(Draft::new("xs.start"), None)],
+            );
+            writer.sync_journal();
+            frame(&first[0]).clone()
+            // Dropped here, before `make_the_rest`: as a crash would.
+        };
+        let local = Local::open(&dir).unwrap();
+        let spaces = local.keyspaces_if_made().unwrap();
+        assert!(spaces.index_if_made().is_some());
+        assert_eq!(topic_ids(&local, "xs.start"), vec![started.id]);
+        assert_eq!(topic_ids(&local, "xs.*"), vec![started.id]);
+        let index = spaces.index().unwrap();
+        assert_eq!(
+            crate::store::local::schema::read(index).unwrap(),
+            Some(crate::store::local::schema::SCHEMA_VERSION)
+        );
     }
 }
