@@ -46,10 +46,15 @@ impl Drop for Tmpfs {
 
 /// Fills the file system at `dir` up to its last few KiB.
 fn fill(dir: &Path) -> std::path::PathBuf {
+    fill_leaving(dir, 32)
+}
+
+/// Fills the file system at `dir` up to its last `kib` KiB.
+fn fill_leaving(dir: &Path, kib: u64) -> std::path::PathBuf {
     let filler = dir.join("filler");
     let free = free_kib(dir);
     let status = Command::new("fallocate")
-        .args(["-l", &format!("{}KiB", free.saturating_sub(32))])
+        .args(["-l", &format!("{}KiB", free.saturating_sub(kib))])
         .arg(&filler)
         .status()
         .expect("run fallocate");
@@ -122,10 +127,12 @@ fn a_new_store_on_a_full_disk_stops_with_the_reason() {
     if mount_tests_skipped() {
         return;
     }
-    let tmpfs = Tmpfs::mount("4m");
+    // Room for the free-space reserve (4 MiB) once the filler goes.
+    let tmpfs = Tmpfs::mount("8m");
     let store = tmpfs.path().join("store");
     std::fs::create_dir(&store).expect("store folder");
-    fill(tmpfs.path());
+    // Not a byte left: fjall cannot make the database.
+    fill_leaving(tmpfs.path(), 0);
     // The socket opens before the database exists; making it on the first
     // write (the `xs.start` frame) fails, and the server says why and exits.
     let mut child = Command::new(common::XS)
@@ -145,6 +152,12 @@ fn a_new_store_on_a_full_disk_stops_with_the_reason() {
         stderr.contains("insufficient storage") && stderr.contains("No space left on device"),
         "{stderr}"
     );
+    // Nothing half made is left behind: once there is room, the store
+    // starts as a new one.
+    std::fs::remove_file(tmpfs.path().join("filler")).expect("remove filler");
+    let holder = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_in(holder, store, &[]);
+    assert_eq!(server.frames("/?topic=xs.start").len(), 1);
 }
 
 /// Every payload file under the store's content folder.

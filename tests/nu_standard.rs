@@ -279,6 +279,14 @@ fn a_filesystem_command_names_the_feature_that_brings_it() {
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
+#[test]
+fn a_sqlite_command_says_it_is_left_out() {
+    let server = Server::start(&[]);
+    let r = server.post("/eval", b"stor open");
+    assert_eq!(r.status, 500);
+    assert!(r.text().contains("SQLite commands"), "{}", r.text());
+}
+
 /// A one-request-at-a-time HTTP server on loopback: each request's method,
 /// path and body come back as JSON.
 fn echo_server() -> u16 {

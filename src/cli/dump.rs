@@ -114,7 +114,9 @@ pub fn export(args: Vec<OsString>) -> Result<(), Stop> {
     progress.done();
     to_stdout(
         format!(
-            "exported {frame_count} frames and {payload_count} payloads to {}\n",
+            "exported {} and {} to {}\n",
+            counted(frame_count, "frame"),
+            counted(payload_count, "payload"),
             folder.display()
         )
         .as_bytes(),
@@ -210,8 +212,9 @@ pub fn import_folder(addr: &str, folder: &Path) -> Result<(), Stop> {
         .unwrap_or(0);
     to_stdout(
         format!(
-            "imported {frames} frames and {} payloads from {}\n",
-            files.len(),
+            "imported {} and {} from {}\n",
+            counted(frames, "frame"),
+            counted(files.len() as u64, "payload"),
             folder.display()
         )
         .as_bytes(),
@@ -288,7 +291,9 @@ fn import_into_namespace(addr: &str, folder: &Path) -> Result<(), Stop> {
     let (frames, payloads) = result?;
     to_stdout(
         format!(
-            "imported {frames} frames and {payloads} payloads from {} into {addr}\n",
+            "imported {} and {} from {} into {addr}\n",
+            counted(frames, "frame"),
+            counted(payloads as u64, "payload"),
             folder.display()
         )
         .as_bytes(),
@@ -332,6 +337,14 @@ fn upload(address: &Address, path: &Path) -> Result<(), Stop> {
         )));
     }
     Ok(())
+}
+
+/// `1 frame`, `2 frames`.
+fn counted(n: u64, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        _ => format!("{n} {noun}s"),
+    }
 }
 
 #[cfg(test)]

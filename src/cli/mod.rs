@@ -225,6 +225,10 @@ fn help_for(args: Vec<OsString>) -> i32 {
         None | Some("-h" | "--help" | "help") => finish(help::TOP, Err(Stop::Help)),
         Some(name) => match COMMANDS.iter().find(|c| c.name == name) {
             Some(command) => finish(command.usage, Err(Stop::Help)),
+            // Their usage lives beside their parsers.
+            None if matches!(name, "serve" | "check") => {
+                server_command(name, vec![OsString::from("--help")]).unwrap_or(2)
+            }
             None => finish(
                 help::TOP,
                 Err(Stop::Usage(format!("unknown command '{name}'"))),
@@ -301,6 +305,8 @@ mod tests {
             &["--version"],
             &["help"],
             &["help", "cat"],
+            &["help", "serve"],
+            &["help", "check"],
             &["cat", "--help"],
             &["append", "-h"],
             &["scru128", "--help"],

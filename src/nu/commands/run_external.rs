@@ -22,6 +22,10 @@ use super::generic;
 use crate::sys;
 use crate::sys::process::ChildGroups;
 
+/// Nushell's SQLite commands (nu-command's `sqlite` feature, in no xs
+/// build): a script naming one is told so.
+const SQLITE_COMMANDS: &[&str] = &["stor", "query", "schema"];
+
 /// Nushell's commands that come with nu-command's `os` feature (the
 /// filesystem, processes, the terminal). Without `nushell-os` a script
 /// naming one gets an error that says so, rather than a program of the
@@ -120,6 +124,16 @@ impl Command for RunExternal {
                     "`{program}` is one of Nushell's filesystem and system commands, which this xs \
                      is built without (cargo feature nushell-os); to run the program `{program}`, \
                      write `^{program}`"
+                ),
+                span,
+            ));
+        }
+        if !caret && SQLITE_COMMANDS.contains(&program.as_str()) {
+            return Err(generic(
+                "command not found",
+                format!(
+                    "`{program}` is one of Nushell's SQLite commands, which no xs build includes \
+                     (they need a C library); keep state in the k/v store (`.kv`) or in frames"
                 ),
                 span,
             ));

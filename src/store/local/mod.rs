@@ -257,21 +257,16 @@ impl Local {
         if let Some(spaces) = self.spaces.get() {
             return Ok(spaces);
         }
-        let db = Database::builder(self.fjall_dir())
-            .cache_size(4 * 1024 * 1024)
-            .manual_journal_persist(true)
-            .open()
-            .map_err(StoreError::fjall)?;
-        let made = Keyspaces {
-            stream: db
-                .keyspace("stream", KeyspaceCreateOptions::default)
-                .map_err(StoreError::fjall)?,
-            index: Default::default(),
-            making_index: Default::default(),
-            ours: Default::default(),
-            making_ours: Default::default(),
-            db,
-        };
+        let new = !self.fjall_dir().exists();
+        let made = open_database(&self.fjall_dir()).inspect_err(|_| {
+            // A database being made holds nothing yet. What fjall left of
+            // it goes (on a full disk, an empty `version` file that it
+            // would refuse to open ever after), so the next try starts
+            // clean.
+            if new {
+                let _ = std::fs::remove_dir_all(self.fjall_dir());
+            }
+        })?;
         Ok(self.spaces.get_or_init(|| made))
     }
 
@@ -409,6 +404,25 @@ impl Local {
             }
         }
     }
+}
+
+/// The database in `dir`, made when missing, and its `stream`.
+fn open_database(dir: &Path) -> Result<Keyspaces, StoreError> {
+    let db = Database::builder(dir)
+        .cache_size(4 * 1024 * 1024)
+        .manual_journal_persist(true)
+        .open()
+        .map_err(StoreError::fjall)?;
+    Ok(Keyspaces {
+        stream: db
+            .keyspace("stream", KeyspaceCreateOptions::default)
+            .map_err(StoreError::fjall)?,
+        index: Default::default(),
+        making_index: Default::default(),
+        ours: Default::default(),
+        making_ours: Default::default(),
+        db,
+    })
 }
 
 /// Whether the stream's first frame is filed in the index (true when the
