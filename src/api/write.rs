@@ -1,4 +1,11 @@
 //! Write routes: `POST /append/<topic>`, `POST /import`, `DELETE /<id>`.
+//!
+//! An append may be conditional: `xs-expect-last: <id>|none` (refused with
+//! 409, the topic's actual last id in `xs-last-id` and the body, unless its
+//! newest frame is that id) and `xs-idempotency-key: <key>` (a key seen
+//! within the server's dedup window answers the original frame, 200 with
+//! `xs-duplicate: true`, and writes nothing). The writer decides both
+//! (src/store/local/batch.rs, the Redis script).
 
 use base64::Engine;
 use serde_json::Value;
@@ -8,7 +15,7 @@ use super::query;
 use super::respond::{status_of, Reply};
 use crate::store::id::parse_id;
 use crate::store::topic::validate_topic;
-use crate::store::{Draft, Frame, Store, StoreError, Ttl};
+use crate::store::{validate_idempotency_key, Draft, ExpectLast, Frame, Store, StoreError, Ttl};
 
 /// The largest `xs-meta` header accepted, in bytes.
 pub const MAX_META_HEADER: usize = 64 * 1024;
@@ -43,6 +50,10 @@ pub fn append(
         Ok(meta) => meta,
         Err((status, text)) => return Reply::error(status, text).send(request),
     };
+    let (expect_last, idempotency_key) = match conditions(&request) {
+        Ok(conditions) => conditions,
+        Err(text) => return Reply::error(400, text).send(request),
+    };
     let declared = request.body_length().map(|n| n as u64);
     if declared.is_some_and(|n| n > limits.max_payload) {
         return Reply::error(413, StoreError::TooLarge(limits.max_payload)).send(request);
@@ -55,15 +66,46 @@ pub fn append(
             Err(e) => return Reply::store_error(e).send(request),
         }
     };
-    let draft = Draft::new(topic).meta(meta).ttl(Some(ttl));
+    let draft = Draft::new(topic)
+        .meta(meta)
+        .ttl(Some(ttl))
+        .expect_last(expect_last)
+        .idempotency_key(idempotency_key);
     // A refused append leaves no payload file behind (`PayloadPin`).
-    match store.append_with_payload(draft, payload) {
-        Ok(frame) => {
+    match store.append_checked(draft, payload) {
+        Ok(appended) => {
             let with_timestamp = query::get(pairs, "with-timestamp").is_some();
-            Reply::json(frame.render(with_timestamp)).send(request)
+            let mut reply = Reply::json(appended.frame.render(with_timestamp));
+            if appended.duplicate {
+                reply.extra_headers.push(("xs-duplicate", "true".into()));
+            }
+            reply.send(request)
         }
         Err(e) => Reply::store_error(e).send(request),
     }
+}
+
+/// `xs-expect-last` and `xs-idempotency-key`, checked.
+fn conditions(request: &Request) -> Result<(Option<ExpectLast>, Option<String>), String> {
+    let header = |name: &'static str| {
+        request
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv(name))
+            .map(|h| h.value.as_str().trim().to_string())
+    };
+    let expect_last = match header("xs-expect-last") {
+        Some(text) => Some(ExpectLast::parse(&text).map_err(|e| format!("xs-expect-last: {e}"))?),
+        None => None,
+    };
+    let key = match header("xs-idempotency-key") {
+        Some(key) => {
+            validate_idempotency_key(&key).map_err(|e| format!("xs-idempotency-key: {e}"))?;
+            Some(key)
+        }
+        None => None,
+    };
+    Ok((expect_last, key))
 }
 
 /// Reads and stores the body; `None` for an empty body. A body shorter

@@ -26,7 +26,7 @@ mod query;
 mod read;
 mod scru128;
 mod table;
-mod when;
+pub(crate) mod when;
 mod write;
 
 use std::ffi::OsString;

@@ -40,7 +40,10 @@ pub use frame::Frame;
 pub use id::Id;
 pub use topic::TopicFilter;
 pub use ttl::Ttl;
-pub use write::{import_conflict, same_frame, Draft, WriteOutcome, WriteReply};
+pub use write::{
+    import_conflict, same_frame, validate_idempotency_key, Draft, ExpectLast, WriteOutcome,
+    WriteReply,
+};
 
 use head::{EphemeralLimits, Head};
 use housekeeping::Chore;
@@ -170,7 +173,13 @@ pub struct StoreOptions {
     /// `--ttl-sweep <ms>`: how often expired `time:` frames are removed;
     /// `None` (`0`): never by this server (reads still skip them).
     pub ttl_sweep: Option<Duration>,
+    /// `--dedup-window`: how long an idempotency key is remembered;
+    /// `None` (`0`): keys are ignored.
+    pub dedup_window: Option<Duration>,
 }
+
+/// How long an idempotency key is remembered unless told otherwise.
+pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(120);
 
 /// How often expired `time:` frames are removed unless told otherwise.
 pub const DEFAULT_TTL_SWEEP: Duration = Duration::from_millis(1000);
@@ -183,6 +192,7 @@ impl Default for StoreOptions {
             redis: None,
             redis_replicas: 0,
             ttl_sweep: Some(DEFAULT_TTL_SWEEP),
+            dedup_window: Some(DEFAULT_DEDUP_WINDOW),
         }
     }
 }
@@ -250,6 +260,14 @@ impl Drop for PayloadPin {
             );
         }
     }
+}
+
+/// What an append returned.
+#[derive(Debug)]
+pub struct Appended {
+    pub frame: Frame,
+    /// The frame was appended before, with the same idempotency key.
+    pub duplicate: bool,
 }
 
 /// The open store. Cheap to clone; every clone talks to the same writer.
@@ -355,7 +373,8 @@ impl Store {
             journaled.clone(),
             shared.kv_signal.clone(),
             shared.metrics.clone(),
-        )?;
+        )?
+        .with_dedup_window(options.dedup_window);
         std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || writer.run(writer_rx))
@@ -542,13 +561,38 @@ impl Store {
     /// Appends a frame; returns it with its id once acknowledged.
     pub fn append(&self, draft: Draft) -> Result<Frame, StoreError> {
         self.append_op(WriteOp::Append(draft, None))
+            .map(|a| a.frame)
     }
 
-    fn append_op(&self, op: WriteOp) -> Result<Frame, StoreError> {
+    fn append_op(&self, op: WriteOp) -> Result<Appended, StoreError> {
         match self.write(op)? {
-            WriteOutcome::Frame(frame) => Ok(frame),
+            WriteOutcome::Frame(frame) => Ok(Appended {
+                frame,
+                duplicate: false,
+            }),
+            WriteOutcome::Duplicate(frame) => Ok(Appended {
+                frame,
+                duplicate: true,
+            }),
             WriteOutcome::Done => Err(StoreError::Storage("append returned no frame".into())),
         }
+    }
+
+    /// As `append_with_payload`, saying whether the frame is one appended
+    /// before (its idempotency key was seen within the dedup window:
+    /// nothing was written now, and the payload goes again unless that
+    /// frame holds the same).
+    pub fn append_checked(
+        &self,
+        draft: Draft,
+        payload: Option<StoredPayload>,
+    ) -> Result<Appended, StoreError> {
+        let (op, pin) = append_op(draft, payload);
+        let appended = self.append_op(op)?;
+        if let (Some(pin), false) = (pin, appended.duplicate) {
+            pin.commit();
+        }
+        Ok(appended)
     }
 
     /// Appends a frame with a payload stored for it (`put_payload`): the
@@ -560,12 +604,7 @@ impl Store {
         draft: Draft,
         payload: Option<StoredPayload>,
     ) -> Result<Frame, StoreError> {
-        let (op, pin) = append_op(draft, payload);
-        let frame = self.append_op(op)?;
-        if let Some(pin) = pin {
-            pin.commit();
-        }
-        Ok(frame)
+        self.append_checked(draft, payload).map(|a| a.frame)
     }
 
     /// Sends an append without waiting for it: the reply brings the frame
@@ -675,7 +714,7 @@ impl Store {
     pub fn import(&self, frame: Frame) -> Result<Frame, StoreError> {
         id::check_room_after(frame.id).map_err(StoreError::BadInput)?;
         match self.write(WriteOp::Import(frame, None))? {
-            WriteOutcome::Frame(frame) => Ok(frame),
+            WriteOutcome::Frame(frame) | WriteOutcome::Duplicate(frame) => Ok(frame),
             WriteOutcome::Done => Err(StoreError::Storage("import returned no frame".into())),
         }
     }

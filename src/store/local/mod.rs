@@ -18,7 +18,7 @@
 //! A new store gets its database and keyspaces from the writer, after its
 //! socket opens (`Keyspaces`).
 
-mod batch;
+pub(in crate::store) mod batch;
 pub mod cas;
 pub mod schema;
 pub mod space;
@@ -104,7 +104,7 @@ impl Broken {
 /// syncs before `xs.start` instead of 115), and a fresh store answers its
 /// first request in half the time. Until they exist the store is empty,
 /// and readers treat it so. A store that has a database opens it and gets
-/// all six keyspaces at once (a folder written by cross.stream has only
+/// all seven keyspaces at once (a folder written by cross.stream has only
 /// the first two: ours are made then).
 #[derive(Clone)]
 pub struct Keyspaces {
@@ -123,6 +123,9 @@ pub struct Ours {
     pub ttl_time: Keyspace,
     pub cas_refs: Keyspace,
     pub kv: Keyspace,
+    /// Idempotency keys seen within the dedup window (see
+    /// `batch::DedupKey`).
+    pub dedup: Keyspace,
 }
 
 impl Keyspaces {
@@ -151,6 +154,7 @@ impl Keyspaces {
             ttl_time: keyspace("ttl_time")?,
             cas_refs: keyspace("cas_refs")?,
             kv: keyspace("kv")?,
+            dedup: keyspace("dedup")?,
         };
         let mut batch = self.db.batch();
         count_refs(&self.stream, &made.cas_refs, &mut batch)?;
@@ -285,6 +289,39 @@ impl Local {
             id,
             json: json.to_vec(),
         }))
+    }
+
+    /// The id of the newest frame of exactly `topic` a read shows at
+    /// `now_ms`: expired `time:` frames (not yet swept) are passed over,
+    /// and so are the ids in `skip` (removed by the batch being staged).
+    pub fn last_of_topic(
+        &self,
+        topic: &str,
+        now_ms: u64,
+        skip: &std::collections::HashSet<Id>,
+    ) -> Result<Option<Id>, StoreError> {
+        let Some(spaces) = self.keyspaces_if_made() else {
+            return Ok(None);
+        };
+        let pattern = TopicPattern::Exact(topic.to_string());
+        let ids = index_ids(
+            &spaces.idx_topic,
+            &pattern,
+            Bound::Unbounded,
+            Bound::Unbounded,
+            true,
+        );
+        for id in ids {
+            let id = id?;
+            if skip.contains(&id) {
+                continue;
+            }
+            match self.get(id)? {
+                Some(raw) if !raw.is_expired(now_ms) => return Ok(Some(id)),
+                _ => continue,
+            }
+        }
+        Ok(None)
     }
 
     /// Frames matching `filter` with ids inside `(lower, upper)` bounds, in

@@ -39,6 +39,8 @@ const MAX_BATCH: usize = 4096;
 pub enum LocalOp {
     /// Pending payload copies whose files are now known to be synced.
     ForgetPending(Vec<Vec<u8>>),
+    /// Idempotency keys may have outlived the dedup window: sweep them.
+    SweepDedup,
 }
 
 /// Work the writer hands to the housekeeper after a commit.
@@ -63,6 +65,12 @@ pub struct Writer {
     metrics: std::sync::Arc<Metrics>,
     /// Whether `make_ours` ran (it tries once; see there).
     tried_ours: bool,
+    /// `--dedup-window`: how long an idempotency key is remembered;
+    /// `None`: keys are ignored.
+    pub(super) dedup_window: Option<std::time::Duration>,
+    /// How many idempotency keys are kept, once counted (`None` until
+    /// the first batch that needs it, and after a failed batch).
+    pub(super) dedup_keys: Option<u64>,
 }
 
 impl Writer {
@@ -86,7 +94,15 @@ impl Writer {
             kv_changed,
             metrics,
             tried_ours: false,
+            dedup_window: None,
+            dedup_keys: None,
         })
+    }
+
+    /// Remembers idempotency keys for `window` (`None`: ignores them).
+    pub fn with_dedup_window(mut self, window: Option<std::time::Duration>) -> Writer {
+        self.dedup_window = window;
+        self
     }
 
     /// Runs until every sender is gone, then makes everything durable.
@@ -247,6 +263,8 @@ impl Writer {
     /// back the ids it had handed out.
     fn fail(&mut self, requests: Vec<WriteRequest>, last_before: Option<Id>, error: &StoreError) {
         self.last_id = last_before;
+        // The batch's key count changes are lost with it: count again.
+        self.dedup_keys = None;
         Metrics::add(&self.metrics.appends_failed, appends(&requests));
         for request in requests {
             if let Some(reply) = request.reply {
