@@ -399,7 +399,8 @@ impl Store {
             redis.clone(),
             shared.head.clone(),
             shared.metrics.clone(),
-        );
+        )
+        .with_dedup_window(options.dedup_window);
         std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || writer.run(writer_rx))
