@@ -41,14 +41,38 @@ fn expect(value: &Option<String>) -> &str {
 
 #[test]
 fn racing_conditional_appends_build_one_chain_with_one_winner_per_expected_id() {
+    let server = Server::start(&[]);
+    race(&[server.sock()], &server);
+}
+
+#[test]
+fn conditional_appends_racing_on_two_redis_nodes_build_one_chain() {
+    if !common::backend::ON_REDIS {
+        eprintln!("two nodes share a stream on Redis only");
+        return;
+    }
+    let nanos = now_ms();
+    let url = format!(
+        "{}?ns=es2-{}-{nanos}",
+        common::backend::redis_url(),
+        std::process::id()
+    );
+    let a = Server::start_local(&["--backend", &url]);
+    let b = Server::start_local(&["--backend", &url]);
+    race(&[a.sock(), b.sock()], &b);
+}
+
+/// 16 clients (spread over the nodes' sockets) each append 5 frames to
+/// `acct`, each expecting the last frame it knows of and, refused, taking
+/// the actual one from `xs-last-id`; each frame names the one it expected
+/// in its meta.
+fn race(socks: &[std::path::PathBuf], server: &Server) {
     const CLIENTS: usize = 16;
     const EACH: usize = 5;
-    let server = Server::start(&[]);
-    let sock = server.sock();
     let barrier = Arc::new(Barrier::new(CLIENTS));
     let workers: Vec<_> = (0..CLIENTS)
         .map(|client| {
-            let sock = sock.clone();
+            let sock = socks[client % socks.len()].clone();
             let barrier = barrier.clone();
             std::thread::spawn(move || {
                 barrier.wait();

@@ -299,7 +299,7 @@ impl<'w> Batch<'w> {
             }
         };
         let count = committed + self.added_keys;
-        let over = count.saturating_sub(DEDUP_MAX_KEYS);
+        let over = count.saturating_sub(self.writer.dedup_max_keys);
         let cutoff = now_ms().saturating_sub(window.as_millis() as u64);
         let mut dropped = 0u64;
         for guard in ours.dedup.prefix(b"t") {

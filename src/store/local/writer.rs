@@ -71,6 +71,8 @@ pub struct Writer {
     /// How many idempotency keys are kept, once counted (`None` until
     /// the first batch that needs it, and after a failed batch).
     pub(super) dedup_keys: Option<u64>,
+    /// The most idempotency keys kept (`batch::DEDUP_MAX_KEYS`).
+    pub(super) dedup_max_keys: u64,
 }
 
 impl Writer {
@@ -96,6 +98,7 @@ impl Writer {
             tried_ours: false,
             dedup_window: None,
             dedup_keys: None,
+            dedup_max_keys: super::batch::DEDUP_MAX_KEYS,
         })
     }
 
@@ -443,5 +446,45 @@ mod tests {
         writer.local.space.set_unflushed(0);
         let after = apply(&mut writer, vec![WriteOp::Append(Draft::new("f"), None)]);
         assert!(frame(&after[0]).id > c.id);
+    }
+
+    #[test]
+    fn idempotency_keys_are_decided_in_the_batch_capped_and_swept_after_the_window() {
+        let tmp = tempfile::tempdir().unwrap();
+        let window = std::time::Duration::from_millis(100);
+        let mut writer = writer(&tmp.path().join("store")).with_dedup_window(Some(window));
+        writer.dedup_max_keys = 3;
+        let keyed =
+            |key: &str| WriteOp::Append(Draft::new("t").idempotency_key(Some(key.into())), None);
+        let kept = |writer: &Writer| {
+            let ours = writer.local.ours_if_made().unwrap();
+            (
+                ours.dedup.prefix(b"t").count(),
+                ours.dedup.prefix(b"k").count(),
+            )
+        };
+        // One key twice in one batch: one frame, the second answered with it.
+        let replies = apply(&mut writer, vec![keyed("a"), keyed("a"), keyed("b")]);
+        let a = frame(&replies[0]).clone();
+        assert!(
+            matches!(&replies[1], Ok(WriteOutcome::Duplicate(f)) if *f == a),
+            "{replies:?}"
+        );
+        assert_eq!(kept(&writer), (2, 2));
+        // Beyond the cap, the oldest key goes first.
+        apply(&mut writer, vec![keyed("c"), keyed("d")]);
+        assert_eq!(kept(&writer), (3, 3));
+        let again = apply(&mut writer, vec![keyed("a"), keyed("d")]);
+        assert!(matches!(again[0], Ok(WriteOutcome::Frame(_))), "{again:?}");
+        assert!(
+            matches!(again[1], Ok(WriteOutcome::Duplicate(_))),
+            "{again:?}"
+        );
+        assert_eq!(kept(&writer), (3, 3));
+        // Once the window has passed, a sweep leaves none.
+        std::thread::sleep(window + std::time::Duration::from_millis(20));
+        apply(&mut writer, vec![WriteOp::Local(LocalOp::SweepDedup)]);
+        assert_eq!(kept(&writer), (0, 0));
+        assert_eq!(writer.dedup_keys, Some(0));
     }
 }
