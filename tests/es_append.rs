@@ -439,3 +439,44 @@ fn nushell_append_takes_expect_last_and_idempotency_key() {
     assert_eq!(ids[0], ids[1]);
     assert_eq!(server.frames("/?topic=jobs").len(), 1);
 }
+
+#[test]
+fn the_xs_nu_module_append_takes_both_flags() {
+    let server = Server::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let printed = xs(&["nu"]);
+    assert!(printed.status.success());
+    let module = tmp.path().join("xs.nu");
+    std::fs::write(&module, &printed.stdout).unwrap();
+    let xs_dir = std::path::Path::new(XS).parent().unwrap().to_path_buf();
+    let path = std::env::join_paths(std::iter::once(xs_dir).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .unwrap();
+    let script = format!(
+        "use '{}' *\n$env.XS_ADDR = '{}'\n\
+         let first = (.append acct --expect-last none | get id)\n\
+         let refused = (try {{ .append acct --expect-last none; 'appended' }} catch {{|e| $e.msg }})\n\
+         let k1 = (.append jobs --idempotency-key nu-1 | get id)\n\
+         let k2 = (.append jobs --idempotency-key nu-1 | get id)\n\
+         {{first: $first, refused: $refused, same: ($k1 == $k2)}} | to json --raw\n",
+        module.display(),
+        addr(&server)
+    );
+    let mut nu = std::process::Command::new(nu_binary());
+    nu.args(["-n", "-c", &script]).env("PATH", path);
+    let out = run(nu, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first = got["first"].as_str().unwrap();
+    let refused = got["refused"].as_str().unwrap();
+    assert!(
+        refused.starts_with("xs append: ")
+            && refused.ends_with(&format!(
+                "not appended: expected the last frame of acct to be none, it is {first}"
+            )),
+        "{refused}"
+    );
+    assert_eq!(got["same"], json!(true));
+    assert_eq!(server.frames("/?topic=jobs").len(), 1);
+}
