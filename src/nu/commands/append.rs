@@ -16,7 +16,9 @@ use nu_engine::command_prelude::*;
 use super::{generic, json_of, store_error};
 use crate::nu::value::{frame_record, FrameShape};
 use crate::store::topic::validate_topic;
-use crate::store::{validate_idempotency_key, Draft, ExpectLast, Store, StoredPayload, Ttl};
+use crate::store::{
+    validate_idempotency_key, Draft, ExpectLast, Store, StoreError, StoredPayload, Ttl,
+};
 
 /// Where `.append` sends its frames.
 #[derive(Clone)]
@@ -154,7 +156,10 @@ impl Command for Append {
                 let appended = self
                     .store
                     .append_checked(draft, stored)
-                    .map_err(|e| store_error(e, span))?;
+                    .map_err(|e| match e {
+                        StoreError::NotLast { .. } => generic("not appended", e.to_string(), span),
+                        e => store_error(e, span),
+                    })?;
                 let frame = appended.frame;
                 let shape = FrameShape {
                     ttl: true,

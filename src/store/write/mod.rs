@@ -58,9 +58,9 @@ impl ExpectLast {
         if text == "none" {
             return Ok(ExpectLast::Empty);
         }
-        super::id::parse_id(text).map(ExpectLast::Id).map_err(|e| {
-            format!("invalid expected last id '{text}': {e} (expected a frame id or none)")
-        })
+        super::id::parse_id(text)
+            .map(ExpectLast::Id)
+            .map_err(|e| format!("'{text}' is neither none nor a frame id: {e}"))
     }
 
     /// The id, `None` for `Empty`.
