@@ -229,7 +229,15 @@ impl Writer {
             journaled,
             wrote,
         } = done;
-        let appended = appends(&requests);
+        // Appends that wrote a frame: not a duplicate, nor a refusal.
+        let appended = requests
+            .iter()
+            .zip(&outcomes)
+            .filter(|(request, outcome)| {
+                matches!(request.op, WriteOp::Append(..))
+                    && matches!(outcome, Ok(crate::store::write::WriteOutcome::Frame(_)))
+            })
+            .count() as u64;
         Metrics::add(&self.metrics.appends_ok, appended);
         Metrics::add(&self.metrics.frames_appended, appended);
         if frames_removed > 0 {
