@@ -495,4 +495,30 @@ mod tests {
         assert_eq!(kept(&writer), (0, 0));
         assert_eq!(writer.dedup_keys, Some(0));
     }
+
+    #[test]
+    fn an_expected_last_counts_what_the_same_batch_staged_before_it() {
+        use crate::store::write::ExpectLast;
+        let tmp = tempfile::tempdir().unwrap();
+        let mut writer = writer(&tmp.path().join("store"));
+        let expecting =
+            |expect: ExpectLast| WriteOp::Append(Draft::new("t").expect_last(Some(expect)), None);
+        let replies = apply(
+            &mut writer,
+            vec![expecting(ExpectLast::Empty), expecting(ExpectLast::Empty)],
+        );
+        let first = frame(&replies[0]).clone();
+        assert!(
+            matches!(&replies[1], Err(StoreError::NotLast { last, .. }) if *last == Some(first.id)),
+            "{replies:?}"
+        );
+        // A removal staged before it in the batch: the topic is empty again.
+        let replies = apply(
+            &mut writer,
+            vec![WriteOp::Remove(first.id), expecting(ExpectLast::Empty)],
+        );
+        let second = frame(&replies[1]).clone();
+        let replies = apply(&mut writer, vec![expecting(ExpectLast::Id(second.id))]);
+        frame(&replies[0]);
+    }
 }
