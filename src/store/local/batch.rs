@@ -20,9 +20,9 @@
 //! keyspace. Two racing appends land in one batch or in two, in order,
 //! so at most one passes. The `dedup` keyspace holds, per key,
 //! `k<key>` -> (seen at ms, frame JSON) and `t<ms><key>` -> "" (oldest
-//! first); `sweep_dedup` drops keys older than the window, and the oldest
-//! ones beyond `DEDUP_MAX_KEYS`, at the commit of any batch that adds a
-//! key (and when the housekeeper asks).
+//! first); `stage_dedup_sweep` drops keys older than the window, and the
+//! oldest ones beyond `DEDUP_MAX_KEYS`, at the commit of any batch that
+//! adds a key (and when the housekeeper asks).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -193,14 +193,19 @@ impl<'w> Batch<'w> {
             .filter(|_| draft.idempotency_key.is_some());
         let mut replaced_key = None;
         if let (Some(window), Some(key)) = (dedup_window, &draft.idempotency_key) {
-            match self.seen_key(key, window)? {
-                Seen::Within(frame) => return Ok(Ok(WriteOutcome::Duplicate(frame))),
-                Seen::Expired(at) => replaced_key = Some(at),
-                Seen::Never => {}
+            // An unreadable entry refuses this append only.
+            match self.seen_key(key, window) {
+                Ok(Seen::Within(frame)) => return Ok(Ok(WriteOutcome::Duplicate(frame))),
+                Ok(Seen::Expired(at)) => replaced_key = Some(at),
+                Ok(Seen::Never) => {}
+                Err(e) => return Ok(Err(e)),
             }
         }
         if let Some(expected) = draft.expect_last {
-            let last = self.topic_last(&draft.topic)?;
+            let last = match self.topic_last(&draft.topic) {
+                Ok(last) => last,
+                Err(e) => return Ok(Err(e)),
+            };
             if last != expected.id() {
                 return Ok(Err(not_last(&draft.topic, expected, last)));
             }
