@@ -145,6 +145,65 @@ pub(crate) fn append(
     })
 }
 
+/// `append-cond-16`: plain appends (as `append-16-always`), then
+/// conditional ones on a fresh store: 16 clients, each the command handler
+/// of its own aggregate (topic `cond-<client>`), each append carrying
+/// `xs-expect-last` = the id its previous append returned (the first reads
+/// it, `GET /last`). Both are measured in the same run, so the ratio is
+/// not skewed by the machine's load moving between runs; the target is
+/// conditional appends within 15% of plain ones.
+pub(crate) fn append_cond(bin: &Path) -> Res<Outcome> {
+    let (plain, _) = append_run(bin, 16, "always", |conn, client, seq| {
+        append_one(conn, client, seq).map(drop)
+    })?;
+    let (cond, mut keys) = append_run(bin, 16, "always", cond_append)?;
+    let ratio = cond / plain.max(1.0);
+    keys.push(("plain_appends_per_s", format!("{plain:.0}")));
+    keys.push(("cond_over_plain", format!("{ratio:.2}")));
+    Ok(Outcome::Measured {
+        keys,
+        headline: format!("{cond:.0} conditional appends/s ({plain:.0} plain, {ratio:.2}x)"),
+        met: ratio >= 0.85,
+        target: ">=0.85x plain",
+    })
+}
+
+/// One conditional append of the client's aggregate: expects the id its
+/// previous append returned (per client thread), else reads it first.
+fn cond_append(conn: &mut Conn, client: usize, seq: u64) -> Res<()> {
+    use std::cell::RefCell;
+    thread_local! {
+        static LAST: RefCell<Option<String>> = const { RefCell::new(None) };
+    }
+    let topic = format!("cond-{client}");
+    let expected = match LAST.with(|l| l.borrow().clone()) {
+        Some(id) => id,
+        None => match get_optional(conn, &format!("/last/{topic}"))? {
+            Some(frame) => String::from_utf8_lossy(frame_id(&frame).unwrap_or_default()).into(),
+            None => "none".into(),
+        },
+    };
+    let path = format!("/append/{topic}");
+    let (status, answer) = conn
+        .request_with(
+            "POST",
+            &path,
+            &[("xs-expect-last", &expected)],
+            &payload(client, seq),
+        )
+        .map_err(|e| format!("POST {path}: {e}"))?;
+    if status != 200 {
+        return Err(format!(
+            "POST {path} (expecting {expected}) answered {status}: {}",
+            String::from_utf8_lossy(&answer).trim()
+        ));
+    }
+    let id = frame_id(&answer).ok_or("an append answered no id")?;
+    let id = String::from_utf8_lossy(id).into_owned();
+    LAST.with(|l| *l.borrow_mut() = Some(id));
+    Ok(())
+}
+
 /// Appends whose content is already stored (each client sends one fixed
 /// payload), so no payload file is made: the append path without the
 /// file system's price of a new file. Diagnostic, no target.

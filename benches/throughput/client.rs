@@ -271,6 +271,33 @@ impl<S: Read + Write> Conn<S> {
         self.stream.write_all(&out)
     }
 
+    /// One request with extra headers and its whole (non-streamed)
+    /// response: status, the headers asked for in `wanted` (their values,
+    /// `None` when absent), body.
+    pub(crate) fn request_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> io::Result<(u16, Vec<u8>)> {
+        let mut out = Vec::with_capacity(192 + body.len());
+        write!(out, "{method} {path} HTTP/1.1\r\nHost: localhost\r\n")?;
+        for (name, value) in headers {
+            write!(out, "{name}: {value}\r\n")?;
+        }
+        write!(out, "Content-Length: {}\r\n\r\n", body.len())?;
+        out.extend_from_slice(body);
+        self.stream.write_all(&out)?;
+        let head = self.read_head()?;
+        let mut answer = Vec::new();
+        match head.content_length {
+            Some(n) => self.read_body(n, &mut answer)?,
+            None => return Err(other("response without Content-Length")),
+        }
+        Ok((head.status, answer))
+    }
+
     /// Sends one request with a `Content-Type`.
     pub(crate) fn send_typed(
         &mut self,

@@ -12,7 +12,8 @@
 //!
 //! Names after `--` select dimensions (default: all, in this order):
 //! `append-16-always`, `append-1-always`, `append-1-never`,
-//! `append-16-always-stored`, `append-1-never-stored`, `replay`,
+//! `append-16-always-stored`, `append-1-never-stored`, `append-cond-16`,
+//! `replay`,
 //! `follow-rtt`, `startup`, `startup-existing`, `idle-rss`,
 //! `oneshot-append`, `eval-trivial`, `actor-state`, `actor-emit`, `view-fold`, `kv-set-16`, `seek-cost`,
 //! `export-import-100k`, `gateway`, `redis-append-16`,
@@ -50,6 +51,12 @@
 //!   appends/s, plus latency p50/p99 per request and the server's CPU time
 //!   per append (from /proc/<pid>/stat, all threads; 10 ms ticks), which
 //!   says more than the rate when other work shares the CPUs.
+//! - `append-cond-16`: `append-16-always` again, then on a fresh store 16
+//!   clients each appending to a topic of its own (`cond-<client>`) with
+//!   `xs-expect-last` = the id its previous append returned (the first
+//!   reads it with `GET /last/<topic>`): an aggregate's command handler
+//!   that keeps its version. Conditional appends/s, the plain rate of the
+//!   same run and their ratio; target: within 15% of plain.
 //! - `append-16-always-stored`, `append-1-never-stored`: the same, each
 //!   client sending one fixed payload, so the content is stored once and
 //!   no append makes a payload file: the append path without the file
@@ -199,7 +206,7 @@ mod startup;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use appends::{append, append_stored, kv_set, payload_file_cost};
+use appends::{append, append_cond, append_stored, kv_set, payload_file_cost};
 use client::delete_kept;
 use gateway::gateway;
 use processors::{actor, view_fold};
@@ -266,6 +273,7 @@ const DIMENSIONS: &[&str] = &[
     "append-1-never",
     "append-16-always-stored",
     "append-1-never-stored",
+    "append-cond-16",
     "replay",
     "follow-rtt",
     "startup",
@@ -410,6 +418,7 @@ fn run_dimension(name: &str, bin: &Path) -> Res<Outcome> {
         "append-1-always" => append(bin, 1, "always", 1_200.0, ">=1200/s"),
         "append-1-never" => append(bin, 1, "never", 20_000.0, ">=20000/s"),
         "append-16-always-stored" => append_stored(bin, 16, "always"),
+        "append-cond-16" => append_cond(bin),
         "append-1-never-stored" => append_stored(bin, 1, "never"),
         "replay" => replay(bin),
         "follow-rtt" => follow_rtt(bin),

@@ -25,7 +25,7 @@ pub fn status_of(error: &StoreError) -> u16 {
     match error {
         StoreError::BadInput(_) | StoreError::BadBody(_) => 400,
         StoreError::TooLarge(_) => 413,
-        StoreError::Conflict(_) => 409,
+        StoreError::Conflict(_) | StoreError::NotLast { .. } => 409,
         StoreError::NoSpace(_) => 507,
         StoreError::Unavailable(_) | StoreError::Closed => 503,
         StoreError::Locked(_) | StoreError::Io { .. } | StoreError::Storage(_) => 500,
@@ -65,9 +65,16 @@ impl Reply {
         }
     }
 
-    /// A store failure: its status (`status_of`) and its text.
+    /// A store failure: its status (`status_of`) and its text; a refused
+    /// conditional append also names the topic's actual last id (or
+    /// `none`) in `xs-last-id`.
     pub fn store_error(error: StoreError) -> Reply {
-        Reply::error(status_of(&error), error)
+        let mut reply = Reply::error(status_of(&error), &error);
+        if let StoreError::NotLast { last, .. } = &error {
+            let last = last.map_or_else(|| "none".to_string(), |id| id.to_string());
+            reply.extra_headers.push(("xs-last-id", last));
+        }
+        reply
     }
 
     pub fn status(status: u16) -> Reply {
@@ -196,6 +203,14 @@ mod tests {
             (StoreError::BadBody("cut short".into()), 400),
             (StoreError::TooLarge(10), 413),
             (StoreError::Conflict("id taken".into()), 409),
+            (
+                StoreError::NotLast {
+                    topic: "t".into(),
+                    expected: None,
+                    last: None,
+                },
+                409,
+            ),
             (StoreError::NoSpace("disk full".into()), 507),
             (StoreError::Locked("fjall".into()), 500),
             (StoreError::Unavailable("redis away".into()), 503),

@@ -1,4 +1,11 @@
 //! Write routes: `POST /append/<topic>`, `POST /import`, `DELETE /<id>`.
+//!
+//! An append may be conditional: `xs-expect-last: <id>|none` (refused with
+//! 409, the topic's actual last id in `xs-last-id` and the body, unless its
+//! newest frame is that id) and `xs-idempotency-key: <key>` (a key seen
+//! within the server's dedup window answers the original frame, 200 with
+//! `xs-duplicate: true`, and writes nothing). The writer decides both
+//! (src/store/local/batch.rs, the Redis script).
 
 use base64::Engine;
 use serde_json::Value;
@@ -8,7 +15,7 @@ use super::query;
 use super::read::path_id;
 use super::respond::{status_of, Handled, Reply};
 use crate::store::topic::validate_topic;
-use crate::store::{Draft, Frame, Store, StoreError, Ttl};
+use crate::store::{validate_idempotency_key, Draft, ExpectLast, Frame, Store, StoreError, Ttl};
 
 /// The largest `xs-meta` header accepted, in bytes.
 pub const MAX_META_HEADER: usize = 64 * 1024;
@@ -35,6 +42,7 @@ pub fn append(
         None => Ttl::Forever,
     };
     let meta = meta_header(request)?;
+    let (expect_last, idempotency_key) = conditions(request).map_err(|e| Reply::error(400, e))?;
     let declared = request.body_length().map(|n| n as u64);
     if declared.is_some_and(|n| n > limits.max_payload) {
         return Err(Reply::error(413, StoreError::TooLarge(limits.max_payload)));
@@ -44,11 +52,42 @@ pub fn append(
     } else {
         read_payload(store, request, declared, limits, ttl == Ttl::Ephemeral)?
     };
-    let draft = Draft::new(topic).meta(meta).ttl(Some(ttl));
+    let draft = Draft::new(topic)
+        .meta(meta)
+        .ttl(Some(ttl))
+        .expect_last(expect_last)
+        .idempotency_key(idempotency_key);
     // A refused append leaves no payload file behind (`PayloadPin`).
-    let frame = store.append_with_payload(draft, payload)?;
+    let appended = store.append_checked(draft, payload)?;
     let with_timestamp = query::get(pairs, "with-timestamp").is_some();
-    Ok(Reply::json(frame.render(with_timestamp)))
+    let mut reply = Reply::json(appended.frame.render(with_timestamp));
+    if appended.duplicate {
+        reply.extra_headers.push(("xs-duplicate", "true".into()));
+    }
+    Ok(reply)
+}
+
+/// `xs-expect-last` and `xs-idempotency-key`, checked.
+fn conditions(request: &Request) -> Result<(Option<ExpectLast>, Option<String>), String> {
+    let header = |name: &'static str| {
+        request
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv(name))
+            .map(|h| h.value.as_str().trim().to_string())
+    };
+    let expect_last = match header("xs-expect-last") {
+        Some(text) => Some(ExpectLast::parse(&text).map_err(|e| format!("xs-expect-last: {e}"))?),
+        None => None,
+    };
+    let key = match header("xs-idempotency-key") {
+        Some(key) => {
+            validate_idempotency_key(&key).map_err(|e| format!("xs-idempotency-key: {e}"))?;
+            Some(key)
+        }
+        None => None,
+    };
+    Ok((expect_last, key))
 }
 
 /// Reads and stores the body; `None` for an empty body. A body shorter

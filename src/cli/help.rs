@@ -244,6 +244,13 @@ options:
       --meta <json>       attach this JSON as the frame's meta
       --ttl <ttl>         forever, ephemeral, time:<ms> or last:<n>
       --with-timestamp    add the frame's time as `timestamp`
+      --expect-last <id|none>
+                          append only if the topic's newest frame is <id>
+                          (none: the topic has no frame); else fail, naming
+                          the actual last id
+      --idempotency-key <key>
+                          append once per key within the server's dedup
+                          window; a repeat prints the original frame
   -h, --help              print this help
 ";
 

@@ -28,7 +28,7 @@ mod read;
 mod scru128;
 mod serve;
 mod table;
-mod when;
+pub(crate) mod when;
 mod write;
 
 use std::ffi::OsString;

@@ -12,7 +12,7 @@ use crate::store::{EphemeralLimits, FsyncPolicy, RedisAddress, Ttl};
 const USAGE: &str = "usage: xs serve <dir> [--fsync always|interval:<ms>|never] [--expose <addr>] \
 [--auth-file <file>] [--http <addr>] [--http-timeout <ms>] [--http-ttl <ttl>] [--max-payload <bytes>] \
 [--ephemeral-frames <n>] [--ephemeral-bytes <bytes>] [--backend redis://host:port/db?ns=<name>] \
-[--redis-replicas <n>] [--ttl-sweep <ms>] [--eval-timeout <secs>] [--eval-memory <bytes>] \
+[--redis-replicas <n>] [--ttl-sweep <ms>] [--dedup-window <duration>] [--eval-timeout <secs>] [--eval-memory <bytes>] \
 [--max-connections <n>] [--idle-timeout <secs>] [--ui <addr>] [--plugin <path>]...";
 
 const HELP: &str = "Run the store in <dir>: its API listens on <dir>/sock.
@@ -44,6 +44,9 @@ Options:
   --ttl-sweep <ms>          how often expired time:<ms> frames are removed
                             from disk (default 1000); 0: never (reads still
                             skip them)
+  --dedup-window <duration> how long an append's xs-idempotency-key is
+                            remembered: 500ms, 30s, 2m (default), 1h; 0: keys
+                            are ignored
   --eval-timeout <secs>     a script (/eval until its answer starts, an action
                             call) is stopped with an error after this long
                             (default 30; 0: no limit)
@@ -84,6 +87,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, String> {
     let mut backend = None;
     let mut redis_replicas = None;
     let mut ttl_sweep = Some(crate::store::DEFAULT_TTL_SWEEP);
+    let mut dedup_window = Some(crate::store::DEFAULT_DEDUP_WINDOW);
     let mut scripts = ScriptLimits {
         timeout_secs: 30,
         memory: 512 << 20,
@@ -131,6 +135,20 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, String> {
                 0 => ttl_sweep = None,
                 ms => ttl_sweep = Some(Duration::from_millis(ms)),
             },
+            Long("dedup-window") => {
+                let text = string(&mut parser)?;
+                let ms = match text.as_str() {
+                    "0" => 0,
+                    _ => crate::cli::when::parse_duration(&text)
+                        .unwrap_or_else(|| {
+                            Err(format!(
+                                "'{text}': expected 0 or a number with ms, s, m, h or d"
+                            ))
+                        })
+                        .map_err(|e| format!("invalid value for --dedup-window: {e}"))?,
+                };
+                dedup_window = (ms > 0).then(|| Duration::from_millis(ms));
+            }
             Long(flag @ ("eval-timeout" | "eval-memory")) if cfg!(not(feature = "nushell")) => {
                 return Err(format!(
                     "--{flag}: this xs is built without Nushell (cargo feature nushell), so it runs no scripts"
@@ -191,6 +209,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, String> {
         backend,
         redis_replicas: redis_replicas.unwrap_or(0),
         ttl_sweep,
+        dedup_window,
         scripts,
         max_connections,
         idle_timeout,

@@ -229,6 +229,13 @@ pub const COMMANDS: &[Spec] = &[
                 "how often expired frames are removed (0: never)",
             ),
             valued(
+                "dedup-window",
+                None,
+                "duration",
+                Kind::Text,
+                "how long an idempotency key is remembered (0: off)",
+            ),
+            valued(
                 "eval-timeout",
                 None,
                 "secs",
@@ -446,6 +453,20 @@ pub const COMMANDS: &[Spec] = &[
                 "how long the frame is kept",
             ),
             WITH_TIMESTAMP,
+            valued(
+                "expect-last",
+                None,
+                "id|none",
+                Kind::Text,
+                "append only if the topic's newest frame is this",
+            ),
+            valued(
+                "idempotency-key",
+                None,
+                "key",
+                Kind::Text,
+                "append once per key within the dedup window",
+            ),
         ],
     },
     Spec {

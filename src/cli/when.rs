@@ -32,7 +32,7 @@ pub fn parse_when(text: &str, now_ms: u64) -> Result<u64, String> {
 }
 
 /// A duration in milliseconds, `None` when `text` is not shaped like one.
-fn parse_duration(text: &str) -> Option<Result<u64, String>> {
+pub fn parse_duration(text: &str) -> Option<Result<u64, String>> {
     let unit_at = text.find(|c: char| !c.is_ascii_digit())?;
     let (digits, unit) = text.split_at(unit_at);
     let unit_ms: u64 = match unit {

@@ -13,7 +13,7 @@ use super::client::{call, Request, RequestBody};
 use super::output::{body_to_stdout, Lines};
 use super::query::Query;
 use crate::store::topic::validate_topic;
-use crate::store::Ttl;
+use crate::store::{validate_idempotency_key, ExpectLast, Ttl};
 
 /// `xs append`'s command line.
 #[derive(Debug, PartialEq, Eq)]
@@ -27,6 +27,10 @@ pub struct AppendOptions {
     /// `--no-stdin`: a frame without a payload, stdin left alone (inside a
     /// `while read` loop, stdin is the loop's input).
     pub no_stdin: bool,
+    /// `--expect-last <id|none>`: the `xs-expect-last` header.
+    pub expect_last: Option<String>,
+    /// `--idempotency-key <key>`: the `xs-idempotency-key` header.
+    pub idempotency_key: Option<String>,
 }
 
 impl AppendOptions {
@@ -38,6 +42,8 @@ impl AppendOptions {
         let mut ttl = None;
         let mut with_timestamp = false;
         let mut no_stdin = false;
+        let mut expect_last = None;
+        let mut idempotency_key = None;
         let mut positionals = Vec::new();
         let mut p = parser(args);
         while let Some(arg) = p.next()? {
@@ -51,6 +57,17 @@ impl AppendOptions {
                     ttl = Some(value);
                 }
                 Long("with-timestamp") => with_timestamp = true,
+                Long("expect-last") => {
+                    let value = text_value(&mut p)?;
+                    ExpectLast::parse(&value).map_err(|e| usage(format!("--expect-last: {e}")))?;
+                    expect_last = Some(value);
+                }
+                Long("idempotency-key") => {
+                    let value = text_value(&mut p)?;
+                    validate_idempotency_key(&value)
+                        .map_err(|e| usage(format!("--idempotency-key: {e}")))?;
+                    idempotency_key = Some(value);
+                }
                 Value(value) => positionals.push(text(value)?),
                 _ => return Err(arg.unexpected().into()),
             }
@@ -64,6 +81,8 @@ impl AppendOptions {
             ttl,
             with_timestamp,
             no_stdin,
+            expect_last,
+            idempotency_key,
         })
     }
 
@@ -84,13 +103,21 @@ fn meta_header_value(meta: &str) -> Result<String, Stop> {
     Ok(base64::engine::general_purpose::STANDARD.encode(value.to_string()))
 }
 
-/// `xs append <addr> <topic>`: prints the new frame and a newline.
+/// `xs append <addr> <topic>`: prints the new frame and a newline (with
+/// `--idempotency-key`, a repeat prints the original frame; with
+/// `--expect-last`, a refusal fails with the server's one-line error).
 pub fn append(args: Vec<OsString>) -> Result<(), Stop> {
     let options = AppendOptions::parse(args)?;
     let address = Address::parse(&options.addr)?;
     let mut request = Request::new("POST", options.target());
     if let Some(meta) = &options.meta_header {
         request.headers.push(("xs-meta", meta.clone()));
+    }
+    if let Some(expect) = &options.expect_last {
+        request.headers.push(("xs-expect-last", expect.clone()));
+    }
+    if let Some(key) = &options.idempotency_key {
+        request.headers.push(("xs-idempotency-key", key.clone()));
     }
     if !options.no_stdin {
         request.body = RequestBody::stdin();

@@ -134,18 +134,24 @@ export def .last [
 }
 
 # Append a frame to <topic>; the pipeline input is its payload (records and
-# lists as JSON). Returns the new frame.
+# lists as JSON). Returns the new frame. With --expect-last, an error unless
+# the topic's newest frame is that id; with --idempotency-key, a repeat within
+# the server's dedup window returns the original frame.
 export def .append [
   topic: string      # the frame's topic
   --meta: record     # the frame's meta
   --ttl: string      # forever, ephemeral, time:<ms> or last:<n>
   --with-timestamp   # add the frame's time as a datetime
+  --expect-last: string      # append only if the topic's newest frame is this id (none: no frame)
+  --idempotency-key: string  # append once per key within the dedup window
 ]: any -> record {
   let payload = $in | to-payload
   mut args = [append (xs-addr) $topic]
   if $meta != null { $args = ($args | append ["--meta" ($meta | to json --raw)]) }
   if $ttl != null { $args = ($args | append ["--ttl" $ttl]) }
   if $with_timestamp { $args = ($args | append "--with-timestamp") }
+  if $expect_last != null { $args = ($args | append ["--expect-last" $expect_last]) }
+  if $idempotency_key != null { $args = ($args | append ["--idempotency-key" $idempotency_key]) }
   let args = $args
   $payload | run-xs ...$args | to-frame true
 }

@@ -38,6 +38,8 @@ pub struct Options {
     pub backend: Option<RedisAddress>,
     pub redis_replicas: u32,
     pub ttl_sweep: Option<Duration>,
+    /// `--dedup-window`; `None`: idempotency keys are ignored.
+    pub dedup_window: Option<Duration>,
     /// `--max-connections`; by default from the descriptor limit.
     pub max_connections: Option<usize>,
     /// `--idle-timeout`; `None`: never.
@@ -153,6 +155,7 @@ pub fn run(args: Options) -> Result<(), String> {
         redis: args.backend.clone(),
         redis_replicas: args.redis_replicas,
         ttl_sweep: args.ttl_sweep,
+        dedup_window: args.dedup_window,
         control_topic: crate::processor::wakes_dispatcher,
     };
     let store = Store::open(&args.dir, options).map_err(|e| match e {

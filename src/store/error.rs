@@ -22,6 +22,13 @@ pub enum StoreError {
     TooLarge(u64),
     /// The write would collide with existing state.
     Conflict(String),
+    /// A conditional append (`xs-expect-last`) whose topic's newest frame
+    /// is not the one expected (`None`: no frame).
+    NotLast {
+        topic: String,
+        expected: Option<crate::store::Id>,
+        last: Option<crate::store::Id>,
+    },
     /// The disk has no room for the write; nothing was acknowledged.
     NoSpace(String),
     /// The store is open in another process.
@@ -83,6 +90,15 @@ impl StoreError {
             StoreError::BadBody(text) => StoreError::BadBody(text.clone()),
             StoreError::TooLarge(max) => StoreError::TooLarge(*max),
             StoreError::Conflict(text) => StoreError::Conflict(text.clone()),
+            StoreError::NotLast {
+                topic,
+                expected,
+                last,
+            } => StoreError::NotLast {
+                topic: topic.clone(),
+                expected: *expected,
+                last: *last,
+            },
             StoreError::NoSpace(text) => StoreError::NoSpace(text.clone()),
             StoreError::Locked(text) => StoreError::Locked(text.clone()),
             StoreError::Unavailable(text) => StoreError::Unavailable(text.clone()),
@@ -109,6 +125,22 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::BadInput(text) | StoreError::Conflict(text) => f.write_str(text),
+            StoreError::NotLast {
+                topic,
+                expected,
+                last,
+            } => {
+                let name = |id: &Option<crate::store::Id>| match id {
+                    Some(id) => id.to_string(),
+                    None => "none".to_string(),
+                };
+                write!(
+                    f,
+                    "not appended: expected the last frame of {topic} to be {}, it is {}",
+                    name(expected),
+                    name(last)
+                )
+            }
             StoreError::BadBody(text) => write!(f, "could not read the request body: {text}"),
             StoreError::TooLarge(max) => write!(f, "payload too large: the limit is {max} bytes"),
             StoreError::NoSpace(text) => write!(f, "insufficient storage: {text}"),
@@ -143,6 +175,11 @@ mod tests {
             StoreError::BadBody("cut short".into()),
             StoreError::TooLarge(10),
             StoreError::Conflict("id taken".into()),
+            StoreError::NotLast {
+                topic: "t".into(),
+                expected: None,
+                last: None,
+            },
             StoreError::NoSpace("disk full".into()),
             StoreError::Locked("fjall".into()),
             StoreError::Unavailable("redis away".into()),

@@ -9,6 +9,8 @@
 //! - payload garbage collection: delete content no stored frame
 //!   references any more (see `Store::collect_payload` for the race with
 //!   an append of the same bytes).
+//! - idempotency keys: ask the writer to sweep those older than the
+//!   dedup window.
 //! - pending payloads: sync the content folder's file system once, then
 //!   forget the journaled copies of the payloads it covered.
 
@@ -99,6 +101,7 @@ fn run(
             },
             recv(ticks) -> _ => {
                 removing.clear();
+                ask_dedup_sweep(&store);
                 for hash in std::mem::take(&mut deferred) {
                     collect(&store, hash, &mut deferred);
                 }
@@ -116,6 +119,21 @@ fn run(
             }
             recv(sweeps) -> _ => sweep_expired(&store),
         }
+    }
+}
+
+/// Asks the writer to sweep idempotency keys once the oldest has outlived
+/// the dedup window (the writer also sweeps at each batch that adds one).
+fn ask_dedup_sweep(store: &Store) {
+    let (Some(window), Some(ours)) = (
+        store.options().dedup_window,
+        store.local().and_then(Local::ours_if_made),
+    ) else {
+        return;
+    };
+    let cutoff = now_ms().saturating_sub(window.as_millis() as u64);
+    if super::local::dedup::DedupKey::oldest(&ours.dedup).is_some_and(|at| at < cutoff) {
+        drop(store.submit(WriteOp::ForgetOldKeys));
     }
 }
 

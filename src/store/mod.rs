@@ -53,12 +53,15 @@ pub use kv::{reserved_key, view_key, KvNews};
 pub use local::cas::parse_sri;
 pub use local::{check, CheckFixes, CheckReport};
 pub use metrics::{FollowerGuard, Metrics};
-pub use options::{FsyncPolicy, StoreOptions, DEFAULT_TTL_SWEEP};
+pub use options::{FsyncPolicy, StoreOptions, DEFAULT_DEDUP_WINDOW, DEFAULT_TTL_SWEEP};
 pub use payloads::{PayloadPin, StoredPayload};
 pub use redis::RedisAddress;
 pub use topic::TopicFilter;
 pub use ttl::Ttl;
-pub use write::{import_conflict, same_frame, Draft, WriteOutcome, WriteReply};
+pub use write::{
+    import_conflict, same_frame, validate_idempotency_key, Draft, ExpectLast, WriteOutcome,
+    WriteReply,
+};
 
 use head::Head;
 use housekeeping::Chore;
@@ -68,6 +71,14 @@ use local::writer::Writer;
 use local::Local;
 use queue::{QueueReceiver, QueueSender};
 use write::{Answer, ReplyTo, Waiter, WriteOp, WriteRequest};
+
+/// What an append returned.
+#[derive(Debug)]
+pub struct Appended {
+    pub frame: Frame,
+    /// The frame was appended before, with the same idempotency key.
+    pub duplicate: bool,
+}
 
 /// The open store. Cheap to clone; every clone talks to the same writer.
 #[derive(Clone)]
@@ -176,7 +187,8 @@ impl Store {
             journaled.clone(),
             shared.kv_signal.clone(),
             shared.metrics.clone(),
-        )?;
+        )?
+        .with_dedup_window(options.dedup_window);
         std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || writer.run(writer_rx))
@@ -205,7 +217,8 @@ impl Store {
             redis.clone(),
             shared.head.clone(),
             shared.metrics.clone(),
-        );
+        )
+        .with_dedup_window(options.dedup_window);
         std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || writer.run(writer_rx))
@@ -367,13 +380,38 @@ impl Store {
     /// Appends a frame; returns it with its id once acknowledged.
     pub fn append(&self, draft: Draft) -> Result<Frame, StoreError> {
         self.append_op(WriteOp::Append(draft, None))
+            .map(|a| a.frame)
     }
 
-    fn append_op(&self, op: WriteOp) -> Result<Frame, StoreError> {
+    fn append_op(&self, op: WriteOp) -> Result<Appended, StoreError> {
         match self.write(op)? {
-            WriteOutcome::Frame(frame) => Ok(frame),
+            WriteOutcome::Frame(frame) => Ok(Appended {
+                frame,
+                duplicate: false,
+            }),
+            WriteOutcome::Duplicate(frame) => Ok(Appended {
+                frame,
+                duplicate: true,
+            }),
             WriteOutcome::Done => Err(StoreError::Storage("append returned no frame".into())),
         }
+    }
+
+    /// As `append_with_payload`, saying whether the frame is one appended
+    /// before (its idempotency key was seen within the dedup window:
+    /// nothing was written now, and the payload goes again unless that
+    /// frame holds the same).
+    pub fn append_checked(
+        &self,
+        draft: Draft,
+        payload: Option<StoredPayload>,
+    ) -> Result<Appended, StoreError> {
+        let (op, pin) = append_op(draft, payload);
+        let appended = self.append_op(op)?;
+        if let (Some(pin), false) = (pin, appended.duplicate) {
+            pin.commit();
+        }
+        Ok(appended)
     }
 
     /// Appends a frame with a payload stored for it (`put_payload`): the
@@ -385,12 +423,7 @@ impl Store {
         draft: Draft,
         payload: Option<StoredPayload>,
     ) -> Result<Frame, StoreError> {
-        let (op, pin) = append_op(draft, payload);
-        let frame = self.append_op(op)?;
-        if let Some(pin) = pin {
-            pin.commit();
-        }
-        Ok(frame)
+        self.append_checked(draft, payload).map(|a| a.frame)
     }
 
     /// Sends an append without waiting for it: the reply brings the frame
@@ -500,7 +533,7 @@ impl Store {
     pub fn import(&self, frame: Frame) -> Result<Frame, StoreError> {
         id::check_room_after(frame.id).map_err(StoreError::BadInput)?;
         match self.write(WriteOp::Import(frame, None))? {
-            WriteOutcome::Frame(frame) => Ok(frame),
+            WriteOutcome::Frame(frame) | WriteOutcome::Duplicate(frame) => Ok(frame),
             WriteOutcome::Done => Err(StoreError::Storage("import returned no frame".into())),
         }
     }

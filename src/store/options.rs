@@ -47,11 +47,17 @@ pub struct StoreOptions {
     /// `--ttl-sweep <ms>`: how often expired `time:` frames are removed;
     /// `None` (`0`): never by this server (reads still skip them).
     pub ttl_sweep: Option<Duration>,
+    /// `--dedup-window`: how long an idempotency key is remembered;
+    /// `None` (`0`): keys are ignored.
+    pub dedup_window: Option<Duration>,
     /// Which topics steer the caller's watchers of `wait_control_past`
     /// (the processor dispatcher): a batch holding one wakes them. The
     /// caller's rule, not the store's; by default none.
     pub control_topic: fn(&str) -> bool,
 }
+
+/// How long an idempotency key is remembered unless told otherwise.
+pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(120);
 
 /// How often expired `time:` frames are removed unless told otherwise.
 pub const DEFAULT_TTL_SWEEP: Duration = Duration::from_millis(1000);
@@ -64,6 +70,7 @@ impl Default for StoreOptions {
             redis: None,
             redis_replicas: 0,
             ttl_sweep: Some(DEFAULT_TTL_SWEEP),
+            dedup_window: Some(DEFAULT_DEDUP_WINDOW),
             control_topic: |_| false,
         }
     }

@@ -1,8 +1,13 @@
-//! `.append <topic> [--meta <record>] [--ttl <ttl>] [--with-timestamp]`:
+//! `.append <topic> [--meta <record>] [--ttl <ttl>] [--with-timestamp]
+//! [--expect-last <id|none>] [--idempotency-key <key>]`:
 //! the pipeline input becomes the payload (a string as UTF-8, binary as is,
 //! a byte stream read through, anything else as JSON text; nothing means no
 //! payload). Meta is `$env.XS_APPEND_META` (set per processor) merged with
-//! `--meta`, always a record.
+//! `--meta`, always a record. `--expect-last` appends only if the topic's
+//! newest frame is that id (else an error naming the actual one);
+//! `--idempotency-key` returns the original frame for a key seen within the
+//! dedup window. Neither is taken by an actor's `.append`, whose frames
+//! are written after its closure returns, with nobody to hear a refusal.
 
 use std::sync::{Arc, Mutex};
 
@@ -11,7 +16,9 @@ use nu_engine::command_prelude::*;
 use super::{generic, json_of, store_error};
 use crate::nu::value::{frame_record, FrameShape};
 use crate::store::topic::validate_topic;
-use crate::store::{Draft, Store, StoredPayload, Ttl};
+use crate::store::{
+    validate_idempotency_key, Draft, ExpectLast, Store, StoreError, StoredPayload, Ttl,
+};
 
 /// Where `.append` sends its frames.
 #[derive(Clone)]
@@ -64,6 +71,18 @@ impl Command for Append {
                 "add the frame's time as `timestamp`",
                 None,
             )
+            .named(
+                "expect-last",
+                SyntaxShape::String,
+                "append only if the topic's newest frame is this id (none: no frame)",
+                None,
+            )
+            .named(
+                "idempotency-key",
+                SyntaxShape::String,
+                "append once per key within the dedup window; a repeat returns the original frame",
+                None,
+            )
             .category(Category::Custom("xs".into()))
     }
 
@@ -81,6 +100,26 @@ impl Command for Append {
             Some(text) => Some(Ttl::parse(&text).map_err(|e| generic("invalid ttl", e, span))?),
             None => None,
         };
+        let expect_last = match call.get_flag::<String>(engine_state, stack, "expect-last")? {
+            Some(text) => Some(
+                ExpectLast::parse(&text).map_err(|e| generic("invalid --expect-last", e, span))?,
+            ),
+            None => None,
+        };
+        let idempotency_key = call.get_flag::<String>(engine_state, stack, "idempotency-key")?;
+        if let Some(key) = &idempotency_key {
+            validate_idempotency_key(key)
+                .map_err(|e| generic("invalid --idempotency-key", e, span))?;
+        }
+        let conditional = expect_last.is_some() || idempotency_key.is_some();
+        if conditional && matches!(self.mode, AppendMode::Buffered(_)) {
+            return Err(generic(
+                "not in an actor",
+                "--expect-last and --idempotency-key are not taken by an actor's .append: \
+                 its frames are written after the closure returns",
+                span,
+            ));
+        }
         let meta = merged_meta(engine_state, stack, call)?;
         let payload = input_bytes(input, span)?;
         let with_timestamp = call.has_flag(engine_state, stack, "with-timestamp")?;
@@ -96,7 +135,11 @@ impl Command for Append {
             }
             None => None,
         };
-        let draft = Draft::new(topic).meta(Some(meta)).ttl(ttl);
+        let draft = Draft::new(topic)
+            .meta(Some(meta))
+            .ttl(ttl)
+            .expect_last(expect_last)
+            .idempotency_key(idempotency_key);
         match &self.mode {
             AppendMode::Buffered(buffer) => {
                 // The actor's frames land right after its closure returns;
@@ -110,10 +153,14 @@ impl Command for Append {
             }
             AppendMode::Direct => {
                 // Refused, the payload file goes again (`PayloadPin`).
-                let frame = self
+                let appended = self
                     .store
-                    .append_with_payload(draft, stored)
-                    .map_err(|e| store_error(e, span))?;
+                    .append_checked(draft, stored)
+                    .map_err(|e| match e {
+                        StoreError::NotLast { .. } => generic("not appended", e.to_string(), span),
+                        e => store_error(e, span),
+                    })?;
+                let frame = appended.frame;
                 let shape = FrameShape {
                     ttl: true,
                     timestamp: with_timestamp,

@@ -20,6 +20,7 @@
 
 pub(in crate::store) mod cas;
 mod check;
+pub(in crate::store) mod dedup;
 pub(in crate::store) mod schema;
 pub(in crate::store) mod space;
 pub(in crate::store) mod writer;
@@ -131,6 +132,9 @@ pub struct Ours {
     pub ttl_time: Keyspace,
     pub cas_refs: Keyspace,
     pub kv: Keyspace,
+    /// Idempotency keys seen within the dedup window (see
+    /// `batch::DedupKey`).
+    pub dedup: Keyspace,
 }
 
 impl Keyspaces {
@@ -197,6 +201,7 @@ impl Keyspaces {
             ttl_time: keyspace("ttl_time")?,
             cas_refs: keyspace("cas_refs")?,
             kv: keyspace("kv")?,
+            dedup: keyspace("dedup")?,
         };
         let mut batch = self.db.batch();
         count_refs(&self.stream, &made.cas_refs, &mut batch)?;
@@ -331,6 +336,25 @@ impl Local {
             id,
             json: json.to_vec(),
         }))
+    }
+
+    /// The id of the newest frame of exactly `topic` a read shows at
+    /// `now_ms`: expired `time:` frames (not yet swept) are passed over,
+    /// and so are the ids in `skip` (removed by the batch being staged).
+    pub fn last_of_topic(
+        &self,
+        topic: &str,
+        now_ms: u64,
+        skip: &std::collections::HashSet<Id>,
+    ) -> Result<Option<Id>, StoreError> {
+        let filter = TopicFilter::Patterns(vec![TopicPattern::Exact(topic.to_string())]);
+        for frame in self.scan(&filter, Bound::Unbounded, Bound::Unbounded, true) {
+            let frame = frame?;
+            if !skip.contains(&frame.id) && !frame.is_expired(now_ms) {
+                return Ok(Some(frame.id));
+            }
+        }
+        Ok(None)
     }
 
     /// Frames matching `filter` with ids inside `(lower, upper)` bounds, in

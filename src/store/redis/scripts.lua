@@ -16,6 +16,8 @@
 --   P.e            ephemeral frames (j, t, b = payload), trimmed
 --   P.kv, P.kvlog  k/v hash and its change stream (trimmed)
 --   P.lease:<kind>:<name>  the node running that processor (expires)
+--   P.idem:<key>   an idempotency key: the JSON of the frame it appended,
+--                  expiring after the writing node's dedup window
 --
 -- Entry point: ARGV[2] names the operation; its arguments follow.
 
@@ -95,40 +97,87 @@ local function prune(topic, keep)
   end
 end
 
--- append: ARGV[3] = the writing node, ARGV[4] = count, then per frame 9 values:
+-- The stream id of the newest frame of exactly `topic` a read shows at
+-- `now` (ms): expired `time:` frames not yet swept are passed over. "" when
+-- there is none.
+local function topic_last(topic, now)
+  local index = P .. 't:' .. topic
+  local before = '+'
+  while true do
+    local entries = redis.call('XREVRANGE', index, before, '-', 'COUNT', 16)
+    if #entries == 0 then return '' end
+    for _, entry in ipairs(entries) do
+      local expiry = redis.call('ZSCORE', P .. 'exp', entry[1])
+      if not expiry or tonumber(expiry) > now then return entry[1] end
+    end
+    before = '(' .. entries[#entries][1]
+  end
+end
+
+-- append: ARGV[3] = the writing node, ARGV[4] = count, ARGV[5] = now (ms),
+-- ARGV[6] = the dedup window (ms, "0": keys are ignored), then per frame
+-- 11 values:
 --   hex id, stream id, json, topic, hash, ttl kind (f|t|l|e), ttl arg,
---   "1" when the payload's bytes follow (else ""), the payload's bytes
+--   "1" when the payload's bytes follow (else ""), the payload's bytes,
+--   the expected last ("" none asked, "none", or a stream id),
+--   the idempotency key (or "")
 -- A stored frame's payload is SET here, with its frame: one round trip.
 -- The ids are the caller's; they must be above P.last, else nothing is
 -- written and the answer is {"retry", last}: the caller takes new ids.
--- Stored, the answer is {"ok", newest, the last before ("" if none)}.
+-- Else the answer is {"ok", newest, the last before ("" if none),
+-- verdicts}: per frame "" (stored), "c" .. the topic's last stream id (its
+-- expected last was not met: nothing written) or "d" .. the JSON of the
+-- frame its idempotency key appended (a duplicate: nothing written). The
+-- key is looked at first, then the expected last; frames earlier in the
+-- call count, as they are stored in order.
 if op == 'append' then
   local node, n = ARGV[3], tonumber(ARGV[4])
+  local now, window = tonumber(ARGV[5]), tonumber(ARGV[6])
+  local first = 7
   local last = redis.call('GET', P .. 'last')
-  if last and ARGV[5] <= last then return {'retry', last} end
-  local newest = ARGV[5]
+  if last and ARGV[first] <= last then return {'retry', last} end
+  local newest = ARGV[first]
+  local verdicts = {}
   for k = 0, n - 1 do
-    local a = 5 + k * 9
+    local a = first + k * 11
     local hex, sid, json, topic, hash = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
     local kind, arg, has_payload, payload = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8]
+    local expect, key = ARGV[a + 9], ARGV[a + 10]
     newest = hex
-    if kind == 'e' then
-      redis.call('XADD', P .. 'e', 'MAXLEN', '~', EPHEMERAL_KEEP, '*',
-        'x', hex, 'n', node, 'j', json, 't', topic, 'h', hash, 'b', payload)
-    else
-      if has_payload == '1' and hash ~= '' then
-        redis.call('SET', P .. 'cas:' .. hash, payload)
+    local verdict = ''
+    if key ~= '' and window > 0 then
+      local seen = redis.call('GET', P .. 'idem:' .. key)
+      if seen then verdict = 'd' .. seen end
+    end
+    if verdict == '' and expect ~= '' then
+      local actual = topic_last(topic, now)
+      local wanted = expect
+      if wanted == 'none' then wanted = '' end
+      if actual ~= wanted then verdict = 'c' .. actual end
+    end
+    verdicts[k + 1] = verdict
+    if verdict == '' then
+      if kind == 'e' then
+        redis.call('XADD', P .. 'e', 'MAXLEN', '~', EPHEMERAL_KEEP, '*',
+          'x', hex, 'n', node, 'j', json, 't', topic, 'h', hash, 'b', payload)
+      else
+        if has_payload == '1' and hash ~= '' then
+          redis.call('SET', P .. 'cas:' .. hash, payload)
+        end
+        store(sid, json, topic, hash, '')
+        if kind == 't' then
+          redis.call('ZADD', P .. 'exp', arg, sid)
+        elseif kind == 'l' then
+          prune(topic, tonumber(arg))
+        end
       end
-      store(sid, json, topic, hash, '')
-      if kind == 't' then
-        redis.call('ZADD', P .. 'exp', arg, sid)
-      elseif kind == 'l' then
-        prune(topic, tonumber(arg))
+      if key ~= '' and window > 0 then
+        redis.call('SET', P .. 'idem:' .. key, json, 'NX', 'PX', window)
       end
     end
   end
   redis.call('SET', P .. 'last', newest)
-  return {'ok', newest, last or ''}
+  return {'ok', newest, last or '', verdicts}
 end
 
 -- import: ARGV[3] = count, then per frame 6 values:

@@ -14,19 +14,26 @@
 //! payload in one round trip, one AOF write. An append is acknowledged once
 //! Redis acknowledged the script (and, with `--redis-replicas N`, once N
 //! replicas did: WAIT).
+//!
+//! Conditional appends (`expect_last`, `idempotency_key`) are decided by
+//! the same script, frame by frame in order, so two racing appends (from
+//! this node or another) cannot both pass; the script answers a verdict
+//! per frame, and a refused or duplicate frame's id is simply not used.
 
 use std::sync::Arc;
 
 use crate::store::queue::QueueReceiver;
 use redis::Value;
 
-use super::{hex_id, stream_id, text, Redis};
+use super::{bytes, hex_id, id_from_stream_id, stream_id, text, Redis};
 use crate::store::frame::Frame;
 use crate::store::head::{Head, TopicFrame};
-use crate::store::id::{next_id_after, Id};
+use crate::store::id::{next_id_after, now_ms, Id};
 use crate::store::metrics::Metrics;
 use crate::store::ttl::Ttl;
-use crate::store::write::{Draft, WriteOp, WriteOutcome, WriteReply, WriteRequest};
+use crate::store::write::{
+    not_last, Draft, ExpectLast, WriteOp, WriteOutcome, WriteReply, WriteRequest,
+};
 use crate::store::{RawFrame, StoreError};
 
 /// The most requests folded into one batch.
@@ -42,6 +49,9 @@ pub struct RedisWriter {
     head: Arc<Head>,
     metrics: Arc<Metrics>,
     last_id: Option<Id>,
+    /// `--dedup-window`: how long an idempotency key is kept (PX);
+    /// `None`: keys are ignored.
+    dedup_window: Option<std::time::Duration>,
 }
 
 impl RedisWriter {
@@ -52,7 +62,14 @@ impl RedisWriter {
             head,
             metrics,
             last_id,
+            dedup_window: None,
         }
+    }
+
+    /// Keeps idempotency keys for `window` (`None`: ignores them).
+    pub fn with_dedup_window(mut self, window: Option<std::time::Duration>) -> RedisWriter {
+        self.dedup_window = window;
+        self
     }
 
     pub(in crate::store) fn run(mut self, requests: QueueReceiver<WriteRequest>) {
@@ -116,7 +133,9 @@ impl RedisWriter {
                 .redis
                 .put_payload(hash, bytes)
                 .map(|_| WriteOutcome::Done),
-            WriteOp::Nothing | WriteOp::PayloadsSynced(_) => Ok(WriteOutcome::Done),
+            WriteOp::Nothing | WriteOp::PayloadsSynced(_) | WriteOp::ForgetOldKeys => {
+                Ok(WriteOutcome::Done)
+            }
         }
     }
 
@@ -225,7 +244,6 @@ impl RedisWriter {
                 _ => None,
             })
             .collect();
-        let count = drafts.len() as u64;
         let mut outcome = Err(StoreError::Storage("appends were not attempted".into()));
         let mut before = None;
         for _ in 0..MAX_RETRIES {
@@ -237,9 +255,20 @@ impl RedisWriter {
                 }
             };
             match self.send(&drafts, &frames) {
-                Ok(Sent::Stored { last_before }) => {
+                Ok(Sent::Stored {
+                    last_before,
+                    verdicts,
+                }) => {
                     before = last_before;
-                    outcome = Ok(frames);
+                    outcome = Ok(frames
+                        .into_iter()
+                        .zip(&drafts)
+                        .enumerate()
+                        .map(|(at, (frame, (draft, _)))| {
+                            let verdict = verdicts.get(at).map(Vec::as_slice).unwrap_or(b"");
+                            verdict_outcome(frame, draft, verdict)
+                        })
+                        .collect::<Vec<WriteReply>>());
                     break;
                 }
                 Ok(Sent::Ahead(ahead)) => {
@@ -251,10 +280,10 @@ impl RedisWriter {
                 }
             }
         }
-        let frames = match outcome {
-            Ok(frames) => frames,
+        let outcomes = match outcome {
+            Ok(outcomes) => outcomes,
             Err(error) => {
-                Metrics::add(&self.metrics.appends_failed, count);
+                Metrics::add(&self.metrics.appends_failed, drafts.len() as u64);
                 for request in run {
                     if let Some(reply) = request.reply {
                         reply.send(Err(error.relay()));
@@ -263,9 +292,17 @@ impl RedisWriter {
                 return;
             }
         };
+        let stored: Vec<&Frame> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                Ok(WriteOutcome::Frame(frame)) => Some(frame),
+                _ => None,
+            })
+            .collect();
+        let count = stored.len() as u64;
         Metrics::add(&self.metrics.appends_ok, count);
         Metrics::add(&self.metrics.frames_appended, count);
-        let ephemeral = frames
+        let ephemeral = stored
             .iter()
             .filter(|f| f.ttl == Some(Ttl::Ephemeral))
             .map(|f| TopicFrame {
@@ -283,9 +320,9 @@ impl RedisWriter {
         if self.head_reaches(before) {
             self.head.publish(self.last_id, ephemeral, &[]);
         }
-        for (request, frame) in run.into_iter().zip(frames) {
+        for (request, outcome) in run.into_iter().zip(outcomes) {
             if let Some(reply) = request.reply {
-                reply.send(Ok(WriteOutcome::Frame(frame)));
+                reply.send(outcome);
             }
         }
     }
@@ -335,12 +372,15 @@ impl RedisWriter {
         drafts: &[(&Draft, &Option<Vec<u8>>)],
         frames: &[Frame],
     ) -> Result<Sent, StoreError> {
+        let window_ms = self.dedup_window.map_or(0, |w| w.as_millis() as u64);
         let mut owned: Vec<Vec<u8>> = vec![
             b"append".to_vec(),
             self.redis.node().as_bytes().to_vec(),
             frames.len().to_string().into(),
+            now_ms().to_string().into(),
+            window_ms.to_string().into(),
         ];
-        for ((_, payload), frame) in drafts.iter().zip(frames) {
+        for ((draft, payload), frame) in drafts.iter().zip(frames) {
             let (kind, arg) = match frame.ttl {
                 Some(Ttl::Time(ms)) => ("t", frame.id.timestamp().saturating_add(ms).to_string()),
                 Some(Ttl::Last(n)) => ("l", n.to_string()),
@@ -360,11 +400,37 @@ impl RedisWriter {
             owned.push(arg.into_bytes());
             owned.push(has_payload.to_vec());
             owned.push(payload);
+            owned.push(match draft.expect_last {
+                None => Vec::new(),
+                Some(ExpectLast::Empty) => b"none".to_vec(),
+                Some(ExpectLast::Id(id)) => stream_id(id).into_bytes(),
+            });
+            owned.push(
+                draft
+                    .idempotency_key
+                    .clone()
+                    .unwrap_or_default()
+                    .into_bytes(),
+            );
         }
         let args: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
-        let answer = self.redis.run_script(&args)?;
+        let mut answer = self.redis.run_script(&args)?;
+        // The fourth item, the verdicts, is taken before the rest is read.
+        let verdicts = match &mut answer {
+            Value::Array(items) if items.len() > 3 => match items.remove(3) {
+                Value::Array(verdicts) => verdicts
+                    .into_iter()
+                    .map(|v| bytes(v).unwrap_or_default())
+                    .collect(),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
         match script_answer(answer) {
-            (verdict, _, last_before) if verdict == "ok" => Ok(Sent::Stored { last_before }),
+            (verdict, _, last_before) if verdict == "ok" => Ok(Sent::Stored {
+                last_before,
+                verdicts,
+            }),
             (verdict, Some(last), _) if verdict == "retry" => Ok(Sent::Ahead(last)),
             (verdict, ..) => Err(StoreError::Storage(format!(
                 "unexpected answer from the append script: {verdict}"
@@ -383,10 +449,36 @@ enum ImportAnswer {
 
 /// What became of one append script call.
 enum Sent {
-    /// Stored; the namespace's newest id before it.
-    Stored { last_before: Option<Id> },
+    /// Stored; the namespace's newest id before it, and the verdict on
+    /// each frame (see `verdict_outcome`).
+    Stored {
+        last_before: Option<Id>,
+        verdicts: Vec<Vec<u8>>,
+    },
     /// Another node is ahead: its newest id.
     Ahead(Id),
+}
+
+/// What the script's verdict on one frame means: "" stored, "c<stream id>"
+/// its expected last was not met (the topic's last, "" none), "d<json>"
+/// its idempotency key had appended that frame.
+fn verdict_outcome(frame: Frame, draft: &Draft, verdict: &[u8]) -> WriteReply {
+    match verdict.split_first() {
+        None => Ok(WriteOutcome::Frame(frame)),
+        Some((b'c', last)) => {
+            let last = std::str::from_utf8(last).ok().and_then(id_from_stream_id);
+            let expected = draft.expect_last.unwrap_or(ExpectLast::Empty);
+            Err(not_last(&draft.topic, expected, last))
+        }
+        Some((b'd', json)) => Frame::from_json(json)
+            .map(WriteOutcome::Duplicate)
+            .map_err(|e| {
+                StoreError::Storage(format!("an idempotency key's frame is unreadable: {e}"))
+            }),
+        Some(_) => Err(StoreError::Storage(
+            "unexpected verdict from the append script".into(),
+        )),
+    }
 }
 
 /// A script's `{verdict, hex id, hex id}` answer (the ids optional).

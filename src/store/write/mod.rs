@@ -8,6 +8,13 @@
 //! the interface's words: what to append, import, remove or keep. What a
 //! backend does to make it durable (the local backend journals small
 //! payloads; Redis SETs them with the frame) is the backend's business.
+//!
+//! An append may carry two conditions, checked by the writer inside its
+//! batch (so two racing appends cannot both pass): `expect_last` (the
+//! topic's newest frame must be that id, or none) and `idempotency_key`
+//! (a key seen within the dedup window answers the original frame,
+//! `WriteOutcome::Duplicate`, and writes nothing). The key is looked at
+//! first: a duplicate is answered even when the topic has moved on.
 
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -27,6 +34,73 @@ pub struct Draft {
     pub hash: Option<String>,
     pub meta: Option<Value>,
     pub ttl: Option<Ttl>,
+    /// Append only if the topic's newest frame is this (`xs-expect-last`).
+    pub expect_last: Option<ExpectLast>,
+    /// Append only once per key within the dedup window
+    /// (`xs-idempotency-key`; see `validate_idempotency_key`).
+    pub idempotency_key: Option<String>,
+}
+
+/// What an append expects the topic's newest frame to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectLast {
+    /// The topic has no frame (`none`).
+    Empty,
+    /// The topic's newest frame has this id.
+    Id(Id),
+}
+
+impl ExpectLast {
+    /// `none` or a frame id.
+    pub fn parse(text: &str) -> Result<ExpectLast, String> {
+        if text == "none" {
+            return Ok(ExpectLast::Empty);
+        }
+        super::id::parse_id(text)
+            .map(ExpectLast::Id)
+            .map_err(|e| format!("'{text}' is neither none nor a frame id: {e}"))
+    }
+
+    /// The id, `None` for `Empty`.
+    pub fn id(self) -> Option<Id> {
+        match self {
+            ExpectLast::Empty => None,
+            ExpectLast::Id(id) => Some(id),
+        }
+    }
+}
+
+/// The longest idempotency key, in bytes.
+pub const MAX_IDEMPOTENCY_KEY: usize = 256;
+
+/// An idempotency key is 1 to 256 visible ASCII characters (it travels as
+/// a header value).
+pub fn validate_idempotency_key(key: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("invalid idempotency key: it is empty".into());
+    }
+    if key.len() > MAX_IDEMPOTENCY_KEY {
+        return Err(format!(
+            "invalid idempotency key: {} bytes, the limit is {MAX_IDEMPOTENCY_KEY}",
+            key.len()
+        ));
+    }
+    if !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(
+            "invalid idempotency key: only visible ASCII characters (no spaces) are allowed".into(),
+        );
+    }
+    Ok(())
+}
+
+/// The refusal of an append whose topic's newest frame is not the one
+/// expected.
+pub fn not_last(topic: &str, expected: ExpectLast, last: Option<Id>) -> StoreError {
+    StoreError::NotLast {
+        topic: topic.to_string(),
+        expected: expected.id(),
+        last,
+    }
 }
 
 impl Draft {
@@ -37,7 +111,19 @@ impl Draft {
             hash: None,
             meta: None,
             ttl: None,
+            expect_last: None,
+            idempotency_key: None,
         }
+    }
+
+    pub fn expect_last(mut self, expect: Option<ExpectLast>) -> Draft {
+        self.expect_last = expect;
+        self
+    }
+
+    pub fn idempotency_key(mut self, key: Option<String>) -> Draft {
+        self.idempotency_key = key;
+        self
     }
 
     /// The payload's hash (one already stored; see
@@ -80,12 +166,18 @@ pub(in crate::store) enum WriteOp {
     /// their frames to make them durable may go (the local backend's
     /// journal); a backend that keeps none answers `Done`.
     PayloadsSynced(Vec<Vec<u8>>),
+    /// Idempotency keys older than the dedup window may go; a backend
+    /// whose keys expire by themselves (Redis) answers `Done`.
+    ForgetOldKeys,
 }
 
 /// What a successful write returns.
 #[derive(Debug)]
 pub enum WriteOutcome {
     Frame(Frame),
+    /// An append whose idempotency key was seen within the dedup window:
+    /// the frame it appended then; nothing was written now.
+    Duplicate(Frame),
     Done,
 }
 

@@ -11,20 +11,33 @@
 //! writer publishes and answers. A step's `Err` fails the whole batch; a
 //! request refused on its own (a bad import, an id space run out) only
 //! gets its error in its reply.
+//!
+//! Conditional appends are decided here, against what is committed plus
+//! what this batch staged before them: `expect_last` against the topic's
+//! newest frame (`topic_last`: the committed index, minus frames this
+//! batch removes and expired `time:` frames, plus frames staged earlier);
+//! an idempotency key against the keys staged earlier and the `dedup`
+//! keyspace. Two racing appends land in one batch or in two, in order,
+//! so at most one passes. The `dedup` keyspace holds, per key,
+//! `k<key>` -> (seen at ms, frame JSON) and `t<ms><key>` -> "" (oldest
+//! first); `stage_dedup_sweep` drops keys older than the window, and the
+//! oldest ones beyond `DEDUP_MAX_KEYS`, at the commit of any batch that
+//! adds a key (and when the housekeeper asks).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use fjall::{Keyspace, OwnedWriteBatch};
 
 use super::Writer;
 use crate::store::frame::Frame;
 use crate::store::head::{Published, TopicFrame};
-use crate::store::id::{check_room_after, next_id_after, Id};
+use crate::store::id::{check_room_after, next_id_after, now_ms, Id};
+use crate::store::local::dedup::DedupKey;
 use crate::store::local::{Keyspaces, Ours};
 use crate::store::topic::index_prefixes;
 use crate::store::ttl::Ttl;
 use crate::store::write::{
-    import_conflict, same_frame, Draft, WriteOp, WriteOutcome, WriteReply, WriteRequest,
+    import_conflict, not_last, same_frame, Draft, WriteOp, WriteOutcome, WriteReply, WriteRequest,
 };
 use crate::store::{RawFrame, StoreError};
 
@@ -34,6 +47,9 @@ const TOMBSTONE_BYTES: u64 = 32;
 /// Journal bytes the removal of one frame adds, about: its stream key, a
 /// few index keys, an expiry key.
 const TOMBSTONES_PER_FRAME: u64 = 256;
+
+/// The most expired keys one batch sweeps (the next batch goes on).
+const DEDUP_SWEEP_MAX: u64 = 10_000;
 
 /// A batch being staged. Borrows the writer: ids are handed out from its
 /// `last_id` as appends are staged (`Writer::fail` takes them back).
@@ -50,6 +66,16 @@ pub(super) struct Batch<'w> {
     /// Frames imported by this batch, to hold later imports of the same
     /// id to the same bytes.
     imported_json: HashMap<Id, Vec<u8>>,
+    /// Per topic, the newest frame this batch stored so far.
+    staged_last: HashMap<String, Id>,
+    /// Frames this batch removes.
+    removed: HashSet<Id>,
+    /// Idempotency keys this batch recorded, with their frames.
+    keys: HashMap<String, Frame>,
+    /// Whether to sweep the dedup keys at commit.
+    sweep_dedup: bool,
+    /// Idempotency keys this batch adds to the count.
+    added_keys: u64,
     done: Committed,
 }
 
@@ -113,6 +139,11 @@ impl<'w> Batch<'w> {
             deletion_bytes: 0,
             ref_deltas: HashMap::new(),
             imported_json: HashMap::new(),
+            staged_last: HashMap::new(),
+            removed: HashSet::new(),
+            keys: HashMap::new(),
+            sweep_dedup: false,
+            added_keys: 0,
             done: Committed {
                 outcomes: Vec::with_capacity(requests.len()),
                 published: Published {
@@ -143,6 +174,10 @@ impl<'w> Batch<'w> {
             WriteOp::Remove(id) => self.stage_remove(*id),
             WriteOp::KeepPayload(hash, bytes) => self.stage_payload(hash, bytes),
             WriteOp::PayloadsSynced(keys) => self.stage_forget(keys),
+            WriteOp::ForgetOldKeys => {
+                self.sweep_dedup = true;
+                Ok(WriteOutcome::Done)
+            }
             WriteOp::KvSet(key, value) => self.stage_kv(key, Some(value)),
             WriteOp::KvDelete(key) => self.stage_kv(key, None),
             WriteOp::Nothing => Ok(WriteOutcome::Done),
@@ -151,9 +186,161 @@ impl<'w> Batch<'w> {
         Ok(())
     }
 
-    /// An append: the next id, then the frame (kept in memory only when
-    /// ephemeral) and a small payload journaled with it.
+    /// An append: its conditions (an idempotency key seen before answers
+    /// the frame appended then; an unmet `expect_last` refuses it), the
+    /// next id, then the frame (kept in memory only when ephemeral), a
+    /// small payload journaled with it and its idempotency key.
     fn stage_append(
+        &mut self,
+        draft: &Draft,
+        payload: Option<&[u8]>,
+    ) -> Result<WriteReply, StoreError> {
+        let dedup_window = self
+            .writer
+            .dedup_window
+            .filter(|_| draft.idempotency_key.is_some());
+        let mut replaced_key = None;
+        if let (Some(window), Some(key)) = (dedup_window, &draft.idempotency_key) {
+            // An unreadable entry refuses this append only.
+            match self.seen_key(key, window) {
+                Ok(Seen::Within(frame)) => return Ok(Ok(WriteOutcome::Duplicate(frame))),
+                Ok(Seen::Expired(at)) => replaced_key = Some(at),
+                Ok(Seen::Never) => {}
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        if let Some(expected) = draft.expect_last {
+            let last = match self.topic_last(&draft.topic) {
+                Ok(last) => last,
+                Err(e) => return Ok(Err(e)),
+            };
+            if last != expected.id() {
+                return Ok(Err(not_last(&draft.topic, expected, last)));
+            }
+        }
+        let reply = self.stage_new_frame(draft, payload)?;
+        if let (Some(_), Some(key), Ok(WriteOutcome::Frame(frame))) =
+            (dedup_window, &draft.idempotency_key, &reply)
+        {
+            self.record_key(key, frame, replaced_key)?;
+        }
+        Ok(reply)
+    }
+
+    /// The id of the topic's newest frame as this batch leaves it so far.
+    fn topic_last(&self, topic: &str) -> Result<Option<Id>, StoreError> {
+        let stored = self
+            .writer
+            .local
+            .last_of_topic(topic, now_ms(), &self.removed)?;
+        Ok(stored.max(self.staged_last.get(topic).copied()))
+    }
+
+    /// Whether an idempotency key was recorded within `window`.
+    fn seen_key(&self, key: &str, window: std::time::Duration) -> Result<Seen, StoreError> {
+        if let Some(frame) = self.keys.get(key) {
+            return Ok(Seen::Within(frame.clone()));
+        }
+        let ours = self.staging.ours()?;
+        let Some(value) = ours
+            .dedup
+            .get(DedupKey::seen(key))
+            .map_err(StoreError::fjall)?
+        else {
+            return Ok(Seen::Never);
+        };
+        let (at, json) = DedupKey::split_value(&value).ok_or_else(|| {
+            StoreError::Storage(format!("idempotency key {key}: unreadable entry"))
+        })?;
+        if at < now_ms().saturating_sub(window.as_millis() as u64) {
+            return Ok(Seen::Expired(at));
+        }
+        let frame = Frame::from_json(json).map_err(|e| {
+            StoreError::Storage(format!("idempotency key {key}: unreadable frame: {e}"))
+        })?;
+        Ok(Seen::Within(frame))
+    }
+
+    /// Records an idempotency key with the frame it appended; `replaced`:
+    /// when the key's expired entry (not swept yet) was seen.
+    fn record_key(
+        &mut self,
+        key: &str,
+        frame: &Frame,
+        replaced: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let dedup = self.staging.ours()?.dedup.clone();
+        let at = now_ms();
+        let json = frame.to_json();
+        let mut value = at.to_be_bytes().to_vec();
+        value.extend_from_slice(json.as_bytes());
+        let seen = DedupKey::seen(key);
+        self.bytes_to_disk += (seen.len() + value.len() + key.len() + 9) as u64;
+        self.write.insert(&dedup, seen, value);
+        self.write.insert(&dedup, DedupKey::by_time(at, key), []);
+        match replaced {
+            Some(old) => {
+                self.deletion_bytes += key.len() as u64 + TOMBSTONE_BYTES;
+                self.write.remove(&dedup, DedupKey::by_time(old, key));
+            }
+            None => self.added_keys += 1,
+        }
+        self.keys.insert(key.to_string(), frame.clone());
+        self.sweep_dedup = true;
+        Ok(())
+    }
+
+    /// Drops the keys older than the window (at most `DEDUP_SWEEP_MAX`
+    /// of them) and the oldest ones beyond `DEDUP_MAX_KEYS`. Keys this
+    /// batch recorded stay (their old entry's removal is staged already).
+    fn stage_dedup_sweep(&mut self) -> Result<(), StoreError> {
+        let Some(window) = self.writer.dedup_window else {
+            return Ok(());
+        };
+        let Some(ours) = self.staging.ours.clone() else {
+            return Ok(());
+        };
+        let committed = match self.writer.dedup_keys {
+            Some(count) => count,
+            None => {
+                let mut count = 0u64;
+                for guard in ours.dedup.prefix(b"t") {
+                    guard.key().map_err(StoreError::fjall)?;
+                    count += 1;
+                }
+                count
+            }
+        };
+        let count = committed + self.added_keys;
+        let over = count.saturating_sub(self.writer.dedup_max_keys);
+        let cutoff = now_ms().saturating_sub(window.as_millis() as u64);
+        let mut dropped = 0u64;
+        for guard in ours.dedup.prefix(b"t") {
+            if dropped >= over + DEDUP_SWEEP_MAX {
+                break;
+            }
+            let by_time = guard.key().map_err(StoreError::fjall)?;
+            let Some((at, key)) = DedupKey::split_by_time(&by_time) else {
+                continue;
+            };
+            if at >= cutoff && dropped >= over {
+                break;
+            }
+            if self.keys.contains_key(key) {
+                continue;
+            }
+            self.deletion_bytes += 2 * (by_time.len() as u64 + TOMBSTONE_BYTES);
+            self.write.remove(&ours.dedup, DedupKey::seen(key));
+            self.write.remove(&ours.dedup, by_time.to_vec());
+            dropped += 1;
+        }
+        self.writer.dedup_keys = Some(count - dropped);
+        Ok(())
+    }
+
+    /// A new frame: the next id, then the frame (kept in memory only when
+    /// ephemeral) and a small payload journaled with it.
+    fn stage_new_frame(
         &mut self,
         draft: &Draft,
         payload: Option<&[u8]>,
@@ -180,6 +367,7 @@ impl<'w> Batch<'w> {
             return Ok(Ok(WriteOutcome::Frame(frame)));
         }
         self.stage_frame(&frame, &news.frame.json, payload)?;
+        self.staged_last.insert(frame.topic.clone(), id);
         self.done.published.stored.push(news);
         if let (Some(hash), Some(_)) = (&frame.hash, payload) {
             self.done.journaled.push(hash.as_bytes().to_vec());
@@ -209,6 +397,11 @@ impl<'w> Batch<'w> {
             *last_id = Some(frame.id);
         }
         self.done.published.imported.push(frame.id);
+        let newest = self
+            .staged_last
+            .entry(frame.topic.clone())
+            .or_insert(frame.id);
+        *newest = (*newest).max(frame.id);
         self.imported_json.insert(frame.id, json);
         Ok(Ok(WriteOutcome::Frame(frame.clone())))
     }
@@ -267,6 +460,7 @@ impl<'w> Batch<'w> {
     /// an id that is not there succeeds.
     fn stage_remove(&mut self, id: Id) -> WriteReply {
         if let Some(hash) = self.stage_remove_frame(id)? {
+            self.removed.insert(id);
             self.deletion_bytes += TOMBSTONES_PER_FRAME;
             self.count_ref(&hash, -1);
             self.done.frames_removed += 1;
@@ -352,6 +546,9 @@ impl<'w> Batch<'w> {
     /// Stages the reference counts, then claims the batch's room, commits
     /// and syncs it (`Writer::commit`).
     pub fn commit(mut self) -> Result<Committed, StoreError> {
+        if self.sweep_dedup {
+            self.stage_dedup_sweep()?;
+        }
         self.stage_ref_counts()?;
         self.done.wrote = !self.write.is_empty();
         self.writer.commit(
@@ -413,9 +610,12 @@ fn needs_ours(op: &WriteOp) -> bool {
         hash.is_some() || matches!(ttl, Some(Ttl::Time(_)))
     };
     match op {
-        WriteOp::Append(draft, _) => frame_needs(&draft.hash, draft.ttl),
+        WriteOp::Append(draft, _) => {
+            frame_needs(&draft.hash, draft.ttl) || draft.idempotency_key.is_some()
+        }
         WriteOp::Import(frame, _) => frame_needs(&frame.hash, frame.ttl),
         WriteOp::PayloadsSynced(keys) => !keys.is_empty(),
+        WriteOp::ForgetOldKeys => false,
         WriteOp::Nothing => false,
         WriteOp::Remove(_)
         | WriteOp::KeepPayload(..)
@@ -430,4 +630,13 @@ fn expiry_key(id: Id, ttl_ms: u64) -> Vec<u8> {
     let mut key = expires.to_be_bytes().to_vec();
     key.extend_from_slice(&id.to_bytes());
     key
+}
+
+/// What the dedup keyspace knows of an idempotency key.
+enum Seen {
+    /// Recorded within the window, with the frame it appended.
+    Within(Frame),
+    /// Recorded at this time (ms), before the window: not swept yet.
+    Expired(u64),
+    Never,
 }

@@ -52,6 +52,14 @@ pub struct Writer {
     pub(super) first_batch: bool,
     /// Whether `make_the_rest` ran (it tries once; see there).
     tried_rest: bool,
+    /// `--dedup-window`: how long an idempotency key is remembered;
+    /// `None`: keys are ignored.
+    pub(super) dedup_window: Option<std::time::Duration>,
+    /// How many idempotency keys are kept, once counted (`None` until
+    /// the first batch that needs it, and after a failed batch).
+    pub(super) dedup_keys: Option<u64>,
+    /// The most idempotency keys kept (`batch::DEDUP_MAX_KEYS`).
+    pub(super) dedup_max_keys: u64,
 }
 
 impl Writer {
@@ -76,7 +84,16 @@ impl Writer {
             metrics,
             first_batch: true,
             tried_rest: false,
+            dedup_window: None,
+            dedup_keys: None,
+            dedup_max_keys: super::dedup::DEDUP_MAX_KEYS,
         })
+    }
+
+    /// Remembers idempotency keys for `window` (`None`: ignores them).
+    pub fn with_dedup_window(mut self, window: Option<std::time::Duration>) -> Writer {
+        self.dedup_window = window;
+        self
     }
 
     /// Runs until every sender is gone, then makes everything durable.
@@ -200,7 +217,15 @@ impl Writer {
             journaled,
             wrote,
         } = done;
-        let appended = appends(&requests);
+        // Appends that wrote a frame: not a duplicate, nor a refusal.
+        let appended = requests
+            .iter()
+            .zip(&outcomes)
+            .filter(|(request, outcome)| {
+                matches!(request.op, WriteOp::Append(..))
+                    && matches!(outcome, Ok(crate::store::write::WriteOutcome::Frame(_)))
+            })
+            .count() as u64;
         Metrics::add(&self.metrics.appends_ok, appended);
         Metrics::add(&self.metrics.frames_appended, appended);
         if frames_removed > 0 {
@@ -237,6 +262,8 @@ impl Writer {
     /// back the ids it had handed out.
     fn fail(&mut self, requests: Vec<WriteRequest>, last_before: Option<Id>, error: &StoreError) {
         self.last_id = last_before;
+        // The batch's key count changes are lost with it: count again.
+        self.dedup_keys = None;
         Metrics::add(&self.metrics.appends_failed, appends(&requests));
         for request in requests {
             if let Some(reply) = request.reply {
@@ -462,5 +489,71 @@ mod tests {
             crate::store::local::schema::read(index).unwrap(),
             Some(crate::store::local::schema::SCHEMA_VERSION)
         );
+    }
+
+    #[test]
+    fn idempotency_keys_are_decided_in_the_batch_capped_and_swept_after_the_window() {
+        let tmp = tempfile::tempdir().unwrap();
+        let window = std::time::Duration::from_millis(100);
+        let mut writer = writer(&tmp.path().join("store")).with_dedup_window(Some(window));
+        writer.dedup_max_keys = 3;
+        let keyed =
+            |key: &str| WriteOp::Append(Draft::new("t").idempotency_key(Some(key.into())), None);
+        let kept = |writer: &Writer| {
+            let ours = writer.local.ours_if_made().unwrap();
+            (
+                ours.dedup.prefix(b"t").count(),
+                ours.dedup.prefix(b"k").count(),
+            )
+        };
+        // One key twice in one batch: one frame, the second answered with it.
+        let replies = apply(&mut writer, vec![keyed("a"), keyed("a"), keyed("b")]);
+        let a = frame(&replies[0]).clone();
+        assert!(
+            matches!(&replies[1], Ok(WriteOutcome::Duplicate(f)) if *f == a),
+            "{replies:?}"
+        );
+        assert_eq!(kept(&writer), (2, 2));
+        // Beyond the cap, the oldest key goes first.
+        apply(&mut writer, vec![keyed("c"), keyed("d")]);
+        assert_eq!(kept(&writer), (3, 3));
+        let again = apply(&mut writer, vec![keyed("a"), keyed("d")]);
+        assert!(matches!(again[0], Ok(WriteOutcome::Frame(_))), "{again:?}");
+        assert!(
+            matches!(again[1], Ok(WriteOutcome::Duplicate(_))),
+            "{again:?}"
+        );
+        assert_eq!(kept(&writer), (3, 3));
+        // Once the window has passed, a sweep leaves none.
+        std::thread::sleep(window + std::time::Duration::from_millis(20));
+        apply(&mut writer, vec![WriteOp::ForgetOldKeys]);
+        assert_eq!(kept(&writer), (0, 0));
+        assert_eq!(writer.dedup_keys, Some(0));
+    }
+
+    #[test]
+    fn an_expected_last_counts_what_the_same_batch_staged_before_it() {
+        use crate::store::write::ExpectLast;
+        let tmp = tempfile::tempdir().unwrap();
+        let mut writer = writer(&tmp.path().join("store"));
+        let expecting =
+            |expect: ExpectLast| WriteOp::Append(Draft::new("t").expect_last(Some(expect)), None);
+        let replies = apply(
+            &mut writer,
+            vec![expecting(ExpectLast::Empty), expecting(ExpectLast::Empty)],
+        );
+        let first = frame(&replies[0]).clone();
+        assert!(
+            matches!(&replies[1], Err(StoreError::NotLast { last, .. }) if *last == Some(first.id)),
+            "{replies:?}"
+        );
+        // A removal staged before it in the batch: the topic is empty again.
+        let replies = apply(
+            &mut writer,
+            vec![WriteOp::Remove(first.id), expecting(ExpectLast::Empty)],
+        );
+        let second = frame(&replies[1]).clone();
+        let replies = apply(&mut writer, vec![expecting(ExpectLast::Id(second.id))]);
+        frame(&replies[0]);
     }
 }
