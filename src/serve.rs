@@ -21,7 +21,7 @@ use crate::sys::signals::ShutdownSignals;
 const USAGE: &str = "usage: xs serve <dir> [--fsync always|interval:<ms>|never] [--expose <addr>] \
 [--auth-file <file>] [--http <addr>] [--http-timeout <ms>] [--http-ttl <ttl>] [--max-payload <bytes>] \
 [--ephemeral-frames <n>] [--ephemeral-bytes <bytes>] [--backend redis://host:port/db?ns=<name>] \
-[--redis-replicas <n>] [--ttl-sweep <ms>] [--eval-timeout <secs>] [--eval-memory <bytes>] \
+[--redis-replicas <n>] [--ttl-sweep <ms>] [--retain <pattern>=<rule>[,<rule>]]... [--eval-timeout <secs>] [--eval-memory <bytes>] \
 [--max-connections <n>] [--idle-timeout <secs>] [--ui <addr>] [--plugin <path>]...";
 
 const HELP: &str = "Run the store in <dir>: its API listens on <dir>/sock.
@@ -53,6 +53,12 @@ Options:
   --ttl-sweep <ms>          how often expired time:<ms> frames are removed
                             from disk (default 1000); 0: never (reads still
                             skip them)
+  --retain <pattern>=<rules> keep at most this much of a topic or pattern
+                            (log.*, metrics, *): an age (7d, 12h, 30m), a
+                            size of frames and payloads (1GiB, 500MB) and/or
+                            a frame count (100000), comma-separated; the
+                            oldest frames go first, every --ttl-sweep ms;
+                            repeatable; `xs retain` shows them
   --eval-timeout <secs>     a script (/eval until its answer starts, an action
                             call) is stopped with an error after this long
                             (default 30; 0: no limit)
@@ -88,6 +94,8 @@ struct ServeArgs {
     backend: Option<RedisAddress>,
     redis_replicas: u32,
     ttl_sweep: Option<Duration>,
+    /// `--retain`, in order.
+    retain: Vec<crate::store::retain::RetainRule>,
     /// `--max-connections`; by default from the descriptor limit.
     max_connections: Option<usize>,
     /// `--idle-timeout`; `None`: never.
@@ -143,6 +151,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
     let mut backend = None;
     let mut redis_replicas = None;
     let mut ttl_sweep = Some(crate::store::DEFAULT_TTL_SWEEP);
+    let mut retain = Vec::new();
     let mut scripts = ScriptLimits {
         timeout_secs: 30,
         memory: 512 << 20,
@@ -190,6 +199,9 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
                 0 => ttl_sweep = None,
                 ms => ttl_sweep = Some(Duration::from_millis(ms)),
             },
+            Long("retain") => retain.push(crate::store::retain::RetainRule::parse(&string(
+                &mut parser,
+            )?)?),
             Long(flag @ ("eval-timeout" | "eval-memory")) if cfg!(not(feature = "nushell")) => {
                 return Err(format!(
                     "--{flag}: this xs is built without Nushell (cargo feature nushell), so it runs no scripts"
@@ -228,6 +240,9 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
     if backend.is_none() && redis_replicas.is_some() {
         return Err("--redis-replicas needs --backend redis://...".into());
     }
+    if !retain.is_empty() && ttl_sweep.is_none() {
+        return Err("--retain needs sweeping: --ttl-sweep 0 turns it off".into());
+    }
     let http = match http {
         Some(addr) => Some(HttpArgs {
             addr,
@@ -250,6 +265,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<ServeArgs>, String> {
         backend,
         redis_replicas: redis_replicas.unwrap_or(0),
         ttl_sweep,
+        retain,
         scripts,
         max_connections,
         idle_timeout,
@@ -409,6 +425,7 @@ fn run(args: ServeArgs) -> Result<(), String> {
         redis: args.backend.clone(),
         redis_replicas: args.redis_replicas,
         ttl_sweep: args.ttl_sweep,
+        retain: args.retain.clone(),
     };
     let store = Store::open(&args.dir, options).map_err(|e| match e {
         StoreError::Locked(_) => locked_message(&args.dir),

@@ -63,6 +63,14 @@ pub fn handle(context: &Context, listener: &Listener, request: Request) {
             }
             Reply::with_type(200, "application/x-ndjson", body).send(request)
         }
+        (Method::Get, ["retain"]) => {
+            let mut body = Vec::new();
+            for row in store.retention().status() {
+                body.extend_from_slice(row.to_string().as_bytes());
+                body.push(b'\n');
+            }
+            Reply::with_type(200, "application/x-ndjson", body).send(request)
+        }
         (Method::Get, ["last"]) => read::ends(store, request, "", &pairs, End::Last),
         (Method::Get, ["last", spec]) => read::ends(store, request, spec, &pairs, End::Last),
         (Method::Get, ["first"]) => read::ends(store, request, "", &pairs, End::First),

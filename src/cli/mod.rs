@@ -24,6 +24,7 @@ mod output;
 mod ps;
 mod query;
 mod read;
+mod retain;
 mod scru128;
 mod table;
 mod when;
@@ -136,6 +137,11 @@ const COMMANDS: &[Command] = &[
         name: "metrics",
         usage: help::METRICS,
         run: metrics::metrics,
+    },
+    Command {
+        name: "retain",
+        usage: help::RETAIN,
+        run: retain::retain,
     },
     Command {
         name: "version",

@@ -229,6 +229,13 @@ pub const COMMANDS: &[Spec] = &[
                 "how often expired frames are removed (0: never)",
             ),
             valued(
+                "retain",
+                None,
+                "pattern=rules",
+                Kind::Text,
+                "keep at most an age, size and/or count of a pattern, repeatable",
+            ),
+            valued(
                 "eval-timeout",
                 None,
                 "secs",
@@ -542,6 +549,13 @@ pub const COMMANDS: &[Spec] = &[
         )],
     },
     Spec {
+        name: "retain",
+        group: "other",
+        summary: "retention rules: what each pattern holds, last sweep",
+        positionals: &[ADDR],
+        flags: &[switch("json", None, "NDJSON, also on a terminal")],
+    },
+    Spec {
         name: "version",
         group: "other",
         summary: "the server's version",
@@ -602,6 +616,7 @@ mod tests {
         include_str!("kv.rs"),
         include_str!("eval.rs"),
         include_str!("ps.rs"),
+        include_str!("retain.rs"),
         include_str!("nu.rs"),
         include_str!("metrics.rs"),
         include_str!("scru128.rs"),

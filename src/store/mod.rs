@@ -17,6 +17,7 @@ pub mod merge;
 pub mod metrics;
 pub mod queue;
 pub mod redis;
+pub mod retain;
 pub mod topic;
 pub mod ttl;
 pub mod write;
@@ -170,6 +171,8 @@ pub struct StoreOptions {
     /// `--ttl-sweep <ms>`: how often expired `time:` frames are removed;
     /// `None` (`0`): never by this server (reads still skip them).
     pub ttl_sweep: Option<Duration>,
+    /// `--retain`: retention rules, enforced every `ttl_sweep`.
+    pub retain: Vec<retain::RetainRule>,
 }
 
 /// How often expired `time:` frames are removed unless told otherwise.
@@ -183,6 +186,7 @@ impl Default for StoreOptions {
             redis: None,
             redis_replicas: 0,
             ttl_sweep: Some(DEFAULT_TTL_SWEEP),
+            retain: Vec::new(),
         }
     }
 }
@@ -275,6 +279,8 @@ struct Inner {
     /// Writers of payload files share it; the garbage collector takes it
     /// alone, so it never deletes a file between its write and its pin.
     gc_lock: RwLock<()>,
+    /// `--retain` rules and what their sweeper last saw.
+    retention: retain::Retention,
     /// `<dir>/lock`, held while the store is open: one server per folder,
     /// whichever backend it runs on.
     _folder_lock: std::fs::File,
@@ -362,6 +368,7 @@ impl Store {
             .map_err(|e| StoreError::io("starting the writer thread", e))?;
         let store = Store::assemble(dir, Backend::Local(local), shared, options, folder_lock);
         housekeeping::start(store.clone(), chores_rx, after_rx, journaled)?;
+        retain::start(&store)?;
         Ok(store)
     }
 
@@ -397,13 +404,9 @@ impl Store {
             options.ttl_sweep,
             shared.metrics.clone(),
         )?;
-        Ok(Store::assemble(
-            dir,
-            Backend::Redis(redis),
-            shared,
-            options,
-            folder_lock,
-        ))
+        let store = Store::assemble(dir, Backend::Redis(redis), shared, options, folder_lock);
+        retain::start(&store)?;
+        Ok(store)
     }
 
     fn assemble(
@@ -413,6 +416,7 @@ impl Store {
         options: StoreOptions,
         folder_lock: std::fs::File,
     ) -> Store {
+        let retention = retain::Retention::new(options.retain.clone());
         Store {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
@@ -426,6 +430,7 @@ impl Store {
                 pins: Mutex::new(HashMap::new()),
                 settling: std::sync::OnceLock::new(),
                 gc_lock: RwLock::new(()),
+                retention,
                 _folder_lock: folder_lock,
             }),
         }
@@ -491,6 +496,33 @@ impl Store {
         match &self.inner.backend {
             Backend::Local(_) => head,
             Backend::Redis(redis) => head.max(redis.last_id().ok().flatten()),
+        }
+    }
+
+    /// The `--retain` rules and what their sweeper last saw.
+    pub fn retention(&self) -> &retain::Retention {
+        &self.inner.retention
+    }
+
+    /// Frames removed so far, by anyone: this server's writer locally; on
+    /// Redis, every node's (the retention sweeper's check for removals it
+    /// did not make).
+    pub(in crate::store) fn removal_count(&self) -> Result<u64, StoreError> {
+        match &self.inner.backend {
+            Backend::Local(_) => Ok(metrics::Metrics::get(&self.inner.metrics.removed_frames)),
+            Backend::Redis(redis) => redis.removal_count(),
+        }
+    }
+
+    /// A stored payload's size in bytes (0 when it is gone).
+    pub(in crate::store) fn payload_size(&self, hash: &str) -> Result<u64, StoreError> {
+        match &self.inner.backend {
+            Backend::Local(local) => Ok(hash
+                .parse::<Integrity>()
+                .ok()
+                .and_then(|sri| std::fs::metadata(local.cas.path_of(&sri)).ok())
+                .map_or(0, |meta| meta.len())),
+            Backend::Redis(redis) => redis.payload_size(hash),
         }
     }
 
@@ -1031,6 +1063,7 @@ impl Store {
             }
         }
         self.inner.head.close();
+        self.inner.retention.stop();
         let _ = self.inner.chores.send(Chore::Stop);
         let _ = self.write(WriteOp::Nothing);
         if let Backend::Local(local) = &self.inner.backend {

@@ -296,6 +296,24 @@ impl Redis {
         })
     }
 
+    /// A payload's size in bytes (0 when it is gone).
+    pub fn payload_size(&self, hash: &str) -> Result<u64, StoreError> {
+        self.with(|con| {
+            redis::cmd("STRLEN")
+                .arg(self.key(&format!("cas:{hash}")))
+                .query(con)
+        })
+    }
+
+    /// Frames removed from this namespace so far, by any node (`P.removed`,
+    /// counted by the scripts' `remove`): the retention sweeper's sign that
+    /// someone else removed frames.
+    pub fn removal_count(&self) -> Result<u64, StoreError> {
+        let count: Option<u64> =
+            self.with(|con| redis::cmd("GET").arg(self.key("removed")).query(con))?;
+        Ok(count.unwrap_or(0))
+    }
+
     // ------------------------------------------------------------- leases
 
     /// Takes the lease on `processor` for `ms`, or renews ours; whether

@@ -16,6 +16,7 @@
 --   P.e            ephemeral frames (j, t, b = payload), trimmed
 --   P.kv, P.kvlog  k/v hash and its change stream (trimmed)
 --   P.lease:<kind>:<name>  the node running that processor (expires)
+--   P.removed      frames removed so far (the retention sweepers' check)
 --
 -- Entry point: ARGV[2] names the operation; its arguments follow.
 
@@ -66,6 +67,7 @@ local function remove(sid)
   end
   redis.call('ZREM', P .. 'exp', sid)
   unref(field(fields, 'h'))
+  redis.call('INCR', P .. 'removed')
   return 1
 end
 
