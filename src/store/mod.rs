@@ -504,13 +504,52 @@ impl Store {
         &self.inner.retention
     }
 
-    /// Frames removed so far, by anyone: this server's writer locally; on
-    /// Redis, every node's (the retention sweeper's check for removals it
-    /// did not make).
-    pub(in crate::store) fn removal_count(&self) -> Result<u64, StoreError> {
+    /// Frames removed so far under `filter` (one retention pattern), by
+    /// anyone: on Redis, every node's removals of frames under it; here,
+    /// this server's writer's removals of any frame (it is the only
+    /// writer). The retention sweeper's check for removals it did not make.
+    pub(in crate::store) fn removal_count(&self, filter: &TopicFilter) -> Result<u64, StoreError> {
         match &self.inner.backend {
             Backend::Local(_) => Ok(metrics::Metrics::get(&self.inner.metrics.removed_frames)),
-            Backend::Redis(redis) => redis.removal_count(),
+            Backend::Redis(redis) => redis.removal_count(&redis::removal_index(filter)),
+        }
+    }
+
+    /// Removes `ids` (the retention sweeper's oldest frames under
+    /// `filter`) through the normal remove path, unless frames were
+    /// removed since the count of removals was `seen` (`removal_count`):
+    /// then `None`, nothing removed (the caller's totals may overstate).
+    /// Atomic on Redis (one script); here the writer is ours alone and the
+    /// check is made just before.
+    pub(in crate::store) fn remove_if_unchanged(
+        &self,
+        filter: &TopicFilter,
+        ids: &[Id],
+        seen: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        match &self.inner.backend {
+            Backend::Redis(redis) => {
+                let index = redis::removal_index(filter);
+                let removed = redis.remove_if_unchanged(&index, ids, seen)?;
+                if let Some(n @ 1..) = removed {
+                    metrics::Metrics::add(&self.inner.metrics.removed_frames, n);
+                    metrics::Metrics::add(&self.inner.metrics.remove_commits, 1);
+                }
+                Ok(removed)
+            }
+            Backend::Local(_) => {
+                if self.removal_count(filter)? != seen {
+                    return Ok(None);
+                }
+                let replies: Vec<_> = ids
+                    .iter()
+                    .map(|id| self.submit(WriteOp::Remove(*id)))
+                    .collect();
+                for reply in replies {
+                    reply.recv().map_err(|_| StoreError::Closed)??;
+                }
+                Ok(Some(ids.len() as u64))
+            }
         }
     }
 

@@ -33,7 +33,6 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::id::{now_ms, rfc3339_from_ms, Id};
 use super::topic::{validate_topic_query, TopicFilter};
-use super::write::WriteOp;
 use super::{RawFrame, Store, StoreError};
 
 /// The most removals sent to the writer before waiting for them.
@@ -167,6 +166,17 @@ struct Held {
     total_bytes: u64,
 }
 
+/// What one rule's enforcement removed in a sweep.
+#[derive(Default)]
+struct Enforced {
+    frames: u64,
+    bytes: u64,
+    /// Frames were removed by someone else: stopped, counts again.
+    stale: bool,
+    /// The removed frames' topics.
+    topics: std::collections::HashSet<String>,
+}
+
 /// The rules and what the sweeper knows of them; `GET /retain` reads it.
 pub struct Retention {
     rules: Vec<RetainRule>,
@@ -242,18 +252,24 @@ pub fn start(store: &Store) -> Result<(), StoreError> {
 struct Sweeper {
     store: Store,
     sizes: HashMap<String, u64>,
-    /// The store's removed-frame count after our last sweep: anything else
-    /// moving it means our totals may overstate.
-    removals_seen: Option<u64>,
+    /// Per rule: the count of removals under its pattern (`removal_count`)
+    /// its totals agree with; anything else moving it means they may
+    /// overstate, and the rule counts again.
+    removals_seen: Vec<Option<u64>>,
+    /// Locally the count is of every removal, not per pattern.
+    global_count: bool,
     sweeps: u64,
 }
 
 impl Sweeper {
     fn new(store: Store) -> Sweeper {
+        let rules = store.retention().rules.len();
+        let global_count = store.redis().is_none();
         Sweeper {
             store,
             sizes: HashMap::new(),
-            removals_seen: None,
+            removals_seen: vec![None; rules],
+            global_count,
             sweeps: 0,
         }
     }
@@ -277,12 +293,14 @@ impl Sweeper {
     fn sweep(&mut self) -> Result<(), StoreError> {
         let store = self.store.clone();
         let retention = store.retention();
-        let removals = store.removal_count()?;
-        let recount =
-            self.removals_seen != Some(removals) || self.sweeps.is_multiple_of(RESCAN_EVERY);
+        let rescan = self.sweeps.is_multiple_of(RESCAN_EVERY);
         self.sweeps += 1;
-        let mut issued = 0;
         for (index, rule) in retention.rules.iter().enumerate() {
+            // Read before any counting: a removal after it shows when we
+            // remove (see `remove_if_unchanged`).
+            let mut seen = store.removal_count(&rule.filter)?;
+            let recount = rescan || self.removals_seen[index] != Some(seen);
+            self.removals_seen[index] = None;
             let mut held = retention.held.lock().unwrap_or_else(|e| e.into_inner())[index].clone();
             if recount || !held.counted {
                 held = Held {
@@ -293,23 +311,36 @@ impl Sweeper {
                 };
             }
             self.count_new(rule, &mut held)?;
-            let (frames, bytes) = self.enforce(rule, &mut held)?;
-            issued += frames;
+            let outcome = self.enforce(rule, &mut held, &mut seen)?;
             held.oldest = store
                 .scan(&rule.filter, Bound::Unbounded, Bound::Unbounded, false)
                 .next()
                 .transpose()?
                 .map(|frame| frame.id);
             held.swept_at = Some(now_ms());
-            held.removed_frames = frames;
-            held.removed_bytes = bytes;
-            held.total_frames += frames;
-            held.total_bytes += bytes;
+            held.removed_frames = outcome.frames;
+            held.removed_bytes = outcome.bytes;
+            held.total_frames += outcome.frames;
+            held.total_bytes += outcome.bytes;
             retention.held.lock().unwrap_or_else(|e| e.into_inner())[index] = held;
+            if !outcome.stale {
+                self.removals_seen[index] = Some(seen);
+            }
+            // Locally our removals move every rule's count: a rule whose
+            // pattern none of them was under still agrees with it.
+            if self.global_count && outcome.frames > 0 {
+                for (other, rule) in retention.rules.iter().enumerate() {
+                    if other == index {
+                        continue;
+                    }
+                    if outcome.topics.iter().any(|t| rule.filter.matches(t)) {
+                        self.removals_seen[other] = None;
+                    } else if let Some(count) = &mut self.removals_seen[other] {
+                        *count += outcome.frames;
+                    }
+                }
+            }
         }
-        // Our own removals are subtracted already; if the count moved by
-        // anything else in between, the next sweep recounts.
-        self.removals_seen = Some(removals + issued);
         Ok(())
     }
 
@@ -333,19 +364,26 @@ impl Sweeper {
     }
 
     /// Removes the oldest frames while any limit is exceeded, `BATCH` at a
-    /// time; returns the frames and bytes removed.
-    fn enforce(&mut self, rule: &RetainRule, held: &mut Held) -> Result<(u64, u64), StoreError> {
+    /// time, as long as nobody else removes frames (`seen`: the store's
+    /// removal count our totals agree with).
+    fn enforce(
+        &mut self,
+        rule: &RetainRule,
+        held: &mut Held,
+        seen: &mut u64,
+    ) -> Result<Enforced, StoreError> {
         let cutoff = rule
             .max_age
             .map(|age| now_ms().saturating_sub(age.as_millis() as u64));
-        let over = |held: &Held, frame: &RawFrame| {
-            rule.max_frames.is_some_and(|max| held.frames > max)
-                || rule.max_bytes.is_some_and(|max| held.bytes > max)
+        let over = |frames: u64, bytes: u64, frame: &RawFrame| {
+            rule.max_frames.is_some_and(|max| frames > max)
+                || rule.max_bytes.is_some_and(|max| bytes > max)
                 || cutoff.is_some_and(|cut| frame.id.timestamp() < cut)
         };
-        let (mut frames, mut bytes) = (0, 0);
+        let mut done = Enforced::default();
         let mut after = Bound::Unbounded;
         loop {
+            let (mut frames, mut bytes) = (held.frames, held.bytes);
             let mut doomed = Vec::new();
             for frame in self
                 .store
@@ -354,32 +392,38 @@ impl Sweeper {
                 let frame = frame?;
                 // Only what was counted: a newer frame waits for the next
                 // sweep.
-                if held.last_seen.is_none_or(|last| frame.id > last) || !over(held, &frame) {
+                if held.last_seen.is_none_or(|last| frame.id > last) || !over(frames, bytes, &frame)
+                {
                     break;
                 }
                 let size = self.size_of(&frame);
-                held.frames = held.frames.saturating_sub(1);
-                held.bytes = held.bytes.saturating_sub(size);
-                frames += 1;
-                bytes += size;
-                doomed.push(frame.id);
+                frames = frames.saturating_sub(1);
+                bytes = bytes.saturating_sub(size);
+                if let Some(topic) = frame.quick_topic() {
+                    done.topics.insert(topic.to_string());
+                } else if let Ok(parsed) = frame.parse() {
+                    done.topics.insert(parsed.topic);
+                }
+                doomed.push((frame.id, size));
                 if doomed.len() >= BATCH {
                     break;
                 }
             }
-            let Some(&last) = doomed.last() else {
-                return Ok((frames, bytes));
+            let Some(&(last, _)) = doomed.last() else {
+                return Ok(done);
             };
-            let full = doomed.len() >= BATCH;
-            let replies: Vec<_> = doomed
-                .into_iter()
-                .map(|id| self.store.submit(WriteOp::Remove(id)))
-                .collect();
-            for reply in replies {
-                reply.recv().map_err(|_| StoreError::Closed)??;
-            }
-            if !full {
-                return Ok((frames, bytes));
+            let ids: Vec<Id> = doomed.iter().map(|(id, _)| *id).collect();
+            let Some(removed) = self.store.remove_if_unchanged(&rule.filter, &ids, *seen)? else {
+                done.stale = true;
+                return Ok(done);
+            };
+            *seen += removed;
+            held.frames = frames;
+            held.bytes = bytes;
+            done.frames += ids.len() as u64;
+            done.bytes += doomed.iter().map(|(_, size)| size).sum::<u64>();
+            if doomed.len() < BATCH {
+                return Ok(done);
             }
             after = Bound::Excluded(last);
         }

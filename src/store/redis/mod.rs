@@ -296,6 +296,24 @@ impl Redis {
         })
     }
 
+    /// Removes `ids` (retention) unless frames under `index` were removed
+    /// since their removal count was `seen`: then `None`, nothing removed.
+    pub fn remove_if_unchanged(
+        &self,
+        index: &str,
+        ids: &[Id],
+        seen: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let seen = seen.to_string();
+        let sids: Vec<String> = ids.iter().map(|id| stream_id(*id)).collect();
+        let mut args: Vec<&[u8]> = vec![b"retain", index.as_bytes(), seen.as_bytes()];
+        args.extend(sids.iter().map(|sid| sid.as_bytes()));
+        match self.run_script(&args)? {
+            Value::Int(n) if n >= 0 => Ok(Some(n as u64)),
+            _ => Ok(None),
+        }
+    }
+
     /// A payload's size in bytes (0 when it is gone).
     pub fn payload_size(&self, hash: &str) -> Result<u64, StoreError> {
         self.with(|con| {
@@ -305,12 +323,16 @@ impl Redis {
         })
     }
 
-    /// Frames removed from this namespace so far, by any node (`P.removed`,
-    /// counted by the scripts' `remove`): the retention sweeper's sign that
-    /// someone else removed frames.
-    pub fn removal_count(&self) -> Result<u64, StoreError> {
-        let count: Option<u64> =
-            self.with(|con| redis::cmd("GET").arg(self.key("removed")).query(con))?;
+    /// Frames removed so far under `index` (`t:<topic>`, `p:<prefix.>` or
+    /// `*`), by any node (`P.removed`, counted by the scripts' `remove`):
+    /// the retention sweeper's sign that someone else removed frames.
+    pub fn removal_count(&self, index: &str) -> Result<u64, StoreError> {
+        let count: Option<u64> = self.with(|con| {
+            redis::cmd("HGET")
+                .arg(self.key("removed"))
+                .arg(index)
+                .query(con)
+        })?;
         Ok(count.unwrap_or(0))
     }
 
@@ -538,6 +560,19 @@ pub fn bytes(value: Value) -> Option<Vec<u8>> {
 
 pub fn text(value: Value) -> Option<String> {
     bytes(value).and_then(|b| String::from_utf8(b).ok())
+}
+
+/// The `P.removed` field that counts removals under `filter` (one pattern
+/// or all).
+pub fn removal_index(filter: &TopicFilter) -> String {
+    match filter {
+        TopicFilter::Patterns(patterns) => match patterns.first() {
+            Some(TopicPattern::Exact(topic)) => format!("t:{topic}"),
+            Some(TopicPattern::Prefix(prefix)) => format!("p:{prefix}"),
+            None => "*".into(),
+        },
+        TopicFilter::All => "*".into(),
+    }
 }
 
 #[cfg(test)]
