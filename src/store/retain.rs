@@ -12,17 +12,22 @@
 //! frames newer than the last one counted. Removals it makes itself are
 //! subtracted as it makes them. A removal it did not make (`xs remove`,
 //! `time:`/`last:` ttls, another node's sweeper on Redis) shows as a
-//! change in the store's count of removed frames (the writer's counter
-//! locally, `P.removed` on Redis), and makes every rule count again from
-//! a scan, so the totals never overstate what is held and nothing is
-//! removed early. A scan also runs every `RESCAN_EVERY` sweeps, to catch
-//! what an import of older ids brought.
+//! change in the store's count of removals (`Store::removal_count`: on
+//! Redis per pattern, `P.removed`; locally the writer's count of all
+//! removals) and makes that rule count again from a scan, so the totals
+//! never overstate what is held and nothing goes early. A scan also runs
+//! every `RESCAN_EVERY` sweeps, to catch what an import of older ids
+//! brought.
 //!
-//! Removals go through the writer as `WriteOp::Remove`, exactly as
-//! `xs remove` (so payload collection and followers behave alike), at
-//! most `BATCH` at a time, each batch waited for before the next, so
-//! appends interleave with them. Removing an absent frame changes
-//! nothing, so two nodes sweeping one Redis at once are safe.
+//! Removals go the normal remove path (the writer's `WriteOp::Remove`
+//! locally, the scripts' `remove` on Redis), so payload collection and
+//! followers see them as they see `xs remove`: at most `BATCH` at a time,
+//! each batch done before the next, so appends interleave. Each batch is
+//! conditional (`Store::remove_if_unchanged`): if anyone removed frames
+//! under the pattern since the rule was counted, nothing is removed and
+//! the rule counts again next sweep. On Redis the check and the removal
+//! are one script, so two nodes sweeping at once never both remove "the
+//! oldest" frames; removing an absent frame is a no-op anyway.
 
 use std::collections::HashMap;
 use std::ops::Bound;
