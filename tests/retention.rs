@@ -343,3 +343,35 @@ fn two_nodes_sweeping_one_redis_remove_each_frame_once() {
     assert!(removed(&a) + removed(&b) >= 110);
     assert_eq!(rule(&retain(&b), "q.*")["frames"], 10);
 }
+
+/// Removals elsewhere (a `last:1` topic pruned on every append) do not
+/// hold a rule back: they are counted per pattern, so the sweeper's totals
+/// for `log.*` stay valid and its removals go ahead.
+#[test]
+fn removals_under_other_topics_do_not_stall_a_rule() {
+    let server = Server::start(&["--ttl-sweep", SWEEP, "--retain", "log.*=100"]);
+    let sent: Vec<Value> = (0..300)
+        .map(|n| server.append("log.x", format!("{n}").as_bytes()))
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pruning: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            let sock = server.sock();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = request(&sock, "POST", "/append/tick?ttl=last:1", &[], b"t");
+                    assert_eq!(r.status, 200);
+                }
+            })
+        })
+        .collect();
+    let held = wait_until(T, || server.frames("/?topic=log.*").len() == 100);
+    let kept = server.frames("/?topic=log.*");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for thread in pruning {
+        thread.join().unwrap();
+    }
+    assert!(held, "log.* holds {} frames", kept.len());
+    assert_eq!(ids_of(&kept), ids_of(&sent[200..]));
+}

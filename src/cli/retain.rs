@@ -1,6 +1,7 @@
 //! `xs retain <addr> [--json]`: the server's retention rules and what each
-//! pattern holds (GET /retain) — aligned columns on a terminal, NDJSON
-//! with `--json` or when piped.
+//! pattern holds (GET /retain) — aligned columns on a terminal (the byte
+//! counts of removals only in the NDJSON), NDJSON with `--json` or when
+//! piped.
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -10,7 +11,7 @@ use super::args::{exactly, parser, text, Stop};
 use super::client::{call, Request};
 use super::output::to_stdout;
 
-const COLUMNS: [&str; 10] = [
+const COLUMNS: [&str; 9] = [
     "pattern",
     "rules",
     "frames",
@@ -19,7 +20,6 @@ const COLUMNS: [&str; 10] = [
     "oldest_age_ms",
     "swept_at",
     "removed_frames",
-    "removed_bytes",
     "removed_total_frames",
 ];
 

@@ -505,13 +505,16 @@ impl Store {
     }
 
     /// Frames removed so far under `filter` (one retention pattern), by
-    /// anyone: on Redis, every node's removals of frames under it; here,
-    /// this server's writer's removals of any frame (it is the only
-    /// writer). The retention sweeper's check for removals it did not make.
+    /// anyone: on Redis every node's (`P.removed`), here the writer's (it is
+    /// the only one). The retention sweeper's check for removals it did not
+    /// make.
     pub(in crate::store) fn removal_count(&self, filter: &TopicFilter) -> Result<u64, StoreError> {
         match &self.inner.backend {
-            Backend::Local(_) => Ok(metrics::Metrics::get(&self.inner.metrics.removed_frames)),
-            Backend::Redis(redis) => redis.removal_count(&redis::removal_index(filter)),
+            Backend::Local(_) => Ok(self
+                .inner
+                .metrics
+                .removed_under(&retain::removal_index(filter))),
+            Backend::Redis(redis) => redis.removal_count(&retain::removal_index(filter)),
         }
     }
 
@@ -529,7 +532,7 @@ impl Store {
     ) -> Result<Option<u64>, StoreError> {
         match &self.inner.backend {
             Backend::Redis(redis) => {
-                let index = redis::removal_index(filter);
+                let index = retain::removal_index(filter);
                 let removed = redis.remove_if_unchanged(&index, ids, seen)?;
                 if let Some(n @ 1..) = removed {
                     metrics::Metrics::add(&self.inner.metrics.removed_frames, n);

@@ -12,9 +12,10 @@
 //! frames newer than the last one counted. Removals it makes itself are
 //! subtracted as it makes them. A removal it did not make (`xs remove`,
 //! `time:`/`last:` ttls, another node's sweeper on Redis) shows as a
-//! change in the store's count of removals (`Store::removal_count`: on
-//! Redis per pattern, `P.removed`; locally the writer's count of all
-//! removals) and makes that rule count again from a scan, so the totals
+//! change in the store's count of removals under the rule's pattern
+//! (`Store::removal_count`: `P.removed` on Redis, kept by the remove
+//! script; locally the writer's, `Metrics::removed_under`) and makes that
+//! rule count again from a scan, so the totals
 //! never overstate what is held and nothing goes early. A scan also runs
 //! every `RESCAN_EVERY` sweeps, to catch what an import of older ids
 //! brought.
@@ -37,7 +38,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::id::{now_ms, rfc3339_from_ms, Id};
-use super::topic::{validate_topic_query, TopicFilter};
+use super::topic::{validate_topic_query, TopicFilter, TopicPattern};
 use super::{RawFrame, Store, StoreError};
 
 /// The most removals sent to the writer before waiting for them.
@@ -178,8 +179,6 @@ struct Enforced {
     bytes: u64,
     /// Frames were removed by someone else: stopped, counts again.
     stale: bool,
-    /// The removed frames' topics.
-    topics: std::collections::HashSet<String>,
 }
 
 /// The rules and what the sweeper knows of them; `GET /retain` reads it.
@@ -235,6 +234,20 @@ impl Retention {
     }
 }
 
+/// The index whose removals a rule's totals depend on: `t:<topic>`,
+/// `p:<prefix.>` or `*` (how both backends count removals: `P.removed` on
+/// Redis, `Metrics::removed_under` locally).
+pub fn removal_index(filter: &TopicFilter) -> String {
+    match filter {
+        TopicFilter::Patterns(patterns) => match patterns.first() {
+            Some(TopicPattern::Exact(topic)) => format!("t:{topic}"),
+            Some(TopicPattern::Prefix(prefix)) => format!("p:{prefix}"),
+            None => "*".into(),
+        },
+        TopicFilter::All => "*".into(),
+    }
+}
+
 /// Starts the sweeper when there are rules and sweeping is on.
 pub fn start(store: &Store) -> Result<(), StoreError> {
     let retention = store.retention();
@@ -261,20 +274,16 @@ struct Sweeper {
     /// its totals agree with; anything else moving it means they may
     /// overstate, and the rule counts again.
     removals_seen: Vec<Option<u64>>,
-    /// Locally the count is of every removal, not per pattern.
-    global_count: bool,
     sweeps: u64,
 }
 
 impl Sweeper {
     fn new(store: Store) -> Sweeper {
         let rules = store.retention().rules.len();
-        let global_count = store.redis().is_none();
         Sweeper {
             store,
             sizes: HashMap::new(),
             removals_seen: vec![None; rules],
-            global_count,
             sweeps: 0,
         }
     }
@@ -330,20 +339,6 @@ impl Sweeper {
             retention.held.lock().unwrap_or_else(|e| e.into_inner())[index] = held;
             if !outcome.stale {
                 self.removals_seen[index] = Some(seen);
-            }
-            // Locally our removals move every rule's count: a rule whose
-            // pattern none of them was under still agrees with it.
-            if self.global_count && outcome.frames > 0 {
-                for (other, rule) in retention.rules.iter().enumerate() {
-                    if other == index {
-                        continue;
-                    }
-                    if outcome.topics.iter().any(|t| rule.filter.matches(t)) {
-                        self.removals_seen[other] = None;
-                    } else if let Some(count) = &mut self.removals_seen[other] {
-                        *count += outcome.frames;
-                    }
-                }
             }
         }
         Ok(())
@@ -404,11 +399,6 @@ impl Sweeper {
                 let size = self.size_of(&frame);
                 frames = frames.saturating_sub(1);
                 bytes = bytes.saturating_sub(size);
-                if let Some(topic) = frame.quick_topic() {
-                    done.topics.insert(topic.to_string());
-                } else if let Ok(parsed) = frame.parse() {
-                    done.topics.insert(parsed.topic);
-                }
                 doomed.push((frame.id, size));
                 if doomed.len() >= BATCH {
                     break;

@@ -562,19 +562,6 @@ pub fn text(value: Value) -> Option<String> {
     bytes(value).and_then(|b| String::from_utf8(b).ok())
 }
 
-/// The `P.removed` field that counts removals under `filter` (one pattern
-/// or all).
-pub fn removal_index(filter: &TopicFilter) -> String {
-    match filter {
-        TopicFilter::Patterns(patterns) => match patterns.first() {
-            Some(TopicPattern::Exact(topic)) => format!("t:{topic}"),
-            Some(TopicPattern::Prefix(prefix)) => format!("p:{prefix}"),
-            None => "*".into(),
-        },
-        TopicFilter::All => "*".into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
