@@ -34,6 +34,8 @@ mod gateway;
 mod nu_eval;
 #[path = "nu_processors.rs"]
 mod nu_processors;
+#[path = "retention.rs"]
+mod retention;
 #[path = "store_faults.rs"]
 mod store_faults;
 #[path = "supervise.rs"]

@@ -219,6 +219,37 @@ pub(crate) fn append_stored(bin: &Path, clients: usize, fsync: &str) -> Res<Outc
     })
 }
 
+/// `append-16-always` with a retention rule on the appended topic that
+/// binds within the run (`bench=5000,1MiB`: about 5,000 frames of ~210
+/// bytes), so the sweeper removes while the clients append. To compare
+/// with `append-16-always` run side by side; target: within 10% of it.
+pub(crate) fn append_retain(bin: &Path, clients: usize) -> Res<Outcome> {
+    let server = Server::start_with(bin, &["--fsync", "always", "--retain", "bench=5000,1MiB"])?;
+    let hammered = hammer(&server, clients, |conn, client, seq| {
+        append_one(conn, client, seq).map(drop)
+    })?;
+    let mut conn = server.connect()?;
+    let retained = expect_200(&mut conn, "GET", "/retain", b"")?;
+    let retained = String::from_utf8_lossy(&retained).into_owned();
+    drop(server);
+    let (rate, mut keys) = hammered.report(
+        clients,
+        ["appends_per_s", "appends", "server_cpu_us_per_append"],
+    );
+    let removed = retained
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|row| row["removed_total_frames"].as_u64())
+        .sum::<u64>();
+    keys.push(("retain_removed_frames", removed.to_string()));
+    Ok(Outcome::Measured {
+        keys,
+        headline: format!("{rate:.0} appends/s ({removed} removed by retention)"),
+        met: removed > 0,
+        target: "frames removed; compare with append-16-always",
+    })
+}
+
 /// N clients appending with `op`: the rate and the printed keys.
 pub(crate) fn append_run(
     bin: &Path,

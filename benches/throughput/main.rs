@@ -13,7 +13,7 @@
 //! Names after `--` select dimensions (default: all, in this order):
 //! `append-16-always`, `append-1-always`, `append-1-never`,
 //! `append-16-always-stored`, `append-1-never-stored`, `append-cond-16`,
-//! `replay`,
+//! `append-16-retain`, `replay`,
 //! `follow-rtt`, `startup`, `startup-existing`, `idle-rss`,
 //! `oneshot-append`, `eval-trivial`, `actor-state`, `actor-emit`, `view-fold`, `kv-set-16`, `seek-cost`,
 //! `export-import-100k`, `gateway`, `redis-append-16`,
@@ -61,6 +61,11 @@
 //!   client sending one fixed payload, so the content is stored once and
 //!   no append makes a payload file: the append path without the file
 //!   system's price of a new file. Diagnostic, no target.
+//! - `append-16-retain`: as `append-16-always`, with `--retain
+//!   bench=5000,1MiB`, a rule the run exceeds within its first second, so
+//!   the retention sweeper removes frames (in batches through the writer)
+//!   while the clients append; reports the frames it removed. Compare with
+//!   `append-16-always` run next to it: within noise is the goal.
 //! - `replay`: 16 clients fill a `--fsync never` store with 100,000 appends;
 //!   it waits for the server to go idle (2 s with next to no CPU use: its
 //!   housekeeper works off the fill's pending payloads; at most 10 s,
@@ -206,7 +211,7 @@ mod startup;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use appends::{append, append_cond, append_stored, kv_set, payload_file_cost};
+use appends::{append, append_cond, append_retain, append_stored, kv_set, payload_file_cost};
 use client::delete_kept;
 use gateway::gateway;
 use processors::{actor, view_fold};
@@ -274,6 +279,7 @@ const DIMENSIONS: &[&str] = &[
     "append-16-always-stored",
     "append-1-never-stored",
     "append-cond-16",
+    "append-16-retain",
     "replay",
     "follow-rtt",
     "startup",
@@ -420,6 +426,7 @@ fn run_dimension(name: &str, bin: &Path) -> Res<Outcome> {
         "append-16-always-stored" => append_stored(bin, 16, "always"),
         "append-cond-16" => append_cond(bin),
         "append-1-never-stored" => append_stored(bin, 1, "never"),
+        "append-16-retain" => append_retain(bin, 16),
         "replay" => replay(bin),
         "follow-rtt" => follow_rtt(bin),
         "startup" => startup(bin),

@@ -70,6 +70,14 @@ fn route(context: &Context, listener: &Listener, request: &mut Request) -> Handl
             }
             Ok(Reply::with_type(200, "application/x-ndjson", body).into())
         }
+        (Method::Get, ["retain"]) => {
+            let mut body = Vec::new();
+            for row in store.retention().status() {
+                body.extend_from_slice(row.to_string().as_bytes());
+                body.push(b'\n');
+            }
+            Ok(Reply::with_type(200, "application/x-ndjson", body).into())
+        }
         (Method::Get, ["last"]) => read::ends(store, request, "", &pairs, End::Last),
         (Method::Get, ["last", spec]) => read::ends(store, request, spec, &pairs, End::Last),
         (Method::Get, ["first"]) => read::ends(store, request, "", &pairs, End::First),

@@ -44,6 +44,7 @@ nushell:
 other:
   metrics <addr> [--prometheus]
                           the server's counters (JSON, or Prometheus text)
+  retain <addr> [--json]  retention rules: what each pattern holds, last sweep
   version <addr>          the server's version
   scru128                 make, unpack or pack SCRU128 ids
   completions <shell>     a completion script: bash, zsh, fish or nushell
@@ -297,6 +298,20 @@ Prometheus text format with --prometheus.
 
 options:
       --prometheus        the Prometheus text format instead of JSON
+  -h, --help              print this help
+";
+
+pub const RETAIN: &str = "\
+usage: xs retain <addr> [--json]
+
+The server's retention rules (`xs serve --retain`), one line per rule:
+its pattern and rules, what the pattern held at the last sweep (frames,
+bytes, the oldest frame and its age), what that sweep removed, and what
+all sweeps removed since the server started. Aligned columns on a
+terminal; NDJSON (GET /retain) with --json or when piped.
+
+options:
+      --json              NDJSON, also on a terminal
   -h, --help              print this help
 ";
 

@@ -25,6 +25,7 @@ mod output;
 mod ps;
 mod query;
 mod read;
+mod retain;
 mod scru128;
 mod serve;
 mod table;
@@ -138,6 +139,11 @@ const COMMANDS: &[Command] = &[
         name: "metrics",
         usage: help::METRICS,
         run: metrics::metrics,
+    },
+    Command {
+        name: "retain",
+        usage: help::RETAIN,
+        run: retain::retain,
     },
     Command {
         name: "version",

@@ -49,13 +49,19 @@ pub fn ps(args: Vec<OsString>) -> Result<(), Stop> {
 
 /// The NDJSON rows as aligned columns under a header.
 pub fn table(ndjson: &str) -> String {
-    let mut rows: Vec<Vec<String>> = vec![COLUMNS.iter().map(|c| c.to_uppercase()).collect()];
+    columns(&COLUMNS, ndjson)
+}
+
+/// The NDJSON rows' `names` fields as aligned columns under a header
+/// (`-` for a missing or null field).
+pub fn columns(names: &[&str], ndjson: &str) -> String {
+    let mut rows: Vec<Vec<String>> = vec![names.iter().map(|c| c.to_uppercase()).collect()];
     for line in ndjson.lines().filter(|l| !l.trim().is_empty()) {
         let Ok(row) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
         rows.push(
-            COLUMNS
+            names
                 .iter()
                 .map(|column| match row.get(*column) {
                     None | Some(serde_json::Value::Null) => "-".to_string(),
@@ -67,7 +73,7 @@ pub fn table(ndjson: &str) -> String {
                 .collect(),
         );
     }
-    let widths: Vec<usize> = (0..COLUMNS.len())
+    let widths: Vec<usize> = (0..names.len())
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();

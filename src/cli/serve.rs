@@ -7,12 +7,13 @@ use std::time::Duration;
 use crate::api::gateway;
 use crate::api::server::DEFAULT_IDLE_TIMEOUT_SECS;
 use crate::server::{self, HttpOptions, Options, ScriptLimits};
-use crate::store::{EphemeralLimits, FsyncPolicy, RedisAddress, Ttl};
+use crate::store::{EphemeralLimits, FsyncPolicy, RedisAddress, RetainRule, Ttl};
 
 const USAGE: &str = "usage: xs serve <dir> [--fsync always|interval:<ms>|never] [--expose <addr>] \
 [--auth-file <file>] [--http <addr>] [--http-timeout <ms>] [--http-ttl <ttl>] [--max-payload <bytes>] \
 [--ephemeral-frames <n>] [--ephemeral-bytes <bytes>] [--backend redis://host:port/db?ns=<name>] \
-[--redis-replicas <n>] [--ttl-sweep <ms>] [--dedup-window <duration>] [--eval-timeout <secs>] [--eval-memory <bytes>] \
+[--redis-replicas <n>] [--ttl-sweep <ms>] [--dedup-window <duration>] [--retain <pattern>=<rule>[,<rule>]]... \
+[--eval-timeout <secs>] [--eval-memory <bytes>] \
 [--max-connections <n>] [--idle-timeout <secs>] [--ui <addr>] [--plugin <path>]...";
 
 const HELP: &str = "Run the store in <dir>: its API listens on <dir>/sock.
@@ -47,6 +48,12 @@ Options:
   --dedup-window <duration> how long an append's xs-idempotency-key is
                             remembered: 500ms, 30s, 2m (default), 1h; 0: keys
                             are ignored
+  --retain <pattern>=<rules> keep at most this much of a topic or pattern
+                            (log.*, metrics, *): an age (7d, 12h, 30m), a
+                            size of frames and payloads (1GiB, 500MB) and/or
+                            a frame count (100000), comma-separated; the
+                            oldest frames go first, every --ttl-sweep ms;
+                            repeatable; `xs retain` shows them
   --eval-timeout <secs>     a script (/eval until its answer starts, an action
                             call) is stopped with an error after this long
                             (default 30; 0: no limit)
@@ -88,6 +95,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, String> {
     let mut redis_replicas = None;
     let mut ttl_sweep = Some(crate::store::DEFAULT_TTL_SWEEP);
     let mut dedup_window = Some(crate::store::DEFAULT_DEDUP_WINDOW);
+    let mut retain = Vec::new();
     let mut scripts = ScriptLimits {
         timeout_secs: 30,
         memory: 512 << 20,
@@ -135,6 +143,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, String> {
                 0 => ttl_sweep = None,
                 ms => ttl_sweep = Some(Duration::from_millis(ms)),
             },
+            Long("retain") => retain.push(RetainRule::parse(&string(&mut parser)?)?),
             Long("dedup-window") => {
                 let text = string(&mut parser)?;
                 let ms = match text.as_str() {
@@ -187,6 +196,9 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, String> {
     if backend.is_none() && redis_replicas.is_some() {
         return Err("--redis-replicas needs --backend redis://...".into());
     }
+    if !retain.is_empty() && ttl_sweep.is_none() {
+        return Err("--retain needs sweeping: --ttl-sweep 0 turns it off".into());
+    }
     let http = match http {
         Some(addr) => Some(HttpOptions {
             addr,
@@ -210,6 +222,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, String> {
         redis_replicas: redis_replicas.unwrap_or(0),
         ttl_sweep,
         dedup_window,
+        retain,
         scripts,
         max_connections,
         idle_timeout,

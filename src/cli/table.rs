@@ -236,6 +236,13 @@ pub const COMMANDS: &[Spec] = &[
                 "how long an idempotency key is remembered (0: off)",
             ),
             valued(
+                "retain",
+                None,
+                "pattern=rules",
+                Kind::Text,
+                "keep at most an age, size and/or count of a pattern, repeatable",
+            ),
+            valued(
                 "eval-timeout",
                 None,
                 "secs",
@@ -563,6 +570,13 @@ pub const COMMANDS: &[Spec] = &[
         )],
     },
     Spec {
+        name: "retain",
+        group: "other",
+        summary: "retention rules: what each pattern holds, last sweep",
+        positionals: &[ADDR],
+        flags: &[switch("json", None, "NDJSON, also on a terminal")],
+    },
+    Spec {
         name: "version",
         group: "other",
         summary: "the server's version",
@@ -623,6 +637,7 @@ mod tests {
         include_str!("kv.rs"),
         include_str!("eval.rs"),
         include_str!("ps.rs"),
+        include_str!("retain.rs"),
         include_str!("nu.rs"),
         include_str!("metrics.rs"),
         include_str!("scru128.rs"),

@@ -17,7 +17,8 @@ use crate::api::routes::Context;
 use crate::api::server::{self as api_server, Limits, Listener, Ready};
 use crate::api::write::WriteLimits;
 use crate::store::{
-    Draft, EphemeralLimits, FsyncPolicy, RedisAddress, Store, StoreError, StoreOptions, Ttl,
+    Draft, EphemeralLimits, FsyncPolicy, RedisAddress, RetainRule, Store, StoreError, StoreOptions,
+    Ttl,
 };
 use crate::sys::signals::ShutdownSignals;
 
@@ -40,6 +41,8 @@ pub struct Options {
     pub ttl_sweep: Option<Duration>,
     /// `--dedup-window`; `None`: idempotency keys are ignored.
     pub dedup_window: Option<Duration>,
+    /// `--retain`, in order.
+    pub retain: Vec<RetainRule>,
     /// `--max-connections`; by default from the descriptor limit.
     pub max_connections: Option<usize>,
     /// `--idle-timeout`; `None`: never.
@@ -156,6 +159,7 @@ pub fn run(args: Options) -> Result<(), String> {
         redis_replicas: args.redis_replicas,
         ttl_sweep: args.ttl_sweep,
         dedup_window: args.dedup_window,
+        retain: args.retain.clone(),
         control_topic: crate::processor::wakes_dispatcher,
     };
     let store = Store::open(&args.dir, options).map_err(|e| match e {

@@ -35,6 +35,11 @@ pub struct Metrics {
     /// references any more), and the time they took.
     pub gc_drains: AtomicU64,
     pub gc_nanos: AtomicU64,
+    /// Local backend: frames removed under each index (`t:<topic>`,
+    /// `p:<prefix.>`, `*`), as Redis keeps them in `P.removed`: what the
+    /// retention sweeper checks (one entry per topic and prefix removed
+    /// from; only the writer adds).
+    removed_under: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl Metrics {
@@ -44,6 +49,30 @@ impl Metrics {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Counts removed frames of these topics under their indexes.
+    pub fn count_removed_topics(&self, topics: &[String]) {
+        if topics.is_empty() {
+            return;
+        }
+        let mut counts = self.removed_under.lock().unwrap_or_else(|e| e.into_inner());
+        for topic in topics {
+            *counts.entry("*".into()).or_default() += 1;
+            *counts.entry(format!("t:{topic}")).or_default() += 1;
+            for (at, byte) in topic.bytes().enumerate() {
+                if byte == b'.' {
+                    *counts.entry(format!("p:{}", &topic[..=at])).or_default() += 1;
+                }
+            }
+        }
+    }
+
+    /// Frames removed so far under an index (`t:<topic>`, `p:<prefix.>`,
+    /// `*`).
+    pub fn removed_under(&self, index: &str) -> u64 {
+        let counts = self.removed_under.lock().unwrap_or_else(|e| e.into_inner());
+        counts.get(index).copied().unwrap_or(0)
     }
 
     /// Records one sync and how long it took.

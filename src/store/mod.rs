@@ -25,6 +25,7 @@ mod options;
 mod payloads;
 mod queue;
 mod redis;
+mod retain;
 mod ttl;
 mod write;
 
@@ -56,6 +57,7 @@ pub use metrics::{FollowerGuard, Metrics};
 pub use options::{FsyncPolicy, StoreOptions, DEFAULT_DEDUP_WINDOW, DEFAULT_TTL_SWEEP};
 pub use payloads::{PayloadPin, StoredPayload};
 pub use redis::RedisAddress;
+pub use retain::{RetainRule, Retention};
 pub use topic::TopicFilter;
 pub use ttl::Ttl;
 pub use write::{
@@ -103,6 +105,8 @@ struct Inner {
     /// Writers of payload files share it; the garbage collector takes it
     /// alone, so it never deletes a file between its write and its pin.
     gc_lock: RwLock<()>,
+    /// `--retain` rules and what their sweeper last saw.
+    retention: retain::Retention,
     /// `<dir>/lock`, held while the store is open: one server per folder,
     /// whichever backend it runs on.
     _folder_lock: std::fs::File,
@@ -195,6 +199,7 @@ impl Store {
             .map_err(|e| StoreError::io("starting the writer thread", e))?;
         let store = Store::assemble(dir, Backend::Local(local), shared, options, folder_lock);
         housekeeping::start(store.clone(), chores_rx, after_rx, journaled)?;
+        retain::start(&store)?;
         Ok(store)
     }
 
@@ -235,13 +240,9 @@ impl Store {
             options.ttl_sweep,
             shared.metrics.clone(),
         )?;
-        Ok(Store::assemble(
-            dir,
-            Backend::Redis(redis),
-            shared,
-            options,
-            folder_lock,
-        ))
+        let store = Store::assemble(dir, Backend::Redis(redis), shared, options, folder_lock);
+        retain::start(&store)?;
+        Ok(store)
     }
 
     fn assemble(
@@ -251,6 +252,7 @@ impl Store {
         options: StoreOptions,
         folder_lock: std::fs::File,
     ) -> Store {
+        let retention = retain::Retention::new(options.retain.clone());
         Store {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
@@ -264,6 +266,7 @@ impl Store {
                 pins: Mutex::new(HashMap::new()),
                 settling: std::sync::OnceLock::new(),
                 gc_lock: RwLock::new(()),
+                retention,
                 _folder_lock: folder_lock,
             }),
         }
@@ -329,6 +332,75 @@ impl Store {
         match &self.inner.backend {
             Backend::Local(_) => head,
             Backend::Redis(redis) => head.max(redis.last_id().ok().flatten()),
+        }
+    }
+
+    /// The `--retain` rules and what their sweeper last saw.
+    pub fn retention(&self) -> &retain::Retention {
+        &self.inner.retention
+    }
+
+    /// Frames removed so far under `filter` (one retention pattern), by
+    /// anyone: on Redis every node's (`P.removed`), here the writer's (it is
+    /// the only one). The retention sweeper's check for removals it did not
+    /// make.
+    pub(in crate::store) fn removal_count(&self, filter: &TopicFilter) -> Result<u64, StoreError> {
+        match &self.inner.backend {
+            Backend::Local(_) => Ok(self
+                .inner
+                .metrics
+                .removed_under(&retain::removal_index(filter))),
+            Backend::Redis(redis) => redis.removal_count(&retain::removal_index(filter)),
+        }
+    }
+
+    /// Removes `ids` (the retention sweeper's oldest frames under
+    /// `filter`) through the normal remove path, unless frames were
+    /// removed since the count of removals was `seen` (`removal_count`):
+    /// then `None`, nothing removed (the caller's totals may overstate).
+    /// Atomic on Redis (one script); here the writer is ours alone and the
+    /// check is made just before.
+    pub(in crate::store) fn remove_if_unchanged(
+        &self,
+        filter: &TopicFilter,
+        ids: &[Id],
+        seen: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        match &self.inner.backend {
+            Backend::Redis(redis) => {
+                let index = retain::removal_index(filter);
+                let removed = redis.remove_if_unchanged(&index, ids, seen)?;
+                if let Some(n @ 1..) = removed {
+                    metrics::Metrics::add(&self.inner.metrics.removed_frames, n);
+                    metrics::Metrics::add(&self.inner.metrics.remove_commits, 1);
+                }
+                Ok(removed)
+            }
+            Backend::Local(_) => {
+                if self.removal_count(filter)? != seen {
+                    return Ok(None);
+                }
+                let replies: Vec<_> = ids
+                    .iter()
+                    .map(|id| self.submit(WriteOp::Remove(*id)))
+                    .collect();
+                for reply in replies {
+                    reply.recv().map_err(|_| StoreError::Closed)??;
+                }
+                Ok(Some(ids.len() as u64))
+            }
+        }
+    }
+
+    /// A stored payload's size in bytes (0 when it is gone).
+    pub(in crate::store) fn payload_size(&self, hash: &str) -> Result<u64, StoreError> {
+        match &self.inner.backend {
+            Backend::Local(local) => Ok(hash
+                .parse::<cacache::Integrity>()
+                .ok()
+                .and_then(|sri| std::fs::metadata(local.cas.path_of(&sri)).ok())
+                .map_or(0, |meta| meta.len())),
+            Backend::Redis(redis) => redis.payload_size(hash),
         }
     }
 
@@ -699,6 +771,7 @@ impl Store {
             }
         }
         self.inner.head.close();
+        self.inner.retention.stop();
         let _ = self.inner.chores.send(Chore::Stop);
         let _ = self.write(WriteOp::Nothing);
         if let Backend::Local(local) = &self.inner.backend {

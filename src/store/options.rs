@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::follow::head::EphemeralLimits;
 use super::redis::RedisAddress;
+use super::retain::RetainRule;
 
 /// When an acknowledged append is on stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +51,8 @@ pub struct StoreOptions {
     /// `--dedup-window`: how long an idempotency key is remembered;
     /// `None` (`0`): keys are ignored.
     pub dedup_window: Option<Duration>,
+    /// `--retain`: retention rules, enforced every `ttl_sweep`.
+    pub retain: Vec<RetainRule>,
     /// Which topics steer the caller's watchers of `wait_control_past`
     /// (the processor dispatcher): a batch holding one wakes them. The
     /// caller's rule, not the store's; by default none.
@@ -71,6 +74,7 @@ impl Default for StoreOptions {
             redis_replicas: 0,
             ttl_sweep: Some(DEFAULT_TTL_SWEEP),
             dedup_window: Some(DEFAULT_DEDUP_WINDOW),
+            retain: Vec::new(),
             control_topic: |_| false,
         }
     }

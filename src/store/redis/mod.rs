@@ -296,6 +296,46 @@ impl Redis {
         })
     }
 
+    /// Removes `ids` (retention) unless frames under `index` were removed
+    /// since their removal count was `seen`: then `None`, nothing removed.
+    pub fn remove_if_unchanged(
+        &self,
+        index: &str,
+        ids: &[Id],
+        seen: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let seen = seen.to_string();
+        let sids: Vec<String> = ids.iter().map(|id| stream_id(*id)).collect();
+        let mut args: Vec<&[u8]> = vec![b"retain", index.as_bytes(), seen.as_bytes()];
+        args.extend(sids.iter().map(|sid| sid.as_bytes()));
+        match self.run_script(&args)? {
+            Value::Int(n) if n >= 0 => Ok(Some(n as u64)),
+            _ => Ok(None),
+        }
+    }
+
+    /// A payload's size in bytes (0 when it is gone).
+    pub fn payload_size(&self, hash: &str) -> Result<u64, StoreError> {
+        self.with(|con| {
+            redis::cmd("STRLEN")
+                .arg(self.key(&format!("cas:{hash}")))
+                .query(con)
+        })
+    }
+
+    /// Frames removed so far under `index` (`t:<topic>`, `p:<prefix.>` or
+    /// `*`), by any node (`P.removed`, counted by the scripts' `remove`):
+    /// the retention sweeper's sign that someone else removed frames.
+    pub fn removal_count(&self, index: &str) -> Result<u64, StoreError> {
+        let count: Option<u64> = self.with(|con| {
+            redis::cmd("HGET")
+                .arg(self.key("removed"))
+                .arg(index)
+                .query(con)
+        })?;
+        Ok(count.unwrap_or(0))
+    }
+
     // ------------------------------------------------------------- leases
 
     /// Takes the lease on `processor` for `ms`, or renews ours; whether

@@ -18,6 +18,9 @@
 --   P.lease:<kind>:<name>  the node running that processor (expires)
 --   P.idem:<key>   an idempotency key: the JSON of the frame it appended,
 --                  expiring after the writing node's dedup window
+--   P.removed      hash: frames removed so far under each index (fields
+--                  t:<topic>, p:<prefix.>, and * for all): what the
+--                  retention sweepers check (`retain`)
 --
 -- Entry point: ARGV[2] names the operation; its arguments follow.
 
@@ -68,6 +71,11 @@ local function remove(sid)
   end
   redis.call('ZREM', P .. 'exp', sid)
   unref(field(fields, 'h'))
+  redis.call('HINCRBY', P .. 'removed', '*', 1)
+  redis.call('HINCRBY', P .. 'removed', 't:' .. topic, 1)
+  for _, prefix in ipairs(prefixes(topic)) do
+    redis.call('HINCRBY', P .. 'removed', 'p:' .. prefix, 1)
+  end
   return 1
 end
 
@@ -206,6 +214,23 @@ end
 -- remove: ARGV[3] = stream id. Removing an unknown id succeeds.
 if op == 'remove' then
   return remove(ARGV[3])
+end
+
+-- retain: ARGV[3] = an index (t:<topic>, p:<prefix.> or *), ARGV[4] = the
+-- count of frames removed under it (P.removed) the caller last saw, then
+-- stream ids. Removes them only if none of the index's frames was
+-- removed since (else -1: the caller's totals are stale; it counts
+-- again), so two nodes' retention sweepers never both remove "the oldest"
+-- frames. Answers how many it removed.
+if op == 'retain' then
+  if tonumber(redis.call('HGET', P .. 'removed', ARGV[3]) or '0') ~= tonumber(ARGV[4]) then
+    return -1
+  end
+  local n = 0
+  for k = 5, #ARGV do
+    n = n + remove(ARGV[k])
+  end
+  return n
 end
 
 -- sweep: ARGV[3] = now (ms). Removes up to 500 expired `time:` frames.

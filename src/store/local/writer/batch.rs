@@ -89,6 +89,8 @@ pub(super) struct Committed {
     /// Removals of frames that were there (`published.removed` also holds
     /// ids asked for that were already gone).
     pub frames_removed: u64,
+    /// The topics of the frames removed (for `Metrics::removed_under`).
+    pub removed_topics: Vec<String>,
     pub kv_changes: Vec<(String, Option<Vec<u8>>)>,
     /// `last:<n>` topics to prune.
     pub prune: BTreeSet<(String, u32)>,
@@ -154,6 +156,7 @@ impl<'w> Batch<'w> {
                     removed: Vec::new(),
                 },
                 frames_removed: 0,
+                removed_topics: Vec::new(),
                 kv_changes: Vec::new(),
                 prune: BTreeSet::new(),
                 unreferenced: Vec::new(),
@@ -489,6 +492,7 @@ impl<'w> Batch<'w> {
                 self.write.remove(index, index_key);
             }
         }
+        self.done.removed_topics.push(frame.topic.clone());
         if let Some(Ttl::Time(ms)) = frame.ttl {
             self.write
                 .remove(&self.staging.ours()?.ttl_time, expiry_key(id, ms));

@@ -211,6 +211,7 @@ impl Writer {
             outcomes,
             mut published,
             frames_removed,
+            removed_topics,
             kv_changes,
             prune,
             unreferenced,
@@ -231,6 +232,7 @@ impl Writer {
         if frames_removed > 0 {
             Metrics::add(&self.metrics.removed_frames, frames_removed);
             Metrics::add(&self.metrics.remove_commits, 1);
+            self.metrics.count_removed_topics(&removed_topics);
         }
         published.last_id = self.last_id;
         self.head.publish_batch(published);
