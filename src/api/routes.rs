@@ -85,6 +85,10 @@ pub fn handle(context: &Context, listener: &Listener, request: Request) {
         (Method::Post, ["append", topic]) => {
             write::append(store, request, topic, &pairs, context.limits)
         }
+        (Method::Get, ["groups"]) => super::groups::list(store, request),
+        (Method::Get, ["consume", group]) => super::groups::consume(store, request, group, &pairs),
+        (Method::Post, ["ack", group]) => super::groups::settle(store, request, group, false),
+        (Method::Post, ["nack", group]) => super::groups::settle(store, request, group, true),
         (Method::Get, [id, "next"]) => read::neighbour(store, request, id, &pairs, true),
         (Method::Get, [id, "prev"]) => read::neighbour(store, request, id, &pairs, false),
         (Method::Get, [id]) => read::get(store, request, id, &pairs),

@@ -9,6 +9,7 @@
 pub mod error;
 mod follow;
 pub mod frame;
+pub mod groups;
 pub mod housekeeping;
 pub mod id;
 pub mod kv;
@@ -275,6 +276,9 @@ struct Inner {
     /// Writers of payload files share it; the garbage collector takes it
     /// alone, so it never deletes a file between its write and its pin.
     gc_lock: RwLock<()>,
+    /// Consumer group state (local backend) and the signal consumers
+    /// wait on for room (both backends).
+    groups: groups::local::LocalGroups,
     /// `<dir>/lock`, held while the store is open: one server per folder,
     /// whichever backend it runs on.
     _folder_lock: std::fs::File,
@@ -426,6 +430,7 @@ impl Store {
                 pins: Mutex::new(HashMap::new()),
                 settling: std::sync::OnceLock::new(),
                 gc_lock: RwLock::new(()),
+                groups: Default::default(),
                 _folder_lock: folder_lock,
             }),
         }
@@ -1003,10 +1008,14 @@ impl Store {
         let Some(ours) = local.ours_if_made() else {
             return Ok(Vec::new());
         };
+        // Keys starting with `\0` hold consumer groups (`groups/local.rs`):
+        // no k/v key can (keys are valid topics).
         ours.kv
             .prefix(prefix.as_bytes())
-            .map(|guard| {
-                let (key, value) = guard.into_inner().map_err(StoreError::fjall)?;
+            .map(|guard| guard.into_inner().map_err(StoreError::fjall))
+            .filter(|pair| !pair.as_ref().is_ok_and(|(key, _)| key.starts_with(b"\0")))
+            .map(|pair| {
+                let (key, value) = pair?;
                 Ok((String::from_utf8_lossy(&key).into_owned(), value.to_vec()))
             })
             .collect()

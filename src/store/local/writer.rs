@@ -39,6 +39,9 @@ const MAX_BATCH: usize = 4096;
 pub enum LocalOp {
     /// Pending payload copies whose files are now known to be synced.
     ForgetPending(Vec<Vec<u8>>),
+    /// Consumer group state (`groups/local.rs`): reserved keys of the
+    /// `kv` keyspace to put (`Some`) or delete.
+    Groups(Vec<crate::store::groups::local::GroupWrite>),
 }
 
 /// Work the writer hands to the housekeeper after a commit.
