@@ -103,7 +103,6 @@ pub fn consume(store: &Store, request: Request, group: &str, pairs: &[(String, S
         if head.closed {
             break;
         }
-        let groups = store.group_version();
         let claim = match store.group_claim(&member) {
             Ok(claim) => claim,
             Err(e) => {
@@ -131,7 +130,7 @@ pub fn consume(store: &Store, request: Request, group: &str, pairs: &[(String, S
             }
             last_write = Instant::now();
         }
-        store.group_wait(head.version, groups, POLL);
+        store.group_wait(&member, head.version, claim.full, POLL);
     }
     let _ = out.finish();
 }

@@ -15,7 +15,7 @@
 //! - `\0g\0<group>\0p<16-byte id>` → `{"consumer","deliveries","deadline"}`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -37,9 +37,24 @@ pub type GroupWrite = (Vec<u8>, Option<Vec<u8>>);
 pub struct LocalGroups {
     /// `None` until read from disk.
     state: Mutex<Option<HashMap<String, Group>>>,
-    /// Bumped on every ack, nack and leave: consumers waiting for room.
+    /// Per consumer on this node (`group\0consumer`): woken when one of
+    /// its frames is acked or nacked here, so a consumer at its
+    /// `max_inflight` waits for room without waking all the others (used
+    /// on both backends).
+    rooms: Mutex<HashMap<String, Arc<Room>>>,
+}
+
+/// A consumer's "room was made" signal.
+#[derive(Default)]
+struct Room {
     version: Mutex<u64>,
     changed: Condvar,
+    /// Connections of this consumer on this node.
+    users: Mutex<usize>,
+}
+
+fn room_key(group: &str, consumer: &str) -> String {
+    format!("{group}\0{consumer}")
 }
 
 struct Group {
@@ -49,6 +64,8 @@ struct Group {
     pending: BTreeMap<Id, Entry>,
     /// Pending entries by deadline (released ones at 0).
     due: BTreeSet<(u64, Id)>,
+    /// Pending entries per consumer.
+    inflight: HashMap<String, usize>,
     /// Consumers connected now, with their connection count.
     live: HashMap<String, usize>,
 }
@@ -61,24 +78,48 @@ struct Entry {
 }
 
 impl Group {
+    fn new(topics: String, start: String, position: Option<Id>) -> Group {
+        Group {
+            topics,
+            start,
+            position,
+            pending: BTreeMap::new(),
+            due: BTreeSet::new(),
+            inflight: HashMap::new(),
+            live: HashMap::new(),
+        }
+    }
+
     fn inflight(&self, consumer: &str) -> usize {
-        self.pending
-            .values()
-            .filter(|e| e.consumer == consumer)
-            .count()
+        self.inflight.get(consumer).copied().unwrap_or(0)
     }
 
     fn put(&mut self, id: Id, entry: Entry) {
-        if let Some(old) = self.pending.insert(id, entry.clone()) {
-            self.due.remove(&(old.deadline, id));
+        if let Some(old) = self.pending.remove(&id) {
+            self.forget(id, &old);
+        }
+        if !entry.consumer.is_empty() {
+            *self.inflight.entry(entry.consumer.clone()).or_default() += 1;
         }
         self.due.insert((entry.deadline, id));
+        self.pending.insert(id, entry);
     }
 
     fn remove(&mut self, id: Id) -> Option<Entry> {
         let old = self.pending.remove(&id)?;
-        self.due.remove(&(old.deadline, id));
+        self.forget(id, &old);
         Some(old)
+    }
+
+    /// Takes a removed entry out of the indexes.
+    fn forget(&mut self, id: Id, old: &Entry) {
+        self.due.remove(&(old.deadline, id));
+        if let Some(count) = self.inflight.get_mut(&old.consumer) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.inflight.remove(&old.consumer);
+            }
+        }
     }
 }
 
@@ -125,23 +166,52 @@ impl LocalGroups {
         Ok(StateGuard(state))
     }
 
-    pub fn version(&self) -> u64 {
-        *self.version.lock().unwrap_or_else(|e| e.into_inner())
+    /// The room signal of a consumer on this node, made when missing.
+    fn room(&self, group: &str, consumer: &str) -> Arc<Room> {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        rooms.entry(room_key(group, consumer)).or_default().clone()
     }
 
-    /// Waits until the version differs from `seen`, at most `timeout`.
-    pub fn wait_past(&self, seen: u64, timeout: Duration) -> u64 {
-        let version = self.version.lock().unwrap_or_else(|e| e.into_inner());
-        *self
-            .changed
-            .wait_timeout_while(version, timeout, |v| *v == seen)
-            .unwrap_or_else(|e| e.into_inner())
-            .0
+    /// Counts a connection of a consumer in (`true`) or out; the signal
+    /// goes with its last connection.
+    pub fn register(&self, group: &str, consumer: &str, joined: bool) {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        let key = room_key(group, consumer);
+        let room = rooms.entry(key.clone()).or_default().clone();
+        let mut users = room.users.lock().unwrap_or_else(|e| e.into_inner());
+        if joined {
+            *users += 1;
+        } else {
+            *users = users.saturating_sub(1);
+            if *users == 0 {
+                rooms.remove(&key);
+            }
+        }
     }
 
-    fn bump(&self) {
-        *self.version.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        self.changed.notify_all();
+    /// Waits until one of the consumer's frames is acked or nacked on
+    /// this node, at most `timeout`.
+    pub fn wait_for_room(&self, member: &Member, timeout: Duration) {
+        let room = self.room(&member.group, &member.consumer);
+        let version = room.version.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = *version;
+        drop(
+            room.changed
+                .wait_timeout_while(version, timeout, |v| *v == seen)
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+    }
+
+    /// Wakes the consumers of `group` on this node whose frames were
+    /// settled.
+    pub fn made_room(&self, group: &str, consumers: &BTreeSet<String>) {
+        let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        for consumer in consumers {
+            if let Some(room) = rooms.get(&room_key(group, consumer)) {
+                *room.version.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                room.changed.notify_all();
+            }
+        }
     }
 
     pub fn join(
@@ -162,14 +232,7 @@ impl LocalGroups {
             *group.live.entry(member.consumer.clone()).or_default() += 1;
             return Ok(());
         }
-        let mut group = Group {
-            topics: member.topics.clone(),
-            start: member.start.text(),
-            position,
-            pending: BTreeMap::new(),
-            due: BTreeSet::new(),
-            live: HashMap::new(),
-        };
+        let mut group = Group::new(member.topics.clone(), member.start.text(), position);
         group.live.insert(member.consumer.clone(), 1);
         let write = meta_write(&member.group, &group);
         groups.insert(member.group.clone(), group);
@@ -212,8 +275,6 @@ impl LocalGroups {
         if !writes.is_empty() {
             drop(store.submit(WriteOp::Local(LocalOp::Groups(writes))));
         }
-        drop(guard);
-        self.bump();
         Ok(())
     }
 
@@ -250,7 +311,7 @@ impl LocalGroups {
                 entry.deliveries = entry.deliveries.saturating_add(1);
                 entry.deadline = deadline;
                 writes.push(entry_write(&member.group, id, &entry));
-                claimed.push((id, entry.deliveries));
+                claimed.push((id, entry.deliveries, None));
                 group.put(id, entry);
             }
         }
@@ -258,16 +319,16 @@ impl LocalGroups {
         if left > 0 {
             let fresh = store.group_candidates(member, group.position, left)?;
             if let Some(last) = fresh.last() {
-                group.position = Some(*last);
-                for id in fresh {
+                group.position = Some(last.id);
+                for frame in fresh {
                     let entry = Entry {
                         consumer: member.consumer.clone(),
                         deliveries: 1,
                         deadline,
                     };
-                    writes.push(entry_write(&member.group, id, &entry));
-                    claimed.push((id, 1));
-                    group.put(id, entry);
+                    writes.push(entry_write(&member.group, frame.id, &entry));
+                    group.put(frame.id, entry);
+                    claimed.push((frame.id, 1, Some(frame)));
                 }
                 writes.push(meta_write(&member.group, group));
             }
@@ -293,11 +354,13 @@ impl LocalGroups {
         };
         let mut settled = Vec::new();
         let mut writes = Vec::new();
+        let mut holders = BTreeSet::new();
         for id in ids {
             let Some(mut entry) = group.remove(*id) else {
                 continue;
             };
             settled.push(*id);
+            holders.insert(entry.consumer.clone());
             if nack {
                 entry.consumer.clear();
                 entry.deadline = 0;
@@ -315,7 +378,7 @@ impl LocalGroups {
         // order holds; waiting here lets acks of many consumers share a
         // batch.
         let reply = store.write(WriteOp::Local(LocalOp::Groups(writes)));
-        self.bump();
+        self.made_room(group_name, &holders);
         reply.map(|_| settled)
     }
 
@@ -384,14 +447,11 @@ fn load(store: &Store) -> Result<HashMap<String, Group>, StoreError> {
         if kind == b"m" {
             groups.insert(
                 name,
-                Group {
-                    topics: value["topics"].as_str().unwrap_or("*").to_string(),
-                    start: value["start"].as_str().unwrap_or("first").to_string(),
-                    position: value["position"].as_str().and_then(|s| s.parse().ok()),
-                    pending: BTreeMap::new(),
-                    due: BTreeSet::new(),
-                    live: HashMap::new(),
-                },
+                Group::new(
+                    value["topics"].as_str().unwrap_or("*").to_string(),
+                    value["start"].as_str().unwrap_or("first").to_string(),
+                    value["position"].as_str().and_then(|s| s.parse().ok()),
+                ),
             );
         } else if let Some(id) = kind
             .strip_prefix(b"p")

@@ -175,8 +175,9 @@ impl Delivery {
     }
 }
 
-/// A claimed id: the frame and its delivery count, from a backend.
-pub type Claimed = (Id, u32);
+/// A claimed frame from a backend: its id, delivery count, and the frame
+/// itself when the backend read it already (a new one, from the scan).
+pub type Claimed = (Id, u32, Option<RawFrame>);
 
 /// One pending entry, for `xs groups`.
 #[derive(Debug, Clone)]
@@ -266,14 +267,21 @@ impl Store {
             Start::After(id) => Some(id),
         };
         match &self.inner.backend {
-            Backend::Local(_) => self.inner.groups.join(self, member, position),
-            Backend::Redis(redis) => redis.group_join(member, position),
+            Backend::Local(_) => self.inner.groups.join(self, member, position)?,
+            Backend::Redis(redis) => redis.group_join(member, position)?,
         }
+        self.inner
+            .groups
+            .register(&member.group, &member.consumer, true);
+        Ok(())
     }
 
     /// The consumer has gone: its pending frames may go to any consumer
     /// now.
     pub fn group_leave(&self, member: &Member) {
+        self.inner
+            .groups
+            .register(&member.group, &member.consumer, false);
         let left = match &self.inner.backend {
             Backend::Local(_) => self.inner.groups.leave(self, member),
             Backend::Redis(redis) => redis.group_leave(member),
@@ -299,8 +307,12 @@ impl Store {
             full,
         };
         let mut settled = Vec::new();
-        for (id, deliveries) in claimed {
-            let Some(frame) = self.get(id)? else {
+        for (id, deliveries, frame) in claimed {
+            let frame = match frame {
+                Some(frame) => Some(frame),
+                None => self.get(id)?,
+            };
+            let Some(frame) = frame else {
                 // Removed or expired since: nothing left to hand out.
                 settled.push(id);
                 continue;
@@ -350,7 +362,11 @@ impl Store {
         validate_group(group)?;
         match &self.inner.backend {
             Backend::Local(_) => self.inner.groups.settle(self, group, ids, false),
-            Backend::Redis(redis) => redis.group_settle(group, ids, false),
+            Backend::Redis(redis) => {
+                let (settled, holders) = redis.group_settle(group, ids, false)?;
+                self.inner.groups.made_room(group, &holders);
+                Ok(settled)
+            }
         }
     }
 
@@ -359,7 +375,11 @@ impl Store {
         validate_group(group)?;
         match &self.inner.backend {
             Backend::Local(_) => self.inner.groups.settle(self, group, ids, true),
-            Backend::Redis(redis) => redis.group_settle(group, ids, true),
+            Backend::Redis(redis) => {
+                let (settled, holders) = redis.group_settle(group, ids, true)?;
+                self.inner.groups.made_room(group, &holders);
+                Ok(settled)
+            }
         }
     }
 
@@ -372,29 +392,16 @@ impl Store {
     }
 
     /// Waits (at most `timeout`) for something that may let a claim find
-    /// more: new frames, or an ack or nack on this node.
-    pub fn group_wait(&self, seen_head: u64, seen_groups: u64, timeout: Duration) {
-        let deadline = std::time::Instant::now() + timeout;
-        // Two signals: poll the head in short steps while waiting on the
-        // groups' own (acks free room; new frames come through the head).
-        loop {
-            let now = std::time::Instant::now();
-            if now >= deadline
-                || self.head().view().version != seen_head
-                || self.head().view().closed
-            {
-                return;
-            }
-            let step = (deadline - now).min(Duration::from_millis(20));
-            if self.inner.groups.wait_past(seen_groups, step) != seen_groups {
-                return;
-            }
+    /// more: a consumer at its `max_inflight` for an ack or nack of one of
+    /// its frames on this node; any other for new frames. (Frames another
+    /// consumer let go of, or acks on other nodes, are found by the next
+    /// claim after `timeout`.)
+    pub fn group_wait(&self, member: &Member, seen_head: u64, full: bool, timeout: Duration) {
+        if full {
+            self.inner.groups.wait_for_room(member, timeout);
+        } else {
+            self.head().wait_past(seen_head, timeout);
         }
-    }
-
-    /// The version `group_wait` compares with.
-    pub fn group_version(&self) -> u64 {
-        self.inner.groups.version()
     }
 
     /// Frames after `position` a group may hand out, oldest first: the
@@ -404,13 +411,13 @@ impl Store {
         member: &Member,
         position: Option<Id>,
         limit: usize,
-    ) -> Result<Vec<Id>, StoreError> {
+    ) -> Result<Vec<RawFrame>, StoreError> {
         let lower = match position {
             Some(id) => Bound::Excluded(id),
             None => Bound::Unbounded,
         };
         let dead = member.dead_topic();
-        let mut ids = Vec::new();
+        let mut frames = Vec::new();
         for frame in self.scan(&member.filter(), lower, Bound::Unbounded, false) {
             let frame = frame?;
             let topic = match frame.quick_topic() {
@@ -420,12 +427,12 @@ impl Store {
             if topic == dead {
                 continue;
             }
-            ids.push(frame.id);
-            if ids.len() >= limit {
+            frames.push(frame);
+            if frames.len() >= limit {
                 break;
             }
         }
-        Ok(ids)
+        Ok(frames)
     }
 }
 

@@ -99,7 +99,8 @@ if op == 'claim' then
   return out
 end
 
--- settle: nack ("1" or "0"), ids. Returns the ids that were pending.
+-- settle: nack ("1" or "0"), ids. Returns the ids that were pending,
+-- each followed by the consumer it was pending at.
 if op == 'settle' then
   local nack = ARGV[4] == '1'
   local out = {}
@@ -116,6 +117,7 @@ if op == 'settle' then
         redis.call('ZREM', G .. 'd', id)
       end
       out[#out + 1] = id
+      out[#out + 1] = consumer
     end
   end
   return out

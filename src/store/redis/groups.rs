@@ -10,7 +10,7 @@
 //! position and the node reads again from there. Ack, nack and leave are
 //! one script call each.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use redis::Value;
@@ -74,10 +74,6 @@ fn texts(value: Value) -> Vec<String> {
         Value::Array(items) => items.into_iter().filter_map(super::text).collect(),
         _ => Vec::new(),
     }
-}
-
-fn parse_ids(texts: &[String]) -> Vec<Id> {
-    texts.iter().filter_map(|t| t.parse().ok()).collect()
 }
 
 impl Redis {
@@ -162,15 +158,16 @@ impl Redis {
                     ))
                 })?)
             };
+            let mut frames = if expected == "?" {
+                Vec::new()
+            } else {
+                store.group_candidates(member, position, batch)?
+            };
             let candidates: Vec<String> = if expected == "?" {
                 // Any candidate makes the script check the position.
                 vec![String::new()]
             } else {
-                store
-                    .group_candidates(member, position, batch)?
-                    .iter()
-                    .map(|id| id.to_string())
-                    .collect()
+                frames.iter().map(|frame| frame.id.to_string()).collect()
             };
             let mut args: Vec<&[u8]> = vec![
                 b"claim",
@@ -193,14 +190,23 @@ impl Redis {
             for pair in answer[3..].chunks(2) {
                 if let [id, deliveries] = pair {
                     if let Ok(id) = id.parse::<Id>() {
-                        claimed.push((id, deliveries.parse().unwrap_or(1)));
+                        let deliveries = deliveries.parse().unwrap_or(1);
+                        // A new frame's JSON is here from the scan.
+                        let frame = match deliveries {
+                            1 => frames
+                                .iter()
+                                .position(|f| f.id == id)
+                                .map(|at| frames.swap_remove(at)),
+                            _ => None,
+                        };
+                        claimed.push((id, deliveries, frame));
                     }
                 }
             }
             let stale = answer[0] == "1";
             if stale {
                 expected = answer[1].clone();
-            } else if let Some((id, 1)) = claimed.last() {
+            } else if let Some((id, 1, _)) = claimed.last() {
                 expected = id.to_string();
             }
             self.groups
@@ -215,12 +221,30 @@ impl Redis {
         Ok((claimed, full))
     }
 
-    pub fn group_settle(&self, group: &str, ids: &[Id], nack: bool) -> Result<Vec<Id>, StoreError> {
+    /// Acks or nacks; returns the ids that were pending and the
+    /// consumers they were pending at.
+    pub fn group_settle(
+        &self,
+        group: &str,
+        ids: &[Id],
+        nack: bool,
+    ) -> Result<(Vec<Id>, BTreeSet<String>), StoreError> {
         let ids: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
         let mut args: Vec<&[u8]> =
             vec![b"settle", group.as_bytes(), if nack { b"1" } else { b"0" }];
         args.extend(ids.iter().map(|id| id.as_bytes()));
-        Ok(parse_ids(&texts(self.groups.run(self, group, &args)?)))
+        let answer = texts(self.groups.run(self, group, &args)?);
+        let mut settled = Vec::new();
+        let mut holders = BTreeSet::new();
+        for pair in answer.chunks(2) {
+            if let [id, consumer] = pair {
+                if let Ok(id) = id.parse() {
+                    settled.push(id);
+                    holders.insert(consumer.clone());
+                }
+            }
+        }
+        Ok((settled, holders))
     }
 
     pub fn groups(&self) -> Result<Vec<GroupInfo>, StoreError> {
