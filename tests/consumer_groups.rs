@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use common::backend::ON_REDIS;
 use common::cli::{addr, ok, xs, xs_stdin, Follower};
 use common::redis::RedisServer;
+use common::waits;
 use common::*;
 use serde_json::Value;
 
@@ -378,4 +379,84 @@ fn two_nodes_share_a_group_without_doubling_work() {
         "both nodes worked"
     );
     assert_eq!(group(&b, "shared")["pending"], 0);
+}
+
+// ---------------------------------------------------------------------------
+// Actors as group members
+
+const MEMBER: &str = r#"{
+  group: "crew"
+  topics: "job"
+  start: "first"
+  max_deliver: 2
+  run: {|frame, state = 0|
+    let body = .cas $frame.hash
+    if $body == "fail" { error make {msg: "cannot do this one"} }
+    {out: {done: $body}, next: ($state + 1)}
+  }
+}"#;
+
+fn done(frames: &[Value]) -> Vec<String> {
+    let mut done: Vec<String> = waits::of(frames, "worker.out")
+        .iter()
+        .map(|f| f["meta"]["done"].as_str().unwrap_or("?").to_string())
+        .collect();
+    done.sort();
+    done
+}
+
+#[test]
+fn an_actor_in_a_group_acks_what_it_handled_and_nacks_what_failed() {
+    let server = Server::start(&[]);
+    for body in ["one", "fail", "two"] {
+        server.append("job", body.as_bytes());
+    }
+    server.append("xs.actor.worker.create", MEMBER.as_bytes());
+    let active = waits::wait_topic(&server, "xs.actor.worker.active");
+    assert_eq!(active["meta"]["group"], "crew");
+    // The failing frame was nacked twice, then dead-lettered; the actor
+    // went on with the others.
+    let dead = waits::wait_topic(&server, "crew.dead");
+    assert_eq!(dead["meta"]["deliveries"], 2);
+    waits::wait_count(&server, "worker.out", 2);
+    assert!(wait_until(T, || group(&server, "crew")["pending"] == 0));
+    server.append("job", b"three");
+    waits::wait_count(&server, "worker.out", 3);
+    let frames = waits::all(&server);
+    assert_eq!(done(&frames), ["one", "three", "two"]);
+    assert!(waits::of(&frames, "xs.actor.worker.fin.error").is_empty());
+    // Its state went on across the failures.
+    let outs = waits::of(&frames, "worker.out");
+    assert!(
+        outs.iter().all(|f| f["meta"]["actor_id"].is_string()),
+        "tagged"
+    );
+}
+
+/// The same actor on two nodes of one Redis: each is a member, and every
+/// job is done once.
+#[test]
+fn an_actor_on_two_redis_nodes_shares_the_work() {
+    if ON_REDIS {
+        return; // This test runs its own Redis, once.
+    }
+    let redis = RedisServer::start(&[]);
+    let url = redis.url("actors");
+    let node = || {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("node");
+        Server::start_in(tmp, dir, &["--backend", &url])
+    };
+    let (a, b) = (node(), node());
+    a.append("xs.actor.worker.create", MEMBER.as_bytes());
+    // Both nodes run a member.
+    waits::wait_count(&a, "xs.actor.worker.active", 2);
+    let jobs: Vec<String> = (0..20).map(|n| format!("job{n:02}")).collect();
+    for (n, job) in jobs.iter().enumerate() {
+        [&a, &b][n % 2].append("job", job.as_bytes());
+    }
+    waits::wait_count(&b, "worker.out", jobs.len());
+    assert!(wait_until(T, || group(&a, "crew")["pending"] == 0));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(done(&waits::all(&b)), jobs, "every job done exactly once");
 }
