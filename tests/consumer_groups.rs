@@ -460,3 +460,42 @@ fn an_actor_on_two_redis_nodes_shares_the_work() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(done(&waits::all(&b)), jobs, "every job done exactly once");
 }
+
+/// `xs consume --ack-stdin`: a worker writes back the ids it finished.
+#[test]
+fn the_cli_consumer_acks_ids_written_to_its_stdin() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let server = Server::start(&[]);
+    let store = addr(&server);
+    let jobs = append_jobs(&server, 3);
+    let mut child = Command::new(XS)
+        .args(["consume", &store, "co", "-T", "job", "--start", "first"])
+        .args(["--max-inflight", "1", "--ack-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn xs consume");
+    let mut to_consumer = child.stdin.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    for job in &jobs {
+        let line = rx.recv_timeout(T).expect("a frame");
+        let frame: Value = serde_json::from_str(&line).expect("JSON");
+        assert_eq!(id(&frame), job);
+        assert_eq!(frame["deliveries"], 1);
+        writeln!(to_consumer, "{job}").expect("write the id back");
+    }
+    assert!(wait_until(T, || group(&server, "co")["pending"] == 0));
+    let _ = child.kill();
+    let _ = child.wait();
+}

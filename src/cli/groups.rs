@@ -23,6 +23,7 @@ pub fn consume(args: Vec<OsString>) -> Result<(), Stop> {
     let mut positionals = Vec::new();
     let mut query = Query::new();
     let mut topics = None;
+    let mut ack_stdin = false;
     let mut p = parser(args);
     while let Some(arg) = p.next()? {
         match arg {
@@ -51,6 +52,7 @@ pub fn consume(args: Vec<OsString>) -> Result<(), Stop> {
             Long("name") => {
                 query.pair("consumer", text_value(&mut p)?);
             }
+            Long("ack-stdin") => ack_stdin = true,
             Value(value) => positionals.push(text(value)?),
             _ => return Err(arg.unexpected().into()),
         }
@@ -61,7 +63,52 @@ pub fn consume(args: Vec<OsString>) -> Result<(), Stop> {
     query.pair("topics", topics);
     let target = query.target(&format!("/consume/{group}"));
     let mut response = call(&address, Request::get(target))?;
+    if ack_stdin {
+        ack_from_stdin(address.clone(), group);
+    }
     body_to_stdout(&mut response.body, Lines::DropBlank)
+}
+
+/// `--ack-stdin`: acks the ids read from stdin, a line each, as they come
+/// (a worker running `xs consume` as a coprocess writes back the id of
+/// each frame it finished). Ends with stdin; a failed ack is said on
+/// stderr and the rest go on.
+fn ack_from_stdin(address: super::address::Address, group: String) {
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { return };
+            let id = line.trim();
+            if id.is_empty() {
+                continue;
+            }
+            if let Err(e) = crate::store::id::parse_id(id) {
+                eprintln!("xs consume: not a frame id on stdin, '{id}': {e}");
+                continue;
+            }
+            let mut request = Request::new("POST", format!("/ack/{group}"));
+            let body = id.as_bytes().to_vec();
+            let len = body.len() as u64;
+            request.body = RequestBody::Stream {
+                reader: Box::new(std::io::Cursor::new(body)),
+                len: Some(len),
+            };
+            let acked = call(&address, request).and_then(|mut response| {
+                response
+                    .body
+                    .text(64 * 1024)
+                    .map_err(|e| Stop::Failed(format!("reading the ack's answer: {e}")))
+            });
+            match acked {
+                Ok(answer) if answer.contains("\"acked\":[]") => {
+                    eprintln!("xs consume: {id} was not pending in {group}");
+                }
+                Ok(_) => {}
+                Err(Stop::Failed(e)) => eprintln!("xs consume: acking {id}: {e}"),
+                Err(other) => eprintln!("xs consume: acking {id}: {other:?}"),
+            }
+        }
+    });
 }
 
 /// `xs ack <addr> <group> [<id>...]`

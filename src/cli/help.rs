@@ -127,6 +127,9 @@ options:
       --start <where>      where a new group starts: new (default), first, or
                            after an id
       --name <name>        this consumer's name (default: made by the server)
+      --ack-stdin          ack the frame ids read from stdin, one per line (a
+                           worker running xs consume as a coprocess writes
+                           back each id it finished)
   -h, --help               print this help
 ";
 

@@ -527,6 +527,11 @@ pub const COMMANDS: &[Spec] = &[
                 "a new group starts here (new)",
             ),
             valued("name", None, "name", Kind::Text, "this consumer's name"),
+            switch(
+                "ack-stdin",
+                None,
+                "ack the ids read from stdin, one per line",
+            ),
         ],
     },
     Spec {
