@@ -499,3 +499,30 @@ fn the_cli_consumer_acks_ids_written_to_its_stdin() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `.ack` and `.nack` from a script.
+#[test]
+fn scripts_ack_and_nack_with_builtins() {
+    let server = Server::start(&[]);
+    let jobs = append_jobs(&server, 2);
+    let mut stream = consume(&server, "s", "topics=job&start=first");
+    for job in &jobs {
+        assert_eq!(id(&try_next(&mut stream, T).expect("a frame")), job);
+    }
+    let eval = |script: String| {
+        let r = server.post("/eval", script.as_bytes());
+        assert_eq!(r.status, 200, "{script}: {}", r.text());
+        serde_json::from_str::<Value>(r.text().trim())
+            .unwrap_or_else(|e| panic!("{script}: not JSON ({e}): {}", r.text()))
+    };
+    let nacked = eval(format!(".nack s {}", jobs[0]));
+    assert_eq!(nacked["nacked"][0], jobs[0].as_str(), "{nacked}");
+    let again = try_next(&mut stream, T).expect("the nacked frame again");
+    assert_eq!(
+        (id(&again), again["deliveries"].as_u64()),
+        (jobs[0].as_str(), Some(2))
+    );
+    let acked = eval(format!(".ack s {} {}", jobs[0], jobs[1]));
+    assert_eq!(acked["acked"].as_array().map(Vec::len), Some(2), "{acked}");
+    assert_eq!(group(&server, "s")["pending"], 0);
+}
