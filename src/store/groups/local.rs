@@ -6,9 +6,11 @@
 //! nothing at start). Each change is applied in memory and sent to the
 //! writer as `LocalOp::Groups` (puts and deletes of reserved keys in the
 //! `kv` keyspace), under the same lock, so the writer sees them in the
-//! order they happened. Claims are sent without waiting: a claim a crash
-//! loses is handed out again (at least once). Acks and nacks wait for the
-//! writer, which folds concurrent ones into one batch and one sync.
+//! order they happened; claims, acks and nacks then wait for the writer
+//! without the lock, which folds concurrent ones into one batch and one
+//! sync. A frame is handed out only once it is durably pending, and an
+//! ack answered only once durable. (A consumer leaving releases its frames
+//! without waiting: lost in a crash, they are due after their ack-wait.)
 //!
 //! Keys (`\0` cannot start a k/v key, which is a valid topic):
 //! - `\0g\0<group>\0m` → `{"topics","start","position"}`;
@@ -334,10 +336,20 @@ impl LocalGroups {
             }
         }
         let full = inflight + claimed.len() >= member.max_inflight;
-        if !writes.is_empty() {
-            drop(store.submit(WriteOp::Local(LocalOp::Groups(writes))));
+        if writes.is_empty() {
+            return Ok((claimed, full));
         }
-        Ok((claimed, full))
+        // Queued under the lock (the writer sees changes in the order they
+        // happened), waited for without it: the frames go out only once
+        // they are durably pending here, while other consumers' claims
+        // and acks share the batch.
+        let written = store.submit(WriteOp::Local(LocalOp::Groups(writes)));
+        drop(guard);
+        match written.recv() {
+            Ok(Ok(_)) => Ok((claimed, full)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(StoreError::Closed),
+        }
     }
 
     /// Acks (`nack` false) or nacks ids; returns those that were pending.

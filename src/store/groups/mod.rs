@@ -15,9 +15,9 @@
 //! Where the state lives is the backend's business, with one rule: it
 //! survives a restart. Local (`local.rs`): in memory behind one mutex,
 //! written through the writer's batches into reserved keys of the `kv`
-//! keyspace (`\0g\0…`, which no k/v key can spell), so a burst of acks
-//! shares one sync; claims are written without waiting (a claim lost in a
-//! crash is delivered again: at least once). Redis (`redis/groups.rs`):
+//! keyspace (`\0g\0…`, which no k/v key can spell), so a burst of claims
+//! and acks shares one sync; a frame goes out once its claim is durable,
+//! an ack is answered once durable. Redis (`redis/groups.rs`):
 //! keys of the namespace changed by one Lua script per claim, ack or nack,
 //! so several nodes share a group without handing a frame to two
 //! consumers.
