@@ -26,6 +26,8 @@ mod cli_read;
 mod cli_write;
 #[path = "connections.rs"]
 mod connections;
+#[path = "consumer_groups.rs"]
+mod consumer_groups;
 #[path = "es_append.rs"]
 mod es_append;
 #[path = "gateway.rs"]

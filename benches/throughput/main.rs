@@ -15,7 +15,7 @@
 //! `append-16-always-stored`, `append-1-never-stored`, `append-cond-16`,
 //! `append-16-retain`, `replay`,
 //! `follow-rtt`, `startup`, `startup-existing`, `idle-rss`,
-//! `oneshot-append`, `eval-trivial`, `actor-state`, `actor-emit`, `view-fold`, `kv-set-16`, `seek-cost`,
+//! `oneshot-append`, `eval-trivial`, `actor-state`, `actor-emit`, `view-fold`, `kv-set-16`, `group-16`, `seek-cost`,
 //! `export-import-100k`, `gateway`, `redis-append-16`,
 //! `redis-append-16-2nodes`, `redis-follow-rtt`.
 //!
@@ -194,13 +194,15 @@
 //! Files: this one holds the dimension table, the tunables and the run;
 //! `client.rs` the server under test and the HTTP client, `report.rs` the
 //! outcome type and the statistics; one file per group of dimensions:
-//! `appends.rs` (appends, k/v, payload files), `reads.rs` (replay,
+//! `appends.rs` (appends, k/v, payload files), `groups.rs` (`group-16`:
+//! a consumer group's deliveries and acks, described there), `reads.rs` (replay,
 //! follow), `startup.rs` (start-up, memory, CLI), `processors.rs`,
 //! `gateway.rs`, `redis.rs`, `seek.rs` (seek cost, export/import).
 
 mod appends;
 mod client;
 mod gateway;
+mod groups;
 mod processors;
 mod reads;
 mod redis;
@@ -214,6 +216,7 @@ use std::time::{Duration, Instant};
 use appends::{append, append_cond, append_retain, append_stored, kv_set, payload_file_cost};
 use client::delete_kept;
 use gateway::gateway;
+use groups::group;
 use processors::{actor, view_fold};
 use reads::{follow_rtt, replay};
 use redis::{redis_append, redis_follow_rtt};
@@ -291,6 +294,7 @@ const DIMENSIONS: &[&str] = &[
     "actor-emit",
     "view-fold",
     "kv-set-16",
+    "group-16",
     "seek-cost",
     "export-import-100k",
     "gateway",
@@ -445,6 +449,7 @@ fn run_dimension(name: &str, bin: &Path) -> Res<Outcome> {
         "actor-emit" => actor(bin, "always", ACTOR_EMIT_FRAMES, true, 5_000.0, ">=5000/s"),
         "view-fold" => view_fold(bin),
         "kv-set-16" => kv_set(bin),
+        "group-16" => group(bin),
         "seek-cost" => seek_cost(bin),
         "export-import-100k" => export_import(bin),
         "gateway" => gateway(bin),

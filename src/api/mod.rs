@@ -5,6 +5,7 @@ pub mod cas;
 #[cfg(feature = "nushell")]
 pub mod eval;
 pub mod gateway;
+pub mod groups;
 pub mod kv;
 pub mod metrics;
 pub mod query;

@@ -99,6 +99,14 @@ fn route(context: &Context, listener: &Listener, request: &mut Request) -> Handl
         (Method::Post, ["append", topic]) => {
             write::append(store, request, topic, &pairs, limits).map(Answer::from)
         }
+        (Method::Get, ["groups"]) => super::groups::list(store).map(Answer::from),
+        (Method::Get, ["consume", group]) => super::groups::consume(store, group, &pairs),
+        (Method::Post, ["ack", group]) => {
+            super::groups::settle(store, request, group, false).map(Answer::from)
+        }
+        (Method::Post, ["nack", group]) => {
+            super::groups::settle(store, request, group, true).map(Answer::from)
+        }
         (Method::Get, [id, "next"]) => read::neighbour(store, id, &pairs, true).map(Answer::from),
         (Method::Get, [id, "prev"]) => read::neighbour(store, id, &pairs, false).map(Answer::from),
         (Method::Get, [id]) => read::get(store, id, &pairs).map(Answer::from),

@@ -35,6 +35,15 @@ k/v:
   kv ls <addr> [prefix]   list keys and values
   kv watch <addr> <key>   print the value, then every change
 
+groups:
+  consume <addr> <group> -T <topics>
+                          receive a group's frames, each to one consumer
+  ack <addr> <group> <id>...
+                          acknowledge frames: done, never redelivered
+  nack <addr> <group> <id>...
+                          give frames back: redelivered now
+  groups <addr>           every group: position, pending frames, consumers
+
 nushell:
   eval <addr> [file] [-c <script>]
                           run a Nushell script on the server
@@ -95,6 +104,60 @@ options:
       --autoload-path <dir> put xs-use.nu here (give both paths or neither)
   -y, --yes                 do not ask (needed when stdin is not a terminal)
   -h, --help                print this help
+";
+
+pub const CONSUME: &str = "\
+usage: xs consume <addr> <group> -T <topics> [options]
+
+Join consumer group <group> (made on first use, with these topics) and
+print the frames handed to this consumer, one JSON line each, as `xs cat`
+prints them plus \"deliveries\" (1 the first time). Each frame goes to one
+consumer of the group at a time. Ack a frame when done (`xs ack`); a frame
+not acked within --ack-wait, nacked, or pending when this consumer goes
+away is handed out again, to any consumer. Runs until interrupted.
+
+options:
+  -T, --topic <topics>     the group's topics: a,b,user.* (required)
+      --ack-wait <duration>
+                           redeliver an unacked frame after this: 500ms, 30s,
+                           2m (default 30s)
+      --max-inflight <n>   at most n unacked frames at this consumer (1000)
+      --max-deliver <n>    a frame delivered more than n times goes to
+                           <group>.dead, with the reason in its meta, and is
+                           acked
+      --start <where>      where a new group starts: new (default), first, or
+                           after an id
+      --name <name>        this consumer's name (default: made by the server)
+      --ack-stdin          ack the frame ids read from stdin, one per line (a
+                           worker running xs consume as a coprocess writes
+                           back each id it finished)
+  -h, --help               print this help
+";
+
+pub const ACK: &str = "\
+usage: xs ack <addr> <group> [<id>...]
+
+Acknowledge frames of a consumer group: they are done and never handed out
+again. Ids come as arguments, or on stdin (whitespace separated) when none
+are given. Prints {\"acked\":[...],\"unknown\":[...]}; unknown ids were not
+pending (acked already, or never handed out).
+";
+
+pub const NACK: &str = "\
+usage: xs nack <addr> <group> [<id>...]
+
+Give frames of a consumer group back: they are handed out again now, to any
+consumer (their delivery count goes on). Ids as for `xs ack`. Prints
+{\"nacked\":[...],\"unknown\":[...]}.
+";
+
+pub const GROUPS: &str = "\
+usage: xs groups <addr>
+
+Every consumer group, one JSON line each: its topics, start, position (the
+newest frame handed out), the number of pending frames, its consumers (live
+ones and those holding frames, with their pending counts) and each pending
+frame with its consumer, delivery count and deadline.
 ";
 
 pub const PS: &str = "\

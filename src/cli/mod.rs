@@ -16,6 +16,7 @@ mod completions;
 mod cursor;
 mod dump;
 mod eval;
+mod groups;
 mod help;
 mod kv;
 mod man;
@@ -129,6 +130,26 @@ const COMMANDS: &[Command] = &[
         name: "ps",
         usage: help::PS,
         run: ps::ps,
+    },
+    Command {
+        name: "consume",
+        usage: help::CONSUME,
+        run: groups::consume,
+    },
+    Command {
+        name: "ack",
+        usage: help::ACK,
+        run: groups::ack,
+    },
+    Command {
+        name: "nack",
+        usage: help::NACK,
+        run: groups::nack,
+    },
+    Command {
+        name: "groups",
+        usage: help::GROUPS,
+        run: groups::groups,
     },
     Command {
         name: "export",

@@ -271,6 +271,10 @@ impl Dispatcher {
         picks.sort();
         for (id, kind, name, fallback) in picks {
             if !self.leases.acquire(kind, &name) {
+                if let Ok(Some(create)) = self.store.get(id).map(|r| r.and_then(|r| r.parse().ok()))
+                {
+                    self.run_as_member(kind, &name, &create);
+                }
                 continue;
             }
             let Ok(Some(raw)) = self.store.get(id) else {
@@ -473,6 +477,7 @@ impl Dispatcher {
         let LifecycleTopic { kind, name, .. } = topic;
         // Another node runs it: that node replaces it.
         if !self.leases.acquire(kind, &name) {
+            self.run_as_member(kind, &name, create);
             return;
         }
         let loaded = match self.load(kind, &name, create) {
@@ -498,6 +503,27 @@ impl Dispatcher {
             let _ = lifecycle::emit(&self.store, kind, &name, Event::Replaced, meta);
         }
         self.launch(kind, &name, create.id, loaded, true);
+    }
+
+    /// An actor whose lease another node holds still runs here when it is
+    /// a consumer group member (`group:` in its options): each node's
+    /// member takes its share of the group's frames, and the group hands
+    /// each frame to one of them. Anything else is left to the holder,
+    /// which also reports a script that fails.
+    fn run_as_member(&mut self, kind: Kind, name: &str, create: &Frame) {
+        if kind != Kind::Actor {
+            return;
+        }
+        let Ok(Processor::Actor(actor)) = self.load(kind, name, create) else {
+            return;
+        };
+        if !actor.is_group_member() {
+            return;
+        }
+        if let Some((_, running)) = self.running.remove(&(kind, name.to_string())) {
+            running.stop();
+        }
+        self.launch(kind, name, create.id, Processor::Actor(actor), true);
     }
 
     /// After a failed replacement the running actor carries on, and, as in

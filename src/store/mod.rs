@@ -29,8 +29,10 @@ mod retain;
 mod ttl;
 mod write;
 
-// Two namespaces are public as a whole by design: ids and topic names are
-// values every layer parses, checks and prints.
+// Three namespaces are public as a whole by design: ids and topic names
+// are values every layer parses, checks and prints; a consumer group's
+// member is set up by the CLI, the API and actors alike.
+pub mod groups;
 pub mod id;
 pub mod topic;
 
@@ -107,6 +109,9 @@ struct Inner {
     gc_lock: RwLock<()>,
     /// `--retain` rules and what their sweeper last saw.
     retention: retain::Retention,
+    /// Consumer group state (local backend) and the signal consumers
+    /// wait on for room (both backends).
+    groups: groups::local::LocalGroups,
     /// `<dir>/lock`, held while the store is open: one server per folder,
     /// whichever backend it runs on.
     _folder_lock: std::fs::File,
@@ -267,6 +272,7 @@ impl Store {
                 settling: std::sync::OnceLock::new(),
                 gc_lock: RwLock::new(()),
                 retention,
+                groups: Default::default(),
                 _folder_lock: folder_lock,
             }),
         }
@@ -743,10 +749,14 @@ impl Store {
         let Some(ours) = local.ours_if_made() else {
             return Ok(Vec::new());
         };
+        // Keys starting with `\0` hold consumer groups (`groups/local.rs`):
+        // no k/v key can (keys are valid topics).
         ours.kv
             .prefix(prefix.as_bytes())
-            .map(|guard| {
-                let (key, value) = guard.into_inner().map_err(StoreError::fjall)?;
+            .map(|guard| guard.into_inner().map_err(StoreError::fjall))
+            .filter(|pair| !pair.as_ref().is_ok_and(|(key, _)| key.starts_with(b"\0")))
+            .map(|pair| {
+                let (key, value) = pair?;
                 Ok((String::from_utf8_lossy(&key).into_owned(), value.to_vec()))
             })
             .collect()

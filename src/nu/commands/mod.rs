@@ -8,6 +8,7 @@ mod cas;
 mod cas_post;
 mod cat;
 mod get;
+mod groups;
 mod guard;
 mod id;
 mod import;
@@ -46,6 +47,8 @@ pub fn with_append(
         Box::new(cas_post::CasPost(store.clone())),
         Box::new(cat::Cat(store.clone())),
         Box::new(get::Get(store.clone())),
+        Box::new(groups::Settle::ack(store.clone())),
+        Box::new(groups::Settle::nack(store.clone())),
         Box::new(id::IdNew),
         Box::new(id::IdUnpack),
         Box::new(id::IdPack),

@@ -17,6 +17,7 @@
 //! `StoreError::Unavailable`.
 
 pub(in crate::store) mod address;
+pub(in crate::store) mod groups;
 pub(in crate::store) mod scripts;
 pub(in crate::store) mod sweeper;
 pub(in crate::store) mod watcher;
@@ -72,6 +73,8 @@ pub struct Redis {
     replicas: u32,
     /// This process among the nodes sharing the namespace.
     node: String,
+    /// Consumer groups' script (`groups.rs`).
+    groups: groups::GroupScript,
 }
 
 impl Redis {
@@ -88,6 +91,7 @@ impl Redis {
             script: scripts::Script::default(),
             replicas,
             node: crate::store::id::fresh_id().to_string(),
+            groups: Default::default(),
         };
         redis.with(|con| redis::cmd("PING").query::<Value>(con))?;
         Ok(redis)

@@ -133,9 +133,10 @@ impl RedisWriter {
                 .redis
                 .put_payload(hash, bytes)
                 .map(|_| WriteOutcome::Done),
-            WriteOp::Nothing | WriteOp::PayloadsSynced(_) | WriteOp::ForgetOldKeys => {
-                Ok(WriteOutcome::Done)
-            }
+            WriteOp::Nothing
+            | WriteOp::PayloadsSynced(_)
+            | WriteOp::ForgetOldKeys
+            | WriteOp::Groups(_) => Ok(WriteOutcome::Done),
         }
     }
 

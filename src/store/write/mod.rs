@@ -169,6 +169,10 @@ pub(in crate::store) enum WriteOp {
     /// Idempotency keys older than the dedup window may go; a backend
     /// whose keys expire by themselves (Redis) answers `Done`.
     ForgetOldKeys,
+    /// Consumer group state: keys to put (`Some` value) or delete, as the
+    /// local backend keeps it (`groups/local.rs`); Redis changes its
+    /// groups in their own scripts and never gets this.
+    Groups(Vec<(Vec<u8>, Option<Vec<u8>>)>),
 }
 
 /// What a successful write returns.

@@ -181,6 +181,7 @@ impl<'w> Batch<'w> {
                 self.sweep_dedup = true;
                 Ok(WriteOutcome::Done)
             }
+            WriteOp::Groups(writes) => self.stage_groups(writes),
             WriteOp::KvSet(key, value) => self.stage_kv(key, Some(value)),
             WriteOp::KvDelete(key) => self.stage_kv(key, None),
             WriteOp::Nothing => Ok(WriteOutcome::Done),
@@ -523,6 +524,25 @@ impl<'w> Batch<'w> {
         Ok(WriteOutcome::Done)
     }
 
+    /// Consumer group state: reserved keys of the `kv` keyspace, not
+    /// news for k/v watchers.
+    fn stage_groups(&mut self, writes: &[crate::store::groups::local::GroupWrite]) -> WriteReply {
+        let ours = self.staging.ours()?;
+        for (key, value) in writes {
+            match value {
+                Some(value) => {
+                    self.bytes_to_disk += (key.len() + value.len()) as u64;
+                    self.write.insert(&ours.kv, key.clone(), value.clone());
+                }
+                None => {
+                    self.deletion_bytes += key.len() as u64 + TOMBSTONE_BYTES;
+                    self.write.remove(&ours.kv, key.clone());
+                }
+            }
+        }
+        Ok(WriteOutcome::Done)
+    }
+
     /// A k/v set (`Some` value) or delete.
     fn stage_kv(&mut self, key: &str, value: Option<&Vec<u8>>) -> WriteReply {
         let ours = self.staging.ours()?;
@@ -620,6 +640,7 @@ fn needs_ours(op: &WriteOp) -> bool {
         WriteOp::Import(frame, _) => frame_needs(&frame.hash, frame.ttl),
         WriteOp::PayloadsSynced(keys) => !keys.is_empty(),
         WriteOp::ForgetOldKeys => false,
+        WriteOp::Groups(writes) => !writes.is_empty(),
         WriteOp::Nothing => false,
         WriteOp::Remove(_)
         | WriteOp::KeepPayload(..)
