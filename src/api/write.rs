@@ -165,26 +165,37 @@ fn import_many(store: &Store, request: &mut Request) -> Handled<Reply> {
     let checked =
         check_import_lines(store, request).map_err(|(status, text)| Reply::error(status, text))?;
     let mut import = store.bulk_import();
-    let mut failure = None;
+    // A frame the store refused (`push`) comes before anything after it; a
+    // scratch file that cannot be read comes after what was sent before.
+    let mut refused = None;
+    let mut unread = None;
     for line in checked.split(b'\n') {
-        let sent = line
+        let frame = line
             .map_err(|e| StoreError::io("reading the scratch file", e))
             .and_then(|line| {
                 Frame::from_json(&line)
                     .map_err(|e| StoreError::Storage(format!("a checked frame is unreadable: {e}")))
-            })
-            .and_then(|frame| import.push(frame));
+            });
+        let sent = match frame {
+            Ok(frame) => import.push(frame),
+            Err(e) => {
+                unread = Some(e);
+                break;
+            }
+        };
         if let Err(e) = sent {
-            failure = Some(e);
+            refused = Some(e);
             break;
         }
     }
-    // The frames sent are answered either way; the first failure wins.
-    let imported = import.finish();
-    if let Some(e) = failure {
-        return Err(e.into());
-    }
-    Ok(Reply::json(format!("{{\"imported\":{}}}", imported?)))
+    // Every frame sent is answered either way; the first failure in order
+    // is the one reported.
+    let settled = import.finish();
+    let imported = match (refused, settled, unread) {
+        (Some(e), _, _) | (None, Err(e), _) | (None, Ok(_), Some(e)) => return Err(e.into()),
+        (None, Ok(imported), None) => imported,
+    };
+    Ok(Reply::json(format!("{{\"imported\":{imported}}}")))
 }
 
 /// Reads every line of an NDJSON import and checks it: a frame JSON that

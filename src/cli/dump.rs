@@ -282,8 +282,21 @@ fn import_into_namespace(addr: &str, folder: &Path) -> Result<(), Stop> {
                 .map_err(|e| Stop::Failed(format!("{}: {e}", frames_path.display())))
         })?;
         let mut import = store.bulk_import();
-        read_frames(&mut |frame| import.push(frame).map_err(|e| Stop::Failed(e.to_string())))?;
-        let frames = import.finish().map_err(|e| Stop::Failed(e.to_string()))?;
+        let mut refused = None;
+        let read = read_frames(&mut |frame| {
+            import.push(frame).map_err(|e| {
+                refused = Some(Stop::Failed(e.to_string()));
+                Stop::Failed(String::new())
+            })
+        });
+        // Every frame sent is answered either way. A refusal `push` saw
+        // comes first; then one among the frames still in flight; then a
+        // line that could not be read after them.
+        let settled = import.finish().map_err(|e| Stop::Failed(e.to_string()));
+        let frames = match (refused, settled, read) {
+            (Some(e), _, _) | (None, Err(e), _) | (None, Ok(_), Err(e)) => return Err(e),
+            (None, Ok(frames), Ok(())) => frames,
+        };
         Ok((frames, payloads))
     })();
     store.close();

@@ -234,12 +234,13 @@ impl LocalGroups {
             return Ok(());
         }
         let mut group = Group::new(member.topics.clone(), member.start.text(), position);
-        group.live.insert(member.consumer.clone(), 1);
         let write = meta_write(&member.group, &group);
-        groups.insert(member.group.clone(), group);
         // The group exists once durable: a consumer that joined and saw
-        // nothing yet must find it after a restart.
+        // nothing yet must find it after a restart. Refused, nothing of it
+        // is kept (its consumer never joined).
         store.write(WriteOp::Groups(vec![write]))?;
+        group.live.insert(member.consumer.clone(), 1);
+        groups.insert(member.group.clone(), group);
         Ok(())
     }
 

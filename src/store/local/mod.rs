@@ -144,10 +144,11 @@ impl Keyspaces {
     }
 
     /// The topic index (`idx_topic`), made now when missing. It is handed
-    /// out only once it files every stored frame: when the stream's first
-    /// frame is not filed (the first batch of a new store goes in before
-    /// the index exists), every frame is filed and the schema version
-    /// written, committed and synced, first.
+    /// out only once it files every stored frame: a new one files the
+    /// frames already stored (a new store's first batch goes in before the
+    /// index exists) and is marked with the schema version in the same
+    /// commit, synced; an unmarked one whose first frame is not filed (a
+    /// crash between the two) is mended first.
     pub fn index(&self) -> Result<&Keyspace, StoreError> {
         if let Some(index) = self.index.get() {
             return Ok(index);
@@ -156,11 +157,26 @@ impl Keyspaces {
         if let Some(index) = self.index.get() {
             return Ok(index);
         }
+        let new = !self.db.keyspace_exists("idx_topic");
         let index = self
             .db
             .keyspace("idx_topic", KeyspaceCreateOptions::default)
             .map_err(StoreError::fjall)?;
-        if !first_frame_filed(&self.stream, &index)? {
+        if new {
+            // Ours: filed and marked with the schema version in one
+            // commit, so a marked index is a whole one.
+            let mut batch = self.db.batch();
+            file_every_frame(&self.stream, &index, &mut batch)?;
+            schema::mark(&index, &mut batch);
+            batch.commit().map_err(StoreError::fjall)?;
+            self.db
+                .persist(fjall::PersistMode::SyncData)
+                .map_err(StoreError::fjall)?;
+        } else if schema::read(&index)?.is_none() && !first_frame_filed(&self.stream, &index)? {
+            // Unmarked and its first frame not filed: ours, made by a
+            // server that stopped before filing it (or damaged). Filing
+            // what is missing mends it; the schema version goes where
+            // that is safe, as at any open.
             let mut batch = self.db.batch();
             file_every_frame(&self.stream, &index, &mut batch)?;
             batch.commit().map_err(StoreError::fjall)?;
@@ -450,17 +466,17 @@ fn open_database(dir: &Path) -> Result<Keyspaces, StoreError> {
 }
 
 /// Whether the stream's first frame is filed in the index (true when the
-/// stream is empty, or its first frame unreadable: `xs check` says so).
-/// Every batch files its frames with them, but for the first batch of a
-/// new store, which goes in before the index exists: so if the first frame
-/// is filed, every frame is.
+/// stream is empty; false when the frame is unreadable, so filing looks
+/// at the rest). Every batch files its frames with them, but for the first
+/// batch of a new store, which goes in before the index exists: so if the
+/// first frame is filed, every frame is.
 fn first_frame_filed(stream: &Keyspace, index: &Keyspace) -> Result<bool, StoreError> {
     let Some(guard) = stream.first_key_value() else {
         return Ok(true);
     };
     let (key, json) = guard.into_inner().map_err(StoreError::fjall)?;
     let Ok(frame) = super::frame::Frame::from_json(&json) else {
-        return Ok(true);
+        return Ok(false);
     };
     let mut entry = frame.topic.into_bytes();
     entry.push(0);

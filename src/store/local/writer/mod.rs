@@ -467,6 +467,39 @@ mod tests {
     }
 
     #[test]
+    fn a_new_index_is_marked_even_when_the_first_batch_stored_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut writer = writer(&tmp.path().join("store"));
+        writer.local.prepare().unwrap();
+        // The first batch fails (no room, as far as the reserve knows).
+        writer.local.space.set_unflushed(1 << 50);
+        let failed = apply(
+            &mut writer,
+            vec![WriteOp::Append(Draft::new("order.ready"), None)],
+        );
+        assert!(
+            matches!(failed[0], Err(StoreError::NoSpace(_))),
+            "{failed:?}"
+        );
+        writer.local.space.set_unflushed(0);
+        let spaces = writer.local.keyspaces_if_made().unwrap().clone();
+        let index = spaces.index().unwrap();
+        assert_eq!(
+            crate::store::local::schema::read(index).unwrap(),
+            Some(crate::store::local::schema::SCHEMA_VERSION)
+        );
+        // A topic newer cross.stream's migration would rename is ours.
+        let stored = apply(
+            &mut writer,
+            vec![WriteOp::Append(Draft::new("order.ready"), None)],
+        );
+        assert_eq!(
+            topic_ids(&writer.local, "order.ready"),
+            vec![frame(&stored[0]).id]
+        );
+    }
+
+    #[test]
     fn a_crash_before_the_index_is_made_is_mended_at_the_next_open() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("store");
