@@ -361,6 +361,55 @@ fn meta_topics_and_remove() {
 }
 
 #[test]
+fn ack_nack_and_groups_settle_a_consumer_groups_frames() {
+    use std::io::BufRead;
+    let server = Server::start(&[]);
+    let sock = server.sock();
+    let sock = sock.to_str().expect("utf-8 path");
+    for job in ["one", "two"] {
+        assert!(xs(&["append", sock, "job"], Some(job.as_bytes()))
+            .status
+            .success());
+    }
+    // A consumer takes both, then goes away holding them.
+    let mut consumer = Command::new(XS)
+        .args(["consume", sock, "workers", "-T", "job", "--start", "first"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn xs consume");
+    let mut lines = std::io::BufReader::new(consumer.stdout.take().expect("stdout")).lines();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let line = lines.next().expect("a frame").expect("read");
+        let frame: Value = serde_json::from_str(&line).expect("frame JSON");
+        ids.push(frame["id"].as_str().expect("id").to_string());
+    }
+    consumer.kill().expect("kill");
+    let _ = consumer.wait();
+    let got = Nu::new().eval(
+        &server.sock(),
+        &format!(
+            r#"{{
+              acked: (.ack workers {a})
+              again: (.ack workers {a})
+              nacked: (.nack workers {b} | get nacked)
+              groups: (.groups | select group topics)
+            }}"#,
+            a = ids[0],
+            b = ids[1]
+        ),
+    );
+    assert_eq!(strings(&got["acked"]["acked"]), [ids[0].as_str()]);
+    assert_eq!(strings(&got["again"]["unknown"]), [ids[0].as_str()]);
+    assert_eq!(strings(&got["nacked"]), [ids[1].as_str()]);
+    assert_eq!(
+        got["groups"],
+        serde_json::json!([{"group": "workers", "topics": "job"}])
+    );
+}
+
+#[test]
 fn follows_stream_and_last_follows() {
     let server = Server::start(&[]);
     let nu = Nu::new();

@@ -198,6 +198,30 @@ export def .remove [
 # Remove a frame.
 export alias .rm = .remove
 
+# Acknowledge frames a consumer group handed out (`xs consume`): they are
+# done and never handed out again. {acked, unknown}: unknown ids were not
+# pending.
+export def .ack [
+  group: string   # the consumer group
+  ...ids: string  # frame ids
+]: nothing -> record {
+  run-xs ack (xs-addr) $group ...$ids | from json
+}
+
+# Hand frames of a consumer group out again now. {nacked, unknown}.
+export def .nack [
+  group: string   # the consumer group
+  ...ids: string  # frame ids
+]: nothing -> record {
+  run-xs nack (xs-addr) $group ...$ids | from json
+}
+
+# The store's consumer groups: topics, position, pending frames and who
+# holds them.
+export def .groups []: nothing -> list<record> {
+  run-xs groups (xs-addr) | lines | each { from json }
+}
+
 # Run a Nushell script on the server: a file, -c '<script>', or the script
 # as pipeline input. Its output comes back as xs eval prints it.
 export def .eval [
