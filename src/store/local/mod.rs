@@ -105,8 +105,8 @@ impl Broken {
 /// topic index (filing every frame of that batch) and ours right after
 /// that batch. fjall syncs four times to make a database and about
 /// fifteen times for each keyspace (`strace`: 31 syncs before `xs.start`
-/// instead of 115), and a fresh store answers its first request in a
-/// third of the time. Until a keyspace exists it holds nothing, and
+/// instead of 115; docs/benchmarks.md has the times). Until a keyspace
+/// exists it holds nothing, and
 /// readers treat it so: a topic read before the index exists reads the
 /// stream (`Local::scan`). A store that has a database opens it and gets
 /// every keyspace at once (a folder written by cross.stream has only the
