@@ -3,26 +3,30 @@
 # with what the pages show.
 #
 # How it works: for each page checked, the ```console blocks are read in
-# order; each `$ command` line runs in one bash (so `&`, `%1` and `wait`
-# mean what they mean at a prompt) in a fresh folder, and what it prints
-# (stdout and stderr) is compared with the lines the page shows under it.
+# order; each `$ command` line runs in one bash (so `&`, `%1`, `wait` and
+# `$?` mean what they mean at a prompt) in a fresh folder, and what it
+# prints (stdout and stderr) is compared with the lines the page shows
+# under it. A line ending in `\` goes on on the next line, as in bash.
 # Ids, times and timestamps vary from run to run: the first time a page's
 # id meets the real id at the same place, the two are paired, later
 # commands get the real id in place of the page's, and the comparison
-# wants every later sighting to agree with that pairing. Payload hashes
-# are compared as they are (the same bytes give the same hash). A
-# `$ cat <file>` whose file does not exist creates it from the lines the
-# page shows; a code block after "Save it as `<file>`:" is saved there. A
-# `xs serve … &` line waits until the store answers; a `xs cat … -f` line
-# (another terminal, in the README) runs in the background and is compared
-# once the page is done. http-api.md's curl lines are run one by one.
+# wants every later sighting to agree with that pairing. HTTP `Date:`
+# headers are not compared, nor the CRs ending curl -i's header lines.
+# Payload hashes are compared as they are (the same bytes give the same
+# hash). A `$ cat <file>` whose file does not exist creates it from the
+# lines the page shows; a code block after "Save it as `<file>`:" is saved
+# there. A `xs serve … &` line waits until the store answers; a
+# `xs cat … -f` line (another terminal, in the README) runs in the
+# background and is compared once the page is done. http-api.md's curl
+# lines are run one by one.
 # `skipped` and `varies` below name the few commands that are not run or
 # whose output changes beyond ids and times.
 #
 # Usage: scripts/check-docs.sh [page.md … | http-api]
 # Default: README.md, docs/cli.md, docs/kv-and-views.md, docs/http-api.md,
-# docs/nushell.md (some 15 s). Other pages run too, but may need more (a
-# terminal for `xs ps`'s table, Redis, curl's progress meter hidden).
+# docs/nushell.md, docs/event-sourcing/cond.md (some 20 s). Other pages
+# run too, but may need more (a terminal for `xs ps`'s table, Redis,
+# curl's progress meter hidden).
 # The binary is $XS_BIN, else target/release/xs, else `xs` on PATH.
 # Exits 1 with a diff (page's lines `-`, real output `+`) on a mismatch.
 
@@ -67,7 +71,10 @@ extract() {
     !inblk && match($0, /[Ss]ave it as `[^`]+`/) { s = substr($0, RSTART, RLENGTH); sub(/^[^`]*`/, "", s); sub(/`$/, "", s); saveas = s; next }
     !inblk && pend && match($0, /^`[^`]+`:/) { s = substr($0, 2, RLENGTH - 3); saveas = s; pend = 0; next }
     !inblk { pend = 0; next }
-    inblk && /^\$ / { print "C " substr($0, 3); next }
+    # A command ending in a backslash goes on on the next line: the two
+    # are joined, as bash joins them.
+    inblk && cont { c = c $0; if (!sub(/\\$/, "", c)) { print "C " c; cont = 0 }; next }
+    inblk && /^\$ / { c = substr($0, 3); if (sub(/\\$/, "", c)) cont = 1; else print "C " c; next }
     inblk { print "O " $0 }
     ' "$1"
 }
@@ -99,6 +106,9 @@ normalise() {
         return out s
     }
     function times(s) {
+        # curl -i shows the headers with CRLF, which a terminal does not show.
+        sub(/\r$/, "", s)
+        sub("^Date: " L L L ", " D D " " L L L " " D D D D " " D D ":" D D ":" D D " GMT$", "Date: <date>", s)
         gsub(D D D D "-" D D "-" D D "T" D D ":" D D ":" D D "(\\.[0-9]+)?(Z|[+-]" D D ":" D D ")", "<timestamp>", s)
         gsub("^" D D ":" D D ":" D D "\\." D D D " " A A A A A " ", "<time> <id5> ", s)
         gsub(/"(ts_ms|counter_hi|counter_lo)": [0-9]+/, "\"<n>\": <n>", s)
@@ -108,7 +118,7 @@ normalise() {
     }
     BEGIN {
         # mawk has no {n} intervals: spell the patterns out.
-        D = "[0-9]"; A = "[0-9a-z]"; IDRE = "0"
+        D = "[0-9]"; A = "[0-9a-z]"; L = "[A-Za-z]"; IDRE = "0"
         for (i = 0; i < 24; i++) IDRE = IDRE A
         B = "[0-9A-Za-z+/]"; HRE = "sha256-"
         for (i = 0; i < 43; i++) HRE = HRE B
@@ -192,11 +202,13 @@ check_page() { # page.md
     echo "== $name"
     (
         cd "$dir" || exit 1
-        n=0; cmd=; file=; follows=
+        n=0; cmd=; file=; follows=; rc=0
         eval_compare() {
             # A blank line ends what a command shows on the page.
             sed -e :a -e '/^\n*$/{$d;N;ba' -e '}' "exp.$n" > exp.tmp && mv exp.tmp "exp.$n"
-            eval "$real" < /dev/null > "act.$n" 2>&1
+            # $? in a command is the status of the command before it.
+            (exit "$rc"); eval "$real" < /dev/null > "act.$n" 2>&1
+            rc=$?
             vary=0; varies "$name" "$cmd" && vary=1
             normalise "$dir/map" "$dir/exp.$n" "$dir/act.$n" $vary
             compare "$name: \$ $cmd" "$dir/exp.$n" "$dir/act.$n" || echo 1 > failed
@@ -319,7 +331,7 @@ check_http_api() {
 
 if [ $# -eq 0 ]; then
     set -- "$ROOT/README.md" "$ROOT/docs/cli.md" "$ROOT/docs/kv-and-views.md" http-api \
-        "$ROOT/docs/nushell.md"
+        "$ROOT/docs/nushell.md" "$ROOT/docs/event-sourcing/cond.md"
 fi
 for p in "$@"; do
     case $p in
