@@ -3,26 +3,32 @@
 # with what the pages show.
 #
 # How it works: for each page checked, the ```console blocks are read in
-# order; each `$ command` line runs in one bash (so `&`, `%1` and `wait`
-# mean what they mean at a prompt) in a fresh folder, and what it prints
-# (stdout and stderr) is compared with the lines the page shows under it.
+# order; each `$ command` line runs in one bash (so `&`, `%1`, `wait` and
+# `$?` mean what they mean at a prompt) in a fresh folder, and what it
+# prints (stdout and stderr) is compared with the lines the page shows
+# under it. A line ending in `\` goes on on the next line, as in bash.
 # Ids, times and timestamps vary from run to run: the first time a page's
 # id meets the real id at the same place, the two are paired, later
 # commands get the real id in place of the page's, and the comparison
-# wants every later sighting to agree with that pairing. Payload hashes
-# are compared as they are (the same bytes give the same hash). A
-# `$ cat <file>` whose file does not exist creates it from the lines the
-# page shows; a code block after "Save it as `<file>`:" is saved there. A
-# `xs serve … &` line waits until the store answers; a `xs cat … -f` line
-# (another terminal, in the README) runs in the background and is compared
-# once the page is done. http-api.md's curl lines are run one by one.
+# wants every later sighting to agree with that pairing. HTTP `Date:`
+# headers are not compared, nor the CRs ending curl -i's header lines.
+# Payload hashes are compared as they are (the same bytes give the same
+# hash). A `$ cat <file>` whose file does not exist creates it from the
+# lines the page shows; a code block after "Save it as `<file>`:" is saved
+# there. A `xs serve … &` line waits until the store answers; a
+# `xs cat … -f` line (another terminal, in the README) runs in the
+# background and is compared once the page is done. http-api.md's curl
+# lines are run one by one.
 # `skipped` and `varies` below name the few commands that are not run or
-# whose output changes beyond ids and times.
+# whose output changes beyond ids and times. A command still running after
+# $CMD_LIMIT seconds (60) fails its page (a wait loop whose condition a
+# wrong page never meets).
 #
 # Usage: scripts/check-docs.sh [page.md … | http-api]
 # Default: README.md, docs/cli.md, docs/kv-and-views.md, docs/http-api.md,
-# docs/nushell.md (some 15 s). Other pages run too, but may need more (a
-# terminal for `xs ps`'s table, Redis, curl's progress meter hidden).
+# docs/nushell.md, docs/event-sourcing/cond.md and groups.md (some 25 s).
+# Other pages run too, but may need more (a terminal for `xs ps`'s table,
+# Redis, curl's progress meter hidden).
 # The binary is $XS_BIN, else target/release/xs, else `xs` on PATH.
 # Exits 1 with a diff (page's lines `-`, real output `+`) on a mismatch.
 
@@ -53,6 +59,7 @@ cleanup() {
 trap cleanup EXIT
 
 FAILED=0
+CMD_LIMIT=${CMD_LIMIT:-60}
 
 # The page's commands and the lines shown under each, as records:
 # "C <command>", "O <line>", "F <file>" then "W <line>" (a file to write).
@@ -67,7 +74,10 @@ extract() {
     !inblk && match($0, /[Ss]ave it as `[^`]+`/) { s = substr($0, RSTART, RLENGTH); sub(/^[^`]*`/, "", s); sub(/`$/, "", s); saveas = s; next }
     !inblk && pend && match($0, /^`[^`]+`:/) { s = substr($0, 2, RLENGTH - 3); saveas = s; pend = 0; next }
     !inblk { pend = 0; next }
-    inblk && /^\$ / { print "C " substr($0, 3); next }
+    # A command ending in a backslash goes on on the next line: the two
+    # are joined, as bash joins them.
+    inblk && cont { c = c $0; if (!sub(/\\$/, "", c)) { print "C " c; cont = 0 }; next }
+    inblk && /^\$ / { c = substr($0, 3); if (sub(/\\$/, "", c)) cont = 1; else print "C " c; next }
     inblk { print "O " $0 }
     ' "$1"
 }
@@ -99,6 +109,9 @@ normalise() {
         return out s
     }
     function times(s) {
+        # curl -i shows the headers with CRLF, which a terminal does not show.
+        sub(/\r$/, "", s)
+        sub("^Date: " L L L ", " D D " " L L L " " D D D D " " D D ":" D D ":" D D " GMT$", "Date: <date>", s)
         gsub(D D D D "-" D D "-" D D "T" D D ":" D D ":" D D "(\\.[0-9]+)?(Z|[+-]" D D ":" D D ")", "<timestamp>", s)
         gsub("^" D D ":" D D ":" D D "\\." D D D " " A A A A A " ", "<time> <id5> ", s)
         gsub(/"(ts_ms|counter_hi|counter_lo)": [0-9]+/, "\"<n>\": <n>", s)
@@ -108,7 +121,7 @@ normalise() {
     }
     BEGIN {
         # mawk has no {n} intervals: spell the patterns out.
-        D = "[0-9]"; A = "[0-9a-z]"; IDRE = "0"
+        D = "[0-9]"; A = "[0-9a-z]"; L = "[A-Za-z]"; IDRE = "0"
         for (i = 0; i < 24; i++) IDRE = IDRE A
         B = "[0-9A-Za-z+/]"; HRE = "sha256-"
         for (i = 0; i < 43; i++) HRE = HRE B
@@ -186,73 +199,105 @@ varies() {
 }
 
 check_page() { # page.md
-    page=$1; name=$(basename "$page" .md)
-    dir="$WORK/$name"; mkdir -p "$dir"; : > "$dir/map"
-    extract "$page" > "$dir/records"
-    echo "== $name"
+    __page=$1; __name=$(basename "$__page" .md)
+    __dir="$WORK/$__name"; mkdir -p "$__dir"; : > "$__dir/map"
+    extract "$__page" > "$__dir/records"
+    echo "== $__name"
     (
-        cd "$dir" || exit 1
-        n=0; cmd=; file=; follows=
+        # The page's commands run in this shell: its own variables are
+        # named __* so that theirs (`for n in …`) do not overwrite them.
+        cd "$__dir" || exit 1
+        __n=0; __cmd=; __file=; __follows=; __rc=0
+        # The watchdog below asks a command that runs too long to stop (a
+        # wait for a condition a wrong page never meets): the page fails.
+        trap 'exit 1' USR1
         eval_compare() {
             # A blank line ends what a command shows on the page.
-            sed -e :a -e '/^\n*$/{$d;N;ba' -e '}' "exp.$n" > exp.tmp && mv exp.tmp "exp.$n"
-            eval "$real" < /dev/null > "act.$n" 2>&1
-            vary=0; varies "$name" "$cmd" && vary=1
-            normalise "$dir/map" "$dir/exp.$n" "$dir/act.$n" $vary
-            compare "$name: \$ $cmd" "$dir/exp.$n" "$dir/act.$n" || echo 1 > failed
+            sed -e :a -e '/^\n*$/{$d;N;ba' -e '}' "exp.$__n" > exp.tmp && mv exp.tmp "exp.$__n"
+            # $? in a command is the status of the command before it.
+            (exit "$__rc"); eval "$__real" < /dev/null > "act.$__n" 2>&1
+            __rc=$?
+            __vary=0; varies "$__name" "$__cmd" && __vary=1
+            normalise "$__dir/map" "$__dir/exp.$__n" "$__dir/act.$__n" $__vary
+            compare "$__name: \$ $__cmd" "$__dir/exp.$__n" "$__dir/act.$__n" || echo 1 > failed
         }
         flush() {
-            [ -n "$cmd" ] || return 0
-            n=$((n + 1))
-            if skipped "$name" "$cmd"; then
-                echo "$name: not run: \$ $cmd"
-                cmd=; return 0
+            [ -n "$__cmd" ] || return 0
+            __n=$((__n + 1))
+            if skipped "$__name" "$__cmd"; then
+                echo "$__name: not run: \$ $__cmd"
+                __cmd=; return 0
             fi
-            real=$(real_ids "$dir/map" "$cmd")
-            case $real in
+            __real=$(real_ids "$__dir/map" "$__cmd")
+            printf '%s\n' "$__cmd" > running
+            case $__real in
             "cat "*)
-                f=${real#cat }
-                [ -e "$f" ] || cp "$dir/exp.$n" "$f"
+                __f=${__real#cat }
+                [ -e "$__f" ] || cp "$__dir/exp.$__n" "$__f"
                 ;;
             esac
-            case $real in
+            case $__real in
             *"xs serve "*"&")
                 # Its log lines go to the terminal in the page; here they
                 # are not compared.
-                case $real in *"2>"*) ;; *) real="${real%&} 2>> serve.log &" ;; esac
-                eval "$real" < /dev/null > /dev/null
+                case $__real in *"2>"*) ;; *) __real="${__real%&} 2>> serve.log &" ;; esac
+                eval "$__real" < /dev/null > /dev/null
                 echo $! >> serve.pids
-                wait_served "$real" || echo 1 > failed
+                wait_served "$__real" || echo 1 > failed
                 ;;
             "timeout "*) eval_compare ;;
             *"xs cat "*" -f"*)
-                eval "$real" < /dev/null > "act.$n" 2>&1 &
-                follows="$follows $n"
+                eval "$__real" < /dev/null > "act.$__n" 2>&1 &
+                __follows="$__follows $__n"
                 # Let it subscribe before the next command appends.
                 sleep 0.3
                 ;;
             *) eval_compare ;;
             esac
-            printf '%s\n' "$cmd" > "cmd.$n"
-            cmd=
+            printf '%s\n' "$__cmd" > "cmd.$__n"
+            __cmd=
         }
         : > exp.0
-        while IFS= read -r rec <&3; do
-            kind=${rec%% *}; line=${rec#? }
-            case $kind in
-            C) flush; cmd=$line; : > "exp.$((n + 1))" ;;
-            O) printf '%s\n' "$line" >> "exp.$((n + 1))" ;;
-            F) flush; file=$line; : > "$file" ;;
-            W) printf '%s\n' "$line" >> "$file" ;;
+        while IFS= read -r __rec <&3; do
+            __kind=${__rec%% *}; __line=${__rec#? }
+            case $__kind in
+            C) flush; __cmd=$__line; : > "exp.$((__n + 1))" ;;
+            O) printf '%s\n' "$__line" >> "exp.$((__n + 1))" ;;
+            F) flush; __file=$__line; : > "$__file" ;;
+            W) printf '%s\n' "$__line" >> "$__file" ;;
             esac
         done 3< records
         flush
-        for k in $follows; do
-            normalise "$dir/map" "$dir/exp.$k" "$dir/act.$k"
-            compare "$name: (followed) \$ $(cat "cmd.$k")" "$dir/exp.$k" "$dir/act.$k" || echo 1 > failed
+        rm -f running
+        for __k in $__follows; do
+            normalise "$__dir/map" "$__dir/exp.$__k" "$__dir/act.$__k"
+            compare "$__name: (followed) \$ $(cat "cmd.$__k")" "$__dir/exp.$__k" "$__dir/act.$__k" || echo 1 > failed
         done
-    )
-    [ -f "$dir/failed" ] && FAILED=1
+    ) &
+    watchdog $! "$__dir" "$__name"
+    [ -f "$__dir/failed" ] && FAILED=1
+}
+
+# Waits for a page's shell (pid $1, folder $2, page $3) to end; once a
+# command has run for $CMD_LIMIT seconds (the folder's `running` that
+# old), the page fails: the shell is asked to stop (USR1, which it heeds
+# between two commands, as in a wait loop), and 5 s later stopped.
+watchdog() {
+    local t=0 since
+    while kill -0 "$1" 2>/dev/null; do
+        sleep 0.2
+        since=$(stat -c %Y "$2/running" 2>/dev/null) || continue
+        [ $(($(date +%s) - since)) -ge "$CMD_LIMIT" ] || continue
+        if [ $t -eq 0 ]; then
+            echo "$3: \$ $(cat "$2/running")"
+            echo "  still running after ${CMD_LIMIT}s: stopped"
+            echo 1 > "$2/failed"
+            kill -USR1 "$1" 2>/dev/null
+        fi
+        t=$((t + 1))
+        [ $t -eq 25 ] && kill "$1" 2>/dev/null
+    done
+    wait "$1"
 }
 
 # http-api.md: every curl line of "With curl" against a store holding a
@@ -319,7 +364,8 @@ check_http_api() {
 
 if [ $# -eq 0 ]; then
     set -- "$ROOT/README.md" "$ROOT/docs/cli.md" "$ROOT/docs/kv-and-views.md" http-api \
-        "$ROOT/docs/nushell.md"
+        "$ROOT/docs/nushell.md" "$ROOT/docs/event-sourcing/cond.md" \
+        "$ROOT/docs/event-sourcing/groups.md"
 fi
 for p in "$@"; do
     case $p in
