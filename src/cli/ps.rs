@@ -1,5 +1,6 @@
 //! `xs ps <addr> [--json]`: the process table — aligned columns on a
-//! terminal, NDJSON with `--json` or when piped.
+//! terminal, NDJSON with `--json` or when piped. `listing` is that shape
+//! for any NDJSON route (`xs retain` uses it too).
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -21,6 +22,18 @@ const COLUMNS: [&str; 8] = [
 ];
 
 pub fn ps(args: Vec<OsString>) -> Result<(), Stop> {
+    listing(args, "/ps", "the process table", &COLUMNS)
+}
+
+/// `xs <command> <addr> [--json]` for a route that answers NDJSON rows
+/// (`/ps`, `/retain`): aligned `columns` on a terminal; the NDJSON itself
+/// with `--json` or when piped.
+pub fn listing(
+    args: Vec<OsString>,
+    route: &str,
+    what: &str,
+    columns_shown: &[&str],
+) -> Result<(), Stop> {
     use lexopt::prelude::*;
     let mut json = false;
     let mut positionals = Vec::new();
@@ -35,21 +48,15 @@ pub fn ps(args: Vec<OsString>) -> Result<(), Stop> {
     }
     let [addr] = exactly(positionals, ["addr"])?;
     let address = Address::parse(&addr)?;
-    let mut response = call(&address, Request::get("/ps".to_string()))?;
+    let mut response = call(&address, Request::get(route.to_string()))?;
     let body = response
         .body
         .text(16 * 1024 * 1024)
-        .map_err(|e| Stop::Failed(format!("reading the process table: {e}")))?;
-    let terminal = std::io::stdout().is_terminal();
-    if json || !terminal {
+        .map_err(|e| Stop::Failed(format!("reading {what}: {e}")))?;
+    if json || !std::io::stdout().is_terminal() {
         return to_stdout(body.as_bytes());
     }
-    to_stdout(table(&body).as_bytes())
-}
-
-/// The NDJSON rows as aligned columns under a header.
-pub fn table(ndjson: &str) -> String {
-    columns(&COLUMNS, ndjson)
+    to_stdout(columns(columns_shown, &body).as_bytes())
 }
 
 /// The NDJSON rows' `names` fields as aligned columns under a header
@@ -95,7 +102,8 @@ mod tests {
 
     #[test]
     fn rows_line_up() {
-        let text = table(
+        let text = columns(
+            &COLUMNS,
             r#"{"name":"web","kind":"service","state":"running","pid":42,"since":"2026-01-01T00:00:00+00:00","restarts":0,"last_exit":null,"last_error":null}"#,
         );
         let lines: Vec<&str> = text.lines().collect();
