@@ -122,16 +122,7 @@ pub fn nack(args: Vec<OsString>) -> Result<(), Stop> {
 }
 
 fn settle(args: Vec<OsString>, route: &str) -> Result<(), Stop> {
-    use lexopt::prelude::*;
-    let mut positionals = Vec::new();
-    let mut p = parser(args);
-    while let Some(arg) = p.next()? {
-        match arg {
-            Short('h') | Long("help") => return Err(Stop::Help),
-            Value(value) => positionals.push(text(value)?),
-            _ => return Err(arg.unexpected().into()),
-        }
-    }
+    let mut positionals = super::args::positionals(args)?;
     if positionals.len() < 2 {
         let missing = if positionals.is_empty() {
             "addr"
@@ -178,16 +169,7 @@ fn settle(args: Vec<OsString>, route: &str) -> Result<(), Stop> {
 
 /// `xs groups <addr>`: one JSON line per group.
 pub fn groups(args: Vec<OsString>) -> Result<(), Stop> {
-    use lexopt::prelude::*;
-    let mut positionals = Vec::new();
-    let mut p = parser(args);
-    while let Some(arg) = p.next()? {
-        match arg {
-            Short('h') | Long("help") => return Err(Stop::Help),
-            Value(value) => positionals.push(text(value)?),
-            _ => return Err(arg.unexpected().into()),
-        }
-    }
+    let positionals = super::args::positionals(args)?;
     let [addr] = exactly(positionals, ["addr"])?;
     let address = Address::parse(&addr)?;
     let mut response = call(&address, Request::get("/groups".to_string()))?;
