@@ -148,11 +148,9 @@ impl Server {
 
     /// Opens `n` connections one at a time, each answering `GET /version`
     /// before the next is opened, so every client is known to be served
-    /// before timing starts. Until c4e8722 a burst was not safe: tiny_http's
-    /// task pool queued connections opened together behind busy keep-alive
-    /// connections (typically 4 of 16 got a thread, the rest waited until
-    /// one of those closed); a connection left unserved now fails here,
-    /// within `HANDSHAKE_TIMEOUT`, instead of skewing the figures.
+    /// before timing starts: a connection the server left without a thread
+    /// (queued behind busy keep-alive ones) fails here, within
+    /// `HANDSHAKE_TIMEOUT`, instead of skewing the figures.
     pub(crate) fn connect_served(&self, n: usize) -> Res<Vec<Conn>> {
         let mut conns = Vec::with_capacity(n);
         for at in 0..n {
