@@ -68,6 +68,20 @@ impl Metrics {
         }
     }
 
+    /// Whether a removed frame of `topic` counts under `index` (the keys
+    /// `count_removed_topics` adds to).
+    pub fn counts_under(index: &str, topic: &str) -> bool {
+        if index == "*" {
+            return true;
+        }
+        if let Some(exact) = index.strip_prefix("t:") {
+            return topic == exact;
+        }
+        index
+            .strip_prefix("p:")
+            .is_some_and(|prefix| topic.starts_with(prefix))
+    }
+
     /// Frames removed so far under an index (`t:<topic>`, `p:<prefix.>`,
     /// `*`).
     pub fn removed_under(&self, index: &str) -> u64 {
@@ -140,5 +154,27 @@ impl<'a> FollowerGuard<'a> {
 impl Drop for FollowerGuard<'_> {
     fn drop(&mut self) {
         self.0.followers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Metrics;
+
+    #[test]
+    fn a_topic_counts_under_the_indexes_its_removal_adds_to() {
+        let topics = ["log", "log.app", "log.app.err", "logs", "metrics"];
+        let indexes = ["*", "t:log", "t:log.app", "p:log.", "p:log.app.", "p:logs."];
+        for topic in topics {
+            let metrics = Metrics::default();
+            metrics.count_removed_topics(&[topic.to_string()]);
+            for index in indexes {
+                assert_eq!(
+                    Metrics::counts_under(index, topic),
+                    metrics.removed_under(index) == 1,
+                    "{topic} under {index}"
+                );
+            }
+        }
     }
 }

@@ -364,37 +364,24 @@ impl Store {
     /// `filter`) through the normal remove path, unless frames were
     /// removed since the count of removals was `seen` (`removal_count`):
     /// then `None`, nothing removed (the caller's totals may overstate).
-    /// Atomic on Redis (one script); here the writer is ours alone and the
-    /// check is made just before.
+    /// The check and the removals are one step on both backends: one
+    /// script on Redis, one request in the writer's batch locally.
     pub(in crate::store) fn remove_if_unchanged(
         &self,
         filter: &TopicFilter,
         ids: &[Id],
         seen: u64,
     ) -> Result<Option<u64>, StoreError> {
-        match &self.inner.backend {
-            Backend::Redis(redis) => {
-                let index = retain::removal_index(filter);
-                let removed = redis.remove_if_unchanged(&index, ids, seen)?;
-                if let Some(n @ 1..) = removed {
-                    metrics::Metrics::add(&self.inner.metrics.removed_frames, n);
-                    metrics::Metrics::add(&self.inner.metrics.remove_commits, 1);
-                }
-                Ok(removed)
-            }
-            Backend::Local(_) => {
-                if self.removal_count(filter)? != seen {
-                    return Ok(None);
-                }
-                let replies: Vec<_> = ids
-                    .iter()
-                    .map(|id| self.submit(WriteOp::Remove(*id)))
-                    .collect();
-                for reply in replies {
-                    reply.recv().map_err(|_| StoreError::Closed)??;
-                }
-                Ok(Some(ids.len() as u64))
-            }
+        let op = WriteOp::RemoveIfUnchanged {
+            index: retain::removal_index(filter),
+            ids: ids.to_vec(),
+            seen,
+        };
+        match self.write(op)? {
+            WriteOutcome::Removed(removed) => Ok(removed),
+            other => Err(StoreError::Storage(format!(
+                "a conditional removal was answered {other:?}"
+            ))),
         }
     }
 
@@ -471,7 +458,9 @@ impl Store {
                 frame,
                 duplicate: true,
             }),
-            WriteOutcome::Done => Err(StoreError::Storage("append returned no frame".into())),
+            WriteOutcome::Done | WriteOutcome::Removed(_) => {
+                Err(StoreError::Storage("append returned no frame".into()))
+            }
         }
     }
 
@@ -612,7 +601,9 @@ impl Store {
         id::check_room_after(frame.id).map_err(StoreError::BadInput)?;
         match self.write(WriteOp::Import(frame, None))? {
             WriteOutcome::Frame(frame) | WriteOutcome::Duplicate(frame) => Ok(frame),
-            WriteOutcome::Done => Err(StoreError::Storage("import returned no frame".into())),
+            WriteOutcome::Done | WriteOutcome::Removed(_) => {
+                Err(StoreError::Storage("import returned no frame".into()))
+            }
         }
     }
 

@@ -26,9 +26,10 @@
 //! each batch done before the next, so appends interleave. Each batch is
 //! conditional (`Store::remove_if_unchanged`): if anyone removed frames
 //! under the pattern since the rule was counted, nothing is removed and
-//! the rule counts again next sweep. On Redis the check and the removal
-//! are one script, so two nodes sweeping at once never both remove "the
-//! oldest" frames; removing an absent frame is a no-op anyway.
+//! the rule counts again next sweep. The check and the removal are one
+//! step: one request to the local writer, which counts what its batch
+//! removed before it; one script on Redis, so two nodes sweeping at once
+//! never both remove "the oldest" frames.
 
 use std::collections::HashMap;
 use std::ops::Bound;

@@ -120,6 +120,15 @@ impl RedisWriter {
                 super::sweeper::count_removed(&self.metrics, &removed);
                 Ok(WriteOutcome::Done)
             }
+            // The check and the removals are one script.
+            WriteOp::RemoveIfUnchanged { index, ids, seen } => {
+                let removed = self.redis.remove_if_unchanged(index, ids, *seen)?;
+                if let Some(n @ 1..) = removed {
+                    Metrics::add(&self.metrics.removed_frames, n);
+                    Metrics::add(&self.metrics.remove_commits, 1);
+                }
+                Ok(WriteOutcome::Removed(removed))
+            }
             WriteOp::KvSet(key, value) => self
                 .redis
                 .run_script(&[b"kvset", key.as_bytes(), value])

@@ -154,6 +154,16 @@ pub(in crate::store) enum WriteOp {
     /// A frame stored verbatim (id, hash and ttl kept); not news.
     Import(Frame, Option<Vec<u8>>),
     Remove(Id),
+    /// Removals that go only if no frame under `index` (`t:<topic>`,
+    /// `p:<prefix.>`, `*`) was removed since the requester counted `seen`
+    /// removals there: the check and the removals are one step, so nothing
+    /// removed in between (`xs remove`, a ttl) makes them remove more than
+    /// the requester's count allows (the retention sweeper's batches).
+    RemoveIfUnchanged {
+        index: String,
+        ids: Vec<Id>,
+        seen: u64,
+    },
     /// A payload kept without a frame (`POST /cas`), made durable by the
     /// backend with its next write.
     KeepPayload(String, Vec<u8>),
@@ -182,6 +192,9 @@ pub enum WriteOutcome {
     /// An append whose idempotency key was seen within the dedup window:
     /// the frame it appended then; nothing was written now.
     Duplicate(Frame),
+    /// `RemoveIfUnchanged`: how many ids were removed, or `None` when a
+    /// removal under the index came first and nothing was removed.
+    Removed(Option<u64>),
     Done,
 }
 

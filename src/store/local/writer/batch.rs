@@ -34,6 +34,7 @@ use crate::store::head::{Published, TopicFrame};
 use crate::store::id::{check_room_after, next_id_after, now_ms, Id};
 use crate::store::local::dedup::DedupKey;
 use crate::store::local::{Keyspaces, Ours};
+use crate::store::metrics::Metrics;
 use crate::store::topic::index_prefixes;
 use crate::store::ttl::Ttl;
 use crate::store::write::{
@@ -175,6 +176,9 @@ impl<'w> Batch<'w> {
             WriteOp::Append(draft, payload) => self.stage_append(draft, payload.as_deref())?,
             WriteOp::Import(frame, payload) => self.stage_import(frame, payload.as_deref())?,
             WriteOp::Remove(id) => self.stage_remove(*id),
+            WriteOp::RemoveIfUnchanged { index, ids, seen } => {
+                self.stage_remove_if_unchanged(index, ids, *seen)
+            }
             WriteOp::KeepPayload(hash, bytes) => self.stage_payload(hash, bytes),
             WriteOp::PayloadsSynced(keys) => self.stage_forget(keys),
             WriteOp::ForgetOldKeys => {
@@ -461,8 +465,12 @@ impl<'w> Batch<'w> {
     }
 
     /// A removal: the frame, its index keys and its expiry key; removing
-    /// an id that is not there succeeds.
+    /// an id that is not there (or that this batch already removes)
+    /// succeeds and changes nothing.
     fn stage_remove(&mut self, id: Id) -> WriteReply {
+        if self.removed.contains(&id) {
+            return Ok(WriteOutcome::Done);
+        }
         if let Some(hash) = self.stage_remove_frame(id)? {
             self.removed.insert(id);
             self.deletion_bytes += TOMBSTONES_PER_FRAME;
@@ -471,6 +479,25 @@ impl<'w> Batch<'w> {
         }
         self.done.published.removed.push(id);
         Ok(WriteOutcome::Done)
+    }
+
+    /// Removals that go only if the frames removed under `index` are still
+    /// `seen`: those committed (the writer's count) and those this batch
+    /// staged before this request.
+    fn stage_remove_if_unchanged(&mut self, index: &str, ids: &[Id], seen: u64) -> WriteReply {
+        let staged = self
+            .done
+            .removed_topics
+            .iter()
+            .filter(|topic| Metrics::counts_under(index, topic))
+            .count() as u64;
+        if self.writer.metrics.removed_under(index) + staged != seen {
+            return Ok(WriteOutcome::Removed(None));
+        }
+        for id in ids {
+            self.stage_remove(*id)?;
+        }
+        Ok(WriteOutcome::Removed(Some(ids.len() as u64)))
     }
 
     /// Stages the removal of a frame; returns `None` when there is no such
@@ -643,6 +670,7 @@ fn needs_ours(op: &WriteOp) -> bool {
         WriteOp::Groups(writes) => !writes.is_empty(),
         WriteOp::Nothing => false,
         WriteOp::Remove(_)
+        | WriteOp::RemoveIfUnchanged { .. }
         | WriteOp::KeepPayload(..)
         | WriteOp::KvSet(..)
         | WriteOp::KvDelete(_) => true,

@@ -591,4 +591,63 @@ mod tests {
         let replies = apply(&mut writer, vec![expecting(ExpectLast::Id(second.id))]);
         frame(&replies[0]);
     }
+
+    #[test]
+    fn a_conditional_removal_counts_what_its_batch_removed_before_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut writer = writer(&tmp.path().join("store"));
+        let appended = apply(
+            &mut writer,
+            ["log", "log", "log", "other"]
+                .iter()
+                .map(|topic| WriteOp::Append(Draft::new(*topic), None))
+                .collect(),
+        );
+        let ids: Vec<_> = appended.iter().map(|reply| frame(reply).id).collect();
+        let unless_removed = |seen: u64, id| WriteOp::RemoveIfUnchanged {
+            index: "t:log".into(),
+            ids: vec![id],
+            seen,
+        };
+        // A removal under the index earlier in the same batch: refused,
+        // nothing removed by it.
+        let replies = apply(
+            &mut writer,
+            vec![WriteOp::Remove(ids[0]), unless_removed(0, ids[1])],
+        );
+        assert!(
+            matches!(replies[1], Ok(WriteOutcome::Removed(None))),
+            "{replies:?}"
+        );
+        assert_eq!(topic_ids(&writer.local, "log"), vec![ids[1], ids[2]]);
+        // Counted from the committed removal on; one under another topic
+        // does not count.
+        let replies = apply(
+            &mut writer,
+            vec![WriteOp::Remove(ids[3]), unless_removed(1, ids[1])],
+        );
+        assert!(
+            matches!(replies[1], Ok(WriteOutcome::Removed(Some(1)))),
+            "{replies:?}"
+        );
+        assert_eq!(topic_ids(&writer.local, "log"), vec![ids[2]]);
+    }
+
+    #[test]
+    fn a_frame_removed_twice_in_one_batch_releases_its_payload_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut writer = writer(&tmp.path().join("store"));
+        let hash = "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+        let with_payload = || WriteOp::Append(Draft::new("t").hash(Some(hash.into())), None);
+        let appended = apply(&mut writer, vec![with_payload(), with_payload()]);
+        let first = frame(&appended[0]).id;
+        assert_eq!(writer.local.refs(hash).unwrap(), 2);
+        let replies = apply(
+            &mut writer,
+            vec![WriteOp::Remove(first), WriteOp::Remove(first)],
+        );
+        assert!(replies.iter().all(|r| r.is_ok()), "{replies:?}");
+        // The other frame still holds it.
+        assert_eq!(writer.local.refs(hash).unwrap(), 1);
+    }
 }
