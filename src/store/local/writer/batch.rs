@@ -483,7 +483,7 @@ impl<'w> Batch<'w> {
 
     /// Removals that go only if the frames removed under `index` are still
     /// `seen`: those committed (the writer's count) and those this batch
-    /// staged before this request.
+    /// staged before this request. Answers how many frames it removed.
     fn stage_remove_if_unchanged(&mut self, index: &str, ids: &[Id], seen: u64) -> WriteReply {
         let staged = self
             .done
@@ -494,10 +494,13 @@ impl<'w> Batch<'w> {
         if self.writer.metrics.removed_under(index) + staged != seen {
             return Ok(WriteOutcome::Removed(None));
         }
+        let before = self.done.frames_removed;
         for id in ids {
             self.stage_remove(*id)?;
         }
-        Ok(WriteOutcome::Removed(Some(ids.len() as u64)))
+        Ok(WriteOutcome::Removed(Some(
+            self.done.frames_removed - before,
+        )))
     }
 
     /// Stages the removal of a frame; returns `None` when there is no such
