@@ -337,6 +337,72 @@ fn the_cli_consumes_acks_nacks_and_lists_groups() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+#[test]
+fn deleting_a_group_ends_its_consumers_and_forgets_its_state() {
+    let mut server = Server::start(&[]);
+    let store = addr(&server);
+    let jobs = append_jobs(&server, 3);
+    let query = "topics=job&start=first&max-inflight=2&ack-wait=30s";
+    let mut doomed = consume(&server, "doomed", query);
+    let mut kept = consume(&server, "kept", query);
+    for stream in [&mut doomed, &mut kept] {
+        let got: Vec<String> = (0..2)
+            .map(|_| id(&try_next(stream, T).expect("a frame")).to_string())
+            .collect();
+        assert_eq!(got, jobs[..2]);
+    }
+
+    let r = server.delete("/groups/doomed");
+    assert_eq!(r.status, 204, "{}", r.text());
+    // Its consumer's stream ends; the other group's goes on.
+    doomed.expect_closed(T);
+    ack(&server, "kept", &[&jobs[0]]);
+    assert_eq!(id(&try_next(&mut kept, T).expect("a frame")), jobs[2]);
+    let names: Vec<Value> = server.get("/groups").json().as_array().unwrap().to_vec();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert_eq!(names[0]["group"], "kept");
+    // Gone: nothing pending to ack, a second delete finds nothing.
+    let answer = ack(&server, "doomed", &[&jobs[1]]);
+    assert_eq!(answer["acked"].as_array().unwrap().len(), 0, "{answer}");
+    let r = server.delete("/groups/doomed");
+    assert_eq!(r.status, 404);
+    assert!(
+        r.text().contains("no consumer group doomed"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(server.delete("/groups/9bad").status, 400);
+
+    // The name is free: a new group under it starts afresh, with new
+    // topics, and nothing of the old one comes back after a restart.
+    let other = server.append("other", b"x");
+    let mut fresh = consume(&server, "doomed", "topics=other&start=first");
+    let frame = try_next(&mut fresh, T).expect("a frame");
+    assert_eq!(
+        (id(&frame), frame["deliveries"].as_u64()),
+        (id(&other), Some(1))
+    );
+    drop(fresh);
+    server.restart();
+    let state = group(&server, "doomed");
+    assert_eq!(state["topics"], "other");
+    assert_eq!(state["position"], id(&other));
+    assert_eq!(state["pending"], 1, "{state}");
+    assert_eq!(state["frames"][0]["id"], id(&other));
+
+    // The CLI: --delete, and exit 1 with the reason when there is none.
+    ok(&xs(&["groups", &store, "--delete", "doomed"]));
+    let out = xs(&["groups", &store, "--delete", "doomed"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no consumer group doomed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = ok(&xs(&["groups", &store]));
+    assert!(!listed.contains("\"doomed\""), "{listed}");
+}
+
 /// Two nodes on one Redis, a consumer on each: no frame is handed to both.
 #[test]
 fn two_nodes_share_a_group_without_doubling_work() {
@@ -379,6 +445,13 @@ fn two_nodes_share_a_group_without_doubling_work() {
         "both nodes worked"
     );
     assert_eq!(group(&b, "shared")["pending"], 0);
+    // Deleted on one node, the group is gone on both: each node's
+    // consumer stream ends.
+    assert_eq!(a.delete("/groups/shared").status, 204);
+    for consumer in &mut consumers {
+        consumer.expect_closed(T);
+    }
+    assert_eq!(b.get("/groups").json(), serde_json::json!([]));
 }
 
 // ---------------------------------------------------------------------------
@@ -431,6 +504,12 @@ fn an_actor_in_a_group_acks_what_it_handled_and_nacks_what_failed() {
         outs.iter().all(|f| f["meta"]["actor_id"].is_string()),
         "tagged"
     );
+    // Its group deleted under it, the actor ends with the reason, and
+    // does not make the group again.
+    assert_eq!(server.delete("/groups/crew").status, 204);
+    let fin = waits::wait_topic(&server, "xs.actor.worker.fin.error");
+    assert_eq!(fin["meta"]["error"], "no consumer group crew");
+    assert_eq!(server.get("/groups").json(), serde_json::json!([]));
 }
 
 /// The same actor on two nodes of one Redis: each is a member, and every

@@ -457,7 +457,7 @@ fn eval_list_stream_is_streamed_while_the_script_still_runs() {
     // The first line arrives though the script never ends.
     let started = Instant::now();
     let frame = stream.frame();
-    assert!(started.elapsed() < Duration::from_millis(500));
+    assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(frame["id"], first["id"]);
     assert_eq!(stream.frame()["topic"], "xs.threshold");
     assert!(!stream.ended, "the stream must stay open");

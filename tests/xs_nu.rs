@@ -395,6 +395,8 @@ fn ack_nack_and_groups_settle_a_consumer_groups_frames() {
               again: (.ack workers {a})
               nacked: (.nack workers {b} | get nacked)
               groups: (.groups | select group topics)
+              deleted: (.groups --delete workers; .groups | length)
+              redelete: (try {{ .groups --delete workers; "deleted" }} catch {{|e| $e.msg }})
             }}"#,
             a = ids[0],
             b = ids[1]
@@ -406,6 +408,11 @@ fn ack_nack_and_groups_settle_a_consumer_groups_frames() {
     assert_eq!(
         got["groups"],
         serde_json::json!([{"group": "workers", "topics": "job"}])
+    );
+    assert_eq!(got["deleted"], 0);
+    assert_eq!(
+        got["redelete"],
+        "xs groups: command error: no consumer group workers"
     );
 }
 

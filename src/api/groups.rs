@@ -1,5 +1,6 @@
 //! Consumer group routes: `GET /consume/<group>` (a consumer's stream of
-//! frames), `POST /ack/<group>`, `POST /nack/<group>`, `GET /groups`.
+//! frames), `POST /ack/<group>`, `POST /nack/<group>`, `GET /groups`,
+//! `DELETE /groups/<group>`.
 //!
 //! How a consumer's stream works: the connection joins the group, then
 //! claims frames (`Store::group_claim`) and writes each as an NDJSON line
@@ -7,7 +8,8 @@
 //! waits for new frames, an ack or nack, or a short poll (a pending frame
 //! falling due), and sends a lone newline about once a second so a client
 //! that went away is noticed. When the stream ends for any reason the
-//! consumer leaves: its pending frames are due at once for the others.
+//! consumer leaves: its pending frames are due at once for the others. A
+//! deleted group ends its consumers' streams at their next claim.
 
 use std::time::{Duration, Instant};
 
@@ -19,7 +21,7 @@ use super::respond::{Answer, ChunkedStream, Handled, Reply};
 use super::write::read_small_body;
 use crate::store::groups::{parse_duration, Member, Start, DEFAULT_ACK_WAIT, DEFAULT_MAX_INFLIGHT};
 use crate::store::id::{fresh_id, parse_id};
-use crate::store::{Id, Store};
+use crate::store::{Id, Store, StoreError};
 
 /// How often an idle consumer's stream checks its client is there.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -107,6 +109,8 @@ fn stream(joined: Leave, request: Request) {
         }
         let claim = match store.group_claim(member) {
             Ok(claim) => claim,
+            // Deleted: the stream ends as when the server stops.
+            Err(StoreError::NoGroup(_)) => break,
             Err(e) => {
                 // Headers are gone already: end the stream, say why on
                 // stderr; the client reconnects.
@@ -173,6 +177,12 @@ pub fn settle(store: &Store, request: &mut Request, group: &str, nack: bool) -> 
         "{}\n",
         json!({ key: settled, "unknown": unknown })
     )))
+}
+
+/// `DELETE /groups/<group>`: `204`, or `404` when there is no such group.
+pub fn delete(store: &Store, group: &str) -> Handled<Reply> {
+    store.group_delete(group)?;
+    Ok(Reply::status(204))
 }
 
 /// `GET /groups`: every group as a JSON array.

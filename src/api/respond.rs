@@ -25,6 +25,7 @@ pub fn status_of(error: &StoreError) -> u16 {
     match error {
         StoreError::BadInput(_) | StoreError::BadBody(_) => 400,
         StoreError::TooLarge(_) => 413,
+        StoreError::NoGroup(_) => 404,
         StoreError::Conflict(_) | StoreError::NotLast { .. } => 409,
         StoreError::NoSpace(_) => 507,
         StoreError::Unavailable(_) | StoreError::Closed => 503,

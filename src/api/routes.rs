@@ -100,6 +100,9 @@ fn route(context: &Context, listener: &Listener, request: &mut Request) -> Handl
             write::append(store, request, topic, &pairs, limits).map(Answer::from)
         }
         (Method::Get, ["groups"]) => super::groups::list(store).map(Answer::from),
+        (Method::Delete, ["groups", group]) => {
+            super::groups::delete(store, group).map(Answer::from)
+        }
         (Method::Get, ["consume", group]) => super::groups::consume(store, group, &pairs),
         (Method::Post, ["ack", group]) => {
             super::groups::settle(store, request, group, false).map(Answer::from)

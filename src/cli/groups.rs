@@ -167,11 +167,31 @@ fn settle(args: Vec<OsString>, route: &str) -> Result<(), Stop> {
     body_to_stdout(&mut response.body, Lines::DropBlank)
 }
 
-/// `xs groups <addr>`: one JSON line per group.
+/// `xs groups <addr>`: one JSON line per group; `--delete <group>`
+/// deletes one instead.
 pub fn groups(args: Vec<OsString>) -> Result<(), Stop> {
-    let positionals = super::args::positionals(args)?;
+    use lexopt::prelude::*;
+    let mut positionals = Vec::new();
+    let mut delete = None;
+    let mut p = parser(args);
+    while let Some(arg) = p.next()? {
+        match arg {
+            Short('h') | Long("help") => return Err(Stop::Help),
+            Long("delete") => delete = Some(text_value(&mut p)?),
+            Value(value) => positionals.push(text(value)?),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
     let [addr] = exactly(positionals, ["addr"])?;
     let address = Address::parse(&addr)?;
+    if let Some(group) = delete {
+        // Unlike a read's silent 404, a delete says what it did not find.
+        return match call(&address, Request::new("DELETE", format!("/groups/{group}"))) {
+            Ok(_) => Ok(()),
+            Err(Stop::NotFound) => Err(Stop::Failed(format!("no consumer group {group}"))),
+            Err(other) => Err(other),
+        };
+    }
     let mut response = call(&address, Request::get("/groups".to_string()))?;
     let body = response
         .body

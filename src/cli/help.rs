@@ -152,12 +152,19 @@ consumer (their delivery count goes on). Ids as for `xs ack`. Prints
 ";
 
 pub const GROUPS: &str = "\
-usage: xs groups <addr>
+usage: xs groups <addr> [--delete <group>]
 
 Every consumer group, one JSON line each: its topics, start, position (the
 newest frame handed out), the number of pending frames, its consumers (live
 ones and those holding frames, with their pending counts) and each pending
 frame with its consumer, delivery count and deadline.
+
+options:
+      --delete <group>    delete the group instead: its position and pending
+                          frames go (the frames themselves and <group>.dead
+                          stay); its connected consumers' streams end; exit 1
+                          when there is no such group
+  -h, --help              print this help
 ";
 
 pub const PS: &str = "\

@@ -581,7 +581,13 @@ pub const COMMANDS: &[Spec] = &[
         group: "groups",
         summary: "every consumer group: position, pending frames, consumers",
         positionals: &[ADDR],
-        flags: &[],
+        flags: &[valued(
+            "delete",
+            None,
+            "group",
+            Kind::Text,
+            "delete the group: its position and pending frames",
+        )],
     },
     Spec {
         name: "eval",

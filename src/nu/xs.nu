@@ -217,8 +217,15 @@ export def .nack [
 }
 
 # The store's consumer groups: topics, position, pending frames and who
-# holds them.
-export def .groups []: nothing -> list<record> {
+# holds them. With --delete, deletes that group instead (an error when
+# there is none).
+export def .groups [
+  --delete: string   # the group to delete: its position and pending frames
+]: nothing -> any {
+  if $delete != null {
+    run-xs groups (xs-addr) "--delete" $delete | ignore
+    return
+  }
   run-xs groups (xs-addr) | lines | each { from json }
 }
 

@@ -28,7 +28,7 @@ use crate::nu::commands::{self, AppendBuffer, AppendMode};
 use crate::nu::engine::collect;
 use crate::nu::value::{frame_record, FrameShape};
 use crate::store::groups::{self, Member};
-use crate::store::{Draft, Frame, Id, Store, StoredPayload, TopicFilter};
+use crate::store::{Draft, Frame, Id, Store, StoreError, StoredPayload, TopicFilter};
 use crate::store::{Follow, ReadEvent, ReadOptions, Reader};
 use crate::sys::process::ChildGroups;
 
@@ -365,16 +365,7 @@ impl Actor {
     /// the other members at once).
     fn run_member(self, store: &Store, stop: &AtomicBool, member: &Member) -> Ending {
         if let Err(e) = store.group_join(member) {
-            let meta = lifecycle::meta(
-                Kind::Actor,
-                self.create_id,
-                &[(
-                    "error",
-                    Json::String(format!("joining group {}: {e}", member.group)),
-                )],
-            );
-            let _ = lifecycle::emit(store, Kind::Actor, &self.name, Event::FinError, meta);
-            return Ending::Failed(e.to_string());
+            return self.fail_member(store, format!("joining group {}: {e}", member.group));
         }
         struct Leave<'a>(&'a Store, &'a Member);
         impl Drop for Leave<'_> {
@@ -407,6 +398,9 @@ impl Actor {
             }
             let claim = match store.group_claim(member) {
                 Ok(claim) => claim,
+                // Deleted under it: the actor ends as a consumer's stream
+                // does, rather than make the group again.
+                Err(e @ StoreError::NoGroup(_)) => return self.fail_member(store, e.to_string()),
                 Err(e) => {
                     // The store may come back (Redis away): try again.
                     eprintln!("xs: actor {} in group {}: {e}", self.name, member.group);
@@ -463,6 +457,17 @@ impl Actor {
                 }
             }
         }
+    }
+
+    /// A group member's `fin.error` with `error` in its meta.
+    fn fail_member(&self, store: &Store, error: String) -> Ending {
+        let meta = lifecycle::meta(
+            Kind::Actor,
+            self.create_id,
+            &[("error", Json::String(error.clone()))],
+        );
+        let _ = lifecycle::emit(store, Kind::Actor, &self.name, Event::FinError, meta);
+        Ending::Failed(error)
     }
 
     fn finish(

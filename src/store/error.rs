@@ -22,6 +22,8 @@ pub enum StoreError {
     TooLarge(u64),
     /// The write would collide with existing state.
     Conflict(String),
+    /// No consumer group of this name (never made, or deleted).
+    NoGroup(String),
     /// A conditional append (`xs-expect-last`) whose topic's newest frame
     /// is not the one expected (`None`: no frame).
     NotLast {
@@ -90,6 +92,7 @@ impl StoreError {
             StoreError::BadBody(text) => StoreError::BadBody(text.clone()),
             StoreError::TooLarge(max) => StoreError::TooLarge(*max),
             StoreError::Conflict(text) => StoreError::Conflict(text.clone()),
+            StoreError::NoGroup(group) => StoreError::NoGroup(group.clone()),
             StoreError::NotLast {
                 topic,
                 expected,
@@ -147,6 +150,7 @@ impl fmt::Display for StoreError {
             StoreError::Locked(what) => write!(f, "store locked ({what})"),
             StoreError::Unavailable(text) => write!(f, "store unavailable: {text}"),
             StoreError::Closed => f.write_str("the server is shutting down"),
+            StoreError::NoGroup(group) => write!(f, "no consumer group {group}"),
             StoreError::Io { context, error } => write!(f, "{context}: {error}"),
             StoreError::Storage(text) => f.write_str(text),
         }

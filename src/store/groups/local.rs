@@ -290,7 +290,7 @@ impl LocalGroups {
     ) -> Result<(Vec<Claimed>, bool), StoreError> {
         let mut guard = self.lock(store)?;
         let Some(group) = guard.groups().get_mut(&member.group) else {
-            return Err(StoreError::BadInput(format!("no group {}", member.group)));
+            return Err(StoreError::NoGroup(member.group.clone()));
         };
         let deadline = now.saturating_add(member.ack_wait.as_millis() as u64);
         let inflight = group.inflight(&member.consumer);
@@ -382,16 +382,48 @@ impl LocalGroups {
                 writes.push((pending_key(group_name, *id), None));
             }
         }
-        drop(guard);
         if writes.is_empty() {
             return Ok(settled);
         }
-        // Sent under no lock: the writer has every claim sent before, so
-        // order holds; waiting here lets acks of many consumers share a
-        // batch.
-        let reply = store.write(WriteOp::Groups(writes));
+        // Queued under the lock (a nack landing after the group's deletion
+        // would leave an entry behind for a group made later under the
+        // same name), waited for without it: acks of many consumers share
+        // a batch.
+        let written = store.submit(WriteOp::Groups(writes));
+        drop(guard);
+        let reply = match written.recv() {
+            Ok(reply) => reply,
+            Err(_) => Err(StoreError::Closed),
+        };
         self.made_room(group_name, &holders);
         reply.map(|_| settled)
+    }
+
+    /// Deletes a group with its pending entries; answered once durable.
+    /// Its connected consumers find it gone at their next claim.
+    pub fn delete(&self, store: &Store, name: &str) -> Result<(), StoreError> {
+        let mut guard = self.lock(store)?;
+        let Some(group) = guard.groups().remove(name) else {
+            return Err(StoreError::NoGroup(name.to_string()));
+        };
+        let mut writes = Vec::with_capacity(group.pending.len() + 1);
+        writes.push((meta_key(name), None));
+        writes.extend(
+            group
+                .pending
+                .keys()
+                .map(|id| (pending_key(name, *id), None)),
+        );
+        // Queued under the lock, as a claim's writes are: a claim queued
+        // before this one cannot land after it and bring entries back.
+        let written = store.submit(WriteOp::Groups(writes));
+        drop(guard);
+        // Consumers waiting for room look again now and find it gone.
+        self.made_room(name, &group.live.into_keys().collect());
+        match written.recv() {
+            Ok(reply) => reply.map(|_| ()),
+            Err(_) => Err(StoreError::Closed),
+        }
     }
 
     pub fn list(&self, store: &Store) -> Result<Vec<GroupInfo>, StoreError> {

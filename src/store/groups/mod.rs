@@ -10,7 +10,8 @@
 //! claimer, so a frame is pending at one consumer at a time. An ack removes
 //! the entry; a frame claimed more than `max_deliver` times is appended to
 //! `<group>.dead` (meta: the original id, topic, deliveries, reason) and
-//! acked instead of delivered.
+//! acked instead of delivered. Deleting a group drops its position and
+//! pending entries; its consumers' next claim finds it gone.
 //!
 //! Where the state lives is the backend's business, with one rule: it
 //! survives a restart. Local (`local.rs`): in memory behind one mutex,
@@ -380,6 +381,18 @@ impl Store {
                 self.inner.groups.made_room(group, &holders);
                 Ok(settled)
             }
+        }
+    }
+
+    /// Deletes a group: its position and pending entries go (its frames
+    /// and its `<group>.dead` letters stay); its connected consumers' next
+    /// claim finds it gone and their streams end. A consumer joining
+    /// afterwards makes the group anew. `NoGroup` when there is none.
+    pub fn group_delete(&self, group: &str) -> Result<(), StoreError> {
+        validate_group(group)?;
+        match &self.inner.backend {
+            Backend::Local(_) => self.inner.groups.delete(self, group),
+            Backend::Redis(redis) => redis.group_delete(group),
         }
     }
 

@@ -54,8 +54,10 @@ end
 -- claim: consumer, now, deadline, max inflight, batch, expected position,
 -- candidate ids after it (oldest first). Returns {stale, position, full,
 -- id, deliveries, ...}: stale "1" when the position moved (another node
--- claimed): the caller rescans from the position returned.
+-- claimed): the caller rescans from the position returned. Returns
+-- {'gone'} when the group was deleted, and makes none of its keys again.
 if op == 'claim' then
+  if redis.call('EXISTS', G .. 'm') == 0 then return {'gone'} end
   local consumer, now, deadline = ARGV[4], tonumber(ARGV[5]), ARGV[6]
   local max_inflight, batch, expected = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
   redis.call('ZADD', G .. 'l', now, consumer)
@@ -123,8 +125,18 @@ if op == 'settle' then
   return out
 end
 
+-- delete: the group and its pending entries. Returns 1, or 0 when there
+-- was no such group.
+if op == 'delete' then
+  local existed = redis.call('EXISTS', G .. 'm')
+  redis.call('DEL', G .. 'm', G .. 'p', G .. 'd', G .. 'c', G .. 'l')
+  redis.call('SREM', P .. 'groups', ARGV[3])
+  return existed
+end
+
 -- leave: consumer. Its pending frames are due now, for any consumer.
 if op == 'leave' then
+  if redis.call('EXISTS', G .. 'm') == 0 then return 0 end
   local consumer = ARGV[4]
   redis.call('ZREM', G .. 'l', consumer)
   local all = redis.call('HGETALL', G .. 'p')

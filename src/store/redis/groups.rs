@@ -181,6 +181,9 @@ impl Redis {
             ];
             args.extend(candidates.iter().map(|c| c.as_bytes()));
             let answer = texts(self.groups.run(self, &member.group, &args)?);
+            if answer.first().map(String::as_str) == Some("gone") {
+                return Err(StoreError::NoGroup(member.group.clone()));
+            }
             if answer.len() < 3 {
                 return Err(StoreError::Storage(
                     "unexpected answer claiming frames".into(),
@@ -247,6 +250,23 @@ impl Redis {
         Ok((settled, holders))
     }
 
+    /// Deletes a group with its pending entries, for every node: their
+    /// consumers find it gone at their next claim.
+    pub fn group_delete(&self, group: &str) -> Result<(), StoreError> {
+        let answer = self
+            .groups
+            .run(self, group, &[b"delete", group.as_bytes()])?;
+        self.groups
+            .positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(group);
+        match answer {
+            Value::Int(1) => Ok(()),
+            _ => Err(StoreError::NoGroup(group.to_string())),
+        }
+    }
+
     pub fn groups(&self) -> Result<Vec<GroupInfo>, StoreError> {
         let mut names: Vec<String> =
             self.with(|con| redis::cmd("SMEMBERS").arg(self.key("groups")).query(con))?;
@@ -257,6 +277,10 @@ impl Redis {
             let g = |suffix: &str| self.key(&format!("g:{name}:{suffix}"));
             let meta: HashMap<String, String> =
                 self.with(|con| redis::cmd("HGETALL").arg(g("m")).query(con))?;
+            if meta.is_empty() {
+                // Deleted since the names were read.
+                continue;
+            }
             let pending: Vec<(String, String)> =
                 self.with(|con| redis::cmd("HGETALL").arg(g("p")).query(con))?;
             let live: Vec<String> = self.with(|con| {
