@@ -168,7 +168,11 @@ fn removed_expired_and_ephemeral_frames_are_not_the_topics_last() {
     // An expired `time:` frame, swept or not, is not the last: what a
     // read of the topic shows is.
     let brief = server.append_q("acct", "ttl=time:200", b"brief");
-    assert_eq!(last_id(&server, "acct").as_deref(), Some(id(&brief)));
+    let last = last_id(&server, "acct");
+    // (Only while it lives: a slow machine may take longer than that.)
+    if now_ms() < id_ms(id(&brief)) + 200 {
+        assert_eq!(last.as_deref(), Some(id(&brief)));
+    }
     assert!(
         wait_until(Duration::from_secs(5), || last_id(&server, "acct")
             .as_deref()
