@@ -432,6 +432,12 @@ impl Store {
 
     /// Sends a change and waits for its outcome.
     pub(in crate::store) fn write(&self, op: WriteOp) -> WriteReply {
+        self.queue(op).wait()
+    }
+
+    /// Sends a change; its outcome is waited for with the `Waiter` (for
+    /// callers that must queue under a lock and wait without it).
+    pub(in crate::store) fn queue(&self, op: WriteOp) -> Arc<Waiter> {
         let waiter = Arc::new(Waiter::default());
         let request = WriteRequest {
             op,
@@ -439,7 +445,7 @@ impl Store {
         };
         // A failed send drops the request, whose `Answer` then says Closed.
         let _ = self.inner.writer.send(request);
-        waiter.wait()
+        waiter
     }
 
     /// Appends a frame; returns it with its id once acknowledged.

@@ -17,6 +17,7 @@
 //! - `\0g\0<group>\0p<16-byte id>` → `{"consumer","deliveries","deadline"}`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -43,6 +44,9 @@ pub struct LocalGroups {
     /// `max_inflight` waits for room without waking all the others (used
     /// on both backends).
     rooms: Mutex<HashMap<String, Arc<Room>>>,
+    /// Acks and nacks decided under the lock and not yet sent to the
+    /// writer (`delete` waits for them).
+    settling: AtomicUsize,
 }
 
 /// A consumer's "room was made" signal.
@@ -385,16 +389,16 @@ impl LocalGroups {
         if writes.is_empty() {
             return Ok(settled);
         }
-        // Queued under the lock (a nack landing after the group's deletion
-        // would leave an entry behind for a group made later under the
-        // same name), waited for without it: acks of many consumers share
-        // a batch.
-        let written = store.submit(WriteOp::Groups(writes));
+        // Sent under no lock: the writer has every claim sent before, so
+        // order holds; waiting here lets acks of many consumers share a
+        // batch, and the lock is free for the other consumers (sending
+        // under it costs them: docs/design.md). Counted as sending until
+        // sent, so a deletion can wait for it.
+        self.settling.fetch_add(1, Ordering::SeqCst);
         drop(guard);
-        let reply = match written.recv() {
-            Ok(reply) => reply,
-            Err(_) => Err(StoreError::Closed),
-        };
+        let written = store.queue(WriteOp::Groups(writes));
+        self.settling.fetch_sub(1, Ordering::SeqCst);
+        let reply = written.wait();
         self.made_room(group_name, &holders);
         reply.map(|_| settled)
     }
@@ -414,8 +418,14 @@ impl LocalGroups {
                 .keys()
                 .map(|id| (pending_key(name, *id), None)),
         );
-        // Queued under the lock, as a claim's writes are: a claim queued
-        // before this one cannot land after it and bring entries back.
+        // Queued after every change to the group: claims and leaves send
+        // under the lock, which this holds; acks and nacks decided before
+        // it took the lock may still be sending (a nack landing after
+        // this would leave an entry behind for a group made later under
+        // the same name). No new one can start while the lock is held.
+        while self.settling.load(Ordering::SeqCst) > 0 {
+            std::thread::yield_now();
+        }
         let written = store.submit(WriteOp::Groups(writes));
         drop(guard);
         // Consumers waiting for room look again now and find it gone.
