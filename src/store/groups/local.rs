@@ -426,14 +426,11 @@ impl LocalGroups {
         while self.settling.load(Ordering::SeqCst) > 0 {
             std::thread::yield_now();
         }
-        let written = store.submit(WriteOp::Groups(writes));
+        let written = store.queue(WriteOp::Groups(writes));
         drop(guard);
         // Consumers waiting for room look again now and find it gone.
         self.made_room(name, &group.live.into_keys().collect());
-        match written.recv() {
-            Ok(reply) => reply.map(|_| ()),
-            Err(_) => Err(StoreError::Closed),
-        }
+        written.wait().map(|_| ())
     }
 
     pub fn list(&self, store: &Store) -> Result<Vec<GroupInfo>, StoreError> {
